@@ -1,0 +1,164 @@
+//! StreamLake configuration (SPEC C1, C2, C4): one TOML file, overridden by `STREAMLAKE_*`
+//! environment variables, validated as a whole.
+//!
+//! Layering: built-in defaults, then the file, then the environment. Nested keys are joined with
+//! `__`: `STREAMLAKE_KAFKA__BOOTSTRAP_SERVERS=kafka:9092` sets `kafka.bootstrap_servers`.
+//!
+//! Loading never stops at the first problem: each section, tenant and topic is read on its own,
+//! then the semantic rules run over what could be read, and every problem is returned together
+//! in [`ConfigErrors`], each naming the file (or environment variable), the key and the rule.
+//!
+//! This crate reads and checks configuration; it does not compile schemas or talk to Kafka.
+//!
+//! # Layout
+//! - [`model`]: the serde structs, one per section; their doc comments document every key.
+//! - [`error`]: [`ConfigError`] and [`ConfigErrors`].
+//! - `load`: layering, per-section extraction and the semantic checks; [`Config`] is the result.
+
+pub mod error;
+mod load;
+pub mod model;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use error::{ConfigError, ConfigErrors};
+pub use load::{load, load_str, ENV_PREFIX};
+pub use model::*;
+use streamlake_core::{DatasetId, TenantId, TopicNaming, TopicRole, TopicSpec};
+
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "./streamlake-data";
+
+/// A loaded and validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (schema paths are relative to its directory).
+    pub file: Option<PathBuf>,
+    /// Where StreamLake keeps its state (the embedded broker's storage, sink files).
+    pub data_dir: PathBuf,
+    /// Kafka connection.
+    pub kafka: KafkaConfig,
+    /// Embedded broker settings.
+    pub broker: BrokerConfig,
+    /// HTTP server settings.
+    pub http: HttpConfig,
+    /// Topic naming templates.
+    pub naming: TopicNaming,
+    /// Defaults for topics.
+    pub topic_defaults: TopicDefaults,
+    /// Tenants by id.
+    pub tenants: BTreeMap<TenantId, Tenant>,
+    /// Topics declared by name in `[[topics]]`.
+    pub topics: Vec<TopicConfig>,
+}
+
+/// A tenant with its resolved topic names.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    /// Tenant id.
+    pub id: TenantId,
+    /// Human-readable name.
+    pub display_name: String,
+    /// The tenant's dead-letter topic.
+    pub dlq_topic: String,
+    /// Datasets by id.
+    pub datasets: BTreeMap<DatasetId, Dataset>,
+}
+
+/// A dataset with its resolved topic names and schema path.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Dataset id.
+    pub id: DatasetId,
+    /// Schema file, resolved against the config file's directory.
+    pub schema_path: PathBuf,
+    /// Pinned schema version.
+    pub schema_version: String,
+    /// Partition key.
+    pub key: KeySpec,
+    /// Raw topic name.
+    pub raw_topic: String,
+    /// Clean topic name.
+    pub clean_topic: String,
+    /// Partition count of its raw and clean topics.
+    pub partitions: i32,
+}
+
+impl Config {
+    /// Whether StreamLake must start its own broker (no `kafka.bootstrap_servers`).
+    pub fn uses_embedded_broker(&self) -> bool {
+        self.kafka.bootstrap_servers.is_none()
+    }
+
+    /// Every topic the configuration declares: `[[topics]]` first, then each tenant's dead-letter
+    /// topic and each dataset's raw and clean topics unless `[[topics]]` already names them.
+    pub fn declared_topics(&self) -> Vec<TopicSpec> {
+        let mut specs: Vec<TopicSpec> = self.topics.iter().map(|t| self.spec_of(t)).collect();
+        let mut derived = Vec::new();
+        for tenant in self.tenants.values() {
+            derived.push((tenant.dlq_topic.clone(), self.topic_defaults.partitions));
+            for ds in tenant.datasets.values() {
+                derived.push((ds.raw_topic.clone(), ds.partitions));
+                derived.push((ds.clean_topic.clone(), ds.partitions));
+            }
+        }
+        for (name, partitions) in derived {
+            if specs.iter().any(|s| s.name == name) {
+                continue;
+            }
+            let topic = TopicConfig {
+                name,
+                partitions: Some(partitions),
+                replication_factor: None,
+                retention_ms: None,
+                compression: None,
+                cleanup_policy: None,
+                configs: BTreeMap::new(),
+            };
+            specs.push(self.spec_of(&topic));
+        }
+        specs
+    }
+
+    fn spec_of(&self, t: &TopicConfig) -> TopicSpec {
+        let d = &self.topic_defaults;
+        let mut configs = BTreeMap::new();
+        if let Some(ms) = t.retention_ms.or(d.retention_ms) {
+            configs.insert("retention.ms".to_owned(), ms.to_string());
+        }
+        if let Some(c) = t.compression.or(d.compression) {
+            configs.insert("compression.type".to_owned(), c.as_kafka().to_owned());
+        }
+        if let Some(p) = t.cleanup_policy.or(d.cleanup_policy) {
+            configs.insert("cleanup.policy".to_owned(), p.as_kafka().to_owned());
+        }
+        configs.extend(t.configs.clone());
+        TopicSpec {
+            name: t.name.clone(),
+            partitions: t.partitions.unwrap_or(d.partitions),
+            replication_factor: t.replication_factor.unwrap_or(d.replication_factor),
+            configs,
+        }
+    }
+
+    /// Resolves a topic name for `role` of a dataset (used by components that only know ids).
+    pub fn topic_of(&self, role: TopicRole, tenant: &TenantId, dataset: &DatasetId) -> String {
+        let t = self.tenants.get(tenant);
+        let ds = t.and_then(|t| t.datasets.get(dataset));
+        match (role, t, ds) {
+            (TopicRole::Dlq, Some(t), _) => t.dlq_topic.clone(),
+            (TopicRole::Raw, _, Some(ds)) => ds.raw_topic.clone(),
+            (TopicRole::Clean, _, Some(ds)) => ds.clean_topic.clone(),
+            _ => self.naming.topic(role, tenant, dataset),
+        }
+    }
+
+    /// The directory relative paths in the file are resolved against.
+    pub fn base_dir(&self) -> &Path {
+        self.file
+            .as_deref()
+            .and_then(Path::parent)
+            .unwrap_or_else(|| Path::new("."))
+    }
+}

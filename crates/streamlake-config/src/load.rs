@@ -1,0 +1,540 @@
+//! Layering and validation. Each section, tenant and topic is extracted on its own so one bad
+//! value does not hide the others; semantic rules then run over everything that was readable.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::value::{Dict, Value};
+use figment::Figment;
+use serde::de::DeserializeOwned;
+use streamlake_core::{validate_topic_name, DatasetId, TenantId, TopicNaming, TopicRole};
+
+use crate::error::{ConfigError, ConfigErrors};
+use crate::model::*;
+use crate::{Config, Dataset, Tenant, DEFAULT_DATA_DIR};
+
+/// Prefix of environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "STREAMLAKE_";
+
+const SECTIONS: &[&str] = &[
+    "data_dir",
+    "kafka",
+    "broker",
+    "http",
+    "naming",
+    "topic_defaults",
+    "tenants",
+    "topics",
+];
+
+/// Loads `path`, applies `STREAMLAKE_*` environment overrides and validates the result.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    if let Err(e) = std::fs::metadata(path) {
+        return Err(ConfigErrors(vec![ConfigError {
+            origin: path.display().to_string(),
+            key: String::new(),
+            problem: format!("cannot read the configuration file: {e}"),
+        }]));
+    }
+    let figment = Figment::new()
+        .merge(Toml::file_exact(path))
+        .merge(env_overrides());
+    resolve(&figment, Some(path))
+}
+
+/// Loads configuration from a TOML string without environment overrides; relative paths are
+/// resolved against `base_dir`.
+pub fn load_str(toml: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    let figment = Figment::new().merge(Toml::string(toml));
+    let pseudo_file = base_dir.join("<string>");
+    resolve(&figment, Some(&pseudo_file))
+}
+
+/// Environment overrides: only variables whose first key segment is a known section, so
+/// unrelated `STREAMLAKE_*` variables (e.g. the CLI's `STREAMLAKE_CONFIG`) are not mistaken for
+/// configuration.
+fn env_overrides() -> Env {
+    Env::prefixed(ENV_PREFIX)
+        .filter(|key| {
+            let first = key.as_str().split("__").next().unwrap_or_default();
+            SECTIONS.iter().any(|s| first.eq_ignore_ascii_case(s))
+        })
+        .split("__")
+}
+
+struct Collector<'a> {
+    figment: &'a Figment,
+    file: String,
+    errors: Vec<ConfigError>,
+}
+
+impl Collector<'_> {
+    /// Records a semantic problem at `key`, attributed to whichever source supplied the key.
+    fn push(&mut self, key: &str, problem: impl Into<String>) {
+        let origin = self
+            .figment
+            .find_metadata(key)
+            .map(|m| origin_of(m, key))
+            .unwrap_or_else(|| self.file.clone());
+        self.errors.push(ConfigError {
+            origin,
+            key: key.to_owned(),
+            problem: problem.into(),
+        });
+    }
+
+    fn push_figment(&mut self, prefix: &str, err: figment::Error) {
+        for e in err {
+            let key = full_key(prefix, &e.path);
+            let origin = e
+                .metadata
+                .as_ref()
+                .map(|m| origin_of(m, &key))
+                .unwrap_or_else(|| self.file.clone());
+            self.errors.push(ConfigError {
+                origin,
+                key,
+                problem: e.kind.to_string(),
+            });
+        }
+    }
+
+    /// Extracts the section at `key`, or its default when absent or invalid (recording why).
+    fn section<T: DeserializeOwned + Default>(&mut self, key: &str) -> T {
+        if self.figment.find_value(key).is_err() {
+            return T::default();
+        }
+        match self.figment.extract_inner::<T>(key) {
+            Ok(v) => v,
+            Err(e) => {
+                self.push_figment(key, e);
+                T::default()
+            }
+        }
+    }
+}
+
+/// The dotted key of an error found under `prefix`. figment reports paths of nested
+/// extractions with the prefix's segments after the inner ones (or before, at top level);
+/// either way the prefix comes first here.
+fn full_key(prefix: &str, path: &[String]) -> String {
+    let prefix_segments: Vec<&str> = prefix.split('.').filter(|s| !s.is_empty()).collect();
+    let mut inner: Vec<&str> = path.iter().map(String::as_str).collect();
+    if inner.ends_with(&prefix_segments) {
+        inner.truncate(inner.len() - prefix_segments.len());
+    } else if inner.starts_with(&prefix_segments) {
+        inner.drain(..prefix_segments.len());
+    }
+    prefix_segments
+        .into_iter()
+        .chain(inner)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn origin_of(meta: &figment::Metadata, key: &str) -> String {
+    match &meta.source {
+        Some(figment::Source::File(path)) => path.display().to_string(),
+        _ if meta.name.contains("environment") => {
+            let keys: Vec<&str> = key.split('.').collect();
+            format!(
+                "environment variable {}",
+                meta.interpolate(&figment::Profile::Default, &keys)
+            )
+        }
+        _ => meta.name.to_string(),
+    }
+}
+
+fn resolve(figment: &Figment, file: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let file_label = file.map_or_else(|| "<config>".to_owned(), |p| p.display().to_string());
+    let mut c = Collector {
+        figment,
+        file: file_label.clone(),
+        errors: Vec::new(),
+    };
+
+    let root: Dict = match figment.extract() {
+        Ok(root) => root,
+        Err(e) => {
+            // The file could not be parsed at all: nothing else can be checked.
+            c.push_figment("", e);
+            return Err(ConfigErrors(c.errors));
+        }
+    };
+    for key in root.keys() {
+        if !SECTIONS.contains(&key.as_str()) {
+            c.push(
+                key,
+                format!("unknown key; expected one of: {}", SECTIONS.join(", ")),
+            );
+        }
+    }
+
+    let data_dir: PathBuf = match figment.extract_inner::<PathBuf>("data_dir") {
+        Ok(p) => p,
+        Err(e) if figment.find_value("data_dir").is_ok() => {
+            c.push_figment("data_dir", e);
+            PathBuf::from(DEFAULT_DATA_DIR)
+        }
+        Err(_) => PathBuf::from(DEFAULT_DATA_DIR),
+    };
+    let kafka: KafkaConfig = c.section("kafka");
+    let broker: BrokerConfig = c.section("broker");
+    let http: HttpConfig = c.section("http");
+    let naming: TopicNaming = c.section("naming");
+    let topic_defaults: TopicDefaults = c.section("topic_defaults");
+    let topics = extract_topics(&mut c);
+    let raw_tenants = extract_tenants(&mut c, root.get("tenants"));
+
+    check_kafka(&mut c, &kafka, &broker, &topic_defaults, &topics);
+    check_naming(&mut c, &naming);
+    check_counts(
+        &mut c,
+        "topic_defaults",
+        Some(topic_defaults.partitions),
+        Some(topic_defaults.replication_factor),
+    );
+    check_topics(&mut c, &topics);
+
+    let base_dir = file
+        .and_then(Path::parent)
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let tenants = resolve_tenants(&mut c, raw_tenants, &naming, &topic_defaults, &base_dir);
+    check_topic_collisions(&mut c, &tenants);
+
+    if !c.errors.is_empty() {
+        return Err(ConfigErrors(c.errors));
+    }
+    Ok(Config {
+        file: file.map(Path::to_path_buf),
+        data_dir,
+        kafka,
+        broker,
+        http,
+        naming,
+        topic_defaults,
+        tenants,
+        topics,
+    })
+}
+
+fn extract_topics(c: &mut Collector<'_>) -> Vec<TopicConfig> {
+    let Ok(value) = c.figment.find_value("topics") else {
+        return Vec::new();
+    };
+    let Value::Array(_, items) = value else {
+        c.push("topics", "must be an array of tables ([[topics]])");
+        return Vec::new();
+    };
+    let mut topics = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match item.deserialize::<TopicConfig>() {
+            Ok(t) => topics.push(t),
+            Err(e) => c.push_figment(&format!("topics[{i}]"), e),
+        }
+    }
+    topics
+}
+
+fn extract_tenants(c: &mut Collector<'_>, raw: Option<&Value>) -> Vec<(String, TenantConfig)> {
+    let Some(raw) = raw else {
+        return Vec::new();
+    };
+    let Some(dict) = raw.as_dict() else {
+        c.push("tenants", "must be a table of tenants ([tenants.NAME])");
+        return Vec::new();
+    };
+    let mut tenants = Vec::new();
+    for name in dict.keys() {
+        let key = format!("tenants.{name}");
+        if name.contains('.') {
+            c.push(&key, "a tenant id must not contain '.'");
+            continue;
+        }
+        match c.figment.extract_inner::<TenantConfig>(&key) {
+            Ok(t) => tenants.push((name.clone(), t)),
+            Err(e) => c.push_figment(&key, e),
+        }
+    }
+    tenants
+}
+
+fn is_snappy(value: &str) -> bool {
+    value.trim().eq_ignore_ascii_case("snappy")
+}
+
+fn check_kafka(
+    c: &mut Collector<'_>,
+    kafka: &KafkaConfig,
+    broker: &BrokerConfig,
+    defaults: &TopicDefaults,
+    topics: &[TopicConfig],
+) {
+    if let Some(servers) = &kafka.bootstrap_servers {
+        if servers.trim().is_empty() {
+            c.push(
+                "kafka.bootstrap_servers",
+                "is empty; remove the key to use the embedded broker",
+            );
+        }
+        return;
+    }
+    if broker.startup_timeout_secs == 0 {
+        c.push("broker.startup_timeout_secs", "must be at least 1");
+    }
+    // The embedded broker cannot serve snappy batches to consumers (docs/BROKER.md).
+    const WHY: &str = "snappy is not supported by the embedded broker (its consumers stall on snappy batches); use lz4 or zstd";
+    for (section, props) in [
+        ("kafka.properties", &kafka.properties),
+        ("kafka.producer", &kafka.producer),
+    ] {
+        for prop in ["compression.type", "compression.codec"] {
+            if props.get(prop).is_some_and(|v| is_snappy(v)) {
+                c.push(&format!("{section}.{prop}"), WHY);
+            }
+        }
+    }
+    if defaults.compression == Some(Compression::Snappy) {
+        c.push("topic_defaults.compression", WHY);
+    }
+    for (i, t) in topics.iter().enumerate() {
+        if t.compression == Some(Compression::Snappy)
+            || t.configs
+                .get("compression.type")
+                .is_some_and(|v| is_snappy(v))
+        {
+            c.push(&format!("topics[{i}].compression"), WHY);
+        }
+    }
+}
+
+fn check_naming(c: &mut Collector<'_>, naming: &TopicNaming) {
+    for role in [TopicRole::Raw, TopicRole::Clean, TopicRole::Dlq] {
+        let key = match role {
+            TopicRole::Raw => "naming.raw",
+            TopicRole::Clean => "naming.clean",
+            TopicRole::Dlq => "naming.dlq",
+        };
+        let template = naming.template(role);
+        let rest = template.replace("{tenant}", "").replace("{dataset}", "");
+        if rest.contains('{') || rest.contains('}') {
+            c.push(
+                key,
+                format!("template \"{template}\" has an unknown placeholder; use {{tenant}} and {{dataset}}"),
+            );
+        } else if role == TopicRole::Dlq && template.contains("{dataset}") {
+            c.push(
+                key,
+                format!("template \"{template}\" must not use {{dataset}}: the dead-letter topic is per tenant"),
+            );
+        } else if role != TopicRole::Dlq && !template.contains("{tenant}") {
+            c.push(
+                key,
+                format!("template \"{template}\" must contain {{tenant}} so tenants do not share topics"),
+            );
+        }
+    }
+}
+
+fn check_counts(c: &mut Collector<'_>, at: &str, partitions: Option<i32>, rf: Option<i32>) {
+    if let Some(p) = partitions.filter(|p| *p < 1) {
+        c.push(
+            &format!("{at}.partitions"),
+            format!("is {p}; a topic needs at least 1 partition"),
+        );
+    }
+    if let Some(r) = rf.filter(|r| *r < 1) {
+        c.push(
+            &format!("{at}.replication_factor"),
+            format!("is {r}; the replication factor must be at least 1"),
+        );
+    }
+}
+
+fn check_topics(c: &mut Collector<'_>, topics: &[TopicConfig]) {
+    let mut seen = BTreeSet::new();
+    for (i, t) in topics.iter().enumerate() {
+        let at = format!("topics[{i}]");
+        if let Err(e) = validate_topic_name(&t.name) {
+            c.push(
+                &format!("{at}.name"),
+                format!("topic name \"{}\" {e}", t.name),
+            );
+        }
+        if !seen.insert(t.name.as_str()) {
+            c.push(
+                &format!("{at}.name"),
+                format!("topic \"{}\" is declared twice", t.name),
+            );
+        }
+        check_counts(c, &at, t.partitions, t.replication_factor);
+        if let Some(ms) = t.retention_ms.filter(|ms| *ms < -1) {
+            c.push(
+                &format!("{at}.retention_ms"),
+                format!("is {ms}; use -1 for unlimited or a positive number of milliseconds"),
+            );
+        }
+    }
+}
+
+fn resolve_tenants(
+    c: &mut Collector<'_>,
+    raw: Vec<(String, TenantConfig)>,
+    naming: &TopicNaming,
+    defaults: &TopicDefaults,
+    base_dir: &Path,
+) -> BTreeMap<TenantId, Tenant> {
+    let mut tenants = BTreeMap::new();
+    for (name, cfg) in raw {
+        let at = format!("tenants.{name}");
+        let id = match TenantId::new(name.clone()) {
+            Ok(id) => id,
+            Err(e) => {
+                c.push(&at, format!("tenant id \"{name}\" {e}"));
+                continue;
+            }
+        };
+        let dlq_topic = cfg
+            .dlq_topic
+            .clone()
+            .unwrap_or_else(|| naming.dlq.replace("{tenant}", id.as_str()));
+        check_topic_name(c, &format!("{at}.dlq_topic"), &dlq_topic);
+        let mut datasets = BTreeMap::new();
+        for (ds_name, ds) in cfg.datasets {
+            let ds_at = format!("{at}.datasets.{ds_name}");
+            let ds_id = match DatasetId::new(ds_name.clone()) {
+                Ok(d) => d,
+                Err(e) => {
+                    c.push(&ds_at, format!("dataset id \"{ds_name}\" {e}"));
+                    continue;
+                }
+            };
+            if let Some(dataset) =
+                resolve_dataset(c, &ds_at, &id, ds_id, ds, naming, defaults, base_dir)
+            {
+                datasets.insert(dataset.id.clone(), dataset);
+            }
+        }
+        let display_name = cfg.display_name.unwrap_or_else(|| id.to_string());
+        tenants.insert(
+            id.clone(),
+            Tenant {
+                id,
+                display_name,
+                dlq_topic,
+                datasets,
+            },
+        );
+    }
+    tenants
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resolve_dataset(
+    c: &mut Collector<'_>,
+    at: &str,
+    tenant: &TenantId,
+    id: DatasetId,
+    cfg: DatasetConfig,
+    naming: &TopicNaming,
+    defaults: &TopicDefaults,
+    base_dir: &Path,
+) -> Option<Dataset> {
+    let schema_path = base_dir.join(&cfg.schema);
+    match std::fs::read(&schema_path) {
+        Err(e) => c.push(
+            &format!("{at}.schema"),
+            format!(
+                "schema file \"{}\" cannot be read: {e}",
+                schema_path.display()
+            ),
+        ),
+        Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Err(e) => c.push(
+                &format!("{at}.schema"),
+                format!(
+                    "schema file \"{}\" is not valid JSON: {e}",
+                    schema_path.display()
+                ),
+            ),
+            Ok(v) if !(v.is_object() || v.is_boolean()) => c.push(
+                &format!("{at}.schema"),
+                format!(
+                    "schema file \"{}\" must hold a JSON object (a JSON Schema)",
+                    schema_path.display()
+                ),
+            ),
+            Ok(_) => {}
+        },
+    }
+    let pointers = cfg.key.pointers();
+    if pointers.is_empty() {
+        c.push(
+            &format!("{at}.key"),
+            "a composite key needs at least one JSON pointer",
+        );
+    }
+    for p in &pointers {
+        if !p.starts_with('/') {
+            c.push(
+                &format!("{at}.key"),
+                format!(
+                    "\"{p}\" is not a JSON pointer; write it as \"/{}\"",
+                    p.trim_start_matches('/')
+                ),
+            );
+        }
+    }
+    check_counts(c, at, cfg.partitions, None);
+    let raw_topic = cfg
+        .raw_topic
+        .unwrap_or_else(|| naming.topic(TopicRole::Raw, tenant, &id));
+    let clean_topic = cfg
+        .clean_topic
+        .unwrap_or_else(|| naming.topic(TopicRole::Clean, tenant, &id));
+    check_topic_name(c, &format!("{at}.raw_topic"), &raw_topic);
+    check_topic_name(c, &format!("{at}.clean_topic"), &clean_topic);
+    Some(Dataset {
+        id,
+        schema_path,
+        schema_version: cfg.schema_version,
+        key: cfg.key,
+        raw_topic,
+        clean_topic,
+        partitions: cfg.partitions.unwrap_or(defaults.partitions),
+    })
+}
+
+fn check_topic_name(c: &mut Collector<'_>, key: &str, name: &str) {
+    if let Err(e) = validate_topic_name(name) {
+        c.push(key, format!("topic name \"{name}\" {e}"));
+    }
+}
+
+/// Two tenants must not share a topic: their records would mix and each could read the other's
+/// data. Datasets of one tenant may share a topic (e.g. one clean topic for several datasets).
+fn check_topic_collisions(c: &mut Collector<'_>, tenants: &BTreeMap<TenantId, Tenant>) {
+    let mut owners: BTreeMap<String, (&TenantId, String)> = BTreeMap::new();
+    for t in tenants.values() {
+        let mut mine = vec![(t.dlq_topic.clone(), format!("tenants.{}.dlq_topic", t.id))];
+        for ds in t.datasets.values() {
+            let at = format!("tenants.{}.datasets.{}", t.id, ds.id);
+            mine.push((ds.raw_topic.clone(), format!("{at}.raw_topic")));
+            mine.push((ds.clean_topic.clone(), format!("{at}.clean_topic")));
+        }
+        for (topic, key) in mine {
+            match owners.get(&topic) {
+                Some((owner, first)) if *owner != &t.id => c.push(
+                    &key,
+                    format!("topic \"{topic}\" is already used by another tenant ({first})"),
+                ),
+                Some(_) => {}
+                None => {
+                    owners.insert(topic, (&t.id, key));
+                }
+            }
+        }
+    }
+}

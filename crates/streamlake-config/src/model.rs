@@ -1,0 +1,239 @@
+//! The configuration model: serde structs with `deny_unknown_fields`, one per section. Doc
+//! comments here are the reference for every key (docs/CONFIG.md points at them).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// `[kafka]`: how to reach Kafka. Without `bootstrap_servers` StreamLake starts its embedded
+/// broker and connects to that.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list of an existing Kafka cluster. Absent: embedded broker.
+    pub bootstrap_servers: Option<String>,
+    /// librdkafka properties applied to every client (TLS, SASL, `client.id`, ...).
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties for producers only; they override StreamLake's producer defaults.
+    pub producer: BTreeMap<String, String>,
+    /// librdkafka properties for consumers only.
+    pub consumer: BTreeMap<String, String>,
+}
+
+/// Storage engine of the embedded broker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerStorage {
+    /// SQLite file under the data directory: durable and correct. The default.
+    #[default]
+    Sqlite,
+    /// In memory: fast but loses and duplicates records on fetch (see docs/BROKER.md). Only for
+    /// throughput experiments.
+    Memory,
+}
+
+/// `[broker]`: the embedded Kafka-compatible broker, used when `kafka.bootstrap_servers` is
+/// absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// Address the embedded broker listens on and advertises.
+    pub listen: SocketAddr,
+    /// Path of the `tansu` executable. Absent: `$PATH`, then the location `scripts/setup.sh`
+    /// installs to.
+    pub binary: Option<PathBuf>,
+    /// Storage engine.
+    pub storage: BrokerStorage,
+    /// Seconds to wait for the broker to answer after it was started.
+    pub startup_timeout_secs: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            binary: None,
+            storage: BrokerStorage::Sqlite,
+            startup_timeout_secs: 30,
+        }
+    }
+}
+
+/// `[http]`: the HTTP server (gateway, admin API, console, metrics).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// Compression codec of a topic (`compression.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Keep whatever the producer used.
+    Producer,
+    /// Uncompressed.
+    Uncompressed,
+    /// gzip.
+    Gzip,
+    /// lz4.
+    Lz4,
+    /// zstd.
+    Zstd,
+    /// snappy. Refused with the embedded broker, whose consumers cannot read it.
+    Snappy,
+}
+
+impl Compression {
+    /// The value of Kafka's `compression.type` topic config.
+    pub fn as_kafka(self) -> &'static str {
+        match self {
+            Compression::Producer => "producer",
+            Compression::Uncompressed => "uncompressed",
+            Compression::Gzip => "gzip",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+            Compression::Snappy => "snappy",
+        }
+    }
+}
+
+/// Cleanup policy of a topic (`cleanup.policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CleanupPolicy {
+    /// Delete old segments by retention.
+    Delete,
+    /// Keep the latest record per key.
+    Compact,
+    /// Both.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// The value of Kafka's `cleanup.policy` topic config.
+    pub fn as_kafka(self) -> &'static str {
+        match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+            CleanupPolicy::CompactDelete => "compact,delete",
+        }
+    }
+}
+
+/// `[topic_defaults]`: settings of topics that do not state their own, including the raw, clean
+/// and dead-letter topics derived from datasets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicDefaults {
+    /// Partition count.
+    pub partitions: i32,
+    /// Replication factor.
+    pub replication_factor: i32,
+    /// `retention.ms`; absent leaves the broker's default.
+    pub retention_ms: Option<i64>,
+    /// `compression.type`; absent leaves the broker's default.
+    pub compression: Option<Compression>,
+    /// `cleanup.policy`; absent leaves the broker's default.
+    pub cleanup_policy: Option<CleanupPolicy>,
+}
+
+impl Default for TopicDefaults {
+    fn default() -> Self {
+        Self {
+            partitions: 3,
+            replication_factor: 1,
+            retention_ms: None,
+            compression: None,
+            cleanup_policy: None,
+        }
+    }
+}
+
+/// `[[topics]]`: a topic declared by name. Unset settings come from `[topic_defaults]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicConfig {
+    /// Topic name (Kafka rules: letters, digits, `.`, `_`, `-`; at most 249 characters).
+    pub name: String,
+    /// Partition count.
+    pub partitions: Option<i32>,
+    /// Replication factor.
+    pub replication_factor: Option<i32>,
+    /// `retention.ms` (-1: forever).
+    pub retention_ms: Option<i64>,
+    /// `compression.type`.
+    pub compression: Option<Compression>,
+    /// `cleanup.policy`.
+    pub cleanup_policy: Option<CleanupPolicy>,
+    /// Any other Kafka topic config, by its Kafka name.
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+}
+
+/// A dataset's partition key: one JSON pointer, or several joined into a composite key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum KeySpec {
+    /// One JSON pointer, e.g. `/sensor/id`.
+    Pointer(String),
+    /// Several JSON pointers; their values are joined with `|`.
+    Composite(Vec<String>),
+}
+
+impl KeySpec {
+    /// The JSON pointers of the key, in order.
+    pub fn pointers(&self) -> Vec<&str> {
+        match self {
+            KeySpec::Pointer(p) => vec![p.as_str()],
+            KeySpec::Composite(ps) => ps.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// `[tenants.NAME.datasets.NAME]`: one stream of events of one schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// JSON Schema file, relative to the config file.
+    pub schema: PathBuf,
+    /// Schema version pinned for this dataset, carried in the `schema_version` header.
+    #[serde(default = "default_schema_version")]
+    pub schema_version: String,
+    /// Partition key (SPEC C4).
+    pub key: KeySpec,
+    /// Raw topic name; default from `[naming]`.
+    pub raw_topic: Option<String>,
+    /// Clean topic name; default from `[naming]`.
+    pub clean_topic: Option<String>,
+    /// Partition count of the dataset's raw and clean topics; default from `[topic_defaults]`.
+    pub partitions: Option<i32>,
+}
+
+fn default_schema_version() -> String {
+    "1".to_owned()
+}
+
+/// `[tenants.NAME]`: a tenant and its datasets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Human-readable name shown in the console.
+    pub display_name: Option<String>,
+    /// Dead-letter topic name; default from `[naming]`.
+    pub dlq_topic: Option<String>,
+    /// The tenant's datasets, by id.
+    #[serde(default)]
+    pub datasets: BTreeMap<String, DatasetConfig>,
+}

@@ -1,0 +1,283 @@
+//! Loading and validation of configuration files: the examples load, and each kind of mistake
+//! gets its own message naming the file, the key and the problem.
+
+use std::path::{Path, PathBuf};
+
+use streamlake_config::{load, ConfigErrors};
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// Writes `toml` as `streamlake.toml` in a fresh directory holding one valid schema file.
+fn write_config(toml: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("schema.json"), r#"{"type":"object"}"#).unwrap();
+    let path = dir.path().join("streamlake.toml");
+    std::fs::write(&path, toml).unwrap();
+    (dir, path)
+}
+
+fn errors_of(toml: &str) -> (ConfigErrors, PathBuf) {
+    let (dir, path) = write_config(toml);
+    let errors = load(&path).expect_err("configuration should be rejected");
+    // Keep the directory alive until the errors were produced.
+    drop(dir);
+    (errors, path)
+}
+
+const VALID_TENANT: &str = r#"
+[tenants.acme.datasets.orders]
+schema = "schema.json"
+key = "/order_id"
+"#;
+
+#[test]
+fn air_quality_example_loads_with_both_reference_tenants() {
+    let config = load(&examples().join("air-quality/streamlake.toml")).unwrap();
+    assert!(config.uses_embedded_broker());
+    let names: Vec<String> = config.tenants.keys().map(|t| t.to_string()).collect();
+    assert_eq!(names, ["tenant-a", "tenant-b"]);
+    let topics: Vec<String> = config
+        .declared_topics()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    for t in [
+        "tenant-a.dlq",
+        "tenant-a.air-quality.raw",
+        "tenant-a.air-quality.clean",
+        "tenant-b.dlq",
+        "tenant-b.air-quality.raw",
+        "tenant-b.air-quality.clean",
+    ] {
+        assert!(
+            topics.contains(&t.to_owned()),
+            "{t} missing from {topics:?}"
+        );
+    }
+    let spec = config
+        .declared_topics()
+        .into_iter()
+        .find(|t| t.name == "tenant-a.air-quality.raw")
+        .unwrap();
+    assert_eq!(spec.partitions, 6);
+    assert_eq!(
+        spec.configs.get("retention.ms").map(String::as_str),
+        Some("604800000")
+    );
+    assert_eq!(
+        spec.configs.get("compression.type").map(String::as_str),
+        Some("lz4")
+    );
+}
+
+#[test]
+fn seed_pipeline_example_declares_the_demo_topics_with_their_settings() {
+    let config = load(&examples().join("seed-pipeline/streamlake.toml")).unwrap();
+    let topics = config.declared_topics();
+    let find = |n: &str| {
+        topics
+            .iter()
+            .find(|t| t.name == n)
+            .unwrap_or_else(|| panic!("{n}"))
+    };
+    for (name, partitions, retention) in [
+        ("user-events", 3, "604800000"),
+        ("orders", 3, "2592000000"),
+        ("payments", 5, "2592000000"),
+        ("notifications", 1, "86400000"),
+        ("order-processing.DLQ", 3, "7776000000"),
+    ] {
+        let t = find(name);
+        assert_eq!(t.partitions, partitions, "{name}");
+        assert_eq!(t.configs["retention.ms"], retention, "{name}");
+    }
+    for name in ["sensor_data", "user_activity", "processed_data", "demo.dlq"] {
+        find(name);
+    }
+    // The explicitly declared topic is not declared a second time by the dataset.
+    assert_eq!(topics.iter().filter(|t| t.name == "sensor_data").count(), 1);
+}
+
+#[test]
+fn unknown_key_is_named_with_file_and_path() {
+    let (errors, path) = errors_of(&format!(
+        "{VALID_TENANT}\n[kafka]\nbootstrap = \"x:9092\"\n"
+    ));
+    let e = errors
+        .0
+        .iter()
+        .find(|e| e.key.starts_with("kafka"))
+        .unwrap_or_else(|| panic!("{errors}"));
+    assert!(
+        e.problem.contains("unknown field") && e.problem.contains("bootstrap"),
+        "{e}"
+    );
+    assert_eq!(e.origin, path.display().to_string());
+}
+
+#[test]
+fn unknown_top_level_section_is_reported() {
+    let (errors, _) = errors_of(&format!("{VALID_TENANT}\n[kafak]\nx = 1\n"));
+    assert!(errors.mentions("kafak", "unknown key"), "{errors}");
+}
+
+#[test]
+fn wrong_type_names_the_key_and_the_expected_type() {
+    let (errors, _) = errors_of("[topic_defaults]\npartitions = \"three\"\n");
+    let e = errors
+        .0
+        .iter()
+        .find(|e| e.key == "topic_defaults.partitions")
+        .unwrap_or_else(|| panic!("{errors}"));
+    assert!(
+        e.problem.contains("invalid type") && e.problem.contains("three"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_schema_file_names_the_dataset_and_the_path() {
+    let (errors, _) =
+        errors_of("[tenants.acme.datasets.orders]\nschema = \"nope.json\"\nkey = \"/id\"\n");
+    assert!(
+        errors.mentions("tenants.acme.datasets.orders.schema", "cannot be read"),
+        "{errors}"
+    );
+    assert!(errors.to_string().contains("nope.json"));
+}
+
+#[test]
+fn bad_topic_name_is_rejected_with_the_offending_character() {
+    let (errors, _) = errors_of("[[topics]]\nname = \"bad topic\"\n");
+    assert!(
+        errors.mentions("topics[0].name", "contains ' ' at position 3"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn zero_partitions_is_rejected() {
+    let (errors, _) = errors_of("[[topics]]\nname = \"orders\"\npartitions = 0\n");
+    assert!(
+        errors.mentions("topics[0].partitions", "at least 1 partition"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn key_that_is_not_a_json_pointer_is_rejected() {
+    let (errors, _) =
+        errors_of("[tenants.acme.datasets.orders]\nschema = \"schema.json\"\nkey = \"order_id\"\n");
+    assert!(
+        errors.mentions(
+            "tenants.acme.datasets.orders.key",
+            "write it as \"/order_id\""
+        ),
+        "{errors}"
+    );
+}
+
+#[test]
+fn snappy_is_refused_for_the_embedded_broker_but_allowed_for_kafka() {
+    let toml = "[topic_defaults]\ncompression = \"snappy\"\n";
+    let (errors, _) = errors_of(toml);
+    assert!(
+        errors.mentions("topic_defaults.compression", "snappy is not supported"),
+        "{errors}"
+    );
+
+    let (_dir, path) = write_config(&format!(
+        "[kafka]\nbootstrap_servers = \"kafka:9092\"\n{toml}"
+    ));
+    assert!(load(&path).is_ok());
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let (errors, _) = errors_of(
+        r#"
+[topic_defaults]
+partitions = 0
+
+[[topics]]
+name = "a b"
+
+[[topics]]
+name = "ok"
+retention = 5
+
+[tenants.Acme.datasets.x]
+schema = "schema.json"
+key = "/id"
+
+[tenants.beta.datasets.y]
+schema = "missing.json"
+key = "/id"
+"#,
+    );
+    assert!(
+        errors.mentions("topic_defaults.partitions", "at least 1"),
+        "{errors}"
+    );
+    assert!(
+        errors.mentions("topics[0].name", "contains ' '"),
+        "{errors}"
+    );
+    assert!(
+        errors
+            .0
+            .iter()
+            .any(|e| e.key.starts_with("topics[1]") && e.problem.contains("retention")),
+        "{errors}"
+    );
+    assert!(errors.mentions("tenants.Acme", "tenant id"), "{errors}");
+    assert!(
+        errors.mentions("tenants.beta.datasets.y.schema", "cannot be read"),
+        "{errors}"
+    );
+    assert_eq!(errors.0.len(), 5, "{errors}");
+}
+
+#[test]
+fn two_tenants_cannot_share_a_topic() {
+    let (errors, _) = errors_of(
+        r#"
+[tenants.a.datasets.x]
+schema = "schema.json"
+key = "/id"
+raw_topic = "shared"
+
+[tenants.b.datasets.y]
+schema = "schema.json"
+key = "/id"
+raw_topic = "shared"
+"#,
+    );
+    assert!(
+        errors.mentions("tenants.b.datasets.y.raw_topic", "another tenant"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn syntax_error_is_reported_with_the_file() {
+    let (errors, path) = errors_of("[kafka\n");
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    assert!(
+        errors.to_string().contains(&path.display().to_string()),
+        "{errors}"
+    );
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let errors = load(Path::new("/nonexistent/streamlake.toml")).unwrap_err();
+    assert!(
+        errors
+            .to_string()
+            .contains("cannot read the configuration file"),
+        "{errors}"
+    );
+}

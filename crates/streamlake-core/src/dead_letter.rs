@@ -1,0 +1,54 @@
+//! A dead letter: the original record plus why a stage refused it (SPEC I3). Nothing is dropped
+//! silently; what a stage cannot accept travels to `{tenant}.dlq` with these fields as headers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::headers;
+
+/// The stage that refused a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Ingestion (HTTP, MQTT, sources).
+    Gateway,
+    /// A processor between raw and clean topics.
+    Processor,
+    /// A sink.
+    Sink,
+}
+
+impl Stage {
+    /// The value written to the `error.stage` header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Gateway => "gateway",
+            Stage::Processor => "processor",
+            Stage::Sink => "sink",
+        }
+    }
+}
+
+/// Why a record was dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Human-readable reason.
+    pub reason: String,
+    /// JSON pointer of the failing field (empty for the whole record).
+    pub path: String,
+    /// The rule that failed, e.g. a JSON Schema keyword.
+    pub rule: String,
+    /// The stage that refused the record.
+    pub stage: Stage,
+}
+
+impl DeadLetter {
+    /// The `error.*` headers this dead letter adds to the original record's headers.
+    pub fn headers(&self) -> [(&'static str, &str); 4] {
+        [
+            (headers::ERROR_REASON, self.reason.as_str()),
+            (headers::ERROR_PATH, self.path.as_str()),
+            (headers::ERROR_RULE, self.rule.as_str()),
+            (headers::ERROR_STAGE, self.stage.as_str()),
+        ]
+    }
+}

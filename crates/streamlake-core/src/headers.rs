@@ -1,0 +1,25 @@
+//! Names of the metadata headers attached to every record (SPEC I2, I3). Every stage reads and
+//! writes them through these constants so a rename happens in one place.
+
+/// Tenant that owns the record.
+pub const TENANT: &str = "tenant";
+/// Dataset the record belongs to.
+pub const DATASET: &str = "dataset";
+/// Pinned schema version the record was validated against.
+pub const SCHEMA_VERSION: &str = "schema_version";
+/// UUID v7 assigned at ingestion; the record's identity through every stage and sink.
+pub const INGESTION_ID: &str = "ingestion_id";
+/// Component that produced the record.
+pub const PRODUCER_SERVICE: &str = "producer_service";
+/// RFC 3339 UTC time at which the record was accepted.
+pub const INGESTED_AT: &str = "ingested_at";
+/// Media type of the payload.
+pub const CONTENT_TYPE: &str = "content-type";
+/// Dead letter: human-readable reason.
+pub const ERROR_REASON: &str = "error.reason";
+/// Dead letter: JSON pointer of the failing field.
+pub const ERROR_PATH: &str = "error.path";
+/// Dead letter: the rule (schema keyword, processor rule) that failed.
+pub const ERROR_RULE: &str = "error.rule";
+/// Dead letter: the stage that rejected the record.
+pub const ERROR_STAGE: &str = "error.stage";

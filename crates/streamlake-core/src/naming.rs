@@ -1,0 +1,79 @@
+//! Per-tenant topic naming (SPEC C2): templates with `{tenant}` and `{dataset}` placeholders.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::{DatasetId, TenantId};
+
+/// Which of a dataset's topics a name is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TopicRole {
+    /// Events as accepted by ingestion, bytes unchanged.
+    Raw,
+    /// Events after processing (validated, normalized, enriched).
+    Clean,
+    /// The tenant's dead letters, from every stage.
+    Dlq,
+}
+
+/// Naming templates. `{tenant}` and `{dataset}` are replaced; the DLQ is per tenant, so its
+/// template has no `{dataset}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicNaming {
+    /// Template of the raw topic.
+    pub raw: String,
+    /// Template of the clean topic.
+    pub clean: String,
+    /// Template of the tenant's dead-letter topic.
+    pub dlq: String,
+}
+
+impl Default for TopicNaming {
+    fn default() -> Self {
+        Self {
+            raw: "{tenant}.{dataset}.raw".to_owned(),
+            clean: "{tenant}.{dataset}.clean".to_owned(),
+            dlq: "{tenant}.dlq".to_owned(),
+        }
+    }
+}
+
+impl TopicNaming {
+    /// The template for `role`.
+    pub fn template(&self, role: TopicRole) -> &str {
+        match role {
+            TopicRole::Raw => &self.raw,
+            TopicRole::Clean => &self.clean,
+            TopicRole::Dlq => &self.dlq,
+        }
+    }
+
+    /// The topic name of `role` for a tenant's dataset.
+    pub fn topic(&self, role: TopicRole, tenant: &TenantId, dataset: &DatasetId) -> String {
+        self.template(role)
+            .replace("{tenant}", tenant.as_str())
+            .replace("{dataset}", dataset.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_templates_give_spec_names() {
+        let naming = TopicNaming::default();
+        let t = TenantId::new("tenant-a").unwrap();
+        let d = DatasetId::new("air-quality").unwrap();
+        assert_eq!(
+            naming.topic(TopicRole::Raw, &t, &d),
+            "tenant-a.air-quality.raw"
+        );
+        assert_eq!(
+            naming.topic(TopicRole::Clean, &t, &d),
+            "tenant-a.air-quality.clean"
+        );
+        assert_eq!(naming.topic(TopicRole::Dlq, &t, &d), "tenant-a.dlq");
+    }
+}

@@ -1,0 +1,427 @@
+//! Cluster administration (SPEC K3): topics, partition metadata, configs, consumer groups,
+//! committed offsets, watermarks and lag. Where the broker lacks an API, the call returns
+//! [`AdminError::Unsupported`] with the broker's answer instead of guessing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+use streamlake_core::TopicSpec;
+
+use crate::settings::{BrokerKind, KafkaSettings};
+
+/// Why an admin operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The topic does not exist.
+    #[error("topic \"{0}\" does not exist")]
+    UnknownTopic(String),
+    /// The topic exists already.
+    #[error("topic \"{0}\" already exists")]
+    TopicExists(String),
+    /// The request is invalid (bad name, partition count, ...); the text says why.
+    #[error("{0}")]
+    Invalid(String),
+    /// The broker does not implement what was asked; the text says what and why.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Any other client or broker error.
+    #[error("{context}: {source}")]
+    Kafka {
+        /// What was being done.
+        context: String,
+        /// Cause.
+        source: KafkaError,
+    },
+}
+
+fn kafka(context: impl Into<String>) -> impl FnOnce(KafkaError) -> AdminError {
+    let context = context.into();
+    move |source| AdminError::Kafka { context, source }
+}
+
+/// One partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionInfo {
+    /// Partition id.
+    pub id: i32,
+    /// Leader broker id.
+    pub leader: i32,
+    /// Replica broker ids.
+    pub replicas: Vec<i32>,
+    /// In-sync replica broker ids.
+    pub isr: Vec<i32>,
+    /// Low watermark (first offset still present).
+    pub low: i64,
+    /// High watermark (offset of the next record).
+    pub high: i64,
+}
+
+/// A topic with its partitions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopicInfo {
+    /// Topic name.
+    pub name: String,
+    /// Partitions, by id.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+impl TopicInfo {
+    /// Records currently held (sum of high minus low watermarks).
+    pub fn message_count(&self) -> i64 {
+        self.partitions.iter().map(|p| p.high - p.low).sum()
+    }
+}
+
+/// A consumer group as listed by the broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupSummary {
+    /// Group id.
+    pub name: String,
+    /// State as the broker reports it (may be empty where the broker does not say).
+    pub state: String,
+    /// Protocol type ("consumer" for Kafka consumers).
+    pub protocol_type: String,
+    /// Members, where the broker describes them.
+    pub members: usize,
+}
+
+/// Committed offset, high watermark and lag of one partition for one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionLag {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Committed offset (next offset the group will read).
+    pub committed: i64,
+    /// High watermark.
+    pub high: i64,
+    /// `high - committed`, never negative.
+    pub lag: i64,
+}
+
+/// A group's committed offsets and lag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupLag {
+    /// Group id.
+    pub group: String,
+    /// Partitions with a committed offset.
+    pub partitions: Vec<PartitionLag>,
+    /// Sum of the partitions' lag.
+    pub total_lag: i64,
+}
+
+/// Admin operations against one cluster.
+pub struct Admin {
+    settings: KafkaSettings,
+    admin: AdminClient<DefaultClientContext>,
+    meta: Arc<BaseConsumer>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("bootstrap_servers", &self.settings.bootstrap_servers)
+            .field("kind", &self.settings.kind)
+            .finish()
+    }
+}
+
+impl Admin {
+    /// Creates the admin and metadata clients.
+    pub fn new(settings: &KafkaSettings) -> Result<Self, AdminError> {
+        let admin = settings
+            .client_config()
+            .create()
+            .map_err(kafka("cannot create admin client"))?;
+        let meta = settings
+            .client_config()
+            .create()
+            .map_err(kafka("cannot create metadata client"))?;
+        Ok(Self {
+            settings: settings.clone(),
+            admin,
+            meta: Arc::new(meta),
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// The kind of broker this admin talks to.
+    pub fn broker_kind(&self) -> BrokerKind {
+        self.settings.kind
+    }
+
+    /// All topics with partitions and watermarks; internal topics (`__*`) are left out.
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, AdminError> {
+        self.topics(None).await
+    }
+
+    /// One topic with partitions and watermarks.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo, AdminError> {
+        let mut topics = self.topics(Some(name)).await?;
+        topics
+            .pop()
+            .ok_or_else(|| AdminError::UnknownTopic(name.to_owned()))
+    }
+
+    async fn topics(&self, only: Option<&str>) -> Result<Vec<TopicInfo>, AdminError> {
+        let meta = Arc::clone(&self.meta);
+        let only = only.map(str::to_owned);
+        let timeout = self.timeout;
+        blocking(move || {
+            let md = meta
+                .fetch_metadata(only.as_deref(), timeout)
+                .map_err(kafka("cannot fetch metadata"))?;
+            let mut topics = Vec::new();
+            for t in md.topics() {
+                if let Some(err) = t.error() {
+                    let code = RDKafkaErrorCode::from(err);
+                    if code == RDKafkaErrorCode::UnknownTopicOrPartition {
+                        return Err(AdminError::UnknownTopic(t.name().to_owned()));
+                    }
+                    return Err(AdminError::Kafka {
+                        context: format!("metadata of topic \"{}\"", t.name()),
+                        source: KafkaError::MetadataFetch(code),
+                    });
+                }
+                if only.is_none() && t.name().starts_with("__") {
+                    continue;
+                }
+                let mut partitions = Vec::new();
+                for p in t.partitions() {
+                    let (low, high) = meta
+                        .fetch_watermarks(t.name(), p.id(), timeout)
+                        .map_err(kafka(format!("watermarks of {}/{}", t.name(), p.id())))?;
+                    partitions.push(PartitionInfo {
+                        id: p.id(),
+                        leader: p.leader(),
+                        replicas: p.replicas().to_vec(),
+                        isr: p.isr().to_vec(),
+                        low,
+                        high,
+                    });
+                }
+                partitions.sort_by_key(|p| p.id);
+                topics.push(TopicInfo {
+                    name: t.name().to_owned(),
+                    partitions,
+                });
+            }
+            topics.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(topics)
+        })
+        .await
+    }
+
+    /// Creates a topic with its partition count, replication factor and configs.
+    pub async fn create_topic(&self, spec: &TopicSpec) -> Result<(), AdminError> {
+        if spec.partitions < 1 {
+            return Err(AdminError::Invalid(format!(
+                "partition count {} for topic \"{}\" must be at least 1",
+                spec.partitions, spec.name
+            )));
+        }
+        if spec.replication_factor < 1 {
+            return Err(AdminError::Invalid(format!(
+                "replication factor {} for topic \"{}\" must be at least 1",
+                spec.replication_factor, spec.name
+            )));
+        }
+        streamlake_core::validate_topic_name(&spec.name)
+            .map_err(|e| AdminError::Invalid(format!("topic name \"{}\" {e}", spec.name)))?;
+        let mut new = NewTopic::new(
+            &spec.name,
+            spec.partitions,
+            TopicReplication::Fixed(spec.replication_factor),
+        );
+        for (k, v) in &spec.configs {
+            new = new.set(k, v);
+        }
+        let opts = AdminOptions::new().operation_timeout(Some(self.timeout));
+        let results = self
+            .admin
+            .create_topics([&new], &opts)
+            .await
+            .map_err(kafka(format!("cannot create topic \"{}\"", spec.name)))?;
+        for r in results {
+            match r {
+                Ok(_) => {}
+                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    return Err(AdminError::TopicExists(name))
+                }
+                Err((name, code)) => {
+                    return Err(AdminError::Kafka {
+                        context: format!("cannot create topic \"{name}\""),
+                        source: KafkaError::AdminOp(code),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a topic. Refused on the embedded broker, where deleting one topic deletes every
+    /// topic of the cluster (docs/BROKER.md).
+    pub async fn delete_topic(&self, name: &str) -> Result<(), AdminError> {
+        if self.settings.kind == BrokerKind::Embedded {
+            return Err(AdminError::Unsupported(format!(
+                "refusing to delete topic \"{name}\": on the embedded broker a topic delete removes every topic of the cluster (see docs/BROKER.md); use a Kafka cluster to delete single topics"
+            )));
+        }
+        let opts = AdminOptions::new().operation_timeout(Some(self.timeout));
+        let results = self
+            .admin
+            .delete_topics(&[name], &opts)
+            .await
+            .map_err(kafka(format!("cannot delete topic \"{name}\"")))?;
+        for r in results {
+            match r {
+                Ok(_) => {}
+                Err((n, RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+                    return Err(AdminError::UnknownTopic(n))
+                }
+                Err((n, code)) => {
+                    return Err(AdminError::Kafka {
+                        context: format!("cannot delete topic \"{n}\""),
+                        source: KafkaError::AdminOp(code),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A topic's configs, by Kafka name. Entries without a value are left out.
+    pub async fn topic_configs(&self, name: &str) -> Result<BTreeMap<String, String>, AdminError> {
+        let opts = AdminOptions::new().request_timeout(Some(self.timeout));
+        let results = self
+            .admin
+            .describe_configs([&ResourceSpecifier::Topic(name)], &opts)
+            .await
+            .map_err(|e| {
+                AdminError::Unsupported(format!(
+                    "the broker did not describe the configs of topic \"{name}\": {e}"
+                ))
+            })?;
+        let mut configs = BTreeMap::new();
+        for r in results {
+            match r {
+                Ok(resource) => {
+                    for entry in resource.entries {
+                        if let Some(v) = entry.value {
+                            configs.insert(entry.name, v);
+                        }
+                    }
+                }
+                Err(RDKafkaErrorCode::UnknownTopicOrPartition) => {
+                    return Err(AdminError::UnknownTopic(name.to_owned()))
+                }
+                Err(code) => {
+                    return Err(AdminError::Unsupported(format!(
+                        "the broker did not describe the configs of topic \"{name}\": {code}"
+                    )))
+                }
+            }
+        }
+        Ok(configs)
+    }
+
+    /// Consumer groups known to the broker.
+    pub async fn list_groups(&self) -> Result<Vec<GroupSummary>, AdminError> {
+        let meta = Arc::clone(&self.meta);
+        let timeout = self.timeout;
+        blocking(move || {
+            let list = meta.fetch_group_list(None, timeout).map_err(|e| {
+                AdminError::Unsupported(format!("the broker did not list consumer groups: {e}"))
+            })?;
+            let mut groups: Vec<GroupSummary> = list
+                .groups()
+                .iter()
+                .map(|g| GroupSummary {
+                    name: g.name().to_owned(),
+                    state: g.state().to_owned(),
+                    protocol_type: g.protocol_type().to_owned(),
+                    members: g.members().len(),
+                })
+                .collect();
+            groups.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(groups)
+        })
+        .await
+    }
+
+    /// Committed offsets, high watermarks and lag of `group`, over `topics` (every topic when
+    /// empty). Only partitions where the group committed an offset are listed.
+    pub async fn group_lag(&self, group: &str, topics: &[String]) -> Result<GroupLag, AdminError> {
+        let infos = if topics.is_empty() {
+            self.list_topics().await?
+        } else {
+            let mut v = Vec::new();
+            for t in topics {
+                v.push(self.describe_topic(t).await?);
+            }
+            v
+        };
+        let mut tpl = TopicPartitionList::new();
+        let mut highs = BTreeMap::new();
+        for t in &infos {
+            for p in &t.partitions {
+                tpl.add_partition(&t.name, p.id);
+                highs.insert((t.name.clone(), p.id), p.high);
+            }
+        }
+        let mut cfg = self.settings.consumer_config();
+        cfg.set("group.id", group)
+            .set("enable.auto.commit", "false");
+        let offsets_client: BaseConsumer = cfg
+            .create()
+            .map_err(kafka("cannot create offsets client"))?;
+        let timeout = self.timeout;
+        let committed = blocking(move || {
+            offsets_client
+                .committed_offsets(tpl, timeout)
+                .map_err(kafka("cannot fetch committed offsets"))
+        })
+        .await?;
+        let mut partitions = Vec::new();
+        for e in committed.elements() {
+            let Offset::Offset(committed) = e.offset() else {
+                continue;
+            };
+            let high = highs
+                .get(&(e.topic().to_owned(), e.partition()))
+                .copied()
+                .unwrap_or(committed);
+            partitions.push(PartitionLag {
+                topic: e.topic().to_owned(),
+                partition: e.partition(),
+                committed,
+                high,
+                lag: (high - committed).max(0),
+            });
+        }
+        partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(GroupLag {
+            group: group.to_owned(),
+            total_lag: partitions.iter().map(|p| p.lag).sum(),
+            partitions,
+        })
+    }
+}
+
+/// librdkafka's metadata calls block; keep them off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AdminError> + Send + 'static,
+) -> Result<T, AdminError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(AdminError::Invalid(format!("admin task failed: {e}"))))
+}

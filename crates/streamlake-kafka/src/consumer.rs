@@ -1,0 +1,288 @@
+//! The consumer runner (SPEC K2, DESIGN reliability rule 3): subscribe, gather a batch (up to
+//! `batch_max_size` records or `batch_max_wait`), hand it to a [`BatchHandler`], and store the
+//! batch's offsets only after the handler returned `Ok`. Stored offsets are committed in the
+//! background and once more, synchronously, at shutdown. A handler error stops the runner
+//! without storing the failed batch, so a restart reads it again: at-least-once.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::record::Record;
+use crate::settings::KafkaSettings;
+
+/// A handler's failure; the batch is not acknowledged.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Processes batches of records. Returning `Ok` acknowledges the whole batch.
+pub trait BatchHandler: Send {
+    /// Handles one batch, in partition order per partition.
+    fn handle(&mut self, batch: &[Record])
+        -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// What to consume and how to batch.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// Consumer group id.
+    pub group_id: String,
+    /// Topics to subscribe to.
+    pub topics: Vec<String>,
+    /// Largest batch handed to the handler.
+    pub batch_max_size: usize,
+    /// Longest wait for a batch to fill once its first record arrived.
+    pub batch_max_wait: Duration,
+    /// Where a group without committed offsets starts: earliest when true, latest otherwise.
+    pub from_beginning: bool,
+}
+
+impl ConsumerOptions {
+    /// Options for `group_id` on `topics`, batches of up to 500 records or 100 ms, from the
+    /// beginning.
+    pub fn new(group_id: impl Into<String>, topics: Vec<String>) -> Self {
+        Self {
+            group_id: group_id.into(),
+            topics,
+            batch_max_size: 500,
+            batch_max_wait: Duration::from_millis(100),
+            from_beginning: true,
+        }
+    }
+}
+
+/// Why the runner stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    /// The consumer could not be created or subscribed.
+    #[error("cannot start consumer for group {group}: {source}")]
+    Setup {
+        /// Group id.
+        group: String,
+        /// Cause.
+        source: KafkaError,
+    },
+    /// The handler failed; the batch's offsets were not stored.
+    #[error("handler failed on a batch of {batch_len} records starting at {topic}/{partition}@{offset}: {source}")]
+    Handler {
+        /// Batch size.
+        batch_len: usize,
+        /// First record's topic.
+        topic: String,
+        /// First record's partition.
+        partition: i32,
+        /// First record's offset.
+        offset: i64,
+        /// Cause.
+        source: HandlerError,
+    },
+    /// Offsets could not be stored or committed.
+    #[error("cannot store or commit offsets: {0}")]
+    Offsets(KafkaError),
+}
+
+/// Counts of a finished run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Batches acknowledged.
+    pub batches: u64,
+    /// Records acknowledged.
+    pub records: u64,
+}
+
+/// Logs rebalances and commit failures.
+#[derive(Debug)]
+pub struct RunnerContext {
+    group: String,
+}
+
+impl ClientContext for RunnerContext {}
+
+impl ConsumerContext for RunnerContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(group = %self.group, partitions = %describe(tpl), "rebalance: partitions revoked")
+            }
+            Rebalance::Assign(tpl) => {
+                tracing::info!(group = %self.group, partitions = %describe(tpl), "rebalance: partitions assigned")
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(group = %self.group, error = %e, "rebalance error")
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                tracing::debug!(group = %self.group, offsets = %describe(offsets), "offsets committed")
+            }
+            // Nothing stored since the last commit: not a failure.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(group = %self.group, error = %e, "offset commit failed"),
+        }
+    }
+}
+
+fn describe(tpl: &TopicPartitionList) -> String {
+    let parts: Vec<String> = tpl
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => format!("{}/{}@{}", e.topic(), e.partition(), o),
+            _ => format!("{}/{}", e.topic(), e.partition()),
+        })
+        .collect();
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(",")
+    }
+}
+
+/// Runs a [`BatchHandler`] over a consumer group subscription.
+pub struct ConsumerRunner {
+    consumer: StreamConsumer<RunnerContext>,
+    options: ConsumerOptions,
+}
+
+impl std::fmt::Debug for ConsumerRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerRunner")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl ConsumerRunner {
+    /// Creates the consumer and subscribes. Offsets are stored by the runner only
+    /// (`enable.auto.offset.store=false`) and committed in the background.
+    pub fn new(settings: &KafkaSettings, options: ConsumerOptions) -> Result<Self, ConsumerError> {
+        let setup = |source| ConsumerError::Setup {
+            group: options.group_id.clone(),
+            source,
+        };
+        let mut cfg = settings.consumer_config();
+        cfg.set("group.id", &options.group_id)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.offset.reset",
+                if options.from_beginning {
+                    "earliest"
+                } else {
+                    "latest"
+                },
+            );
+        let consumer: StreamConsumer<RunnerContext> = cfg
+            .create_with_context(RunnerContext {
+                group: options.group_id.clone(),
+            })
+            .map_err(setup)?;
+        let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(setup)?;
+        Ok(Self { consumer, options })
+    }
+
+    /// Consumes until `shutdown` is cancelled or the handler fails, then commits what was stored.
+    pub async fn run<H: BatchHandler>(
+        self,
+        handler: &mut H,
+        shutdown: CancellationToken,
+    ) -> Result<RunStats, ConsumerError> {
+        let mut stats = RunStats::default();
+        let result = self.run_loop(handler, &shutdown, &mut stats).await;
+        let committed = self.commit_stored();
+        tracing::info!(group = %self.options.group_id, batches = stats.batches, records = stats.records, "consumer stopped");
+        result?;
+        committed?;
+        Ok(stats)
+    }
+
+    async fn run_loop<H: BatchHandler>(
+        &self,
+        handler: &mut H,
+        shutdown: &CancellationToken,
+        stats: &mut RunStats,
+    ) -> Result<(), ConsumerError> {
+        let max = self.options.batch_max_size.max(1);
+        let mut batch: Vec<Record> = Vec::with_capacity(max);
+        while !shutdown.is_cancelled() {
+            batch.clear();
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                m = self.consumer.recv() => m,
+            };
+            match first {
+                Ok(m) => batch.push(Record::from_message(&m)),
+                Err(e) => {
+                    self.transient(e).await;
+                    continue;
+                }
+            }
+            let deadline = Instant::now() + self.options.batch_max_wait;
+            while batch.len() < max {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    // Shutdown finishes the batch already read instead of dropping it.
+                    _ = shutdown.cancelled() => break,
+                    m = self.consumer.recv() => match m {
+                        Ok(m) => batch.push(Record::from_message(&m)),
+                        Err(e) => { self.transient(e).await; break; }
+                    },
+                }
+            }
+            if let Err(source) = handler.handle(&batch).await {
+                let first = &batch[0];
+                return Err(ConsumerError::Handler {
+                    batch_len: batch.len(),
+                    topic: first.topic.clone(),
+                    partition: first.partition,
+                    offset: first.offset,
+                    source,
+                });
+            }
+            self.store(&batch)?;
+            stats.batches += 1;
+            stats.records += batch.len() as u64;
+        }
+        Ok(())
+    }
+
+    async fn transient(&self, e: KafkaError) {
+        tracing::warn!(group = %self.options.group_id, error = %e, "consumer error; continuing");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    /// Stores, per partition, the offset after the batch's last record.
+    fn store(&self, batch: &[Record]) -> Result<(), ConsumerError> {
+        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        for r in batch {
+            let e = next.entry((r.topic.as_str(), r.partition)).or_insert(0);
+            *e = (*e).max(r.offset + 1);
+        }
+        let mut tpl = TopicPartitionList::with_capacity(next.len());
+        for ((topic, partition), offset) in next {
+            tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+                .map_err(ConsumerError::Offsets)?;
+        }
+        self.consumer
+            .store_offsets(&tpl)
+            .map_err(ConsumerError::Offsets)
+    }
+
+    fn commit_stored(&self) -> Result<(), ConsumerError> {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+            Err(e) => Err(ConsumerError::Offsets(e)),
+        }
+    }
+}

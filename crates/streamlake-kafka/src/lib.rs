@@ -1,0 +1,36 @@
+//! StreamLake's Kafka layer (SPEC K1, K2, K3, C3, D1), on librdkafka through the `rdkafka` crate.
+//!
+//! # Layout
+//! - [`settings`]: how to reach the cluster ([`KafkaSettings`]) and what kind of broker it is.
+//! - [`producer`]: [`Producer`], acknowledged produce with backpressure surfaced to the caller.
+//! - [`record`]: [`Record`], an owned consumed record, and [`Headers`] for outgoing ones.
+//! - [`consumer`]: [`ConsumerRunner`], batches to a [`BatchHandler`], offsets stored only after
+//!   the handler succeeded (at-least-once).
+//! - [`admin`]: [`Admin`], topics, configs, consumer groups, watermarks and lag.
+//! - [`provision`]: create declared topics, report existing ones and drift.
+//! - [`embedded`]: [`EmbeddedBroker`], the managed single-node broker for one-machine use.
+//! - [`shutdown`]: SIGINT/SIGTERM to a cancellation token.
+//!
+//! What this crate does not do: validation, routing or any knowledge of tenants beyond topic
+//! names. Those live in the crates that use it.
+
+pub mod admin;
+pub mod consumer;
+pub mod embedded;
+pub mod producer;
+pub mod provision;
+pub mod record;
+pub mod settings;
+pub mod shutdown;
+
+pub use admin::{
+    Admin, AdminError, GroupLag, GroupSummary, PartitionInfo, PartitionLag, TopicInfo,
+};
+pub use consumer::{
+    BatchHandler, ConsumerError, ConsumerOptions, ConsumerRunner, HandlerError, RunStats,
+};
+pub use embedded::{BrokerError, EmbeddedBroker};
+pub use producer::{DeliveryReceipt, ProduceError, Producer};
+pub use provision::{provision, Drift, ProvisionOutcome, ProvisionReport};
+pub use record::{Headers, Record};
+pub use settings::{BrokerKind, KafkaSettings};

@@ -1,0 +1,98 @@
+//! Test fixtures: one real broker per test process, unique names per test.
+//!
+//! [`bootstrap`] returns the broker to test against: `STREAMLAKE_TEST_BOOTSTRAP` when set (the
+//! test script starts one broker for the whole suite), otherwise an embedded broker this process
+//! starts once, on a free port with its own temporary storage. Each test creates its own topics
+//! and groups with [`unique`], so tests run in parallel without seeing each other's data.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use streamlake_config::BrokerConfig;
+use streamlake_kafka::{BrokerKind, EmbeddedBroker, KafkaSettings};
+use tokio::sync::OnceCell;
+
+struct Shared {
+    bootstrap: String,
+    // Kept alive for the whole test process.
+    _dir: Option<tempfile::TempDir>,
+    _broker: Option<EmbeddedBroker>,
+}
+
+static SHARED: OnceCell<Shared> = OnceCell::const_new();
+
+/// The broker's bootstrap servers, starting an embedded broker on first use.
+pub async fn bootstrap() -> String {
+    SHARED.get_or_init(start).await.bootstrap.clone()
+}
+
+/// Client settings for the test broker (an embedded broker, as the tests use tansu).
+pub async fn settings() -> KafkaSettings {
+    KafkaSettings::new(bootstrap().await, BrokerKind::Embedded)
+}
+
+async fn start() -> Shared {
+    if let Ok(b) = std::env::var("STREAMLAKE_TEST_BOOTSTRAP") {
+        if !b.is_empty() {
+            return Shared {
+                bootstrap: b,
+                _dir: None,
+                _broker: None,
+            };
+        }
+    }
+    let dir = tempfile::tempdir().expect("temporary directory for the test broker");
+    let cfg = BrokerConfig {
+        listen: free_local_addr(),
+        startup_timeout_secs: 60,
+        ..BrokerConfig::default()
+    };
+    let broker = EmbeddedBroker::start(&cfg, dir.path())
+        .await
+        .unwrap_or_else(|e| panic!("test broker: {e}"));
+    // The broker lives on a runtime that ends with the first test; run it from a thread-free
+    // process handle instead: the child keeps running because nothing kills it on drop while
+    // `Shared` is alive in the static.
+    Shared {
+        bootstrap: broker.bootstrap_servers().to_owned(),
+        _dir: Some(dir),
+        _broker: Some(broker),
+    }
+}
+
+/// A free TCP address on loopback.
+pub fn free_local_addr() -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local address")
+}
+
+/// A name unique to this test run: `{prefix}-{uuid}`.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Path of a file in the repository's `examples/` directory.
+pub fn example(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(path)
+}
+
+/// Polls `f` until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,159 @@
+//! Command-line arguments. Each subcommand maps onto a function in `commands`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// StreamLake: multi-tenant streaming ingestion on Apache Kafka.
+#[derive(Debug, Parser)]
+#[command(name = "streamlake", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Configuration file (TOML). Default: ./streamlake.toml when it exists, else built-in
+    /// defaults.
+    #[arg(long, short = 'c', global = true, env = "STREAMLAKE_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Kafka bootstrap servers; overrides the configuration (and the embedded broker's address).
+    #[arg(long, short = 'b', global = true)]
+    pub(crate) bootstrap_servers: Option<String>,
+
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides it.
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Start the platform: the embedded broker (unless Kafka is configured), then provision the
+    /// declared topics; runs until Ctrl-C or SIGTERM.
+    Up(UpArgs),
+    /// Check configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Inspect and manage topics.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+    /// Inspect consumer groups, their committed offsets and lag.
+    #[command(subcommand)]
+    Groups(GroupsCommand),
+    /// Produce records from arguments or from standard input (one record per line).
+    Produce(ProduceArgs),
+    /// Consume records and print key, partition, offset and headers.
+    Consume(ConsumeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Data directory (embedded broker storage, sink files). Overrides `data_dir`.
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Validate a configuration file; prints every problem and exits non-zero if any.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct OutputArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TopicsCommand {
+    /// List topics with partition counts and record counts.
+    List(OutputArgs),
+    /// Show a topic's partitions (leader, replicas, ISR, watermarks) and configs.
+    Describe {
+        /// Topic name.
+        name: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Create the topics the configuration declares; report existing ones and drift.
+    Provision(OutputArgs),
+    /// Create a topic.
+    Create {
+        /// Topic name.
+        name: String,
+        /// Partition count.
+        #[arg(long, short = 'p', default_value_t = 3)]
+        partitions: i32,
+        /// Replication factor.
+        #[arg(long, short = 'r', default_value_t = 1)]
+        replication_factor: i32,
+        /// Topic config as KEY=VALUE (repeatable), e.g. retention.ms=86400000.
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+    },
+    /// Delete a topic (refused on the embedded broker, see docs/BROKER.md).
+    Delete {
+        /// Topic name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupsCommand {
+    /// List consumer groups.
+    List(OutputArgs),
+    /// Show a group's committed offsets, high watermarks and lag per partition.
+    Describe {
+        /// Group id.
+        group: String,
+        /// Only these topics (repeatable). Default: every topic.
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ProduceArgs {
+    /// Topic to produce to.
+    pub(crate) topic: String,
+    /// Record values. Without any, each line of standard input is one record.
+    pub(crate) values: Vec<String>,
+    /// Key of every record.
+    #[arg(long, short = 'k')]
+    pub(crate) key: Option<String>,
+    /// Read `KEY<separator>VALUE` lines (or arguments) and use KEY as the record key.
+    #[arg(long, value_name = "SEPARATOR")]
+    pub(crate) key_separator: Option<String>,
+    /// Header as NAME=VALUE (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "NAME=VALUE")]
+    pub(crate) headers: Vec<String>,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConsumeArgs {
+    /// Topic to consume.
+    pub(crate) topic: String,
+    /// Start at the earliest offset (default: only new records, or the group's position).
+    #[arg(long)]
+    pub(crate) from_beginning: bool,
+    /// Stop after this many records.
+    #[arg(long, short = 'n')]
+    pub(crate) max_messages: Option<u64>,
+    /// Consume as this consumer group and commit what was printed. Without it no offsets are
+    /// committed.
+    #[arg(long, short = 'g')]
+    pub(crate) group: Option<String>,
+    /// Stop when no record arrived for this many seconds (default: wait until Ctrl-C).
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) idle_timeout: Option<u64>,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+}

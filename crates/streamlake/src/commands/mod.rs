@@ -1,0 +1,80 @@
+//! Subcommands. Each maps its arguments onto library calls and formats the answer; none holds
+//! platform logic of its own.
+
+mod config;
+mod consume;
+mod groups;
+mod produce;
+mod topics;
+mod up;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use streamlake_config::{Config, ConfigErrors};
+use streamlake_kafka::KafkaSettings;
+
+use crate::args::{Cli, Command};
+
+/// Runs the parsed command line.
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Up(args) => up::run(&cli, args).await,
+        Command::Config(cmd) => Ok(config::run(cmd)),
+        Command::Topics(cmd) => topics::run(&connect(&cli).await?, cmd).await,
+        Command::Groups(cmd) => groups::run(&connect(&cli).await?, cmd).await,
+        Command::Produce(args) => produce::run(&connect(&cli).await?, args).await,
+        Command::Consume(args) => consume::run(&connect(&cli).await?, args).await,
+    }
+}
+
+/// The configuration file in effect: `--config`, else `./streamlake.toml` if present.
+fn config_path(cli: &Cli) -> Option<PathBuf> {
+    cli.config.clone().or_else(|| {
+        let default = Path::new("streamlake.toml");
+        default.is_file().then(|| default.to_path_buf())
+    })
+}
+
+/// Loads the configuration, or the built-in defaults when no file is in effect.
+pub(crate) fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let loaded: Result<Config, ConfigErrors> = match config_path(cli) {
+        Some(path) => streamlake_config::load(&path),
+        None => streamlake_config::load_str("", Path::new(".")),
+    };
+    loaded.map_err(|errors| anyhow::anyhow!("{errors}"))
+}
+
+/// A configuration with the cluster to talk to.
+pub(crate) struct Connection {
+    pub(crate) config: Config,
+    pub(crate) settings: KafkaSettings,
+}
+
+/// Resolves the cluster for commands that talk to a running platform: `--bootstrap-servers`,
+/// else `kafka.bootstrap_servers`, else the embedded broker of a running `streamlake up`.
+async fn connect(cli: &Cli) -> anyhow::Result<Connection> {
+    let config = load_config(cli)?;
+    let bootstrap = cli
+        .bootstrap_servers
+        .clone()
+        .or_else(|| config.kafka.bootstrap_servers.clone())
+        .unwrap_or_else(|| config.broker.listen.to_string());
+    if cli.bootstrap_servers.is_none() && config.uses_embedded_broker() {
+        let addr = config.broker.listen;
+        let reachable = tokio::task::spawn_blocking(move || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
+        })
+        .await
+        .context("checking the embedded broker")?;
+        if !reachable {
+            bail!(
+                "no broker answers at {addr}: start the platform with `streamlake up`, or pass --bootstrap-servers / set kafka.bootstrap_servers"
+            );
+        }
+    }
+    let settings = KafkaSettings::from_config(&config, bootstrap);
+    Ok(Connection { config, settings })
+}

@@ -1,0 +1,90 @@
+//! `streamlake produce TOPIC [VALUE...]`: values from arguments or stdin lines, with an optional
+//! key (fixed, or split from each line) and headers. Prints where each record landed.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use streamlake_kafka::{Headers, Producer};
+
+use super::Connection;
+use crate::args::ProduceArgs;
+
+pub(crate) async fn run(conn: &Connection, args: &ProduceArgs) -> anyhow::Result<ExitCode> {
+    let mut headers = Headers::new();
+    for h in &args.headers {
+        let Some((name, value)) = h.split_once('=') else {
+            bail!("--header \"{h}\" must be NAME=VALUE");
+        };
+        headers.push(name, value);
+    }
+    let producer = Producer::new(&conn.settings).context("creating the producer")?;
+    let lines: Vec<String> = if args.values.is_empty() {
+        std::io::stdin()
+            .lock()
+            .lines()
+            .collect::<Result<_, _>>()
+            .context("reading standard input")?
+    } else {
+        args.values.clone()
+    };
+    let mut failed = 0usize;
+    let mut sent = 0usize;
+    for (n, line) in lines.iter().enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let (key, value) = match &args.key_separator {
+            Some(sep) => match line.split_once(sep.as_str()) {
+                Some((k, v)) => (Some(k), v),
+                None => {
+                    eprintln!("line {}: no key separator {sep:?}; skipped", n + 1);
+                    failed += 1;
+                    continue;
+                }
+            },
+            None => (args.key.as_deref(), line.as_str()),
+        };
+        match producer
+            .send(
+                &args.topic,
+                key.map(str::as_bytes),
+                value.as_bytes(),
+                &headers,
+            )
+            .await
+        {
+            Ok(r) => {
+                sent += 1;
+                if args.output.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"topic": r.topic, "partition": r.partition, "offset": r.offset, "key": key})
+                    );
+                } else {
+                    println!(
+                        "{} partition={} offset={} key={}",
+                        r.topic,
+                        r.partition,
+                        r.offset,
+                        key.unwrap_or("-")
+                    );
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("record {}: {e}", n + 1);
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .context("flushing the producer")?;
+    eprintln!("{sent} records produced, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

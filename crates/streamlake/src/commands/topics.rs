@@ -1,0 +1,163 @@
+//! `streamlake topics list|describe|provision|create|delete`.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use serde::Serialize;
+use streamlake_core::TopicSpec;
+use streamlake_kafka::{provision, Admin, AdminError, PartitionInfo, ProvisionOutcome};
+
+use super::Connection;
+use crate::args::TopicsCommand;
+use crate::output::{json, table};
+
+pub(crate) async fn run(conn: &Connection, cmd: &TopicsCommand) -> anyhow::Result<ExitCode> {
+    let admin = Admin::new(&conn.settings)?;
+    match cmd {
+        TopicsCommand::List(out) => {
+            let topics = admin.list_topics().await?;
+            if out.json {
+                json(&topics)?;
+            } else {
+                let mut t = table(["topic", "partitions", "messages"]);
+                for topic in &topics {
+                    t.add_row([
+                        topic.name.clone(),
+                        topic.partitions.len().to_string(),
+                        topic.message_count().to_string(),
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        TopicsCommand::Describe { name, output } => describe(&admin, name, output.json).await?,
+        TopicsCommand::Provision(out) => {
+            let reports = provision(&admin, &conn.config.declared_topics()).await;
+            let failed = reports
+                .iter()
+                .any(|r| matches!(r.outcome, ProvisionOutcome::Failed { .. }));
+            if out.json {
+                json(&reports)?;
+            } else {
+                let mut t = table(["topic", "status", "partitions", "details"]);
+                for r in &reports {
+                    let (status, details) = match &r.outcome {
+                        ProvisionOutcome::Created => ("created", String::new()),
+                        ProvisionOutcome::Existing => ("existing", String::new()),
+                        ProvisionOutcome::Drift { differences } => (
+                            "drift",
+                            differences
+                                .iter()
+                                .map(|d| {
+                                    format!(
+                                        "{}: declared {}, actual {}",
+                                        d.setting, d.declared, d.actual
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        ),
+                        ProvisionOutcome::Failed { error } => ("failed", error.clone()),
+                    };
+                    let details = if r.notes.is_empty() {
+                        details
+                    } else {
+                        [details, r.notes.join("; ")].join(" ").trim().to_owned()
+                    };
+                    t.add_row([
+                        r.topic.clone(),
+                        status.to_owned(),
+                        r.partitions.len().to_string(),
+                        details,
+                    ]);
+                }
+                println!("{t}");
+            }
+            if failed {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        TopicsCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+        } => {
+            let mut parsed = BTreeMap::new();
+            for c in configs {
+                let Some((k, v)) = c.split_once('=') else {
+                    bail!("--config \"{c}\" must be KEY=VALUE");
+                };
+                parsed.insert(k.trim().to_owned(), v.trim().to_owned());
+            }
+            let spec = TopicSpec {
+                name: name.clone(),
+                partitions: *partitions,
+                replication_factor: *replication_factor,
+                configs: parsed,
+            };
+            admin.create_topic(&spec).await?;
+            println!("created topic {name} ({partitions} partitions, replication factor {replication_factor})");
+        }
+        TopicsCommand::Delete { name } => {
+            admin.delete_topic(name).await?;
+            println!("deleted topic {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct TopicDescription<'a> {
+    name: &'a str,
+    partitions: &'a [PartitionInfo],
+    configs: Option<BTreeMap<String, String>>,
+    configs_error: Option<String>,
+}
+
+async fn describe(admin: &Admin, name: &str, as_json: bool) -> anyhow::Result<()> {
+    let info = admin.describe_topic(name).await?;
+    let (configs, configs_error) = match admin.topic_configs(name).await {
+        Ok(c) => (Some(c), None),
+        Err(e @ AdminError::Unsupported(_)) => (None, Some(e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
+    if as_json {
+        return json(&TopicDescription {
+            name,
+            partitions: &info.partitions,
+            configs,
+            configs_error,
+        });
+    }
+    println!(
+        "topic {name}: {} partitions, {} messages",
+        info.partitions.len(),
+        info.message_count()
+    );
+    let mut t = table(["partition", "leader", "replicas", "isr", "low", "high"]);
+    for p in &info.partitions {
+        t.add_row([
+            p.id.to_string(),
+            p.leader.to_string(),
+            format!("{:?}", p.replicas),
+            format!("{:?}", p.isr),
+            p.low.to_string(),
+            p.high.to_string(),
+        ]);
+    }
+    println!("{t}");
+    match (configs, configs_error) {
+        (Some(configs), _) => {
+            let mut t = table(["config", "value"]);
+            for (k, v) in configs {
+                t.add_row([k, v]);
+            }
+            println!("{t}");
+        }
+        (None, Some(e)) => println!("configs: {e}"),
+        (None, None) => {}
+    }
+    Ok(())
+}

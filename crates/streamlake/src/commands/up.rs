@@ -1,0 +1,74 @@
+//! `streamlake up`: everything on one machine. Order of start: embedded broker (when no Kafka is
+//! configured), topic provisioning; then wait for SIGINT/SIGTERM and stop in reverse order.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use streamlake_kafka::{provision, Admin, EmbeddedBroker, KafkaSettings, ProvisionOutcome};
+use tokio_util::sync::CancellationToken;
+
+use crate::args::{Cli, UpArgs};
+
+/// How long the broker gets to stop after SIGTERM before it is killed.
+const BROKER_STOP_PATIENCE: Duration = Duration::from_secs(10);
+
+pub(crate) async fn run(cli: &Cli, args: &UpArgs) -> anyhow::Result<ExitCode> {
+    let mut config = super::load_config(cli)?;
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    let shutdown = CancellationToken::new();
+    streamlake_kafka::shutdown::cancel_on_signals(shutdown.clone());
+
+    let broker = match (&cli.bootstrap_servers, config.uses_embedded_broker()) {
+        (None, true) => {
+            tracing::info!(data_dir = %config.data_dir.display(), listen = %config.broker.listen, "starting the embedded broker");
+            Some(
+                EmbeddedBroker::start(&config.broker, &config.data_dir)
+                    .await
+                    .context("starting the embedded broker")?,
+            )
+        }
+        _ => None,
+    };
+    let bootstrap = cli
+        .bootstrap_servers
+        .clone()
+        .or_else(|| config.kafka.bootstrap_servers.clone())
+        .or_else(|| broker.as_ref().map(|b| b.bootstrap_servers().to_owned()))
+        .unwrap_or_else(|| config.broker.listen.to_string());
+    let settings = KafkaSettings::from_config(&config, bootstrap.clone());
+
+    let result = serve(&config, &settings, &shutdown).await;
+    if let Some(broker) = broker {
+        broker.stop(BROKER_STOP_PATIENCE).await;
+    }
+    result?;
+    tracing::info!("StreamLake stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(
+    config: &streamlake_config::Config,
+    settings: &KafkaSettings,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let admin = Admin::new(settings)?;
+    let reports = provision(&admin, &config.declared_topics()).await;
+    let count = |f: fn(&ProvisionOutcome) -> bool| reports.iter().filter(|r| f(&r.outcome)).count();
+    let created = count(|o| matches!(o, ProvisionOutcome::Created));
+    let existing = count(|o| matches!(o, ProvisionOutcome::Existing));
+    let drift = count(|o| matches!(o, ProvisionOutcome::Drift { .. }));
+    let failed = count(|o| matches!(o, ProvisionOutcome::Failed { .. }));
+    tracing::info!(created, existing, drift, failed, "topics provisioned");
+    for (id, tenant) in &config.tenants {
+        for ds in tenant.datasets.values() {
+            tracing::info!(tenant = %id, dataset = %ds.id, raw = %ds.raw_topic, clean = %ds.clean_topic, dlq = %tenant.dlq_topic, "dataset ready");
+        }
+    }
+    tracing::info!(bootstrap = %settings.bootstrap_servers, "StreamLake is up; press Ctrl-C to stop");
+    shutdown.cancelled().await;
+    tracing::info!("shutting down");
+    Ok(())
+}
