@@ -99,11 +99,14 @@ pub struct PartitionLag {
     pub topic: String,
     /// Partition.
     pub partition: i32,
-    /// Committed offset (next offset the group will read).
-    pub committed: i64,
+    /// Committed offset (next offset the group will read); `None` when the group has not
+    /// committed on this partition.
+    pub committed: Option<i64>,
+    /// Low watermark.
+    pub low: i64,
     /// High watermark.
     pub high: i64,
-    /// `high - committed`, never negative.
+    /// Records the group has yet to read: `high - committed`, or `high - low` without a commit.
     pub lag: i64,
 }
 
@@ -337,10 +340,15 @@ impl Admin {
     /// Consumer groups known to the broker.
     pub async fn list_groups(&self) -> Result<Vec<GroupSummary>, AdminError> {
         let meta = Arc::clone(&self.meta);
+        let kind = self.settings.kind;
         let timeout = self.timeout;
         blocking(move || {
             let list = meta.fetch_group_list(None, timeout).map_err(|e| {
-                AdminError::Unsupported(format!("the broker did not list consumer groups: {e}"))
+                AdminError::Unsupported(if kind == BrokerKind::Embedded {
+                    format!("the embedded broker cannot list consumer groups (listing needs DescribeGroups, which it fails; see docs/BROKER.md): {e}. `groups describe GROUP` still shows a group's offsets and lag")
+                } else {
+                    format!("the broker did not list consumer groups: {e}")
+                })
             })?;
             let mut groups: Vec<GroupSummary> = list
                 .groups()
@@ -358,8 +366,9 @@ impl Admin {
         .await
     }
 
-    /// Committed offsets, high watermarks and lag of `group`, over `topics` (every topic when
-    /// empty). Only partitions where the group committed an offset are listed.
+    /// Committed offsets, watermarks and lag of `group` on `topics`; when `topics` is empty, on
+    /// every topic where the group committed at least one offset. Every partition of those topics
+    /// is listed, so records on partitions the group never committed count as lag.
     pub async fn group_lag(&self, group: &str, topics: &[String]) -> Result<GroupLag, AdminError> {
         let infos = if topics.is_empty() {
             self.list_topics().await?
@@ -371,11 +380,9 @@ impl Admin {
             v
         };
         let mut tpl = TopicPartitionList::new();
-        let mut highs = BTreeMap::new();
         for t in &infos {
             for p in &t.partitions {
                 tpl.add_partition(&t.name, p.id);
-                highs.insert((t.name.clone(), p.id), p.high);
             }
         }
         let mut cfg = self.settings.consumer_config();
@@ -391,22 +398,29 @@ impl Admin {
                 .map_err(kafka("cannot fetch committed offsets"))
         })
         .await?;
-        let mut partitions = Vec::new();
+        let mut commits: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for e in committed.elements() {
-            let Offset::Offset(committed) = e.offset() else {
+            if let Offset::Offset(o) = e.offset() {
+                commits.insert((e.topic().to_owned(), e.partition()), o);
+            }
+        }
+        let mut partitions = Vec::new();
+        for t in &infos {
+            let has_commit = commits.keys().any(|(topic, _)| topic == &t.name);
+            if topics.is_empty() && !has_commit {
                 continue;
-            };
-            let high = highs
-                .get(&(e.topic().to_owned(), e.partition()))
-                .copied()
-                .unwrap_or(committed);
-            partitions.push(PartitionLag {
-                topic: e.topic().to_owned(),
-                partition: e.partition(),
-                committed,
-                high,
-                lag: (high - committed).max(0),
-            });
+            }
+            for p in &t.partitions {
+                let committed = commits.get(&(t.name.clone(), p.id)).copied();
+                partitions.push(PartitionLag {
+                    topic: t.name.clone(),
+                    partition: p.id,
+                    committed,
+                    low: p.low,
+                    high: p.high,
+                    lag: (p.high - committed.unwrap_or(p.low)).max(0),
+                });
+            }
         }
         partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         Ok(GroupLag {

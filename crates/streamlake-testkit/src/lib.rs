@@ -96,3 +96,60 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Reads a topic from the beginning without a consumer group, for asserting what was written.
+pub struct Reader {
+    consumer: rdkafka::consumer::StreamConsumer,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reader")
+    }
+}
+
+impl Reader {
+    /// Assigns every partition of `topic` from its first offset.
+    pub async fn new(settings: &KafkaSettings, topic: &str) -> Self {
+        use rdkafka::consumer::Consumer;
+        let admin = streamlake_kafka::Admin::new(settings).expect("admin client");
+        let info = admin.describe_topic(topic).await.expect("topic to read");
+        let mut cfg = settings.consumer_config();
+        cfg.set("group.id", unique("reader"))
+            .set("enable.auto.commit", "false");
+        let consumer: rdkafka::consumer::StreamConsumer = cfg.create().expect("reader consumer");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in &info.partitions {
+            tpl.add_partition_offset(topic, p.id, rdkafka::Offset::Beginning)
+                .expect("partition offset");
+        }
+        consumer.assign(&tpl).expect("assign");
+        Self { consumer }
+    }
+
+    /// Reads `n` records, panicking when they do not arrive within `timeout`.
+    pub async fn read(&mut self, n: usize, timeout: Duration) -> Vec<streamlake_kafka::Record> {
+        let mut out = Vec::with_capacity(n);
+        let deadline = tokio::time::Instant::now() + timeout;
+        while out.len() < n {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(m)) => out.push(streamlake_kafka::Record::from_message(&m)),
+                Ok(Err(e)) => panic!("reading: {e}"),
+                Err(_) => panic!(
+                    "only {} of {n} records arrived within {timeout:?}",
+                    out.len()
+                ),
+            }
+        }
+        out
+    }
+
+    /// Reads whatever arrives until nothing came for `quiet`.
+    pub async fn drain(&mut self, quiet: Duration) -> Vec<streamlake_kafka::Record> {
+        let mut out = Vec::new();
+        while let Ok(Ok(m)) = tokio::time::timeout(quiet, self.consumer.recv()).await {
+            out.push(streamlake_kafka::Record::from_message(&m));
+        }
+        out
+    }
+}

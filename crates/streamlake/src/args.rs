@@ -92,7 +92,7 @@ pub(crate) enum TopicsCommand {
         #[arg(long, short = 'r', default_value_t = 1)]
         replication_factor: i32,
         /// Topic config as KEY=VALUE (repeatable), e.g. retention.ms=86400000.
-        #[arg(long = "config", value_name = "KEY=VALUE")]
+        #[arg(long = "topic-config", value_name = "KEY=VALUE")]
         configs: Vec<String>,
     },
     /// Delete a topic (refused on the embedded broker, see docs/BROKER.md).
@@ -156,4 +156,14 @@ pub(crate) struct ConsumeArgs {
     pub(crate) idle_timeout: Option<u64>,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -52,13 +52,14 @@ pub(crate) async fn run(conn: &Connection, args: &ConsumeArgs) -> anyhow::Result
                 .set("enable.auto.commit", "false");
         }
     }
+    let info = Admin::new(&conn.settings)?
+        .describe_topic(&args.topic)
+        .await?;
     let consumer: StreamConsumer = cfg.create().context("creating the consumer")?;
     if args.group.is_some() {
         consumer.subscribe(&[&args.topic]).context("subscribing")?;
     } else {
         // Direct assignment: no group membership, nothing committed.
-        let admin = Admin::new(&conn.settings)?;
-        let info = admin.describe_topic(&args.topic).await?;
         let start = if args.from_beginning {
             Offset::Beginning
         } else {

@@ -42,7 +42,8 @@ pub(crate) async fn run(conn: &Connection, cmd: &GroupsCommand) -> anyhow::Resul
                     t.add_row([
                         p.topic.clone(),
                         p.partition.to_string(),
-                        p.committed.to_string(),
+                        p.committed
+                            .map_or_else(|| "-".to_owned(), |c| c.to_string()),
                         p.high.to_string(),
                         p.lag.to_string(),
                     ]);

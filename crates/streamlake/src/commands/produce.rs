@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use streamlake_kafka::{Headers, Producer};
+use streamlake_kafka::{Admin, Headers, Producer};
 
 use super::Connection;
 use crate::args::ProduceArgs;
@@ -19,6 +19,10 @@ pub(crate) async fn run(conn: &Connection, args: &ProduceArgs) -> anyhow::Result
         };
         headers.push(name, value);
     }
+    // librdkafka would wait out message.timeout.ms on a missing topic; say so at once instead.
+    Admin::new(&conn.settings)?
+        .describe_topic(&args.topic)
+        .await?;
     let producer = Producer::new(&conn.settings).context("creating the producer")?;
     let lines: Vec<String> = if args.values.is_empty() {
         std::io::stdin()

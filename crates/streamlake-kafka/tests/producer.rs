@@ -1,0 +1,118 @@
+//! Producer against the real broker: deterministic keyed partitioning, headers round-trip, and
+//! a full local queue reported to the caller instead of waiting or dropping.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use streamlake_core::TopicSpec;
+use streamlake_kafka::{Admin, Headers, ProduceError, Producer};
+use streamlake_testkit::{settings, unique};
+
+async fn topic(partitions: i32) -> String {
+    let name = unique("producer");
+    let admin = Admin::new(&settings().await).unwrap();
+    admin
+        .create_topic(&TopicSpec {
+            name: name.clone(),
+            partitions,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+        })
+        .await
+        .unwrap();
+    name
+}
+
+#[tokio::test]
+async fn same_key_always_lands_in_the_same_partition() {
+    let topic = topic(3).await;
+    let producer = Producer::new(&settings().await).unwrap();
+    let mut partitions_of: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+    let mut offsets = BTreeSet::new();
+    for round in 0..3 {
+        for k in 100..110 {
+            let key = format!("order-{k}");
+            let r = producer
+                .send_json(
+                    &topic,
+                    Some(key.as_bytes()),
+                    &serde_json::json!({"round": round}),
+                    &Headers::new(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.topic, topic);
+            assert!(
+                offsets.insert((r.partition, r.offset)),
+                "offset reused: {r:?}"
+            );
+            partitions_of.entry(key).or_default().insert(r.partition);
+        }
+    }
+    for (key, parts) in &partitions_of {
+        assert_eq!(parts.len(), 1, "key {key} landed in partitions {parts:?}");
+    }
+    let used: BTreeSet<i32> = partitions_of.values().flatten().copied().collect();
+    assert!(
+        used.len() > 1,
+        "10 distinct keys should spread over more than one of 3 partitions"
+    );
+    let info = Admin::new(&settings().await)
+        .unwrap()
+        .describe_topic(&topic)
+        .await
+        .unwrap();
+    assert_eq!(info.message_count(), 30);
+}
+
+#[tokio::test]
+async fn headers_and_key_round_trip_through_the_broker() {
+    let topic = topic(1).await;
+    let s = settings().await;
+    let producer = Producer::new(&s).unwrap();
+    let headers = Headers::new()
+        .with("tenant", "acme")
+        .with("ingestion_id", "0192-abc")
+        .with("binary", [0u8, 159, 146, 150]);
+    let receipt = producer
+        .send(&topic, Some(b"k-1"), br#"{"v":1}"#, &headers)
+        .await
+        .unwrap();
+
+    let mut consumer = streamlake_testkit::Reader::new(&s, &topic).await;
+    let records = consumer.read(1, Duration::from_secs(20)).await;
+    let r = &records[0];
+    assert_eq!((r.partition, r.offset), (receipt.partition, receipt.offset));
+    assert_eq!(r.key.as_deref(), Some(&b"k-1"[..]));
+    assert_eq!(r.payload.as_deref(), Some(&br#"{"v":1}"#[..]));
+    assert_eq!(r.header("tenant"), Some(&b"acme"[..]));
+    assert_eq!(r.header("ingestion_id"), Some(&b"0192-abc"[..]));
+    assert_eq!(r.header("binary"), Some(&[0u8, 159, 146, 150][..]));
+}
+
+#[tokio::test]
+async fn a_full_queue_is_reported_to_the_caller() {
+    let topic = topic(1).await;
+    let mut s = settings().await;
+    // One record fits; linger keeps it queued while the others try to get in.
+    s.producer
+        .insert("queue.buffering.max.messages".into(), "1".into());
+    s.producer.insert("linger.ms".into(), "2000".into());
+    let producer = Producer::new(&s).unwrap();
+    let h = Headers::new();
+    let payloads: Vec<String> = (0..3).map(|i| i.to_string()).collect();
+    // join_all polls the sends in order: the first enqueues, the later ones find the queue full.
+    let sends = payloads
+        .iter()
+        .map(|p| producer.send(&topic, None, p.as_bytes(), &h));
+    let results = futures::future::join_all(sends).await;
+    let full = results
+        .iter()
+        .filter(|r| matches!(r, Err(ProduceError::QueueFull { .. })))
+        .count();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!((ok, full), (1, 2), "{results:?}");
+    let err = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+    assert!(!err.possibly_persisted());
+    assert!(err.to_string().contains("queue is full"), "{err}");
+}
