@@ -137,11 +137,8 @@ fn origin_of(meta: &figment::Metadata, key: &str) -> String {
     match &meta.source {
         Some(figment::Source::File(path)) => path.display().to_string(),
         _ if meta.name.contains("environment") => {
-            let keys: Vec<&str> = key.split('.').collect();
-            format!(
-                "environment variable {}",
-                meta.interpolate(&figment::Profile::Default, &keys)
-            )
+            let var: Vec<String> = key.split('.').map(str::to_uppercase).collect();
+            format!("environment variable {ENV_PREFIX}{}", var.join("__"))
         }
         _ => meta.name.to_string(),
     }

@@ -1,0 +1,318 @@
+//! The `streamlake` binary driven as a user would: config check, topics, produce/consume round
+//! trips, group lag, and `up` on the air-quality example until SIGTERM.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use streamlake_kafka::Admin;
+use streamlake_testkit::{bootstrap, eventually, example, free_local_addr, settings, unique};
+
+fn streamlake(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_streamlake"));
+    cmd.args(args).env_remove("STREAMLAKE_CONFIG");
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    streamlake(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn config_check_accepts_the_examples() {
+    for ex in [
+        "air-quality/streamlake.toml",
+        "seed-pipeline/streamlake.toml",
+    ] {
+        let path = example(ex);
+        let o = run(&["config", "check", path.to_str().unwrap()]);
+        assert!(o.status.success(), "{ex}: {}", stderr(&o));
+        assert!(stdout(&o).contains(": ok ("), "{}", stdout(&o));
+    }
+}
+
+#[test]
+fn config_check_reports_every_problem_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[topic_defaults]\npartitions = 0\n\n[[topics]]\nname = \"bad topic\"\n\n[kafka]\nbrokers = \"x\"\n",
+    )
+    .unwrap();
+    let o = run(&["config", "check", path.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("3 configuration errors"), "{err}");
+    assert!(err.contains("topic_defaults.partitions: is 0"), "{err}");
+    assert!(
+        err.contains("topics[0].name: topic name \"bad topic\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("kafka.brokers") || err.contains("unknown field `brokers`"),
+        "{err}"
+    );
+    assert!(err.contains(&path.display().to_string()), "{err}");
+}
+
+#[test]
+fn environment_overrides_are_applied_and_named_in_errors() {
+    let path = example("air-quality/streamlake.toml");
+    let o = streamlake(&["config", "check", path.to_str().unwrap()])
+        .env("STREAMLAKE_TOPIC_DEFAULTS__PARTITIONS", "0")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("environment variable STREAMLAKE_TOPIC_DEFAULTS__PARTITIONS"),
+        "{err}"
+    );
+
+    let o = streamlake(&["config", "check", path.to_str().unwrap()])
+        .env("STREAMLAKE_KAFKA__BOOTSTRAP_SERVERS", "kafka.example:9092")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("Kafka at kafka.example:9092"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[tokio::test]
+async fn produce_then_consume_round_trips_keys_partitions_and_headers() {
+    let b = bootstrap().await;
+    let topic = unique("cli");
+    let o = run(&["-b", &b, "topics", "create", &topic, "--partitions", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let mut child = streamlake(&[
+        "-b",
+        &b,
+        "produce",
+        &topic,
+        "--key-separator",
+        ":",
+        "-H",
+        "source=cli",
+        "-H",
+        "trace=t-1",
+        "--json",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let lines: Vec<String> = (0..12)
+        .map(|i| format!("user-{}:{{\"n\":{i}}}", i % 4))
+        .collect();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.join("\n").as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let produced: BTreeMap<(i64, i64), String> = stdout(&o)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                (
+                    v["partition"].as_i64().unwrap(),
+                    v["offset"].as_i64().unwrap(),
+                ),
+                v["key"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(produced.len(), 12);
+
+    let o = run(&[
+        "-b",
+        &b,
+        "consume",
+        &topic,
+        "--from-beginning",
+        "-n",
+        "12",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut consumed = BTreeMap::new();
+    let mut partitions_of_key: BTreeMap<String, i64> = BTreeMap::new();
+    for l in stdout(&o).lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        let key = v["key"].as_str().unwrap().to_owned();
+        let partition = v["partition"].as_i64().unwrap();
+        assert_eq!(v["headers"]["source"], "cli");
+        assert_eq!(v["headers"]["trace"], "t-1");
+        let n: Value = serde_json::from_str(v["value"].as_str().unwrap()).unwrap();
+        assert_eq!(key, format!("user-{}", n["n"].as_i64().unwrap() % 4));
+        assert_eq!(
+            *partitions_of_key.entry(key.clone()).or_insert(partition),
+            partition
+        );
+        consumed.insert((partition, v["offset"].as_i64().unwrap()), key);
+    }
+    assert_eq!(consumed, produced);
+
+    let o = run(&["-b", &b, "consume", &topic, "--from-beginning", "-n", "1"]);
+    let line = stdout(&o);
+    assert!(
+        line.starts_with("partition=") && line.contains("headers=[source=cli,trace=t-1]"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn groups_describe_shows_produced_minus_committed() {
+    let b = bootstrap().await;
+    let topic = unique("lag");
+    let group = unique("group");
+    assert!(run(&["-b", &b, "topics", "create", &topic, "-p", "2"])
+        .status
+        .success());
+    let values: Vec<String> = (0..10).map(|i| format!("v{i}")).collect();
+    let mut args = vec!["-b", &b, "produce", &topic];
+    args.extend(values.iter().map(String::as_str));
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let o = run(&[
+        "-b",
+        &b,
+        "consume",
+        &topic,
+        "--from-beginning",
+        "--group",
+        &group,
+        "-n",
+        "4",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 4);
+
+    let o = run(&["-b", &b, "groups", "describe", &group, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["total_lag"], 6, "{v}");
+    let committed: i64 = v["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["committed"].as_i64())
+        .sum();
+    assert_eq!(committed, 4, "{v}");
+
+    let o = run(&["-b", &b, "groups", "describe", &group]);
+    assert!(stdout(&o).contains("total lag: 6"), "{}", stdout(&o));
+}
+
+#[tokio::test]
+async fn topics_delete_is_refused_on_the_embedded_broker() {
+    let b = bootstrap().await;
+    let topic = unique("keep");
+    assert!(run(&["-b", &b, "topics", "create", &topic, "-p", "1"])
+        .status
+        .success());
+    let o = run(&["-b", &b, "topics", "delete", &topic]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("removes every topic"), "{}", stderr(&o));
+    let o = run(&["-b", &b, "topics", "describe", &topic]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[tokio::test]
+async fn producing_to_a_missing_topic_fails_fast_with_its_name() {
+    let b = bootstrap().await;
+    let o = run(&["-b", &b, "produce", "no-such-topic-xyz", "v"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("topic \"no-such-topic-xyz\" does not exist"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[tokio::test]
+async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
+    let data = tempfile::tempdir().unwrap();
+    let listen = free_local_addr();
+    let config = example("air-quality/streamlake.toml");
+    let child = streamlake(&[
+        "up",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ])
+    .env("STREAMLAKE_BROKER__LISTEN", listen.to_string())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let pid = child.id() as i32;
+
+    let mut s = settings().await;
+    s.bootstrap_servers = listen.to_string();
+    let expected = [
+        "tenant-a.air-quality.raw",
+        "tenant-a.air-quality.clean",
+        "tenant-a.dlq",
+        "tenant-b.air-quality.raw",
+        "tenant-b.air-quality.clean",
+        "tenant-b.dlq",
+    ];
+    let found = eventually(Duration::from_secs(60), || {
+        let s = s.clone();
+        async move {
+            let admin = Admin::new(&s).ok()?;
+            let topics = admin.list_topics().await.ok()?;
+            let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+            expected
+                .iter()
+                .all(|e| names.contains(&e.to_string()))
+                .then_some(topics)
+        }
+    })
+    .await
+    .expect("up provisions the tenant topics");
+    for t in found {
+        assert_eq!(t.partitions.len(), 6, "{}", t.name);
+    }
+    assert!(data.path().join("broker/broker.db").exists());
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("embedded broker stopped"), "{log}");
+    assert!(log.contains("StreamLake stopped"), "{log}");
+    assert!(
+        std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(500)).is_err(),
+        "the broker must be gone after up exits"
+    );
+}
