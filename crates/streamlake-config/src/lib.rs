@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{load, load_str, ENV_PREFIX};
+pub use load::{load, load_defaults, load_str, ENV_PREFIX};
 pub use model::*;
 use streamlake_core::{DatasetId, TenantId, TopicNaming, TopicRole, TopicSpec};
 

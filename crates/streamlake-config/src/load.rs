@@ -43,6 +43,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     resolve(&figment, Some(path))
 }
 
+/// Built-in defaults with `STREAMLAKE_*` environment overrides, for running without a file.
+pub fn load_defaults() -> Result<Config, ConfigErrors> {
+    let figment = Figment::new().merge(env_overrides());
+    resolve(&figment, None)
+}
+
 /// Loads configuration from a TOML string without environment overrides; relative paths are
 /// resolved against `base_dir`.
 pub fn load_str(toml: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {

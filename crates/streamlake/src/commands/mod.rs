@@ -42,7 +42,7 @@ fn config_path(cli: &Cli) -> Option<PathBuf> {
 pub(crate) fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let loaded: Result<Config, ConfigErrors> = match config_path(cli) {
         Some(path) => streamlake_config::load(&path),
-        None => streamlake_config::load_str("", Path::new(".")),
+        None => streamlake_config::load_defaults(),
     };
     loaded.map_err(|errors| anyhow::anyhow!("{errors}"))
 }

@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use streamlake_kafka::{provision, Admin, EmbeddedBroker, KafkaSettings, ProvisionOutcome};
 use tokio_util::sync::CancellationToken;
 
@@ -24,11 +23,7 @@ pub(crate) async fn run(cli: &Cli, args: &UpArgs) -> anyhow::Result<ExitCode> {
     let broker = match (&cli.bootstrap_servers, config.uses_embedded_broker()) {
         (None, true) => {
             tracing::info!(data_dir = %config.data_dir.display(), listen = %config.broker.listen, "starting the embedded broker");
-            Some(
-                EmbeddedBroker::start(&config.broker, &config.data_dir)
-                    .await
-                    .context("starting the embedded broker")?,
-            )
+            Some(EmbeddedBroker::start(&config.broker, &config.data_dir).await?)
         }
         _ => None,
     };
