@@ -124,7 +124,7 @@ async fn acknowledged_batches_are_not_seen_again_after_a_restart() {
 
     let lag = Admin::new(&s)
         .unwrap()
-        .group_lag(&group, &[topic.clone()])
+        .group_lag(&group, std::slice::from_ref(&topic))
         .await
         .unwrap();
     assert_eq!(lag.total_lag, 0, "{lag:?}");
@@ -150,7 +150,7 @@ async fn a_failed_batch_is_delivered_again_after_a_restart() {
 
     let lag = Admin::new(&s)
         .unwrap()
-        .group_lag(&group, &[topic.clone()])
+        .group_lag(&group, std::slice::from_ref(&topic))
         .await
         .unwrap();
     assert_eq!(lag.total_lag, 20, "nothing was acknowledged: {lag:?}");
