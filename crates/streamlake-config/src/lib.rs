@@ -43,6 +43,8 @@ pub struct Config {
     pub broker: BrokerConfig,
     /// HTTP server settings.
     pub http: HttpConfig,
+    /// HTTP ingestion settings.
+    pub gateway: GatewayConfig,
     /// Topic naming templates.
     pub naming: TopicNaming,
     /// Defaults for topics.
@@ -53,6 +55,47 @@ pub struct Config {
     pub topics: Vec<TopicConfig>,
 }
 
+/// Where a tenant's API key came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiKeySource {
+    /// The environment variable named by `api_key_env`.
+    Environment,
+    /// `dev_api_key` from the file.
+    Development,
+}
+
+/// A tenant's API key. `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    secret: String,
+    /// Where it came from.
+    pub source: ApiKeySource,
+}
+
+impl ApiKey {
+    /// A key with its source.
+    pub fn new(secret: impl Into<String>, source: ApiKeySource) -> Self {
+        Self {
+            secret: secret.into(),
+            source,
+        }
+    }
+
+    /// The secret, for authentication only; never log it.
+    pub fn expose_secret(&self) -> &str {
+        &self.secret
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("secret", &"<redacted>")
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
 /// A tenant with its resolved topic names.
 #[derive(Debug, Clone)]
 pub struct Tenant {
@@ -60,6 +103,10 @@ pub struct Tenant {
     pub id: TenantId,
     /// Human-readable name.
     pub display_name: String,
+    /// API key, when one is configured (`api_key_env` set in the environment, or `dev_api_key`).
+    pub api_key: Option<ApiKey>,
+    /// The environment variable `api_key_env` names, if any.
+    pub api_key_env: Option<String>,
     /// The tenant's dead-letter topic.
     pub dlq_topic: String,
     /// Datasets by id.

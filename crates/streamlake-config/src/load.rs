@@ -12,7 +12,7 @@ use streamlake_core::{validate_topic_name, DatasetId, TenantId, TopicNaming, Top
 
 use crate::error::{ConfigError, ConfigErrors};
 use crate::model::*;
-use crate::{Config, Dataset, Tenant, DEFAULT_DATA_DIR};
+use crate::{ApiKey, ApiKeySource, Config, Dataset, Tenant, DEFAULT_DATA_DIR};
 
 /// Prefix of environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "STREAMLAKE_";
@@ -22,6 +22,7 @@ const SECTIONS: &[&str] = &[
     "kafka",
     "broker",
     "http",
+    "gateway",
     "naming",
     "topic_defaults",
     "tenants",
@@ -186,6 +187,8 @@ fn resolve(figment: &Figment, file: Option<&Path>) -> Result<Config, ConfigError
     let kafka: KafkaConfig = c.section("kafka");
     let broker: BrokerConfig = c.section("broker");
     let http: HttpConfig = c.section("http");
+    let gateway: GatewayConfig = c.section("gateway");
+    check_gateway(&mut c, &gateway);
     let naming: TopicNaming = c.section("naming");
     let topic_defaults: TopicDefaults = c.section("topic_defaults");
     let topics = extract_topics(&mut c);
@@ -206,6 +209,7 @@ fn resolve(figment: &Figment, file: Option<&Path>) -> Result<Config, ConfigError
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let tenants = resolve_tenants(&mut c, raw_tenants, &naming, &topic_defaults, &base_dir);
     check_topic_collisions(&mut c, &tenants);
+    check_shared_keys(&mut c, &tenants);
 
     if !c.errors.is_empty() {
         return Err(ConfigErrors(c.errors));
@@ -216,6 +220,7 @@ fn resolve(figment: &Figment, file: Option<&Path>) -> Result<Config, ConfigError
         kafka,
         broker,
         http,
+        gateway,
         naming,
         topic_defaults,
         tenants,
@@ -310,6 +315,18 @@ fn check_kafka(
         {
             c.push(&format!("topics[{i}].compression"), WHY);
         }
+    }
+}
+
+fn check_gateway(c: &mut Collector<'_>, g: &GatewayConfig) {
+    if g.max_body_bytes == 0 {
+        c.push("gateway.max_body_bytes", "must be at least 1");
+    }
+    if g.max_in_flight_per_tenant == 0 {
+        c.push("gateway.max_in_flight_per_tenant", "must be at least 1");
+    }
+    if g.producer_service.trim().is_empty() {
+        c.push("gateway.producer_service", "must not be empty");
     }
 }
 
@@ -421,11 +438,25 @@ fn resolve_tenants(
             }
         }
         let display_name = cfg.display_name.unwrap_or_else(|| id.to_string());
+        let from_env = cfg
+            .api_key_env
+            .as_deref()
+            .and_then(|var| std::env::var(var).ok())
+            .filter(|k| !k.is_empty())
+            .map(|k| ApiKey::new(k, ApiKeySource::Environment));
+        let api_key = from_env.or_else(|| {
+            cfg.dev_api_key
+                .clone()
+                .filter(|k| !k.is_empty())
+                .map(|k| ApiKey::new(k, ApiKeySource::Development))
+        });
         tenants.insert(
             id.clone(),
             Tenant {
                 id,
                 display_name,
+                api_key,
+                api_key_env: cfg.api_key_env.clone(),
                 dlq_topic,
                 datasets,
             },
@@ -538,6 +569,20 @@ fn check_topic_collisions(c: &mut Collector<'_>, tenants: &BTreeMap<TenantId, Te
                     owners.insert(topic, (&t.id, key));
                 }
             }
+        }
+    }
+}
+
+/// A key identifies exactly one tenant; two tenants with one key could write each other's data.
+fn check_shared_keys(c: &mut Collector<'_>, tenants: &BTreeMap<TenantId, Tenant>) {
+    let mut seen: BTreeMap<&str, &TenantId> = BTreeMap::new();
+    for t in tenants.values() {
+        let Some(key) = &t.api_key else { continue };
+        if let Some(first) = seen.insert(key.expose_secret(), &t.id) {
+            c.push(
+                &format!("tenants.{}", t.id),
+                format!("has the same API key as tenant {first}; every tenant needs its own key"),
+            );
         }
     }
 }

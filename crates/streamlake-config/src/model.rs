@@ -231,9 +231,43 @@ fn default_schema_version() -> String {
 pub struct TenantConfig {
     /// Human-readable name shown in the console.
     pub display_name: Option<String>,
+    /// Name of the environment variable that holds the tenant's API key. The key itself is
+    /// never written in the file.
+    pub api_key_env: Option<String>,
+    /// Development key used when `api_key_env` is unset or its variable is empty; printed at
+    /// start-up so examples work out of the box. Leave it out in production.
+    pub dev_api_key: Option<String>,
     /// Dead-letter topic name; default from `[naming]`.
     pub dlq_topic: Option<String>,
     /// The tenant's datasets, by id.
     #[serde(default)]
     pub datasets: BTreeMap<String, DatasetConfig>,
+}
+
+/// `[gateway]`: HTTP ingestion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Largest accepted request body in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Requests of one tenant handled at once; more get 429.
+    pub max_in_flight_per_tenant: usize,
+    /// Seconds clients are told to wait (`Retry-After`) on 429 and 503.
+    pub retry_after_secs: u64,
+    /// Value of the `producer_service` header.
+    pub producer_service: String,
+    /// Seconds to wait for in-flight requests and the producer queue at shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_in_flight_per_tenant: 64,
+            retry_after_secs: 1,
+            producer_service: "streamlake-gateway".to_owned(),
+            shutdown_timeout_secs: 30,
+        }
+    }
 }

@@ -1,0 +1,328 @@
+//! Dataset schemas (SPEC I2, C4): each dataset's JSON Schema compiled once at start-up, event
+//! validation that reports where and which rule failed, and partition-key extraction by JSON
+//! pointer.
+//!
+//! This crate decides whether an event is acceptable and what its key is. It does not produce,
+//! dead-letter or answer requests: the gateway does that with what this crate returns.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use streamlake_config::{Config, KeySpec};
+use streamlake_core::{DatasetId, TenantId};
+
+/// Why an event was refused: the failing field and the rule, ready for `error.*` headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Human-readable reason.
+    pub reason: String,
+    /// JSON pointer of the failing field (`""` for the whole event).
+    pub path: String,
+    /// The rule: a JSON Schema keyword (`type`, `required`, ...), `key`, or `json`.
+    pub rule: String,
+}
+
+/// A schema that could not be compiled.
+#[derive(Debug, thiserror::Error)]
+#[error("schema of {tenant}/{dataset} ({file}) is not a valid JSON Schema: {reason}")]
+pub struct SchemaError {
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Dataset.
+    pub dataset: DatasetId,
+    /// Schema file.
+    pub file: String,
+    /// What the compiler said.
+    pub reason: String,
+}
+
+/// A dataset's compiled schema, version and key policy.
+pub struct DatasetSchema {
+    validator: jsonschema::Validator,
+    version: String,
+    key: KeySpec,
+    key_warning: Option<String>,
+}
+
+impl std::fmt::Debug for DatasetSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatasetSchema")
+            .field("version", &self.version)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl DatasetSchema {
+    /// Compiles `schema` for a dataset keyed by `key`.
+    pub fn compile(schema: &Value, version: &str, key: KeySpec) -> Result<Self, String> {
+        let validator = jsonschema::validator_for(schema).map_err(|e| e.to_string())?;
+        let key_warning = key_policy_warning(schema, &key);
+        Ok(Self {
+            validator,
+            version: version.to_owned(),
+            key,
+            key_warning,
+        })
+    }
+
+    /// The pinned schema version.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Why the configured key cannot spread load, if it cannot (SPEC C4).
+    pub fn key_warning(&self) -> Option<&str> {
+        self.key_warning.as_deref()
+    }
+
+    /// Validates `event` and extracts its key. The first schema violation wins; the reason says
+    /// how many there were in all.
+    pub fn check(&self, event: &Value) -> Result<String, Violation> {
+        let mut errors = self.validator.iter_errors(event);
+        if let Some(first) = errors.next() {
+            let more = errors.count();
+            return Err(violation_of(&first, more));
+        }
+        self.key_of(event)
+    }
+
+    /// The partition key: the pointed-to values, joined with `|` for a composite key.
+    pub fn key_of(&self, event: &Value) -> Result<String, Violation> {
+        let mut parts = Vec::new();
+        for pointer in self.key.pointers() {
+            let part = match event.pointer(pointer) {
+                None | Some(Value::Null) => {
+                    return Err(Violation {
+                        reason: format!("the key field {pointer} is missing or null"),
+                        path: pointer.to_owned(),
+                        rule: "key".to_owned(),
+                    })
+                }
+                Some(Value::String(s)) => s.clone(),
+                Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
+                Some(_) => {
+                    return Err(Violation {
+                        reason: format!(
+                            "the key field {pointer} must be a string, number or boolean, not an object or array"
+                        ),
+                        path: pointer.to_owned(),
+                        rule: "key".to_owned(),
+                    })
+                }
+            };
+            parts.push(part);
+        }
+        Ok(parts.join("|"))
+    }
+}
+
+fn violation_of(e: &jsonschema::ValidationError<'_>, more: usize) -> Violation {
+    let schema_path = e.schema_path().as_str();
+    let rule = schema_path
+        .rsplit('/')
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("schema")
+        .to_owned();
+    let mut path = e.instance_path().as_str().to_owned();
+    if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind() {
+        if let Some(name) = property.as_str() {
+            path = format!("{path}/{}", name.replace('~', "~0").replace('/', "~1"));
+        }
+    }
+    let mut reason = e.to_string();
+    if more > 0 {
+        reason.push_str(&format!(
+            " (and {more} more violation{})",
+            if more == 1 { "" } else { "s" }
+        ));
+    }
+    Violation { reason, path, rule }
+}
+
+/// A key that is `tenant_id`, or a field the schema pins to one value, sends every event of the
+/// dataset to one partition (seeds/000 §6).
+fn key_policy_warning(schema: &Value, key: &KeySpec) -> Option<String> {
+    let pointers = key.pointers();
+    let all_constant = pointers.iter().all(|p| {
+        let last = p.rsplit('/').next().unwrap_or_default();
+        if last == "tenant_id" || last == "tenant" {
+            return true;
+        }
+        // Walk the schema's properties along the pointer.
+        let mut node = schema;
+        for segment in p.split('/').skip(1) {
+            match node.get("properties").and_then(|props| props.get(segment)) {
+                Some(n) => node = n,
+                None => return false,
+            }
+        }
+        node.get("const").is_some()
+            || node
+                .get("enum")
+                .and_then(Value::as_array)
+                .is_some_and(|e| e.len() <= 1)
+    });
+    all_constant.then(|| {
+        format!(
+            "key {} is constant for every event: all of the dataset's events go to one partition, so consumers cannot share the load; key by an entity id such as a sensor or location",
+            pointers.join(" + ")
+        )
+    })
+}
+
+/// Every dataset's compiled schema, by tenant and dataset.
+#[derive(Debug, Default)]
+pub struct SchemaRegistry {
+    schemas: BTreeMap<(TenantId, DatasetId), DatasetSchema>,
+}
+
+impl SchemaRegistry {
+    /// Compiles every dataset's schema; reports every schema that does not compile.
+    pub fn from_config(config: &Config) -> Result<Self, Vec<SchemaError>> {
+        let mut schemas = BTreeMap::new();
+        let mut errors = Vec::new();
+        for tenant in config.tenants.values() {
+            for ds in tenant.datasets.values() {
+                let fail = |reason: String| SchemaError {
+                    tenant: tenant.id.clone(),
+                    dataset: ds.id.clone(),
+                    file: ds.schema_path.display().to_string(),
+                    reason,
+                };
+                let compiled = std::fs::read(&ds.schema_path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()))
+                    .and_then(|v| DatasetSchema::compile(&v, &ds.schema_version, ds.key.clone()));
+                match compiled {
+                    Ok(s) => {
+                        schemas.insert((tenant.id.clone(), ds.id.clone()), s);
+                    }
+                    Err(reason) => errors.push(fail(reason)),
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self { schemas })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The schema of a tenant's dataset.
+    pub fn get(&self, tenant: &TenantId, dataset: &DatasetId) -> Option<&DatasetSchema> {
+        self.schemas.get(&(tenant.clone(), dataset.clone()))
+    }
+
+    /// Every dataset with its schema.
+    pub fn iter(&self) -> impl Iterator<Item = (&(TenantId, DatasetId), &DatasetSchema)> {
+        self.schemas.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn schema() -> DatasetSchema {
+        DatasetSchema::compile(
+            &json!({
+                "type": "object",
+                "required": ["sensor", "value"],
+                "properties": {
+                    "tenant_id": {"const": "a"},
+                    "sensor": {"type": "object", "properties": {"id": {"type": "integer"}}},
+                    "value": {"type": "number", "minimum": 0}
+                }
+            }),
+            "3",
+            KeySpec::Pointer("/sensor/id".into()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_valid_event_gives_its_key() {
+        assert_eq!(
+            schema().check(&json!({"sensor": {"id": 107}, "value": 1.5})),
+            Ok("107".into())
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_field_and_the_keyword() {
+        let v = schema()
+            .check(&json!({"sensor": {"id": 1}, "value": "high"}))
+            .unwrap_err();
+        assert_eq!((v.path.as_str(), v.rule.as_str()), ("/value", "type"));
+        assert!(v.reason.contains("\"high\""), "{v:?}");
+    }
+
+    #[test]
+    fn a_missing_required_field_points_at_the_field() {
+        let v = schema().check(&json!({"sensor": {"id": 1}})).unwrap_err();
+        assert_eq!((v.path.as_str(), v.rule.as_str()), ("/value", "required"));
+    }
+
+    #[test]
+    fn a_range_violation_names_minimum() {
+        let v = schema()
+            .check(&json!({"sensor": {"id": 1}, "value": -2}))
+            .unwrap_err();
+        assert_eq!((v.path.as_str(), v.rule.as_str()), ("/value", "minimum"));
+    }
+
+    #[test]
+    fn several_violations_are_counted_in_the_reason() {
+        let v = schema()
+            .check(&json!({"sensor": {"id": "x"}, "value": "y"}))
+            .unwrap_err();
+        assert!(v.reason.contains("and 1 more violation"), "{v:?}");
+    }
+
+    #[test]
+    fn a_missing_key_field_is_a_violation() {
+        let v = schema()
+            .check(&json!({"sensor": {}, "value": 1}))
+            .unwrap_err();
+        assert_eq!((v.path.as_str(), v.rule.as_str()), ("/sensor/id", "key"));
+    }
+
+    #[test]
+    fn an_object_key_is_a_violation() {
+        let s = DatasetSchema::compile(&json!({}), "1", KeySpec::Pointer("/k".into())).unwrap();
+        assert_eq!(s.check(&json!({"k": {"a": 1}})).unwrap_err().rule, "key");
+    }
+
+    #[test]
+    fn composite_keys_join_their_parts() {
+        let s = DatasetSchema::compile(
+            &json!({}),
+            "1",
+            KeySpec::Composite(vec!["/country".into(), "/sensor_id".into()]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.check(&json!({"country": "DE", "sensor_id": 7})),
+            Ok("DE|7".into())
+        );
+    }
+
+    #[test]
+    fn constant_keys_are_warned_about() {
+        let by_tenant =
+            DatasetSchema::compile(&json!({}), "1", KeySpec::Pointer("/tenant_id".into())).unwrap();
+        assert!(by_tenant.key_warning().is_some());
+        let by_const = DatasetSchema::compile(
+            &json!({"properties": {"source": {"const": "x"}}}),
+            "1",
+            KeySpec::Pointer("/source".into()),
+        )
+        .unwrap();
+        assert!(by_const.key_warning().is_some());
+        assert!(schema().key_warning().is_none());
+    }
+}
