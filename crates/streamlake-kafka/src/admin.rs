@@ -162,6 +162,17 @@ impl Admin {
         self.settings.kind
     }
 
+    /// Whether the cluster answers a metadata request within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), AdminError> {
+        let meta = Arc::clone(&self.meta);
+        blocking(move || {
+            meta.fetch_metadata(None, timeout)
+                .map(|_| ())
+                .map_err(kafka("the broker did not answer"))
+        })
+        .await
+    }
+
     /// All topics with partitions and watermarks; internal topics (`__*`) are left out.
     pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, AdminError> {
         self.topics(None).await

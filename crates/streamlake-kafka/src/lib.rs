@@ -34,3 +34,5 @@ pub use producer::{DeliveryReceipt, ProduceError, Producer};
 pub use provision::{provision, Drift, ProvisionOutcome, ProvisionReport};
 pub use record::{Headers, Record};
 pub use settings::{BrokerKind, KafkaSettings};
+/// librdkafka's error type, for callers that report client creation failures.
+pub use rdkafka::error::KafkaError;

@@ -1,0 +1,145 @@
+//! Request bodies into events. Each event keeps its original bytes, which are what is produced
+//! (the gateway never re-serialises a payload), next to its parsed value for validation.
+
+use serde_json::value::RawValue;
+use serde_json::Value;
+use streamlake_schema::Violation;
+
+/// How the body is framed, from its Content-Type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// `application/json`: one value, or an array of events.
+    Json,
+    /// `application/x-ndjson` (or `application/jsonl`): one event per line.
+    Ndjson,
+}
+
+impl Framing {
+    /// The framing of a Content-Type header value, ignoring parameters such as `charset`.
+    pub(crate) fn from_content_type(ct: &str) -> Option<Self> {
+        let essence = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        match essence.as_str() {
+            "application/json" => Some(Framing::Json),
+            "application/x-ndjson" | "application/ndjson" | "application/jsonl"
+            | "application/x-jsonlines" => Some(Framing::Ndjson),
+            _ => None,
+        }
+    }
+}
+
+/// One event of a request.
+#[derive(Debug)]
+pub(crate) struct Event {
+    /// The event's bytes as sent.
+    pub(crate) bytes: Vec<u8>,
+    /// Its parsed value, or why it is not JSON.
+    pub(crate) value: Result<Value, Violation>,
+}
+
+/// What a body holds.
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    /// A single JSON value (answered with that event's own status).
+    Single(Event),
+    /// A JSON array or NDJSON lines (answered per event).
+    Batch(Vec<Event>),
+}
+
+fn not_json(e: &serde_json::Error, what: &str) -> Violation {
+    Violation {
+        reason: format!("{what} is not valid JSON: {e}"),
+        path: String::new(),
+        rule: "json".to_owned(),
+    }
+}
+
+/// Splits a UTF-8 body into events. A JSON body that does not parse is one invalid event.
+pub(crate) fn parse(body: &[u8], framing: Framing) -> Parsed {
+    match framing {
+        Framing::Json => {
+            let trimmed = body.trim_ascii_start();
+            if trimmed.first() == Some(&b'[') {
+                match serde_json::from_slice::<Vec<&RawValue>>(body) {
+                    Ok(items) => {
+                        return Parsed::Batch(
+                            items
+                                .into_iter()
+                                .map(|raw| Event {
+                                    bytes: raw.get().as_bytes().to_vec(),
+                                    value: serde_json::from_str(raw.get())
+                                        .map_err(|e| not_json(&e, "the event")),
+                                })
+                                .collect(),
+                        )
+                    }
+                    Err(e) => {
+                        return Parsed::Single(Event {
+                            bytes: body.to_vec(),
+                            value: Err(not_json(&e, "the body")),
+                        })
+                    }
+                }
+            }
+            Parsed::Single(Event {
+                bytes: body.to_vec(),
+                value: serde_json::from_slice(body).map_err(|e| not_json(&e, "the body")),
+            })
+        }
+        Framing::Ndjson => Parsed::Batch(
+            body.split(|b| *b == b'\n')
+                .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+                .filter(|line| !line.trim_ascii().is_empty())
+                .map(|line| Event {
+                    bytes: line.to_vec(),
+                    value: serde_json::from_slice(line).map_err(|e| not_json(&e, "the line")),
+                })
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_elements_keep_their_original_bytes() {
+        let Parsed::Batch(events) = parse(br#"[ {"a": 1,  "b":2} , {"c":3}]"#, Framing::Json) else {
+            panic!("expected a batch");
+        };
+        assert_eq!(events[0].bytes, br#"{"a": 1,  "b":2}"#);
+        assert_eq!(events[1].bytes, br#"{"c":3}"#);
+    }
+
+    #[test]
+    fn ndjson_lines_are_events_and_bad_lines_are_invalid_events() {
+        let Parsed::Batch(events) = parse(b"{\"a\":1}\r\n\n{oops\n{\"b\":2}\n", Framing::Ndjson) else {
+            panic!("expected a batch");
+        };
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[0].bytes, b"{\"a\":1}");
+        assert_eq!(events[1].value.as_ref().unwrap_err().rule, "json");
+        assert!(events[2].value.is_ok());
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        match parse(deep.as_bytes(), Framing::Json) {
+            Parsed::Single(e) => assert!(e.value.unwrap_err().reason.contains("recursion limit")),
+            Parsed::Batch(_) => panic!("deep nesting must not parse"),
+        }
+        let deep_object = format!("{}1{}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
+        let Parsed::Single(e) = parse(deep_object.as_bytes(), Framing::Json) else {
+            panic!("single");
+        };
+        assert!(e.value.is_err());
+    }
+
+    #[test]
+    fn content_types_map_to_framings() {
+        assert_eq!(Framing::from_content_type("application/json; charset=utf-8"), Some(Framing::Json));
+        assert_eq!(Framing::from_content_type("application/x-ndjson"), Some(Framing::Ndjson));
+        assert_eq!(Framing::from_content_type("text/plain"), None);
+    }
+}

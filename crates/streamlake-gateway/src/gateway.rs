@@ -1,0 +1,115 @@
+//! Everything a request needs, built once at start-up: tenants' keys and topics, compiled
+//! schemas, the producer, limits and metrics.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use streamlake_config::{ApiKeySource, Config, GatewayConfig};
+use streamlake_core::{DatasetId, TenantId};
+use streamlake_kafka::{Admin, AdminError, KafkaError, KafkaSettings, Producer};
+use streamlake_schema::{SchemaError, SchemaRegistry};
+use tokio::sync::Semaphore;
+
+use crate::auth::Keys;
+use crate::metrics::Metrics;
+
+/// Why the gateway could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// Dataset schemas that do not compile.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Schemas(Vec<SchemaError>),
+    /// The producer could not be created.
+    #[error("cannot create the producer: {0}")]
+    Producer(#[from] KafkaError),
+    /// The admin client could not be created.
+    #[error("cannot create the admin client: {0}")]
+    Admin(#[from] AdminError),
+}
+
+/// Where a tenant's events go.
+#[derive(Debug)]
+pub(crate) struct TenantRoute {
+    pub(crate) dlq_topic: String,
+    pub(crate) raw_topics: BTreeMap<DatasetId, String>,
+    pub(crate) in_flight: Arc<Semaphore>,
+}
+
+/// The ingestion gateway's shared state.
+#[derive(Debug)]
+pub struct Gateway {
+    pub(crate) keys: Keys,
+    pub(crate) tenants: BTreeMap<TenantId, TenantRoute>,
+    pub(crate) schemas: SchemaRegistry,
+    pub(crate) producer: Producer,
+    pub(crate) admin: Admin,
+    pub(crate) settings: GatewayConfig,
+    pub(crate) metrics: Metrics,
+}
+
+impl Gateway {
+    /// Compiles every schema and creates the clients. Logs development keys in use, tenants
+    /// without a key and keys that cannot spread load; never logs a key from the environment.
+    pub fn new(config: &Config, kafka: &KafkaSettings) -> Result<Self, GatewayError> {
+        let schemas = SchemaRegistry::from_config(config).map_err(GatewayError::Schemas)?;
+        let mut keys = Keys::default();
+        let mut tenants = BTreeMap::new();
+        for t in config.tenants.values() {
+            match &t.api_key {
+                Some(key) => {
+                    keys.insert(t.id.clone(), key.expose_secret());
+                    if key.source == ApiKeySource::Development {
+                        tracing::warn!(
+                            tenant = %t.id,
+                            dev_api_key = key.expose_secret(),
+                            env = t.api_key_env.as_deref().unwrap_or("-"),
+                            "tenant uses its development API key; set the environment variable to replace it"
+                        );
+                    }
+                }
+                None => tracing::warn!(
+                    tenant = %t.id,
+                    env = t.api_key_env.as_deref().unwrap_or("-"),
+                    "tenant has no API key: its requests are refused until the key's environment variable is set"
+                ),
+            }
+            for ((tenant, dataset), schema) in schemas.iter() {
+                if tenant == &t.id {
+                    if let Some(w) = schema.key_warning() {
+                        tracing::warn!(%tenant, %dataset, warning = w, "key policy");
+                    }
+                }
+            }
+            tenants.insert(
+                t.id.clone(),
+                TenantRoute {
+                    dlq_topic: t.dlq_topic.clone(),
+                    raw_topics: t
+                        .datasets
+                        .values()
+                        .map(|d| (d.id.clone(), d.raw_topic.clone()))
+                        .collect(),
+                    in_flight: Arc::new(Semaphore::new(config.gateway.max_in_flight_per_tenant)),
+                },
+            );
+        }
+        Ok(Self {
+            keys,
+            tenants,
+            schemas,
+            producer: Producer::new(kafka)?,
+            admin: Admin::new(kafka)?,
+            settings: config.gateway.clone(),
+            metrics: Metrics::new(),
+        })
+    }
+
+    /// Waits for every queued record to be acknowledged (bounded by the shutdown timeout).
+    pub fn flush(&self) {
+        let timeout = Duration::from_secs(self.settings.shutdown_timeout_secs);
+        if let Err(e) = self.producer.flush(timeout) {
+            tracing::error!(error = %e, in_flight = self.producer.in_flight(), "producer flush at shutdown failed; unacknowledged records may be lost");
+        }
+    }
+}

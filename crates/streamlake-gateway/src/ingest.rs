@@ -1,0 +1,220 @@
+//! One event to Kafka: validated and keyed, it goes with its original bytes and the metadata
+//! headers to the dataset's raw topic; refused, it goes to the tenant's dead-letter topic with
+//! the reason. Either way the outcome is known only once the broker acknowledged (DESIGN
+//! reliability rules 1 and 2).
+
+use std::time::{Instant, SystemTime};
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+use streamlake_core::{headers as h, DatasetId, DeadLetter, Stage, TenantId};
+use streamlake_kafka::{DeliveryReceipt, Headers, ProduceError};
+use streamlake_schema::{DatasetSchema, Violation};
+
+use crate::body::Event;
+use crate::gateway::Gateway;
+
+/// Where one request's events go.
+pub(crate) struct Target<'a> {
+    pub(crate) tenant: &'a TenantId,
+    pub(crate) dataset: &'a DatasetId,
+    pub(crate) raw_topic: &'a str,
+    pub(crate) dlq_topic: &'a str,
+    pub(crate) schema: &'a DatasetSchema,
+}
+
+/// What became of one event.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Written to the raw topic.
+    Accepted {
+        ingestion_id: String,
+        receipt: DeliveryReceipt,
+    },
+    /// Refused and written to the dead-letter topic.
+    Rejected {
+        ingestion_id: String,
+        violation: Violation,
+        dead_letter: DeliveryReceipt,
+    },
+    /// Not acknowledged by the broker (raw or dead-letter write).
+    Failed {
+        ingestion_id: String,
+        error: ProduceError,
+    },
+}
+
+impl Outcome {
+    /// The event's own status: 200, 422, 429 (queue full) or 503.
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Outcome::Accepted { .. } => StatusCode::OK,
+            Outcome::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Outcome::Failed {
+                error: ProduceError::QueueFull { .. },
+                ..
+            } => StatusCode::TOO_MANY_REQUESTS,
+            Outcome::Failed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The outcome's label in metrics.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Outcome::Accepted { .. } => "accepted",
+            Outcome::Rejected { .. } => "rejected",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
+
+    /// The outcome as the response reports it.
+    pub(crate) fn to_json(&self) -> Value {
+        let status = self.status().as_u16();
+        match self {
+            Outcome::Accepted {
+                ingestion_id,
+                receipt,
+            } => json!({
+                "status": status,
+                "ingestion_id": ingestion_id,
+                "topic": receipt.topic,
+                "partition": receipt.partition,
+                "offset": receipt.offset,
+            }),
+            Outcome::Rejected {
+                ingestion_id,
+                violation,
+                dead_letter,
+            } => json!({
+                "status": status,
+                "ingestion_id": ingestion_id,
+                "error": {"reason": violation.reason, "path": violation.path, "rule": violation.rule},
+                "dead_letter": {"topic": dead_letter.topic, "partition": dead_letter.partition, "offset": dead_letter.offset},
+            }),
+            Outcome::Failed {
+                ingestion_id,
+                error,
+            } => json!({
+                "status": status,
+                "ingestion_id": ingestion_id,
+                "error": {
+                    "code": if matches!(error, ProduceError::QueueFull { .. }) { "queue_full" } else { "broker_unavailable" },
+                    "message": error.to_string(),
+                },
+                "may_have_been_written": error.possibly_persisted(),
+            }),
+        }
+    }
+}
+
+/// The metadata headers of an event (SPEC I2).
+fn metadata(gw: &Gateway, t: &Target<'_>, ingestion_id: &str) -> Headers {
+    let ingested_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+    Headers::new()
+        .with(h::TENANT, t.tenant.as_str())
+        .with(h::DATASET, t.dataset.as_str())
+        .with(h::SCHEMA_VERSION, t.schema.version())
+        .with(h::INGESTION_ID, ingestion_id)
+        .with(h::PRODUCER_SERVICE, &gw.settings.producer_service)
+        .with(h::INGESTED_AT, ingested_at)
+        .with(h::CONTENT_TYPE, "application/json")
+}
+
+/// Validates, keys and writes one event, or dead-letters it.
+pub(crate) async fn ingest(gw: &Gateway, t: &Target<'_>, event: Event) -> Outcome {
+    let ingestion_id = uuid::Uuid::now_v7().to_string();
+    let headers = metadata(gw, t, &ingestion_id);
+    let checked = event
+        .value
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|v| t.schema.check(v));
+    match checked {
+        Ok(key) => {
+            let started = Instant::now();
+            let sent = gw
+                .producer
+                .send(t.raw_topic, Some(key.as_bytes()), &event.bytes, &headers)
+                .await;
+            gw.metrics
+                .produce_latency
+                .with_label_values(&[t.tenant.as_str()])
+                .observe(started.elapsed().as_secs_f64());
+            match sent {
+                Ok(receipt) => {
+                    tracing::debug!(tenant = %t.tenant, dataset = %t.dataset, topic = %receipt.topic, partition = receipt.partition, offset = receipt.offset, %ingestion_id, "event accepted");
+                    Outcome::Accepted {
+                        ingestion_id,
+                        receipt,
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(tenant = %t.tenant, dataset = %t.dataset, topic = %t.raw_topic, %ingestion_id, %error, may_have_been_written = error.possibly_persisted(), "produce failed");
+                    Outcome::Failed {
+                        ingestion_id,
+                        error,
+                    }
+                }
+            }
+        }
+        Err(violation) => {
+            let key = event.value.as_ref().ok().and_then(|v| t.schema.key_of(v).ok());
+            dead_letter(gw, t, &event.bytes, key, headers, ingestion_id, violation).await
+        }
+    }
+}
+
+/// Dead-letters a request body that could not be split into events (not UTF-8, too large).
+pub(crate) async fn dead_letter_body(
+    gw: &Gateway,
+    t: &Target<'_>,
+    bytes: &[u8],
+    violation: Violation,
+) -> Outcome {
+    let ingestion_id = uuid::Uuid::now_v7().to_string();
+    let headers = metadata(gw, t, &ingestion_id);
+    dead_letter(gw, t, bytes, None, headers, ingestion_id, violation).await
+}
+
+async fn dead_letter(
+    gw: &Gateway,
+    t: &Target<'_>,
+    bytes: &[u8],
+    key: Option<String>,
+    mut headers: Headers,
+    ingestion_id: String,
+    violation: Violation,
+) -> Outcome {
+    let letter = DeadLetter {
+        reason: violation.reason.clone(),
+        path: violation.path.clone(),
+        rule: violation.rule.clone(),
+        stage: Stage::Gateway,
+    };
+    for (name, value) in letter.headers() {
+        headers.push(name, value);
+    }
+    // Without a key, the ingestion id spreads dead letters over the partitions.
+    let key = key.unwrap_or_else(|| ingestion_id.clone());
+    match gw
+        .producer
+        .send(t.dlq_topic, Some(key.as_bytes()), bytes, &headers)
+        .await
+    {
+        Ok(dead_letter) => {
+            tracing::warn!(tenant = %t.tenant, dataset = %t.dataset, %ingestion_id, reason = %violation.reason, path = %violation.path, rule = %violation.rule, dlq = %dead_letter.topic, partition = dead_letter.partition, offset = dead_letter.offset, "event dead-lettered");
+            Outcome::Rejected {
+                ingestion_id,
+                violation,
+                dead_letter,
+            }
+        }
+        Err(error) => {
+            tracing::error!(tenant = %t.tenant, dataset = %t.dataset, topic = %t.dlq_topic, %ingestion_id, %error, "dead letter not acknowledged");
+            Outcome::Failed {
+                ingestion_id,
+                error,
+            }
+        }
+    }
+}
