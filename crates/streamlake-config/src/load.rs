@@ -325,6 +325,9 @@ fn check_gateway(c: &mut Collector<'_>, g: &GatewayConfig) {
     if g.max_in_flight_per_tenant == 0 {
         c.push("gateway.max_in_flight_per_tenant", "must be at least 1");
     }
+    if g.produce_timeout_ms == 0 {
+        c.push("gateway.produce_timeout_ms", "must be at least 1");
+    }
     if g.producer_service.trim().is_empty() {
         c.push("gateway.producer_service", "must not be empty");
     }

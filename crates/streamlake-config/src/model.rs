@@ -256,6 +256,9 @@ pub struct GatewayConfig {
     pub retry_after_secs: u64,
     /// Value of the `producer_service` header.
     pub producer_service: String,
+    /// Milliseconds a request waits for the broker's acknowledgement before it is answered 503
+    /// ("may have been written": the record stays queued and may still be written).
+    pub produce_timeout_ms: u64,
     /// Seconds to wait for in-flight requests and the producer queue at shutdown.
     pub shutdown_timeout_secs: u64,
 }
@@ -267,6 +270,7 @@ impl Default for GatewayConfig {
             max_in_flight_per_tenant: 64,
             retry_after_secs: 1,
             producer_service: "streamlake-gateway".to_owned(),
+            produce_timeout_ms: 10_000,
             shutdown_timeout_secs: 30,
         }
     }

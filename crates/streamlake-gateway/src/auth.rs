@@ -22,7 +22,9 @@ pub(crate) struct Keys {
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keys").field("tenants", &self.keys.len()).finish()
+        f.debug_struct("Keys")
+            .field("tenants", &self.keys.len())
+            .finish()
     }
 }
 

@@ -98,7 +98,8 @@ impl Gateway {
             keys,
             tenants,
             schemas,
-            producer: Producer::new(kafka)?,
+            producer: Producer::new(kafka)?
+                .with_deadline(Duration::from_millis(config.gateway.produce_timeout_ms)),
             admin: Admin::new(kafka)?,
             settings: config.gateway.clone(),
             metrics: Metrics::new(),

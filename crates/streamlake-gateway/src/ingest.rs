@@ -158,7 +158,11 @@ pub(crate) async fn ingest(gw: &Gateway, t: &Target<'_>, event: Event) -> Outcom
             }
         }
         Err(violation) => {
-            let key = event.value.as_ref().ok().and_then(|v| t.schema.key_of(v).ok());
+            let key = event
+                .value
+                .as_ref()
+                .ok()
+                .and_then(|v| t.schema.key_of(v).ok());
             dead_letter(gw, t, &event.bytes, key, headers, ingestion_id, violation).await
         }
     }

@@ -84,4 +84,3 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 }
-

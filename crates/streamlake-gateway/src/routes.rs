@@ -38,7 +38,10 @@ const OPENAPI: &str = include_str!("openapi.json");
 /// The gateway's router; tests drive it over a real socket.
 pub fn app(gw: Arc<Gateway>) -> Router {
     Router::new()
-        .route("/v1/tenants/{tenant}/datasets/{dataset}/events", post(ingest))
+        .route(
+            "/v1/tenants/{tenant}/datasets/{dataset}/events",
+            post(ingest),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -70,7 +73,8 @@ impl IntoResponse for ApiError {
         let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
         let mut r = (self.status, body).into_response();
         if let Some(s) = self.retry_after {
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         r
     }
@@ -80,7 +84,8 @@ impl IntoResponse for ApiError {
 fn answer(status: StatusCode, body: Value, retry_after: Option<u64>) -> Response {
     let mut r = (status, Json(body)).into_response();
     if let Some(s) = retry_after {
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(s));
     }
     r
 }
@@ -113,18 +118,50 @@ async fn handle<'a>(
     let authed = match gw.keys.authenticate(headers) {
         Ok(t) => t,
         Err(AuthError::Missing) => {
-            return ("unknown", ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "send the tenant's API key as `Authorization: Bearer <key>`").into_response())
+            return (
+                "unknown",
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "send the tenant's API key as `Authorization: Bearer <key>`",
+                )
+                .into_response(),
+            )
         }
         Err(AuthError::Unknown) => {
-            return ("unknown", ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "the API key is not valid for any tenant").into_response())
+            return (
+                "unknown",
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "the API key is not valid for any tenant",
+                )
+                .into_response(),
+            )
         }
     };
     let label = authed.as_str();
     if authed.as_str() != tenant {
-        return (label, ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("this API key belongs to tenant {authed}, not {tenant}")).into_response());
+        return (
+            label,
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this API key belongs to tenant {authed}, not {tenant}"),
+            )
+            .into_response(),
+        );
     }
     let Some(route) = gw.tenants.get(authed) else {
-        return (label, ApiError::new(StatusCode::NOT_FOUND, "unknown_tenant", format!("tenant {tenant} is not configured")).into_response());
+        return (
+            label,
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_tenant",
+                format!("tenant {tenant} is not configured"),
+            )
+            .into_response(),
+        );
     };
     let (dataset_id, raw_topic) = match DatasetId::new(dataset)
         .ok()
@@ -133,14 +170,40 @@ async fn handle<'a>(
         Some(found) => found,
         None => {
             let known: Vec<&str> = route.raw_topics.keys().map(DatasetId::as_str).collect();
-            return (label, ApiError::new(StatusCode::NOT_FOUND, "unknown_dataset", format!("tenant {tenant} has no dataset {dataset:?}; its datasets are: {}", known.join(", "))).into_response());
+            return (
+                label,
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_dataset",
+                    format!(
+                        "tenant {tenant} has no dataset {dataset:?}; its datasets are: {}",
+                        known.join(", ")
+                    ),
+                )
+                .into_response(),
+            );
         }
     };
     let Some(schema) = gw.schemas.get(authed, dataset_id) else {
-        return (label, ApiError::new(StatusCode::NOT_FOUND, "unknown_dataset", format!("dataset {dataset} has no schema")).into_response());
+        return (
+            label,
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_dataset",
+                format!("dataset {dataset} has no schema"),
+            )
+            .into_response(),
+        );
     };
     let Ok(_permit) = Arc::clone(&route.in_flight).try_acquire_owned() else {
-        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", format!("tenant {tenant} has {} requests in flight already; retry later", gw.settings.max_in_flight_per_tenant));
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            format!(
+                "tenant {tenant} has {} requests in flight already; retry later",
+                gw.settings.max_in_flight_per_tenant
+            ),
+        );
         e.retry_after = Some(gw.settings.retry_after_secs);
         return (label, e.into_response());
     };
@@ -179,7 +242,12 @@ async fn events(
             Ok(b) => Some(b),
             Err(e) if e.to_string().contains("length limit") => None,
             Err(e) => {
-                return ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", format!("cannot read the request body: {e}")).into_response()
+                return ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "unreadable_body",
+                    format!("cannot read the request body: {e}"),
+                )
+                .into_response()
             }
         },
     };
@@ -194,7 +262,12 @@ async fn events(
         return body_level(gw, StatusCode::PAYLOAD_TOO_LARGE, outcome);
     };
     if bytes.trim_ascii().is_empty() {
-        return ApiError::new(StatusCode::BAD_REQUEST, "empty_body", "the body is empty; send one JSON event, a JSON array of events, or NDJSON").into_response();
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty_body",
+            "the body is empty; send one JSON event, a JSON array of events, or NDJSON",
+        )
+        .into_response();
     }
     if let Err(e) = std::str::from_utf8(&bytes) {
         let violation = Violation {
@@ -217,7 +290,12 @@ async fn events(
             let retry = retry_after(gw, std::slice::from_ref(&outcome));
             answer(outcome.status(), outcome.to_json(), retry)
         }
-        Parsed::Batch(events) if events.is_empty() => ApiError::new(StatusCode::BAD_REQUEST, "empty_batch", "the batch holds no events").into_response(),
+        Parsed::Batch(events) if events.is_empty() => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty_batch",
+            "the batch holds no events",
+        )
+        .into_response(),
         Parsed::Batch(events) => {
             // Polled in order, so events are enqueued in request order: per-key order holds.
             let outcomes =
@@ -293,7 +371,11 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
     match gw.admin.ping(Duration::from_secs(2)).await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
-            let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", e.to_string());
+            let mut err = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker_unavailable",
+                e.to_string(),
+            );
             err.retry_after = Some(gw.settings.retry_after_secs);
             err.into_response()
         }
@@ -301,7 +383,9 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
 }
 
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
-    gw.metrics.queue_depth.set(i64::from(gw.producer.in_flight()));
+    gw.metrics
+        .queue_depth
+        .set(i64::from(gw.producer.in_flight()));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         gw.metrics.render(),

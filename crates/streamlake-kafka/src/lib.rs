@@ -32,7 +32,7 @@ pub use consumer::{
 pub use embedded::{BrokerError, EmbeddedBroker};
 pub use producer::{DeliveryReceipt, ProduceError, Producer};
 pub use provision::{provision, Drift, ProvisionOutcome, ProvisionReport};
-pub use record::{Headers, Record};
-pub use settings::{BrokerKind, KafkaSettings};
 /// librdkafka's error type, for callers that report client creation failures.
 pub use rdkafka::error::KafkaError;
+pub use record::{Headers, Record};
+pub use settings::{BrokerKind, KafkaSettings};

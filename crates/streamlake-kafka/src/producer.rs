@@ -2,7 +2,13 @@
 //! error the caller must handle: a full local queue is [`ProduceError::QueueFull`], never a
 //! silent wait or drop. Dropping a librdkafka producer purges its queue, so owners call
 //! [`Producer::flush`] before letting go of it.
+//!
+//! An idempotent librdkafka producer can end up in a state it never leaves: a fatal error, or a
+//! broker that answers every produce with an unknown error (the embedded broker does this after
+//! a restart, docs/BROKER.md). The producer then replaces its librdkafka instance, once per
+//! instance, so later sends succeed again; the sends that failed were reported to their callers.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -67,7 +73,16 @@ impl ProduceError {
 /// clone; clones share one librdkafka producer.
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    current: Arc<RwLock<Instance>>,
+    config: Arc<rdkafka::ClientConfig>,
+    deadline: Option<Duration>,
+}
+
+/// One librdkafka producer and its generation (bumped on each replacement).
+#[derive(Clone)]
+struct Instance {
+    producer: FutureProducer,
+    generation: u64,
 }
 
 impl std::fmt::Debug for Producer {
@@ -81,9 +96,72 @@ impl std::fmt::Debug for Producer {
 impl Producer {
     /// Creates a producer; fails when a property is unknown or invalid.
     pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
+        let config = settings.producer_config();
+        let producer = config.create()?;
         Ok(Self {
-            inner: settings.producer_config().create()?,
+            current: Arc::new(RwLock::new(Instance {
+                producer,
+                generation: 0,
+            })),
+            config: Arc::new(config),
+            deadline: None,
         })
+    }
+
+    /// Stops waiting for an acknowledgement after `deadline` and reports
+    /// [`ProduceError::TimedOut`]; the record stays queued and may still be written.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    fn instance(&self) -> Instance {
+        match self.current.read() {
+            Ok(i) => i.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces instance `generation` after an unrecoverable error; later callers that saw the
+    /// same failure find it replaced already.
+    fn replace(&self, generation: u64, why: &str) {
+        let mut current = match self.current.write() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if current.generation != generation {
+            return;
+        }
+        match self.config.create::<FutureProducer>() {
+            Ok(producer) => {
+                tracing::warn!(
+                    generation = generation + 1,
+                    reason = why,
+                    "producer replaced after an unrecoverable error"
+                );
+                let old = std::mem::replace(
+                    &mut *current,
+                    Instance {
+                        producer,
+                        generation: generation + 1,
+                    },
+                );
+                // Let the old instance deliver or fail what it still holds, off this thread.
+                std::thread::spawn(move || {
+                    let _ = old.producer.flush(Duration::from_secs(5));
+                });
+            }
+            Err(e) => tracing::error!(error = %e, "cannot replace the producer"),
+        }
+    }
+
+    /// Whether a delivery error leaves this producer unusable.
+    fn unrecoverable(instance: &Instance, e: &KafkaError) -> Option<String> {
+        if let Some((code, msg)) = instance.producer.client().fatal_error() {
+            return Some(format!("fatal error {code}: {msg}"));
+        }
+        (e.rdkafka_error_code() == Some(RDKafkaErrorCode::Unknown))
+            .then(|| format!("the broker answered: {e}"))
     }
 
     /// Sends raw bytes and waits for the acknowledgement.
@@ -101,13 +179,29 @@ impl Producer {
         if !headers.0.is_empty() {
             record = record.headers(headers.to_owned_headers());
         }
-        let delivery = self
-            .inner
+        let instance = self.instance();
+        let delivery = instance
+            .producer
             .send_result(record)
-            .map_err(|(e, _)| ProduceError::from_kafka(e, self.in_flight()))?;
-        match delivery.await {
+            .map_err(|(e, _)| ProduceError::from_kafka(e, instance.producer.in_flight_count()))?;
+        let delivered = match self.deadline {
+            Some(d) => match tokio::time::timeout(d, delivery).await {
+                Ok(r) => r,
+                Err(_elapsed) => return Err(ProduceError::TimedOut),
+            },
+            None => delivery.await,
+        };
+        match delivered {
             Err(_canceled) => Err(ProduceError::Closed),
-            Ok(Err((e, _))) => Err(ProduceError::from_kafka(e, self.in_flight())),
+            Ok(Err((e, _))) => {
+                if let Some(why) = Self::unrecoverable(&instance, &e) {
+                    self.replace(instance.generation, &why);
+                }
+                Err(ProduceError::from_kafka(
+                    e,
+                    instance.producer.in_flight_count(),
+                ))
+            }
             Ok(Ok(d)) => Ok(DeliveryReceipt {
                 topic: topic.to_owned(),
                 partition: d.partition,
@@ -130,11 +224,11 @@ impl Producer {
 
     /// Records queued or awaiting acknowledgement.
     pub fn in_flight(&self) -> i32 {
-        self.inner.in_flight_count()
+        self.instance().producer.in_flight_count()
     }
 
     /// Waits until every queued record is acknowledged or `timeout` passes.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.inner.flush(timeout)
+        self.instance().producer.flush(timeout)
     }
 }

@@ -86,6 +86,14 @@ impl KafkaSettings {
         for (k, v) in PRODUCER_DEFAULTS {
             cfg.set(*k, *v);
         }
+        if self.kind == BrokerKind::Embedded {
+            // A delivery timeout makes librdkafka bump the idempotent producer's epoch, and the
+            // embedded broker's storage fails on the next produce of the bumped epoch and then
+            // refuses every request until restarted (docs/BROKER.md). So records wait in the
+            // queue until the broker is back; callers bound their wait with a deadline instead
+            // (`Producer::with_deadline`), and a full queue is still reported.
+            cfg.set("message.timeout.ms", "0");
+        }
         cfg.set("bootstrap.servers", &self.bootstrap_servers);
         for (k, v) in self.common.iter().chain(&self.producer) {
             cfg.set(k, v);

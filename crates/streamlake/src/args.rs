@@ -30,6 +30,9 @@ pub(crate) enum Command {
     /// Start the platform: the embedded broker (unless Kafka is configured), then provision the
     /// declared topics; runs until Ctrl-C or SIGTERM.
     Up(UpArgs),
+    /// Run the HTTP ingestion gateway alone, against the configured Kafka (or the embedded
+    /// broker of a running `up`).
+    Gateway,
     /// Check configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),

@@ -254,6 +254,7 @@ async fn producing_to_a_missing_topic_fails_fast_with_its_name() {
 async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
     let data = tempfile::tempdir().unwrap();
     let listen = free_local_addr();
+    let http = free_local_addr();
     let config = example("air-quality/streamlake.toml");
     let child = streamlake(&[
         "up",
@@ -298,6 +299,28 @@ async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
     }
     assert!(data.path().join("broker/broker.db").exists());
 
+    // The gateway answers with the development key `up` printed.
+    let event = r#"{"tenant_id":"tenantA","timestamp":"2026-02-26 22:05:03","location_id":49,"lat":48.53,"lon":9.2,"sensor_id":107,"pm10_P1":84.76,"pm2_5_P2":14.3,"source":"sensor.community/v2"}"#;
+    let url = format!("http://{http}/v1/tenants/tenant-a/datasets/air-quality/events");
+    let response = eventually(Duration::from_secs(30), || {
+        let url = url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(&url)
+                .bearer_auth("dev-tenant-a-key")
+                .header("content-type", "application/json")
+                .body(event)
+                .send()
+                .await
+                .ok()
+        }
+    })
+    .await
+    .expect("the gateway answers");
+    assert_eq!(response.status(), 200);
+    let receipt: Value = response.json().await.unwrap();
+    assert_eq!(receipt["topic"], "tenant-a.air-quality.raw");
+
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGTERM,
@@ -309,6 +332,11 @@ async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
         .unwrap();
     let log = stderr(&o);
     assert!(o.status.success(), "{log}");
+    assert!(
+        log.contains("dev-tenant-a-key"),
+        "up prints the development key: {log}"
+    );
+    assert!(log.contains("gateway stopped"), "{log}");
     assert!(log.contains("embedded broker stopped"), "{log}");
     assert!(log.contains("StreamLake stopped"), "{log}");
     assert!(

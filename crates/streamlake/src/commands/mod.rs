@@ -3,6 +3,7 @@
 
 mod config;
 mod consume;
+mod gateway;
 mod groups;
 mod produce;
 mod topics;
@@ -22,6 +23,7 @@ use crate::args::{Cli, Command};
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Up(args) => up::run(&cli, args).await,
+        Command::Gateway => gateway::run(&connect(&cli).await?).await,
         Command::Config(cmd) => Ok(config::run(cmd)),
         Command::Topics(cmd) => topics::run(&connect(&cli).await?, cmd).await,
         Command::Groups(cmd) => groups::run(&connect(&cli).await?, cmd).await,

@@ -1,5 +1,6 @@
 //! `streamlake up`: everything on one machine. Order of start: embedded broker (when no Kafka is
-//! configured), topic provisioning; then wait for SIGINT/SIGTERM and stop in reverse order.
+//! configured), topic provisioning, the HTTP gateway; then wait for SIGINT/SIGTERM and stop in
+//! reverse order.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -62,8 +63,11 @@ async fn serve(
             tracing::info!(tenant = %id, dataset = %ds.id, raw = %ds.raw_topic, clean = %ds.clean_topic, dlq = %tenant.dlq_topic, "dataset ready");
         }
     }
-    tracing::info!(bootstrap = %settings.bootstrap_servers, "StreamLake is up; press Ctrl-C to stop");
+    let gateway = super::gateway::start(config, settings, shutdown.clone()).await?;
+    tracing::info!(bootstrap = %settings.bootstrap_servers, http = %config.http.listen, "StreamLake is up; press Ctrl-C to stop");
     shutdown.cancelled().await;
     tracing::info!("shutting down");
+    // The gateway stops accepting, finishes in-flight requests and flushes before the broker stops.
+    gateway.await??;
     Ok(())
 }

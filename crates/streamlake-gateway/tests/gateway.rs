@@ -1,0 +1,700 @@
+//! The gateway through real HTTP against the real broker: receipts that point at the written
+//! record, dead letters with reasons, one test per kind of bad input, backpressure, broker
+//! outages and shutdown.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use streamlake_config::Config;
+use streamlake_gateway::Gateway;
+use streamlake_kafka::{provision, Admin, KafkaSettings, Record};
+use streamlake_testkit::{settings, unique, Reader};
+use tokio_util::sync::CancellationToken;
+
+const SCHEMA: &str = r#"{
+  "type": "object",
+  "required": ["sensor_id", "value"],
+  "properties": {
+    "sensor_id": {"type": "integer"},
+    "value": {"type": "number", "minimum": -50},
+    "unit": {"enum": ["C", "F"]}
+  }
+}"#;
+
+/// A gateway on a free port with two tenants of unique names, their topics provisioned.
+struct Harness {
+    base: String,
+    tenant: String,
+    other: String,
+    key: String,
+    other_key: String,
+    config: Config,
+    kafka: KafkaSettings,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn start(extra: &str) -> Self {
+        Self::start_with(settings().await, extra).await
+    }
+
+    async fn start_with(kafka: KafkaSettings, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("schema.json"), SCHEMA).unwrap();
+        let tenant = unique("t");
+        let other = unique("o");
+        let key = unique("key");
+        let other_key = unique("key");
+        let toml = format!(
+            r#"
+{extra}
+[topic_defaults]
+partitions = 3
+
+[tenants.{tenant}]
+dev_api_key = "{key}"
+[tenants.{tenant}.datasets.readings]
+schema = "schema.json"
+key = "/sensor_id"
+
+[tenants.{other}]
+dev_api_key = "{other_key}"
+[tenants.{other}.datasets.readings]
+schema = "schema.json"
+key = "/sensor_id"
+"#
+        );
+        let path = dir.path().join("streamlake.toml");
+        std::fs::write(&path, toml).unwrap();
+        let config = streamlake_config::load(Path::new(&path)).unwrap_or_else(|e| panic!("{e}"));
+        let mut kafka = kafka;
+        kafka.producer.extend(config.kafka.producer.clone());
+        let admin = Admin::new(&kafka).unwrap();
+        for r in provision(&admin, &config.declared_topics()).await {
+            assert!(
+                matches!(r.outcome, streamlake_kafka::ProvisionOutcome::Created),
+                "{r:?}"
+            );
+        }
+        let mut h = Self {
+            base: String::new(),
+            tenant,
+            other,
+            key,
+            other_key,
+            config,
+            kafka,
+            shutdown: CancellationToken::new(),
+            server: None,
+            _dir: dir,
+        };
+        h.serve().await;
+        h
+    }
+
+    async fn serve(&mut self) {
+        let gateway = Arc::new(Gateway::new(&self.config, &self.kafka).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.base = format!("http://{}", listener.local_addr().unwrap());
+        self.server = Some(tokio::spawn(streamlake_gateway::serve(
+            listener,
+            gateway,
+            self.shutdown.clone(),
+        )));
+    }
+
+    fn url(&self, tenant: &str, dataset: &str) -> String {
+        format!(
+            "{}/v1/tenants/{tenant}/datasets/{dataset}/events",
+            self.base
+        )
+    }
+
+    fn raw_topic(&self) -> String {
+        format!("{}.readings.raw", self.tenant)
+    }
+
+    fn dlq_topic(&self) -> String {
+        format!("{}.dlq", self.tenant)
+    }
+
+    async fn post(
+        &self,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        post_to(
+            &self.url(&self.tenant, "readings"),
+            Some(&self.key),
+            content_type,
+            body,
+        )
+        .await
+    }
+
+    async fn read(&self, topic: &str, n: usize) -> Vec<Record> {
+        Reader::new(&self.kafka, topic)
+            .await
+            .read(n, Duration::from_secs(20))
+            .await
+    }
+
+    async fn still_serving(&self) {
+        let (status, _, body) = self
+            .post("application/json", r#"{"sensor_id": 1, "value": 2.5}"#)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
+async fn post_to(
+    url: &str,
+    key: Option<&str>,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut req = reqwest::Client::new().post(url).body(body);
+    if !content_type.is_empty() {
+        req = req.header("content-type", content_type);
+    }
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, headers, value)
+}
+
+fn header<'r>(r: &'r Record, name: &str) -> &'r str {
+    std::str::from_utf8(
+        r.header(name)
+            .unwrap_or_else(|| panic!("header {name} missing")),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_valid_event_lands_where_the_receipt_says_with_its_bytes_and_headers() {
+    let h = Harness::start("").await;
+    let body = r#"{"sensor_id": 107,   "value": 21.5, "unit": "C"}"#;
+    let (status, _, receipt) = h.post("application/json", body).await;
+    assert_eq!(status, StatusCode::OK, "{receipt}");
+    assert_eq!(receipt["topic"], h.raw_topic());
+
+    let records = h.read(&h.raw_topic(), 1).await;
+    let r = &records[0];
+    assert_eq!(
+        (r.partition as i64, r.offset),
+        (
+            receipt["partition"].as_i64().unwrap(),
+            receipt["offset"].as_i64().unwrap()
+        )
+    );
+    assert_eq!(
+        r.payload.as_deref(),
+        Some(body.as_bytes()),
+        "bytes unchanged"
+    );
+    assert_eq!(r.key_str(), Some("107"));
+    assert_eq!(header(r, "tenant"), h.tenant);
+    assert_eq!(header(r, "dataset"), "readings");
+    assert_eq!(header(r, "schema_version"), "1");
+    assert_eq!(
+        header(r, "ingestion_id"),
+        receipt["ingestion_id"].as_str().unwrap()
+    );
+    assert_eq!(
+        uuid::Uuid::parse_str(header(r, "ingestion_id"))
+            .unwrap()
+            .get_version_num(),
+        7
+    );
+    assert_eq!(header(r, "producer_service"), "streamlake-gateway");
+    assert!(
+        humantime::parse_rfc3339(header(r, "ingested_at")).is_ok(),
+        "{}",
+        header(r, "ingested_at")
+    );
+    assert_eq!(header(r, "content-type"), "application/json");
+
+    // Same key, same partition, across requests.
+    for _ in 0..3 {
+        let (_, _, again) = h
+            .post("application/json", r#"{"sensor_id": 107, "value": 1}"#)
+            .await;
+        assert_eq!(again["partition"], receipt["partition"]);
+    }
+}
+
+#[tokio::test]
+async fn a_mixed_batch_writes_valid_events_and_dead_letters_invalid_ones_in_order() {
+    let h = Harness::start("").await;
+    let body = r#"[{"sensor_id": 1, "value": 1.0},
+                   {"sensor_id": "two", "value": 2.0},
+                   {"sensor_id": 3, "value": 3.0},
+                   {"value": 4.0}]"#;
+    let (status, _, resp) = h.post("application/json", body).await;
+    assert_eq!(status, StatusCode::MULTI_STATUS, "{resp}");
+    assert_eq!(
+        (resp["accepted"].as_i64(), resp["rejected"].as_i64()),
+        (Some(2), Some(2))
+    );
+    let statuses: Vec<i64> = resp["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 422, 200, 422]);
+    let indexes: Vec<i64> = resp["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["index"].as_i64().unwrap())
+        .collect();
+    assert_eq!(indexes, [0, 1, 2, 3]);
+    assert_eq!(resp["results"][1]["error"]["path"], "/sensor_id");
+    assert_eq!(resp["results"][1]["error"]["rule"], "type");
+    assert_eq!(resp["results"][3]["error"]["path"], "/sensor_id");
+    assert_eq!(resp["results"][3]["error"]["rule"], "required");
+
+    let raw = h.read(&h.raw_topic(), 2).await;
+    let mut raw_ids: Vec<&str> = raw.iter().map(|r| header(r, "ingestion_id")).collect();
+    raw_ids.sort();
+    let mut expected = vec![
+        resp["results"][0]["ingestion_id"].as_str().unwrap(),
+        resp["results"][2]["ingestion_id"].as_str().unwrap(),
+    ];
+    expected.sort();
+    assert_eq!(raw_ids, expected);
+
+    let dlq = h.read(&h.dlq_topic(), 2).await;
+    for r in &dlq {
+        let id = header(r, "ingestion_id");
+        let result = resp["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["ingestion_id"] == id)
+            .unwrap();
+        assert_eq!(header(r, "error.path"), result["error"]["path"]);
+        assert_eq!(header(r, "error.rule"), result["error"]["rule"]);
+        assert_eq!(header(r, "error.reason"), result["error"]["reason"]);
+        assert_eq!(header(r, "error.stage"), "gateway");
+        assert_eq!(header(r, "tenant"), h.tenant);
+        assert_eq!(header(r, "dataset"), "readings");
+        assert_eq!(result["dead_letter"]["offset"].as_i64(), Some(r.offset));
+    }
+    let payloads: Vec<&[u8]> = dlq.iter().map(|r| r.payload.as_deref().unwrap()).collect();
+    assert!(
+        payloads.contains(&&br#"{"sensor_id": "two", "value": 2.0}"#[..]),
+        "original bytes kept"
+    );
+    assert!(payloads.contains(&&br#"{"value": 4.0}"#[..]));
+}
+
+#[tokio::test]
+async fn ndjson_lines_are_events_with_their_own_status() {
+    let h = Harness::start("").await;
+    let body = "{\"sensor_id\": 1, \"value\": 1}\n{not json\n{\"sensor_id\": 2, \"value\": 2}\n";
+    let (status, _, resp) = h.post("application/x-ndjson", body).await;
+    assert_eq!(status, StatusCode::MULTI_STATUS, "{resp}");
+    let statuses: Vec<i64> = resp["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 422, 200]);
+    assert_eq!(resp["results"][1]["error"]["rule"], "json");
+    let dlq = h.read(&h.dlq_topic(), 1).await;
+    assert_eq!(dlq[0].payload.as_deref(), Some(&b"{not json"[..]));
+
+    let (status, _, resp) = h
+        .post(
+            "application/x-ndjson",
+            "{\"sensor_id\": 5, \"value\": 1}\n{\"sensor_id\": 6, \"value\": 1}",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert_eq!(resp["accepted"], 2);
+}
+
+#[tokio::test]
+async fn a_single_invalid_event_is_422_with_the_details_and_dead_lettered() {
+    let h = Harness::start("").await;
+    let body = r#"{"sensor_id": 9, "value": -100}"#;
+    let (status, _, resp) = h.post("application/json", body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{resp}");
+    assert_eq!(resp["error"]["path"], "/value");
+    assert_eq!(resp["error"]["rule"], "minimum");
+    let dlq = h.read(&h.dlq_topic(), 1).await;
+    assert_eq!(dlq[0].payload.as_deref(), Some(body.as_bytes()));
+    assert_eq!(
+        dlq[0].key_str(),
+        Some("9"),
+        "the event's key is kept when it could be extracted"
+    );
+    h.still_serving().await;
+}
+
+#[tokio::test]
+async fn each_bad_input_gets_its_own_answer_and_the_gateway_keeps_serving() {
+    let h = Harness::start("[gateway]\nmax_body_bytes = 2048\n").await;
+    let url = h.url(&h.tenant, "readings");
+    let j = "application/json";
+
+    // Malformed JSON: 400, dead-lettered with its bytes.
+    let (s, _, r) = h.post(j, "{\"sensor_id\": 1,").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+    assert_eq!(r["error"]["rule"], "json");
+    assert!(
+        r["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON"),
+        "{r}"
+    );
+    assert!(r["dead_letter"]["topic"].is_string(), "{r}");
+
+    // Invalid UTF-8: 400, dead-lettered.
+    let (s, _, r) = h.post(j, vec![b'{', b'"', 0xff, 0xfe, b'"', b'}']).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+    assert_eq!(r["error"]["rule"], "utf8");
+    assert!(
+        r["error"]["reason"].as_str().unwrap().contains("UTF-8"),
+        "{r}"
+    );
+
+    // Wrong Content-Type: 415.
+    let (s, _, r) = h.post("text/plain", "{}").await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("application/json"),
+        "{r}"
+    );
+    let (s, _, _) = h.post("", "{}").await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // Empty body: 400.
+    let (s, _, r) = h.post(j, "  ").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(r["error"]["code"], "empty_body");
+    let (s, _, r) = h.post(j, "[]").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(r["error"]["code"], "empty_batch");
+
+    // Over the size limit: 413, dead-lettered without the payload.
+    let big = format!(
+        "{{\"sensor_id\": 1, \"value\": 1, \"pad\": \"{}\"}}",
+        "x".repeat(4096)
+    );
+    let (s, _, r) = h.post(j, big).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{r}");
+    assert!(
+        r["error"]["reason"].as_str().unwrap().contains("2048"),
+        "{r}"
+    );
+    assert_eq!(r["error"]["rule"], "max_body_bytes");
+
+    // Deeply nested JSON: a clear answer, no stack overflow. As one event: 400; as the element
+    // of a batch: that element's 422.
+    let deep = format!("{}1{}", "{\"a\":".repeat(200), "}".repeat(200));
+    let (s, _, r) = h.post(j, deep).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+    assert!(
+        r["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("recursion limit"),
+        "{r}"
+    );
+    let deep = format!("[{}{}]", "[".repeat(400), "]".repeat(400));
+    let (s, _, r) = h.post(j, deep).await;
+    assert_eq!(s, StatusCode::MULTI_STATUS, "{r}");
+    assert_eq!(r["results"][0]["status"], 422);
+    assert!(
+        r["results"][0]["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("recursion limit"),
+        "{r}"
+    );
+
+    // Wrong type and missing required field: 422 naming the field and the rule.
+    let (s, _, r) = h.post(j, r#"{"sensor_id": 1, "value": "warm"}"#).await;
+    assert_eq!(
+        (s, r["error"]["path"].as_str(), r["error"]["rule"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("/value"),
+            Some("type")
+        )
+    );
+    let (s, _, r) = h.post(j, r#"{"sensor_id": 1}"#).await;
+    assert_eq!(
+        (s, r["error"]["path"].as_str(), r["error"]["rule"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("/value"),
+            Some("required")
+        )
+    );
+
+    // Unknown dataset: 404 listing the tenant's datasets.
+    let (s, _, r) = post_to(&h.url(&h.tenant, "nope"), Some(&h.key), j, "{}").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("readings"),
+        "{r}"
+    );
+
+    // No key, unknown key: 401. Another tenant's key, or a tenant that is not ours: 403.
+    let (s, _, _) = post_to(&url, None, j, "{}").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = post_to(&url, Some("not-a-key"), j, "{}").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, r) = post_to(&url, Some(&h.other_key), j, "{}").await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{r}");
+    let (s, _, _) = post_to(&h.url("no-such-tenant", "readings"), Some(&h.key), j, "{}").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = post_to(&h.url(&h.other, "readings"), Some(&h.key), j, "{}").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    h.still_serving().await;
+}
+
+#[tokio::test]
+async fn a_missing_key_field_is_a_validation_error_even_when_the_schema_allows_it() {
+    let h = Harness::start("").await;
+    // Another dataset of the same tenant whose schema does not require the key field.
+    let dir = h._dir.path();
+    std::fs::write(dir.join("loose.json"), r#"{"type": "object"}"#).unwrap();
+    let mut toml = std::fs::read_to_string(dir.join("streamlake.toml")).unwrap();
+    toml.push_str(&format!(
+        "\n[tenants.{}.datasets.loose]\nschema = \"loose.json\"\nkey = \"/device/id\"\n",
+        h.tenant
+    ));
+    std::fs::write(dir.join("streamlake.toml"), toml).unwrap();
+    let config = streamlake_config::load(&dir.join("streamlake.toml")).unwrap();
+    let admin = Admin::new(&h.kafka).unwrap();
+    provision(&admin, &config.declared_topics()).await;
+    let gateway = Arc::new(Gateway::new(&config, &h.kafka).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(streamlake_gateway::serve(
+        listener,
+        gateway,
+        h.shutdown.clone(),
+    ));
+
+    let url = format!("{base}/v1/tenants/{}/datasets/loose/events", h.tenant);
+    let (s, _, r) = post_to(&url, Some(&h.key), "application/json", r#"{"device": {}}"#).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert_eq!(r["error"]["rule"], "key");
+    assert_eq!(r["error"]["path"], "/device/id");
+    let (s, _, r) = post_to(
+        &url,
+        Some(&h.key),
+        "application/json",
+        r#"{"device": {"id": "d-1"}}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_openapi_answer() {
+    let h = Harness::start("").await;
+    h.still_serving().await;
+    let _ = h
+        .post("application/json", r#"{"sensor_id": 1, "value": -999}"#)
+        .await;
+    let client = reqwest::Client::new();
+    let get = |p: &str| client.get(format!("{}{p}", h.base)).send();
+    assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get("/readyz").await.unwrap().status(), StatusCode::OK);
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    let accepted = format!("streamlake_gateway_events_total{{dataset=\"readings\",outcome=\"accepted\",tenant=\"{}\"}} 1", h.tenant);
+    let rejected = format!("streamlake_gateway_events_total{{dataset=\"readings\",outcome=\"rejected\",tenant=\"{}\"}} 1", h.tenant);
+    assert!(metrics.contains(&accepted), "{metrics}");
+    assert!(metrics.contains(&rejected), "{metrics}");
+    assert!(
+        metrics.contains("streamlake_gateway_produce_latency_seconds_bucket"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("streamlake_gateway_producer_queue_depth"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("streamlake_gateway_in_flight_requests"),
+        "{metrics}"
+    );
+    let doc: Value = get("/openapi.json").await.unwrap().json().await.unwrap();
+    assert!(doc["paths"]["/v1/tenants/{tenant}/datasets/{dataset}/events"]["post"].is_object());
+}
+
+#[tokio::test]
+async fn a_full_producer_queue_answers_429_with_retry_after() {
+    let h = Harness::start(
+        "[kafka.producer]\n\"queue.buffering.max.messages\" = \"1\"\n\"linger.ms\" = \"1000\"\n",
+    )
+    .await;
+    let body = json!([{"sensor_id": 1, "value": 1}, {"sensor_id": 2, "value": 2}, {"sensor_id": 3, "value": 3}]).to_string();
+    let (s, headers, r) = h.post("application/json", body).await;
+    assert_eq!(s, StatusCode::MULTI_STATUS, "{r}");
+    let statuses: Vec<i64> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 429, 429], "{r}");
+    assert_eq!(r["results"][1]["error"]["code"], "queue_full");
+    assert_eq!(r["results"][1]["may_have_been_written"], false);
+    assert!(headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn too_many_requests_in_flight_for_a_tenant_answers_429() {
+    let h = Harness::start(
+        "[gateway]\nmax_in_flight_per_tenant = 1\n[kafka.producer]\n\"linger.ms\" = \"1500\"\n",
+    )
+    .await;
+    let slow = h.post("application/json", r#"{"sensor_id": 1, "value": 1}"#);
+    let fast = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        h.post("application/json", r#"{"sensor_id": 2, "value": 2}"#)
+            .await
+    };
+    let ((s1, _, _), (s2, headers, r2)) = tokio::join!(slow, fast);
+    assert_eq!(s1, StatusCode::OK);
+    assert_eq!(s2, StatusCode::TOO_MANY_REQUESTS, "{r2}");
+    assert!(
+        r2["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("in flight"),
+        "{r2}"
+    );
+    assert!(headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn a_stopped_broker_gives_503_never_2xx_and_the_gateway_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = streamlake_testkit::free_local_addr();
+    let cfg = streamlake_config::BrokerConfig {
+        listen,
+        ..Default::default()
+    };
+    let broker = streamlake_kafka::EmbeddedBroker::start(&cfg, dir.path())
+        .await
+        .unwrap();
+    let kafka = KafkaSettings::new(
+        broker.bootstrap_servers(),
+        streamlake_kafka::BrokerKind::Embedded,
+    );
+    let h = Harness::start_with(kafka, "[gateway]\nproduce_timeout_ms = 2000\n").await;
+    h.still_serving().await;
+
+    broker.stop(Duration::from_secs(10)).await;
+    let (s, headers, r) = h
+        .post("application/json", r#"{"sensor_id": 1, "value": 1}"#)
+        .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{r}");
+    assert_eq!(r["may_have_been_written"], true, "{r}");
+    assert_eq!(r["error"]["code"], "broker_unavailable");
+    assert!(headers.contains_key("retry-after"));
+    let ready = reqwest::get(format!("{}/readyz", h.base)).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    let broker = streamlake_kafka::EmbeddedBroker::start(&cfg, dir.path())
+        .await
+        .unwrap();
+    let recovered = streamlake_testkit::eventually(Duration::from_secs(30), || async {
+        let (s, _, _) = h
+            .post("application/json", r#"{"sensor_id": 2, "value": 2}"#)
+            .await;
+        (s == StatusCode::OK).then_some(())
+    })
+    .await;
+    assert!(
+        recovered.is_some(),
+        "the gateway did not recover after the broker returned"
+    );
+    // The event answered 503 stayed queued and was written once the broker was back.
+    let written = Reader::new(&h.kafka, &h.raw_topic())
+        .await
+        .drain(Duration::from_secs(3))
+        .await;
+    let ids: Vec<&str> = written.iter().map(|r| header(r, "ingestion_id")).collect();
+    assert!(
+        ids.contains(&r["ingestion_id"].as_str().unwrap()),
+        "{ids:?}"
+    );
+    broker.stop(Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn every_request_answered_200_during_shutdown_is_in_kafka() {
+    let mut h = Harness::start("").await;
+    let url = h.url(&h.tenant, "readings");
+    let key = h.key.clone();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let url = url.clone();
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(i * 5)).await;
+            let body = format!("{{\"sensor_id\": {i}, \"value\": 1}}");
+            let resp = reqwest::Client::new()
+                .post(&url)
+                .bearer_auth(&key)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await;
+            match resp {
+                Ok(r) if r.status() == StatusCode::OK => r.json::<Value>().await.ok(),
+                _ => None,
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    h.shutdown.cancel();
+    let server = h.server.take().unwrap();
+    server.await.unwrap().unwrap();
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        if let Some(receipt) = t.await.unwrap() {
+            acknowledged.push(receipt["ingestion_id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(
+        !acknowledged.is_empty(),
+        "some requests should have been answered before shutdown"
+    );
+    let mut reader = Reader::new(&h.kafka, &h.raw_topic()).await;
+    let records = reader.drain(Duration::from_secs(3)).await;
+    let written: Vec<&str> = records.iter().map(|r| header(r, "ingestion_id")).collect();
+    for id in &acknowledged {
+        assert!(
+            written.contains(&id.as_str()),
+            "acknowledged {id} is not in Kafka"
+        );
+    }
+    h.serve().await; // The harness can serve again (fresh token not needed for this test).
+}
