@@ -264,8 +264,11 @@ async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
         data.path().to_str().unwrap(),
     ])
     .env("STREAMLAKE_BROKER__LISTEN", listen.to_string())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
+    .env("STREAMLAKE_HTTP__LISTEN", http.to_string())
+    .env_remove("TENANT_A_API_KEY")
+    .stdout(Stdio::null())
+    // A file, not a pipe: nothing reads the log while `up` runs.
+    .stderr(std::fs::File::create(data.path().join("up.log")).unwrap())
     .spawn()
     .unwrap();
     let pid = child.id() as i32;
@@ -316,7 +319,16 @@ async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
         }
     })
     .await
-    .expect("the gateway answers");
+    .unwrap_or_else(|| {
+        let listing: Vec<String> = std::fs::read_dir(data.path())
+            .unwrap()
+            .map(|e| e.unwrap().path().display().to_string())
+            .collect();
+        panic!(
+            "the gateway does not answer at {url}; files {listing:?}; log: {}",
+            std::fs::read_to_string(data.path().join("up.log")).unwrap_or_default()
+        )
+    });
     assert_eq!(response.status(), 200);
     let receipt: Value = response.json().await.unwrap();
     assert_eq!(receipt["topic"], "tenant-a.air-quality.raw");
@@ -326,12 +338,15 @@ async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let o = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let log = stderr(&o);
-    assert!(o.status.success(), "{log}");
+    let status = tokio::task::spawn_blocking(move || {
+        let mut child = child;
+        child.wait()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let log = std::fs::read_to_string(data.path().join("up.log")).unwrap();
+    assert!(status.success(), "{log}");
     assert!(
         log.contains("dev-tenant-a-key"),
         "up prints the development key: {log}"
