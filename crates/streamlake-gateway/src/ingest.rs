@@ -6,7 +6,7 @@
 use std::time::{Instant, SystemTime};
 
 use axum::http::StatusCode;
-use serde_json::{json, Value};
+use serde::Serialize;
 use streamlake_core::{headers as h, DatasetId, DeadLetter, Stage, TenantId};
 use streamlake_kafka::{DeliveryReceipt, Headers, ProduceError};
 use streamlake_schema::{DatasetSchema, Violation};
@@ -21,6 +21,15 @@ pub(crate) struct Target<'a> {
     pub(crate) raw_topic: &'a str,
     pub(crate) dlq_topic: &'a str,
     pub(crate) schema: &'a DatasetSchema,
+    /// Acceptance time of the request, RFC 3339 UTC; shared by its events.
+    pub(crate) ingested_at: String,
+}
+
+impl Target<'_> {
+    /// The request's acceptance time, formatted once per request.
+    pub(crate) fn now() -> String {
+        humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+    }
 }
 
 /// What became of one event.
@@ -67,56 +76,107 @@ impl Outcome {
         }
     }
 
-    /// The outcome as the response reports it.
-    pub(crate) fn to_json(&self) -> Value {
-        let status = self.status().as_u16();
+    /// The outcome as the response reports it; `index` is its position in a batch.
+    pub(crate) fn report(&self, index: Option<usize>) -> EventReport<'_> {
+        let mut r = EventReport {
+            index,
+            status: self.status().as_u16(),
+            ingestion_id: "",
+            topic: None,
+            partition: None,
+            offset: None,
+            error: None,
+            dead_letter: None,
+            may_have_been_written: None,
+        };
         match self {
             Outcome::Accepted {
                 ingestion_id,
                 receipt,
-            } => json!({
-                "status": status,
-                "ingestion_id": ingestion_id,
-                "topic": receipt.topic,
-                "partition": receipt.partition,
-                "offset": receipt.offset,
-            }),
+            } => {
+                r.ingestion_id = ingestion_id;
+                r.topic = Some(&receipt.topic);
+                r.partition = Some(receipt.partition);
+                r.offset = Some(receipt.offset);
+            }
             Outcome::Rejected {
                 ingestion_id,
                 violation,
                 dead_letter,
-            } => json!({
-                "status": status,
-                "ingestion_id": ingestion_id,
-                "error": {"reason": violation.reason, "path": violation.path, "rule": violation.rule},
-                "dead_letter": {"topic": dead_letter.topic, "partition": dead_letter.partition, "offset": dead_letter.offset},
-            }),
+            } => {
+                r.ingestion_id = ingestion_id;
+                r.error = Some(ErrorReport::Violation {
+                    reason: &violation.reason,
+                    path: &violation.path,
+                    rule: &violation.rule,
+                });
+                r.dead_letter = Some(dead_letter);
+            }
             Outcome::Failed {
                 ingestion_id,
                 error,
-            } => json!({
-                "status": status,
-                "ingestion_id": ingestion_id,
-                "error": {
-                    "code": if matches!(error, ProduceError::QueueFull { .. }) { "queue_full" } else { "broker_unavailable" },
-                    "message": error.to_string(),
-                },
-                "may_have_been_written": error.possibly_persisted(),
-            }),
+            } => {
+                r.ingestion_id = ingestion_id;
+                r.error = Some(ErrorReport::Failure {
+                    code: if matches!(error, ProduceError::QueueFull { .. }) {
+                        "queue_full"
+                    } else {
+                        "broker_unavailable"
+                    },
+                    message: error.to_string(),
+                });
+                r.may_have_been_written = Some(error.possibly_persisted());
+            }
         }
+        r
     }
+}
+
+/// One event's entry in a response.
+#[derive(Debug, Serialize)]
+pub(crate) struct EventReport<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) index: Option<usize>,
+    pub(crate) status: u16,
+    pub(crate) ingestion_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    topic: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partition: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorReport<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dead_letter: Option<&'a DeliveryReceipt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    may_have_been_written: Option<bool>,
+}
+
+/// Why an event was not accepted.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ErrorReport<'a> {
+    Violation {
+        reason: &'a str,
+        path: &'a str,
+        rule: &'a str,
+    },
+    Failure {
+        code: &'static str,
+        message: String,
+    },
 }
 
 /// The metadata headers of an event (SPEC I2).
 fn metadata(gw: &Gateway, t: &Target<'_>, ingestion_id: &str) -> Headers {
-    let ingested_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
     Headers::new()
         .with(h::TENANT, t.tenant.as_str())
         .with(h::DATASET, t.dataset.as_str())
         .with(h::SCHEMA_VERSION, t.schema.version())
         .with(h::INGESTION_ID, ingestion_id)
         .with(h::PRODUCER_SERVICE, &gw.settings.producer_service)
-        .with(h::INGESTED_AT, ingested_at)
+        .with(h::INGESTED_AT, &t.ingested_at)
         .with(h::CONTENT_TYPE, "application/json")
 }
 

@@ -24,7 +24,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::json;
 use streamlake_core::DatasetId;
 use streamlake_schema::Violation;
 
@@ -81,7 +81,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Answers with a JSON body and, when an event was not acknowledged, `Retry-After`.
-fn answer(status: StatusCode, body: Value, retry_after: Option<u64>) -> Response {
+fn answer<T: serde::Serialize>(status: StatusCode, body: T, retry_after: Option<u64>) -> Response {
     let mut r = (status, Json(body)).into_response();
     if let Some(s) = retry_after {
         r.headers_mut()
@@ -220,6 +220,7 @@ async fn handle<'a>(
         raw_topic,
         dlq_topic: &route.dlq_topic,
         schema,
+        ingested_at: Target::now(),
     };
     (label, events(gw, &target, framing, headers, body).await)
 }
@@ -288,7 +289,7 @@ async fn events(
                 return body_level(gw, StatusCode::BAD_REQUEST, outcome);
             }
             let retry = retry_after(gw, std::slice::from_ref(&outcome));
-            answer(outcome.status(), outcome.to_json(), retry)
+            answer(outcome.status(), outcome.report(None), retry)
         }
         Parsed::Batch(events) if events.is_empty() => ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -300,9 +301,7 @@ async fn events(
             // Polled in order, so events are enqueued in request order: per-key order holds.
             let outcomes =
                 futures::future::join_all(events.into_iter().map(|e| ingest_event(gw, t, e))).await;
-            for o in &outcomes {
-                count(gw, t, o);
-            }
+            count_all(gw, t, &outcomes);
             batch_answer(gw, &outcomes)
         }
     }
@@ -313,10 +312,10 @@ async fn events(
 fn body_level(gw: &Gateway, status: StatusCode, outcome: Outcome) -> Response {
     if let Outcome::Failed { .. } = outcome {
         let retry = retry_after(gw, std::slice::from_ref(&outcome));
-        return answer(outcome.status(), outcome.to_json(), retry);
+        return answer(outcome.status(), outcome.report(None), retry);
     }
-    let mut body = outcome.to_json();
-    body["status"] = json!(status.as_u16());
+    let mut body = outcome.report(None);
+    body.status = status.as_u16();
     answer(status, body, None)
 }
 
@@ -327,6 +326,19 @@ fn count(gw: &Gateway, t: &Target<'_>, o: &Outcome) {
         .inc();
 }
 
+/// Counts a batch's outcomes with one counter update per outcome kind.
+fn count_all(gw: &Gateway, t: &Target<'_>, outcomes: &[Outcome]) {
+    for label in ["accepted", "rejected", "failed"] {
+        let n = outcomes.iter().filter(|o| o.label() == label).count() as u64;
+        if n > 0 {
+            gw.metrics
+                .events
+                .with_label_values(&[t.tenant.as_str(), t.dataset.as_str(), label])
+                .inc_by(n);
+        }
+    }
+}
+
 fn retry_after(gw: &Gateway, outcomes: &[Outcome]) -> Option<u64> {
     outcomes
         .iter()
@@ -334,24 +346,18 @@ fn retry_after(gw: &Gateway, outcomes: &[Outcome]) -> Option<u64> {
         .then_some(gw.settings.retry_after_secs)
 }
 
+/// A batch's answer: counts and each event's report, in request order.
+#[derive(serde::Serialize)]
+struct BatchReport<'a> {
+    accepted: usize,
+    rejected: usize,
+    failed: usize,
+    results: Vec<crate::ingest::EventReport<'a>>,
+}
+
 fn batch_answer(gw: &Gateway, outcomes: &[Outcome]) -> Response {
-    let mut accepted = 0;
-    let mut rejected = 0;
-    let mut failed = 0;
-    let results: Vec<Value> = outcomes
-        .iter()
-        .enumerate()
-        .map(|(i, o)| {
-            match o {
-                Outcome::Accepted { .. } => accepted += 1,
-                Outcome::Rejected { .. } => rejected += 1,
-                Outcome::Failed { .. } => failed += 1,
-            }
-            let mut v = o.to_json();
-            v["index"] = json!(i);
-            v
-        })
-        .collect();
+    let count = |label: &str| outcomes.iter().filter(|o| o.label() == label).count();
+    let (accepted, rejected, failed) = (count("accepted"), count("rejected"), count("failed"));
     let first = outcomes[0].status();
     let status = if accepted == outcomes.len() {
         StatusCode::OK
@@ -360,9 +366,19 @@ fn batch_answer(gw: &Gateway, outcomes: &[Outcome]) -> Response {
     } else {
         StatusCode::MULTI_STATUS
     };
+    let results = outcomes
+        .iter()
+        .enumerate()
+        .map(|(i, o)| o.report(Some(i)))
+        .collect();
     answer(
         status,
-        json!({"accepted": accepted, "rejected": rejected, "failed": failed, "results": results}),
+        BatchReport {
+            accepted,
+            rejected,
+            failed,
+            results,
+        },
         retry_after(gw, outcomes),
     )
 }

@@ -46,6 +46,36 @@ pub(crate) enum Command {
     Produce(ProduceArgs),
     /// Consume records and print key, partition, offset and headers.
     Consume(ConsumeArgs),
+    /// Benchmarks, each against a baseline measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// The HTTP gateway (schema validation on) against a bare librdkafka producer writing the
+    /// same events to the same broker. Starts its own embedded broker and gateway process.
+    Gateway(BenchGatewayArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchGatewayArgs {
+    /// Seconds each side is measured.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) duration_secs: u64,
+    /// Concurrent keep-alive HTTP clients.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) concurrency: usize,
+    /// Events per request (a JSON array).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) batch_size: usize,
+    /// Broker storage: memory is the fastest (the gateway, not the broker, is measured) but
+    /// unsafe for correctness; sqlite is the default storage.
+    #[arg(long, default_value = "memory")]
+    pub(crate) storage: String,
+    /// Append the report (markdown) to this file, e.g. docs/BENCHMARKS.md.
+    #[arg(long)]
+    pub(crate) report: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,11 @@ mod output;
 
 use clap::Parser;
 
+// The gateway allocates per event (parsed JSON, headers, responses); mimalloc keeps that cheap
+// under concurrency (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = args::Cli::parse();

@@ -1,6 +1,7 @@
 //! Subcommands. Each maps its arguments onto library calls and formats the answer; none holds
 //! platform logic of its own.
 
+mod bench;
 mod config;
 mod consume;
 mod gateway;
@@ -29,6 +30,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Groups(cmd) => groups::run(&connect(&cli).await?, cmd).await,
         Command::Produce(args) => produce::run(&connect(&cli).await?, args).await,
         Command::Consume(args) => consume::run(&connect(&cli).await?, args).await,
+        Command::Bench(cmd) => bench::run(cmd).await,
     }
 }
 

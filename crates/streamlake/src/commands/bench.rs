@@ -1,0 +1,347 @@
+//! `streamlake bench gateway`: the gateway's throughput against its ceiling, measured in one run
+//! on one broker (DESIGN: performance method). The baseline is a bare librdkafka producer with
+//! the same producer settings writing the same events (without the gateway's headers); the
+//! gateway runs as its own process so its CPU time and memory are its own. The HTTP load comes
+//! from this process, on the same machine: the ratio is what matters, not the absolute figures.
+
+use std::io::Write as _;
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use futures::stream::{FuturesUnordered, StreamExt};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use streamlake_config::{BrokerConfig, BrokerStorage};
+use streamlake_kafka::{provision, Admin, BrokerKind, EmbeddedBroker, KafkaSettings};
+
+use crate::args::{BenchCommand, BenchGatewayArgs};
+
+const SCHEMA: &str =
+    include_str!("../../../../examples/air-quality/schemas/tenant-a-air-quality.json");
+const KEY: &str = "bench-key";
+
+pub(crate) async fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BenchCommand::Gateway(args) => gateway(args).await,
+    }
+}
+
+/// Realistic tenant-A air-quality events of about 250 bytes, 1,000 sensors.
+fn events(n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let sensor = 10_000 + (i % 1000);
+            let body = format!(
+                r#"{{"tenant_id":"tenantA","timestamp":"2026-02-26 22:{:02}:{:02}","location_id":{},"lat":{:.4},"lon":{:.4},"sensor_id":{sensor},"pm10_P1":{:.2},"pm2_5_P2":{:.2},"source":"sensor.community/v2","indoor":false,"altitude":{}}}"#,
+                i % 60,
+                (i / 60) % 60,
+                sensor * 3,
+                48.0 + (i % 97) as f64 / 100.0,
+                9.0 + (i % 89) as f64 / 100.0,
+                (i % 500) as f64 / 3.0,
+                (i % 300) as f64 / 7.0,
+                200 + i % 300,
+            );
+            (sensor.to_string(), body.into_bytes())
+        })
+        .collect()
+}
+
+/// User and system CPU seconds of a process, from /proc.
+fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).unwrap_or(&"0").parse::<f64>()?
+        + fields.get(12).unwrap_or(&"0").parse::<f64>()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
+    Ok(ticks / hz)
+}
+
+/// A memory figure (kB) from /proc/PID/status, e.g. VmRSS or VmHWM.
+fn status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+struct Side {
+    events: u64,
+    seconds: f64,
+    cpu: f64,
+}
+
+impl Side {
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.seconds
+    }
+    fn cpu_per_million(&self) -> f64 {
+        self.cpu / (self.events as f64 / 1e6)
+    }
+}
+
+async fn baseline(
+    settings: &KafkaSettings,
+    topic: &str,
+    events: &[(String, Vec<u8>)],
+    duration: Duration,
+) -> anyhow::Result<Side> {
+    let producer: FutureProducer = settings.producer_config().create()?;
+    let cpu0 = cpu_seconds("self")?;
+    let start = Instant::now();
+    let mut in_flight = FuturesUnordered::new();
+    let mut acked = 0u64;
+    let mut i = 0usize;
+    while start.elapsed() < duration {
+        while in_flight.len() < 20_000 {
+            let (key, body) = &events[i % events.len()];
+            i += 1;
+            match producer.send_result(
+                FutureRecord::to(topic)
+                    .key(key.as_bytes())
+                    .payload(body.as_slice()),
+            ) {
+                Ok(f) => in_flight.push(f),
+                Err(_) => break,
+            }
+        }
+        if let Some(r) = in_flight.next().await {
+            if matches!(r, Ok(Ok(_))) {
+                acked += 1;
+            }
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let counted = acked;
+    // Drain so the broker is idle before the gateway is measured.
+    while in_flight.next().await.is_some() {}
+    Ok(Side {
+        events: counted,
+        seconds,
+        cpu: cpu_seconds("self")? - cpu0,
+    })
+}
+
+async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
+    let storage = match args.storage.as_str() {
+        "memory" => BrokerStorage::Memory,
+        "sqlite" => BrokerStorage::Sqlite,
+        other => bail!("--storage must be memory or sqlite, not {other:?}"),
+    };
+    if args.concurrency == 0 || args.batch_size == 0 {
+        bail!("--concurrency and --batch-size must be at least 1");
+    }
+    let dir = tempfile::tempdir()?;
+    let free = || -> anyhow::Result<std::net::SocketAddr> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+    };
+    let broker_cfg = BrokerConfig {
+        listen: free()?,
+        storage,
+        ..BrokerConfig::default()
+    };
+    eprintln!("starting the embedded broker ({} storage)", args.storage);
+    let broker = EmbeddedBroker::start(&broker_cfg, dir.path()).await?;
+    let http = free()?;
+    std::fs::write(dir.path().join("schema.json"), SCHEMA)?;
+    let config_path = dir.path().join("bench.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[kafka]\nbootstrap_servers = \"{}\"\n[http]\nlisten = \"{http}\"\n[gateway]\nmax_in_flight_per_tenant = {}\n[topic_defaults]\npartitions = 6\n[tenants.bench]\ndev_api_key = \"{KEY}\"\n[tenants.bench.datasets.air-quality]\nschema = \"schema.json\"\nkey = \"/sensor_id\"\n",
+            broker.bootstrap_servers(),
+            args.concurrency.max(64),
+        ),
+    )?;
+    let config = streamlake_config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let settings = KafkaSettings::new(broker.bootstrap_servers(), BrokerKind::Embedded);
+    let admin = Admin::new(&settings)?;
+    provision(&admin, &config.declared_topics()).await;
+    let baseline_topic = "bench.baseline";
+    admin
+        .create_topic(&streamlake_core::TopicSpec {
+            name: baseline_topic.to_owned(),
+            partitions: 6,
+            replication_factor: 1,
+            configs: Default::default(),
+        })
+        .await?;
+
+    let events = events(10_000);
+    let avg = events.iter().map(|(_, b)| b.len()).sum::<usize>() / events.len();
+    let duration = Duration::from_secs(args.duration_secs);
+    eprintln!(
+        "baseline: bare librdkafka producer for {} s",
+        args.duration_secs
+    );
+    let base = baseline(&settings, baseline_topic, &events, duration).await?;
+    eprintln!("  {:.0} events/s", base.rate());
+
+    eprintln!(
+        "gateway: {} clients, {} events per request, for {} s",
+        args.concurrency, args.batch_size, args.duration_secs
+    );
+    let log = std::fs::File::create(dir.path().join("gateway.log"))?;
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args([
+            "--config",
+            config_path.to_str().unwrap_or_default(),
+            "gateway",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the gateway process")?;
+    let pid = child.id().context("gateway pid")?;
+    let client = reqwest::Client::new();
+    let ready = format!("http://{http}/healthz");
+    let mut up = false;
+    for _ in 0..100 {
+        if client.get(&ready).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !up {
+        bail!(
+            "the gateway did not start; its log: {}",
+            dir.path().join("gateway.log").display()
+        );
+    }
+    let bodies: Vec<Vec<u8>> = events
+        .chunks(args.batch_size)
+        .map(|chunk| {
+            let mut b = b"[".to_vec();
+            for (i, (_, e)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    b.push(b',');
+                }
+                b.extend_from_slice(e);
+            }
+            b.push(b']');
+            b
+        })
+        .filter(|b| b.len() > 2)
+        .collect();
+    let url = format!("http://{http}/v1/tenants/bench/datasets/air-quality/events");
+    let cpu0 = cpu_seconds(&pid.to_string())?;
+    let rss_start = status_kb(pid, "VmRSS:");
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..args.concurrency {
+        let client = reqwest::Client::new();
+        let url = url.clone();
+        let bodies = bodies.clone();
+        let batch = args.batch_size as u64;
+        tasks.push(tokio::spawn(async move {
+            let mut accepted = 0u64;
+            let mut errors = 0u64;
+            let mut latencies = Vec::new();
+            let mut i = c;
+            while start.elapsed() < duration {
+                let body = bodies[i % bodies.len()].clone();
+                i += 1;
+                let t = Instant::now();
+                let r = client
+                    .post(&url)
+                    .bearer_auth(KEY)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                match r {
+                    Ok(resp) if resp.status() == 200 => {
+                        let _ = resp.bytes().await;
+                        latencies.push(t.elapsed().as_micros() as u64);
+                        accepted += batch;
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (accepted, errors, latencies)
+        }));
+    }
+    let mut rss_samples = Vec::new();
+    while start.elapsed() < duration {
+        rss_samples.push(status_kb(pid, "VmRSS:"));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let mut accepted = 0;
+    let mut errors = 0;
+    let mut latencies = Vec::new();
+    for t in tasks {
+        let (a, e, l) = t.await?;
+        accepted += a;
+        errors += e;
+        latencies.extend(l);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let gw = Side {
+        events: accepted,
+        seconds,
+        cpu: cpu_seconds(&pid.to_string())? - cpu0,
+    };
+    let peak_kb = status_kb(pid, "VmHWM:");
+    let rss_end = status_kb(pid, "VmRSS:");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    broker.stop(Duration::from_secs(10)).await;
+
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    let command = format!(
+        "streamlake bench gateway --duration-secs {} --concurrency {} --batch-size {} --storage {}",
+        args.duration_secs, args.concurrency, args.batch_size, args.storage
+    );
+    let report = format!(
+        "### Gateway vs bare producer ({})\n\n\
+         `{command}` — {} storage on loopback, 2 cores shared by broker, gateway and load generator; events of {avg} bytes, 1,000 keys; schema validation on.\n\n\
+         | | events/s | CPU s per 1M events | p50 request | p99 request | peak RSS |\n|---|---|---|---|---|---|\n\
+         | bare librdkafka producer (baseline) | {:.0} | {:.1} | | | |\n\
+         | gateway, {} clients x {} events/request | {:.0} | {:.1} | {:.1} ms | {:.1} ms | {} MiB |\n\n\
+         Ratio gateway / baseline: **{:.2}**. Gateway RSS: {} MiB at start of load, {} MiB at the end, {} MiB peak during load (sampled each second over {} s; VmHWM {} MiB). Failed requests: {errors}.\n",
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+        args.storage,
+        base.rate(),
+        base.cpu_per_million(),
+        args.concurrency,
+        args.batch_size,
+        gw.rate(),
+        gw.cpu_per_million(),
+        pct(0.50),
+        pct(0.99),
+        peak_kb / 1024,
+        gw.rate() / base.rate(),
+        rss_start / 1024,
+        rss_end / 1024,
+        rss_samples.iter().max().copied().unwrap_or(0) / 1024,
+        args.duration_secs,
+        peak_kb / 1024,
+    );
+    println!("{report}");
+    if let Some(path) = &args.report {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        writeln!(f, "\n{report}")?;
+        eprintln!("appended to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
