@@ -51,9 +51,8 @@ async fn start() -> Shared {
     let broker = EmbeddedBroker::start(&cfg, dir.path())
         .await
         .unwrap_or_else(|e| panic!("test broker: {e}"));
-    // The broker lives on a runtime that ends with the first test; run it from a thread-free
-    // process handle instead: the child keeps running because nothing kills it on drop while
-    // `Shared` is alive in the static.
+    // Kept in a static, so never dropped: the broker process outlives the runtime of the test
+    // that started it, and its watchdog stops it when this test process exits.
     Shared {
         bootstrap: broker.bootstrap_servers().to_owned(),
         _dir: Some(dir),
