@@ -3,10 +3,10 @@
 //! silent wait or drop. Dropping a librdkafka producer purges its queue, so owners call
 //! [`Producer::flush`] before letting go of it.
 //!
-//! An idempotent librdkafka producer can end up in a state it never leaves: a fatal error, or a
-//! broker that answers every produce with an unknown error (the embedded broker does this after
-//! a restart, docs/BROKER.md). The producer then replaces its librdkafka instance, once per
-//! instance, so later sends succeed again; the sends that failed were reported to their callers.
+//! An idempotent librdkafka producer that raised a fatal error (e.g. the broker reported a
+//! sequence gap) refuses every later send; librdkafka's remedy is a new instance. The producer
+//! then replaces its librdkafka instance, once per instance, so later sends succeed again; the
+//! sends that failed were reported to their callers.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -155,13 +155,13 @@ impl Producer {
         }
     }
 
-    /// Whether a delivery error leaves this producer unusable.
-    fn unrecoverable(instance: &Instance, e: &KafkaError) -> Option<String> {
-        if let Some((code, msg)) = instance.producer.client().fatal_error() {
-            return Some(format!("fatal error {code}: {msg}"));
-        }
-        (e.rdkafka_error_code() == Some(RDKafkaErrorCode::Unknown))
-            .then(|| format!("the broker answered: {e}"))
+    /// Why the instance can no longer produce, if it raised a fatal error.
+    fn unrecoverable(instance: &Instance) -> Option<String> {
+        instance
+            .producer
+            .client()
+            .fatal_error()
+            .map(|(code, msg)| format!("fatal error {code}: {msg}"))
     }
 
     /// Sends raw bytes and waits for the acknowledgement.
@@ -194,7 +194,7 @@ impl Producer {
         match delivered {
             Err(_canceled) => Err(ProduceError::Closed),
             Ok(Err((e, _))) => {
-                if let Some(why) = Self::unrecoverable(&instance, &e) {
+                if let Some(why) = Self::unrecoverable(&instance) {
                     self.replace(instance.generation, &why);
                 }
                 Err(ProduceError::from_kafka(
