@@ -20,12 +20,12 @@ mod load;
 pub mod model;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load, load_defaults, load_str, ENV_PREFIX};
 pub use model::*;
-use streamlake_core::{DatasetId, TenantId, TopicNaming, TopicRole, TopicSpec};
+use streamlake_core::{DatasetId, TenantId, TopicNaming, TopicSpec};
 
 /// Default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "./streamlake-data";
@@ -187,25 +187,5 @@ impl Config {
             replication_factor: t.replication_factor.unwrap_or(d.replication_factor),
             configs,
         }
-    }
-
-    /// Resolves a topic name for `role` of a dataset (used by components that only know ids).
-    pub fn topic_of(&self, role: TopicRole, tenant: &TenantId, dataset: &DatasetId) -> String {
-        let t = self.tenants.get(tenant);
-        let ds = t.and_then(|t| t.datasets.get(dataset));
-        match (role, t, ds) {
-            (TopicRole::Dlq, Some(t), _) => t.dlq_topic.clone(),
-            (TopicRole::Raw, _, Some(ds)) => ds.raw_topic.clone(),
-            (TopicRole::Clean, _, Some(ds)) => ds.clean_topic.clone(),
-            _ => self.naming.topic(role, tenant, dataset),
-        }
-    }
-
-    /// The directory relative paths in the file are resolved against.
-    pub fn base_dir(&self) -> &Path {
-        self.file
-            .as_deref()
-            .and_then(Path::parent)
-            .unwrap_or_else(|| Path::new("."))
     }
 }

@@ -259,7 +259,7 @@ async fn events(
             rule: "max_body_bytes".to_owned(),
         };
         let outcome = dead_letter_body(gw, t, b"", violation).await;
-        count(gw, t, &outcome);
+        count_all(gw, t, std::slice::from_ref(&outcome));
         return body_level(gw, StatusCode::PAYLOAD_TOO_LARGE, outcome);
     };
     if bytes.trim_ascii().is_empty() {
@@ -277,14 +277,14 @@ async fn events(
             rule: "utf8".to_owned(),
         };
         let outcome = dead_letter_body(gw, t, &bytes, violation).await;
-        count(gw, t, &outcome);
+        count_all(gw, t, std::slice::from_ref(&outcome));
         return body_level(gw, StatusCode::BAD_REQUEST, outcome);
     }
     match parse(&bytes, framing) {
         Parsed::Single(event) => {
             let malformed = event.value.is_err();
             let outcome = ingest_event(gw, t, event).await;
-            count(gw, t, &outcome);
+            count_all(gw, t, std::slice::from_ref(&outcome));
             if malformed {
                 return body_level(gw, StatusCode::BAD_REQUEST, outcome);
             }
@@ -317,13 +317,6 @@ fn body_level(gw: &Gateway, status: StatusCode, outcome: Outcome) -> Response {
     let mut body = outcome.report(None);
     body.status = status.as_u16();
     answer(status, body, None)
-}
-
-fn count(gw: &Gateway, t: &Target<'_>, o: &Outcome) {
-    gw.metrics
-        .events
-        .with_label_values(&[t.tenant.as_str(), t.dataset.as_str(), o.label()])
-        .inc();
 }
 
 /// Counts a batch's outcomes with one counter update per outcome kind.

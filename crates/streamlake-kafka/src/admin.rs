@@ -157,11 +157,6 @@ impl Admin {
         })
     }
 
-    /// The kind of broker this admin talks to.
-    pub fn broker_kind(&self) -> BrokerKind {
-        self.settings.kind
-    }
-
     /// Whether the cluster answers a metadata request within `timeout`.
     pub async fn ping(&self, timeout: Duration) -> Result<(), AdminError> {
         let meta = Arc::clone(&self.meta);
