@@ -73,30 +73,11 @@ impl EmbeddedBroker {
     /// Finds the tansu executable: `broker.binary`, then `$PATH`, then where `scripts/setup.sh`
     /// installs it.
     pub fn locate(cfg: &BrokerConfig) -> Result<PathBuf, BrokerError> {
-        let mut looked = Vec::new();
-        if let Some(b) = &cfg.binary {
-            if b.is_file() {
-                return Ok(b.clone());
-            }
-            looked.push(b.display().to_string());
-        }
-        if let Some(path) = std::env::var_os("PATH") {
-            for dir in std::env::split_paths(&path) {
-                let candidate = dir.join("tansu");
-                if candidate.is_file() {
-                    return Ok(candidate);
-                }
-            }
-            looked.push("$PATH".to_owned());
-        }
-        let installed = default_install_path();
-        if installed.is_file() {
-            return Ok(installed);
-        }
-        looked.push(installed.display().to_string());
-        Err(BrokerError::NotInstalled {
-            looked: looked.join(", "),
-        })
+        locate_in(
+            cfg,
+            std::env::var_os("PATH").as_deref(),
+            &default_install_path(),
+        )
     }
 
     /// Starts the broker with its storage under `data_dir` and waits until it answers a metadata
@@ -232,6 +213,37 @@ impl EmbeddedBroker {
     }
 }
 
+/// [`EmbeddedBroker::locate`] over an explicit search path and install location.
+fn locate_in(
+    cfg: &BrokerConfig,
+    path: Option<&std::ffi::OsStr>,
+    installed: &Path,
+) -> Result<PathBuf, BrokerError> {
+    let mut looked = Vec::new();
+    if let Some(b) = &cfg.binary {
+        if b.is_file() {
+            return Ok(b.clone());
+        }
+        looked.push(b.display().to_string());
+    }
+    if let Some(path) = path {
+        if let Some(found) = std::env::split_paths(path)
+            .map(|dir| dir.join("tansu"))
+            .find(|c| c.is_file())
+        {
+            return Ok(found);
+        }
+        looked.push("$PATH".to_owned());
+    }
+    if installed.is_file() {
+        return Ok(installed.to_path_buf());
+    }
+    looked.push(installed.display().to_string());
+    Err(BrokerError::NotInstalled {
+        looked: looked.join(", "),
+    })
+}
+
 /// Where `scripts/setup.sh` installs tansu:
 /// `${STREAMLAKE_TOOLS_DIR:-$HOME/.cache/streamlake}/tansu-0.6.0/bin/tansu`.
 pub fn default_install_path() -> PathBuf {
@@ -301,4 +313,59 @@ async fn answers_metadata(bootstrap: &str) -> bool {
     })
     .await
     .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_broker_says_where_it_looked_and_how_to_install_it() {
+        let cfg = BrokerConfig {
+            binary: Some("/nonexistent/tansu".into()),
+            ..BrokerConfig::default()
+        };
+        let empty = tempfile::tempdir().unwrap();
+        let err = locate_in(
+            &cfg,
+            Some(empty.path().as_os_str()),
+            Path::new("/nonexistent/install/tansu"),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/nonexistent/tansu") && msg.contains("$PATH"),
+            "{msg}"
+        );
+        assert!(msg.contains("/nonexistent/install/tansu"), "{msg}");
+        assert!(
+            msg.contains("scripts/setup.sh") && msg.contains("kafka.bootstrap_servers"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn the_configured_binary_wins_then_path_then_the_install_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let on_path = dir.path().join("bin");
+        std::fs::create_dir(&on_path).unwrap();
+        std::fs::write(on_path.join("tansu"), "").unwrap();
+        let configured = dir.path().join("my-tansu");
+        std::fs::write(&configured, "").unwrap();
+        let installed = dir.path().join("installed-tansu");
+        std::fs::write(&installed, "").unwrap();
+        let path = on_path.as_os_str();
+
+        let cfg = BrokerConfig {
+            binary: Some(configured.clone()),
+            ..BrokerConfig::default()
+        };
+        assert_eq!(locate_in(&cfg, Some(path), &installed).unwrap(), configured);
+        let cfg = BrokerConfig::default();
+        assert_eq!(
+            locate_in(&cfg, Some(path), &installed).unwrap(),
+            on_path.join("tansu")
+        );
+        assert_eq!(locate_in(&cfg, None, &installed).unwrap(), installed);
+    }
 }

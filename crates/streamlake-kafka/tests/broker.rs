@@ -111,23 +111,6 @@ async fn starting_on_a_busy_address_is_a_clear_error() {
 }
 
 #[tokio::test]
-async fn a_missing_broker_binary_says_how_to_install_it() {
-    let cfg = BrokerConfig {
-        binary: Some("/nonexistent/tansu".into()),
-        ..BrokerConfig::default()
-    };
-    // Only meaningful when no tansu is on PATH or in the install location.
-    if let Err(err) = EmbeddedBroker::locate(&cfg) {
-        assert!(err.to_string().contains("scripts/setup.sh"), "{err}");
-    } else {
-        assert_ne!(
-            EmbeddedBroker::locate(&cfg).unwrap(),
-            std::path::PathBuf::from("/nonexistent/tansu")
-        );
-    }
-}
-
-#[tokio::test]
 async fn streamlake_refuses_to_delete_topics_on_the_embedded_broker() {
     let s = settings().await;
     let admin = Admin::new(&s).unwrap();
