@@ -173,6 +173,16 @@ async fn post_to(
     (status, headers, value)
 }
 
+/// `field` of every entry of a batch answer's `results`, in order.
+fn field_of_results(resp: &Value, field: &str) -> Vec<i64> {
+    resp["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no results in {resp}"))
+        .iter()
+        .map(|r| r[field].as_i64().unwrap())
+        .collect()
+}
+
 fn header<'r>(r: &'r Record, name: &str) -> &'r str {
     std::str::from_utf8(
         r.header(name)
@@ -247,19 +257,9 @@ async fn a_mixed_batch_writes_valid_events_and_dead_letters_invalid_ones_in_orde
         (resp["accepted"].as_i64(), resp["rejected"].as_i64()),
         (Some(2), Some(2))
     );
-    let statuses: Vec<i64> = resp["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["status"].as_i64().unwrap())
-        .collect();
+    let statuses = field_of_results(&resp, "status");
     assert_eq!(statuses, [200, 422, 200, 422]);
-    let indexes: Vec<i64> = resp["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["index"].as_i64().unwrap())
-        .collect();
+    let indexes = field_of_results(&resp, "index");
     assert_eq!(indexes, [0, 1, 2, 3]);
     assert_eq!(resp["results"][1]["error"]["path"], "/sensor_id");
     assert_eq!(resp["results"][1]["error"]["rule"], "type");
@@ -307,12 +307,7 @@ async fn ndjson_lines_are_events_with_their_own_status() {
     let body = "{\"sensor_id\": 1, \"value\": 1}\n{not json\n{\"sensor_id\": 2, \"value\": 2}\n";
     let (status, _, resp) = h.post("application/x-ndjson", body).await;
     assert_eq!(status, StatusCode::MULTI_STATUS, "{resp}");
-    let statuses: Vec<i64> = resp["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["status"].as_i64().unwrap())
-        .collect();
+    let statuses = field_of_results(&resp, "status");
     assert_eq!(statuses, [200, 422, 200]);
     assert_eq!(resp["results"][1]["error"]["rule"], "json");
     let dlq = h.read(&h.dlq_topic(), 1).await;
@@ -555,12 +550,7 @@ async fn a_full_producer_queue_answers_429_with_retry_after() {
     let body = json!([{"sensor_id": 1, "value": 1}, {"sensor_id": 2, "value": 2}, {"sensor_id": 3, "value": 3}]).to_string();
     let (s, headers, r) = h.post("application/json", body).await;
     assert_eq!(s, StatusCode::MULTI_STATUS, "{r}");
-    let statuses: Vec<i64> = r["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["status"].as_i64().unwrap())
-        .collect();
+    let statuses = field_of_results(&r, "status");
     assert_eq!(statuses, [200, 429, 429], "{r}");
     assert_eq!(r["results"][1]["error"]["code"], "queue_full");
     assert_eq!(r["results"][1]["may_have_been_written"], false);

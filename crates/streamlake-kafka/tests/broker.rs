@@ -24,6 +24,14 @@ fn spec(name: &str, partitions: i32) -> TopicSpec {
     }
 }
 
+async fn create(s: &KafkaSettings, topic: &str, partitions: i32) {
+    Admin::new(s)
+        .unwrap()
+        .create_topic(&spec(topic, partitions))
+        .await
+        .unwrap();
+}
+
 async fn own_broker(dir: &std::path::Path, listen: std::net::SocketAddr) -> EmbeddedBroker {
     let cfg = BrokerConfig {
         listen,
@@ -54,11 +62,7 @@ async fn records_survive_a_clean_restart_and_a_kill() {
     assert!(broker.startup_time() < Duration::from_secs(30));
     let s = KafkaSettings::new(broker.bootstrap_servers(), BrokerKind::Embedded);
     let topic = unique("durable");
-    Admin::new(&s)
-        .unwrap()
-        .create_topic(&spec(&topic, 2))
-        .await
-        .unwrap();
+    create(&s, &topic, 2).await;
     produce_n(&s, &topic, 10).await;
     broker.stop(Duration::from_secs(10)).await;
 
@@ -157,11 +161,7 @@ async fn deviation_deleting_one_topic_deletes_every_topic() {
 async fn deviation_create_partitions_is_not_supported() {
     let s = settings().await;
     let topic = unique("grow");
-    Admin::new(&s)
-        .unwrap()
-        .create_topic(&spec(&topic, 1))
-        .await
-        .unwrap();
+    create(&s, &topic, 1).await;
     let raw: AdminClient<DefaultClientContext> = s.client_config().create().unwrap();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
     let result = raw
@@ -213,11 +213,7 @@ async fn deviation_consumer_groups_cannot_be_listed_once_one_exists() {
 async fn deviation_transactions_are_not_isolated() {
     let mut s = settings().await;
     let topic = unique("tx");
-    Admin::new(&s)
-        .unwrap()
-        .create_topic(&spec(&topic, 1))
-        .await
-        .unwrap();
+    create(&s, &topic, 1).await;
     let mut cfg = s.producer_config();
     cfg.set("transactional.id", unique("tx"));
     let producer: BaseProducer = cfg.create().unwrap();
@@ -255,11 +251,7 @@ async fn deviation_an_idempotent_producer_after_a_delivery_timeout_breaks_the_br
     s.producer
         .insert("message.timeout.ms".into(), "1000".into());
     let topic = unique("epoch");
-    Admin::new(&s)
-        .unwrap()
-        .create_topic(&spec(&topic, 1))
-        .await
-        .unwrap();
+    create(&s, &topic, 1).await;
     let producer = Producer::new(&s).unwrap();
     producer
         .send(&topic, Some(b"k"), b"before", &Headers::new())
@@ -305,11 +297,7 @@ async fn with_streamlake_settings_a_broker_outage_delays_records_without_losing_
     let broker = own_broker(dir.path(), listen).await;
     let s = KafkaSettings::new(broker.bootstrap_servers(), BrokerKind::Embedded);
     let topic = unique("outage");
-    Admin::new(&s)
-        .unwrap()
-        .create_topic(&spec(&topic, 1))
-        .await
-        .unwrap();
+    create(&s, &topic, 1).await;
     let producer = Producer::new(&s)
         .unwrap()
         .with_deadline(Duration::from_secs(1));
