@@ -18,6 +18,7 @@
 pub mod error;
 mod load;
 pub mod model;
+pub mod pipeline;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,7 +26,20 @@ use std::path::PathBuf;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load, load_defaults, load_str, ENV_PREFIX};
 pub use model::*;
+pub use pipeline::*;
 use streamlake_core::{DatasetId, TenantId, TopicNaming, TopicSpec};
+
+/// Columns every sink writes before the declared ones, so each row can be traced to its
+/// record (DESIGN reliability rule 6).
+pub const METADATA_COLUMNS: &[&str] = &[
+    "ingestion_id",
+    "tenant",
+    "dataset",
+    "ingested_at",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+];
 
 /// Default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "./streamlake-data";
@@ -53,6 +67,81 @@ pub struct Config {
     pub tenants: BTreeMap<TenantId, Tenant>,
     /// Topics declared by name in `[[topics]]`.
     pub topics: Vec<TopicConfig>,
+    /// Processors by name (`[pipelines.NAME]`).
+    pub pipelines: BTreeMap<String, Pipeline>,
+    /// Sinks by name (`[sinks.NAME]`).
+    pub sinks: BTreeMap<String, Sink>,
+}
+
+/// A dataset named as `TENANT/DATASET`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DatasetRef {
+    /// Tenant id.
+    pub tenant: TenantId,
+    /// Dataset id.
+    pub dataset: DatasetId,
+}
+
+impl std::fmt::Display for DatasetRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.tenant, self.dataset)
+    }
+}
+
+/// A processor pipeline with its datasets resolved.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// Name (the key under `[pipelines]`).
+    pub name: String,
+    /// Datasets it processes.
+    pub datasets: Vec<DatasetRef>,
+    /// Consumer group.
+    pub group: String,
+    /// Largest batch read at once.
+    pub batch_max_size: usize,
+    /// Whether `up` runs it.
+    pub enabled: bool,
+}
+
+/// The store a sink writes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkKind {
+    /// CSV files.
+    Csv(CsvSinkConfig),
+    /// Parquet lake tables.
+    Parquet(ParquetSinkConfig),
+    /// PostgreSQL tables.
+    Postgres(PostgresSinkConfig),
+}
+
+impl SinkKind {
+    /// `csv`, `parquet` or `postgres`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SinkKind::Csv(_) => "csv",
+            SinkKind::Parquet(_) => "parquet",
+            SinkKind::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// A sink with its datasets resolved.
+#[derive(Debug, Clone)]
+pub struct Sink {
+    /// Name (the key under `[sinks]`).
+    pub name: String,
+    /// Datasets it lands.
+    pub datasets: Vec<DatasetRef>,
+    /// Which topic of each dataset it reads.
+    pub read: ReadTopic,
+    /// Consumer group.
+    pub group: String,
+    /// Largest batch read at once.
+    pub batch_max_size: usize,
+    /// Whether `up` runs it.
+    pub enabled: bool,
+    /// The store.
+    pub kind: SinkKind,
 }
 
 /// Where a tenant's API key came from.
@@ -130,9 +219,19 @@ pub struct Dataset {
     pub clean_topic: String,
     /// Partition count of its raw and clean topics.
     pub partitions: i32,
+    /// Processing between the raw and the clean topic.
+    pub processing: ProcessingConfig,
+    /// Columns the sinks write.
+    pub columns: Vec<ColumnConfig>,
 }
 
 impl Config {
+    /// The tenant and dataset `r` names; every `DatasetRef` in a loaded config resolves.
+    pub fn dataset(&self, r: &DatasetRef) -> Option<(&Tenant, &Dataset)> {
+        let tenant = self.tenants.get(&r.tenant)?;
+        Some((tenant, tenant.datasets.get(&r.dataset)?))
+    }
+
     /// Whether StreamLake must start its own broker (no `kafka.bootstrap_servers`).
     pub fn uses_embedded_broker(&self) -> bool {
         self.kafka.bootstrap_servers.is_none()

@@ -12,7 +12,11 @@ use streamlake_core::{validate_topic_name, DatasetId, TenantId, TopicNaming, Top
 
 use crate::error::{ConfigError, ConfigErrors};
 use crate::model::*;
-use crate::{ApiKey, ApiKeySource, Config, Dataset, Tenant, DEFAULT_DATA_DIR};
+use crate::pipeline::*;
+use crate::{
+    ApiKey, ApiKeySource, Config, Dataset, DatasetRef, Pipeline, Sink, SinkKind, Tenant,
+    DEFAULT_DATA_DIR,
+};
 
 /// Prefix of environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "STREAMLAKE_";
@@ -27,6 +31,8 @@ const SECTIONS: &[&str] = &[
     "topic_defaults",
     "tenants",
     "topics",
+    "pipelines",
+    "sinks",
 ];
 
 /// Loads `path`, applies `STREAMLAKE_*` environment overrides and validates the result.
@@ -210,6 +216,8 @@ fn resolve(figment: &Figment, file: Option<&Path>) -> Result<Config, ConfigError
     let tenants = resolve_tenants(&mut c, raw_tenants, &naming, &topic_defaults, &base_dir);
     check_topic_collisions(&mut c, &tenants);
     check_shared_keys(&mut c, &tenants);
+    let pipelines = resolve_pipelines(&mut c, root.get("pipelines"), &tenants);
+    let sinks = resolve_sinks(&mut c, root.get("sinks"), &tenants);
 
     if !c.errors.is_empty() {
         return Err(ConfigErrors(c.errors));
@@ -225,6 +233,8 @@ fn resolve(figment: &Figment, file: Option<&Path>) -> Result<Config, ConfigError
         topic_defaults,
         tenants,
         topics,
+        pipelines,
+        sinks,
     })
 }
 
@@ -533,6 +543,8 @@ fn resolve_dataset(
         .unwrap_or_else(|| naming.topic(TopicRole::Clean, tenant, &id));
     check_topic_name(c, &format!("{at}.raw_topic"), &raw_topic);
     check_topic_name(c, &format!("{at}.clean_topic"), &clean_topic);
+    check_processing(c, &format!("{at}.processing"), &cfg.processing);
+    check_columns(c, &format!("{at}.columns"), &cfg.columns);
     Some(Dataset {
         id,
         schema_path,
@@ -541,6 +553,8 @@ fn resolve_dataset(
         raw_topic,
         clean_topic,
         partitions: cfg.partitions.unwrap_or(defaults.partitions),
+        processing: cfg.processing,
+        columns: cfg.columns,
     })
 }
 
@@ -588,4 +602,264 @@ fn check_shared_keys(c: &mut Collector<'_>, tenants: &BTreeMap<TenantId, Tenant>
             );
         }
     }
+}
+
+fn check_pointer(c: &mut Collector<'_>, key: &str, pointer: &str) {
+    if !pointer.starts_with('/') {
+        c.push(
+            key,
+            format!(
+                "\"{pointer}\" is not a JSON pointer; write it as \"/{}\"",
+                pointer.trim_start_matches('/')
+            ),
+        );
+    }
+}
+
+fn check_processing(c: &mut Collector<'_>, at: &str, p: &ProcessingConfig) {
+    for (i, n) in p.normalize.iter().enumerate() {
+        let at = format!("{at}.normalize[{i}]");
+        check_pointer(c, &format!("{at}.field"), &n.field);
+        if let Some(t) = &n.target {
+            check_pointer(c, &format!("{at}.target"), t);
+        }
+    }
+    for (i, r) in p.rules.iter().enumerate() {
+        let at = format!("{at}.rules[{i}]");
+        check_pointer(c, &format!("{at}.field"), &r.field);
+        if r.min.is_none() && r.max.is_none() && r.allowed.is_none() && r.timestamp.is_none() {
+            c.push(
+                &at,
+                "a rule needs at least one of min, max, allowed, timestamp",
+            );
+        }
+        if let (Some(min), Some(max)) = (r.min, r.max) {
+            if min > max {
+                c.push(&at, format!("min ({min}) is greater than max ({max})"));
+            }
+        }
+        if r.timestamp.is_none() && (r.max_future_secs.is_some() || r.max_age_secs.is_some()) {
+            c.push(
+                &at,
+                "max_future_secs and max_age_secs need timestamp = \"FORMAT\"",
+            );
+        }
+    }
+    for (i, d) in p.derive.iter().enumerate() {
+        let at = format!("{at}.derive[{i}]");
+        check_pointer(c, &format!("{at}.target"), &d.target);
+        check_pointer(c, &format!("{at}.from"), &d.from);
+        if d.bands.windows(2).any(|w| w[0].below >= w[1].below) {
+            c.push(
+                &format!("{at}.bands"),
+                "bands must be in ascending order of `below`",
+            );
+        }
+    }
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn check_columns(c: &mut Collector<'_>, at: &str, columns: &[ColumnConfig]) {
+    let mut seen = BTreeSet::new();
+    for (i, col) in columns.iter().enumerate() {
+        let key = format!("{at}[{i}]");
+        if !is_identifier(&col.name) || col.name.len() > 63 {
+            c.push(
+                &format!("{key}.name"),
+                format!(
+                    "\"{}\" is not a column name (letters, digits and _, starting with a letter or _, at most 63)",
+                    col.name
+                ),
+            );
+        }
+        if crate::METADATA_COLUMNS.contains(&col.name.as_str()) {
+            c.push(
+                &format!("{key}.name"),
+                format!("\"{}\" is a metadata column every sink writes itself", col.name),
+            );
+        }
+        if !seen.insert(col.name.as_str()) {
+            c.push(&format!("{key}.name"), format!("column \"{}\" is declared twice", col.name));
+        }
+        if let Some(p) = &col.pointer {
+            check_pointer(c, &format!("{key}.pointer"), p);
+        }
+    }
+}
+
+/// `[pipelines]` or `[sinks]` as (name, raw value) pairs, with bad names reported.
+fn named_tables<'v>(c: &mut Collector<'_>, section: &str, raw: Option<&'v Value>) -> Vec<&'v str> {
+    let Some(raw) = raw else {
+        return Vec::new();
+    };
+    let Some(dict) = raw.as_dict() else {
+        c.push(section, format!("must be a table ([{section}.NAME])"));
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    for name in dict.keys() {
+        let valid = !name.is_empty()
+            && name.len() <= 100
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+        if valid {
+            names.push(name.as_str());
+        } else {
+            c.push(
+                &format!("{section}.{name}"),
+                "a name may hold only letters, digits, '-' and '_'",
+            );
+        }
+    }
+    names
+}
+
+fn resolve_refs(
+    c: &mut Collector<'_>,
+    at: &str,
+    refs: &[String],
+    tenants: &BTreeMap<TenantId, Tenant>,
+) -> Vec<DatasetRef> {
+    if refs.is_empty() {
+        c.push(at, "needs at least one dataset (\"TENANT/DATASET\")");
+    }
+    let mut out = Vec::new();
+    for r in refs {
+        let Some((t, d)) = r.split_once('/') else {
+            c.push(at, format!("\"{r}\" is not \"TENANT/DATASET\""));
+            continue;
+        };
+        let known = tenants
+            .iter()
+            .find(|(id, _)| id.as_str() == t)
+            .and_then(|(_, tenant)| tenant.datasets.keys().find(|id| id.as_str() == d));
+        match known {
+            Some(dataset) => out.push(DatasetRef {
+                tenant: TenantId::new(t.to_owned()).expect("known tenant id"),
+                dataset: dataset.clone(),
+            }),
+            None => c.push(at, format!("unknown dataset \"{r}\"")),
+        }
+    }
+    out
+}
+
+fn resolve_pipelines(
+    c: &mut Collector<'_>,
+    raw: Option<&Value>,
+    tenants: &BTreeMap<TenantId, Tenant>,
+) -> BTreeMap<String, Pipeline> {
+    let mut out = BTreeMap::new();
+    let mut owner: BTreeMap<DatasetRef, String> = BTreeMap::new();
+    for name in named_tables(c, "pipelines", raw) {
+        let at = format!("pipelines.{name}");
+        let cfg: PipelineConfig = match c.figment.extract_inner(&at) {
+            Ok(p) => p,
+            Err(e) => {
+                c.push_figment(&at, e);
+                continue;
+            }
+        };
+        let datasets = resolve_refs(c, &format!("{at}.datasets"), &cfg.datasets, tenants);
+        for d in &datasets {
+            if let Some(first) = owner.insert(d.clone(), name.to_owned()) {
+                c.push(
+                    &format!("{at}.datasets"),
+                    format!("dataset \"{d}\" is already processed by pipeline \"{first}\"; its clean topic would get every record twice"),
+                );
+            }
+        }
+        if cfg.batch_max_size == 0 {
+            c.push(&format!("{at}.batch_max_size"), "must be at least 1");
+        }
+        out.insert(
+            name.to_owned(),
+            Pipeline {
+                name: name.to_owned(),
+                datasets,
+                group: cfg
+                    .group
+                    .unwrap_or_else(|| format!("streamlake-process-{name}")),
+                batch_max_size: cfg.batch_max_size,
+                enabled: cfg.enabled,
+            },
+        );
+    }
+    out
+}
+
+fn resolve_sinks(
+    c: &mut Collector<'_>,
+    raw: Option<&Value>,
+    tenants: &BTreeMap<TenantId, Tenant>,
+) -> BTreeMap<String, Sink> {
+    let mut out = BTreeMap::new();
+    for name in named_tables(c, "sinks", raw) {
+        let at = format!("sinks.{name}");
+        let cfg: SinkConfig = match c.figment.extract_inner(&at) {
+            Ok(p) => p,
+            Err(e) => {
+                c.push_figment(&at, e);
+                continue;
+            }
+        };
+        let datasets = resolve_refs(c, &format!("{at}.datasets"), &cfg.datasets, tenants);
+        if cfg.batch_max_size == 0 {
+            c.push(&format!("{at}.batch_max_size"), "must be at least 1");
+        }
+        let mut kinds = Vec::new();
+        if let Some(k) = cfg.csv {
+            kinds.push(SinkKind::Csv(k));
+        }
+        if let Some(k) = cfg.parquet {
+            if k.roll_rows == 0 {
+                c.push(&format!("{at}.parquet.roll_rows"), "must be at least 1");
+            }
+            kinds.push(SinkKind::Parquet(k));
+        }
+        if let Some(k) = cfg.postgres {
+            if k.url.is_none() && k.url_env.is_none() {
+                c.push(
+                    &format!("{at}.postgres"),
+                    "needs `url` or `url_env` (the variable holding the connection URL)",
+                );
+            }
+            if !is_identifier(&k.schema) {
+                c.push(
+                    &format!("{at}.postgres.schema"),
+                    format!("\"{}\" is not a schema name (letters, digits and _)", k.schema),
+                );
+            }
+            kinds.push(SinkKind::Postgres(k));
+        }
+        if kinds.len() != 1 {
+            c.push(
+                &at,
+                format!(
+                    "needs exactly one of [{at}.csv], [{at}.parquet], [{at}.postgres]; found {}",
+                    kinds.len()
+                ),
+            );
+            continue;
+        }
+        out.insert(
+            name.to_owned(),
+            Sink {
+                name: name.to_owned(),
+                datasets,
+                read: cfg.read,
+                group: cfg.group.unwrap_or_else(|| format!("streamlake-sink-{name}")),
+                batch_max_size: cfg.batch_max_size,
+                enabled: cfg.enabled,
+                kind: kinds.pop().expect("one kind"),
+            },
+        );
+    }
+    out
 }

@@ -203,7 +203,7 @@ impl KeySpec {
 }
 
 /// `[tenants.NAME.datasets.NAME]`: one stream of events of one schema.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetConfig {
     /// JSON Schema file, relative to the config file.
@@ -219,6 +219,12 @@ pub struct DatasetConfig {
     pub clean_topic: Option<String>,
     /// Partition count of the dataset's raw and clean topics; default from `[topic_defaults]`.
     pub partitions: Option<i32>,
+    /// What the processor does between the raw and the clean topic.
+    #[serde(default)]
+    pub processing: crate::pipeline::ProcessingConfig,
+    /// Columns the sinks write (besides the metadata columns every sink writes).
+    #[serde(default)]
+    pub columns: Vec<crate::pipeline::ColumnConfig>,
 }
 
 fn default_schema_version() -> String {
@@ -226,7 +232,7 @@ fn default_schema_version() -> String {
 }
 
 /// `[tenants.NAME]`: a tenant and its datasets.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     /// Human-readable name shown in the console.

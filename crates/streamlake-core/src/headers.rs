@@ -23,3 +23,7 @@ pub const ERROR_PATH: &str = "error.path";
 pub const ERROR_RULE: &str = "error.rule";
 /// Dead letter: the stage that rejected the record.
 pub const ERROR_STAGE: &str = "error.stage";
+/// RFC 3339 UTC time at which a processor wrote the record to its clean topic.
+pub const PROCESSED_AT: &str = "processed_at";
+/// Name of the processor pipeline that wrote the record.
+pub const PROCESSOR: &str = "processor";

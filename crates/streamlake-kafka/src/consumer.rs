@@ -1,8 +1,13 @@
 //! The consumer runner (SPEC K2, DESIGN reliability rule 3): subscribe, gather a batch (up to
 //! `batch_max_size` records or `batch_max_wait`), hand it to a [`BatchHandler`], and store the
-//! batch's offsets only after the handler returned `Ok`. Stored offsets are committed in the
+//! batch's offsets only after the handler returned `Ok` and its [`BatchHandler::checkpoint`]
+//! said that everything handled so far is durable. Stored offsets are committed in the
 //! background and once more, synchronously, at shutdown. A handler error stops the runner
 //! without storing the failed batch, so a restart reads it again: at-least-once.
+//!
+//! A handler that buffers (a sink filling a file) answers `checkpoint` with `false` until its
+//! buffer is durable; the runner keeps those offsets pending and asks again after every batch,
+//! when idle for `batch_max_wait`, and once more with `closing = true` at shutdown.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -22,11 +27,22 @@ use crate::settings::KafkaSettings;
 /// A handler's failure; the batch is not acknowledged.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Processes batches of records. Returning `Ok` acknowledges the whole batch.
+/// Processes batches of records.
 pub trait BatchHandler: Send {
     /// Handles one batch, in partition order per partition.
     fn handle(&mut self, batch: &[Record])
         -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Whether every record handled so far is durable, so its offset may be stored. Called
+    /// after each batch, when idle, and at shutdown with `closing = true` (where a buffering
+    /// handler makes its buffer durable). Default: durable as soon as `handle` returned.
+    fn checkpoint(
+        &mut self,
+        closing: bool,
+    ) -> impl Future<Output = Result<bool, HandlerError>> + Send {
+        let _ = closing;
+        async { Ok(true) }
+    }
 }
 
 /// What to consume and how to batch.
@@ -83,6 +99,9 @@ pub enum ConsumerError {
         /// Cause.
         source: HandlerError,
     },
+    /// The handler could not make its buffered records durable.
+    #[error("checkpoint failed: {0}")]
+    Checkpoint(HandlerError),
     /// Offsets could not be stored or committed.
     #[error("cannot store or commit offsets: {0}")]
     Offsets(KafkaError),
@@ -95,6 +114,23 @@ pub struct RunStats {
     pub batches: u64,
     /// Records acknowledged.
     pub records: u64,
+}
+
+/// Per partition, the offset after the last handled record whose offset is not stored yet.
+#[derive(Debug, Default)]
+struct Pending(BTreeMap<(String, i32), i64>);
+
+impl Pending {
+    fn add(&mut self, batch: &[Record]) {
+        for r in batch {
+            let e = self.0.entry((r.topic.clone(), r.partition)).or_insert(0);
+            *e = (*e).max(r.offset + 1);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// Logs rebalances and commit failures.
@@ -199,7 +235,13 @@ impl ConsumerRunner {
         shutdown: CancellationToken,
     ) -> Result<RunStats, ConsumerError> {
         let mut stats = RunStats::default();
-        let result = self.run_loop(handler, &shutdown, &mut stats).await;
+        let mut pending = Pending::default();
+        let mut result = self
+            .run_loop(handler, &shutdown, &mut stats, &mut pending)
+            .await;
+        if result.is_ok() {
+            result = self.checkpoint(handler, &mut pending, true).await;
+        }
         let committed = self.commit_stored();
         tracing::info!(group = %self.options.group_id, batches = stats.batches, records = stats.records, "consumer stopped");
         result?;
@@ -212,6 +254,7 @@ impl ConsumerRunner {
         handler: &mut H,
         shutdown: &CancellationToken,
         stats: &mut RunStats,
+        pending: &mut Pending,
     ) -> Result<(), ConsumerError> {
         let max = self.options.batch_max_size.max(1);
         let mut batch: Vec<Record> = Vec::with_capacity(max);
@@ -219,6 +262,10 @@ impl ConsumerRunner {
             batch.clear();
             let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(self.options.batch_max_wait), if !pending.is_empty() => {
+                    self.checkpoint(handler, pending, false).await?;
+                    continue;
+                }
                 m = self.consumer.recv() => m,
             };
             match first {
@@ -250,9 +297,30 @@ impl ConsumerRunner {
                     source,
                 });
             }
-            self.store(&batch)?;
+            pending.add(&batch);
             stats.batches += 1;
             stats.records += batch.len() as u64;
+            self.checkpoint(handler, pending, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Asks the handler whether its records are durable and, if so, stores their offsets.
+    async fn checkpoint<H: BatchHandler>(
+        &self,
+        handler: &mut H,
+        pending: &mut Pending,
+        closing: bool,
+    ) -> Result<(), ConsumerError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if handler
+            .checkpoint(closing)
+            .await
+            .map_err(ConsumerError::Checkpoint)?
+        {
+            self.store(std::mem::take(pending));
         }
         Ok(())
     }
@@ -262,21 +330,20 @@ impl ConsumerRunner {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    /// Stores, per partition, the offset after the batch's last record.
-    fn store(&self, batch: &[Record]) -> Result<(), ConsumerError> {
-        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-        for r in batch {
-            let e = next.entry((r.topic.as_str(), r.partition)).or_insert(0);
-            *e = (*e).max(r.offset + 1);
+    /// Stores, per partition, the offset after the last durable record. A partition revoked in
+    /// a rebalance cannot be stored; its new owner reads those records again (at-least-once),
+    /// so that is logged, not fatal.
+    fn store(&self, pending: Pending) {
+        for ((topic, partition), offset) in pending.0 {
+            let mut tpl = TopicPartitionList::with_capacity(1);
+            let stored = tpl
+                .add_partition_offset(&topic, partition, Offset::Offset(offset))
+                .and_then(|()| self.consumer.store_offsets(&tpl));
+            if let Err(e) = stored {
+                tracing::warn!(group = %self.options.group_id, %topic, partition, offset, error = %e,
+                    "offset not stored (partition no longer assigned?); its records will be read again");
+            }
         }
-        let mut tpl = TopicPartitionList::with_capacity(next.len());
-        for ((topic, partition), offset) in next {
-            tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
-                .map_err(ConsumerError::Offsets)?;
-        }
-        self.consumer
-            .store_offsets(&tpl)
-            .map_err(ConsumerError::Offsets)
     }
 
     fn commit_stored(&self) -> Result<(), ConsumerError> {

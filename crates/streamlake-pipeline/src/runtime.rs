@@ -1,0 +1,188 @@
+//! The consumer-group runtime of processors (SPEC P1, P2; DESIGN reliability rules 2 and 3):
+//! a batch is read, every record's outputs and dead letters are produced, all their
+//! acknowledgements are awaited, and only then are the batch's offsets stored. A failed
+//! produce fails the batch: the runner stops without storing, and [`supervise`] starts it
+//! again from the last stored offsets, so nothing is lost (duplicates are possible, and sinks
+//! deduplicate on `ingestion_id`).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::try_join_all;
+use streamlake_kafka::{
+    BatchHandler, ConsumerOptions, ConsumerRunner, HandlerError, Headers, KafkaSettings,
+    Producer, Record, RunStats,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::processor::{Outcome, Processor};
+
+/// Counters of a processor, shared with whoever reports them.
+#[derive(Debug, Default)]
+pub struct ProcessorStats {
+    /// Records read.
+    pub records_in: AtomicU64,
+    /// Records written to output topics.
+    pub emitted: AtomicU64,
+    /// Records written to dead-letter topics.
+    pub dead_lettered: AtomicU64,
+    /// Records skipped on purpose.
+    pub skipped: AtomicU64,
+}
+
+impl ProcessorStats {
+    /// (in, emitted, dead-lettered, skipped) now.
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        (
+            self.records_in.load(Ordering::Relaxed),
+            self.emitted.load(Ordering::Relaxed),
+            self.dead_lettered.load(Ordering::Relaxed),
+            self.skipped.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Adapts a [`Processor`] to the consumer runner: produce everything a batch yields, wait for
+/// every acknowledgement, then let the runner store the offsets.
+#[derive(Debug)]
+pub struct ProcessorHandler<P> {
+    processor: P,
+    producer: Producer,
+    stats: Arc<ProcessorStats>,
+}
+
+impl<P: Processor> ProcessorHandler<P> {
+    /// A handler producing with `producer` (give it a deadline on the embedded broker).
+    pub fn new(processor: P, producer: Producer, stats: Arc<ProcessorStats>) -> Self {
+        Self {
+            processor,
+            producer,
+            stats,
+        }
+    }
+}
+
+/// One record to produce, owned so the sends can run concurrently.
+struct Send {
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    headers: Headers,
+}
+
+impl<P: Processor> BatchHandler for ProcessorHandler<P> {
+    async fn handle(&mut self, batch: &[Record]) -> Result<(), HandlerError> {
+        let mut sends = Vec::with_capacity(batch.len());
+        let (mut emitted, mut dead, mut skipped) = (0u64, 0u64, 0u64);
+        for record in batch {
+            match self.processor.process(record) {
+                Outcome::Emit(outputs) => {
+                    emitted += outputs.len() as u64;
+                    sends.extend(outputs.into_iter().map(|o| Send {
+                        topic: o.topic,
+                        key: o.key,
+                        payload: o.payload,
+                        headers: o.headers,
+                    }));
+                }
+                Outcome::DeadLetter { topic, letter } => {
+                    dead += 1;
+                    tracing::warn!(
+                        processor = self.processor.name(), dlq = %topic,
+                        source_topic = %record.topic, partition = record.partition, offset = record.offset,
+                        reason = %letter.reason, path = %letter.path, rule = %letter.rule,
+                        "record dead-lettered"
+                    );
+                    let mut headers = original_headers(record);
+                    for (k, v) in letter.headers() {
+                        headers.push(k, v);
+                    }
+                    sends.push(Send {
+                        topic,
+                        key: record.key.clone(),
+                        payload: record.payload.clone().unwrap_or_default(),
+                        headers,
+                    });
+                }
+                Outcome::Skip => skipped += 1,
+            }
+        }
+        let producer = &self.producer;
+        try_join_all(sends.iter().map(|s| {
+            producer.send(&s.topic, s.key.as_deref(), &s.payload, &s.headers)
+        }))
+        .await
+        .map_err(|e| {
+            tracing::warn!(processor = self.processor.name(), error = %e, possibly_persisted = e.possibly_persisted(),
+                "produce failed; the batch will be read again");
+            Box::new(e) as HandlerError
+        })?;
+        self.stats
+            .records_in
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.stats.emitted.fetch_add(emitted, Ordering::Relaxed);
+        self.stats.dead_lettered.fetch_add(dead, Ordering::Relaxed);
+        self.stats.skipped.fetch_add(skipped, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The record's headers as outgoing headers (a header without value becomes empty).
+pub fn original_headers(record: &Record) -> Headers {
+    Headers(
+        record
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
+            .collect(),
+    )
+}
+
+/// Runs a consumer group member until `shutdown`, restarting it after a failure with a
+/// growing pause (0.5 s doubling to 30 s). `make_handler` builds a fresh handler for every
+/// start, so state of a failed run (a half-filled buffer) is never reused. Returns the totals
+/// of all runs.
+pub async fn supervise<H, F, Fut>(
+    name: &str,
+    settings: &KafkaSettings,
+    options: ConsumerOptions,
+    mut make_handler: F,
+    shutdown: CancellationToken,
+) -> RunStats
+where
+    H: BatchHandler,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<H, HandlerError>>,
+{
+    let mut total = RunStats::default();
+    let mut pause = Duration::from_millis(500);
+    while !shutdown.is_cancelled() {
+        let attempt = async {
+            let mut handler = make_handler().await?;
+            let runner = ConsumerRunner::new(settings, options.clone())?;
+            runner
+                .run(&mut handler, shutdown.clone())
+                .await
+                .map_err(|e| Box::new(e) as HandlerError)
+        };
+        match attempt.await {
+            Ok(stats) => {
+                total.batches += stats.batches;
+                total.records += stats.records;
+                break;
+            }
+            Err(e) => {
+                tracing::error!(component = name, group = %options.group_id, error = %e,
+                    retry_in = ?pause, "stopped after a failure; restarting from the last stored offsets");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    total
+}
