@@ -1,1 +1,24 @@
-//! placeholder
+//! StreamLake's sinks (SPEC K-CSV, K-LAKE, K-PG): clean records landed in files and tables,
+//! offsets stored only after the sink made them durable (at-least-once), each row traceable
+//! to its `ingestion_id`.
+//!
+//! # Layout
+//! - [`sink`]: the [`Sink`] trait, [`Target`] (one dataset's table or file) and [`SinkHandler`],
+//!   the runtime that converts records, dead-letters what cannot be converted and checkpoints.
+//! - [`row`]: a record as typed [`Row`] cells.
+//! - [`csv`], [`parquet`] (feature `parquet`), [`postgres`] (feature `postgres`): one folder per
+//!   store.
+//! - [`run`]: [`run_sink`], a configured sink as one consumer group member.
+
+pub mod csv;
+#[cfg(feature = "parquet")]
+pub mod parquet;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod row;
+mod run;
+pub mod sink;
+
+pub use row::{Cell, Meta, Row};
+pub use run::run_sink;
+pub use sink::{Sink, SinkError, SinkHandler, SinkStats, Target};

@@ -1,0 +1,237 @@
+//! The `Sink` trait and its runtime (SPEC K-CSV, K-LAKE, K-PG; DESIGN reliability rule 3): a
+//! batch is converted to rows and written; offsets are stored only after `flush` returned, so
+//! a crash replays what was not durable and loses nothing.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use streamlake_config::{ColumnConfig, Config, ReadTopic, Sink as SinkConfig};
+use streamlake_core::{headers, DeadLetter, Stage};
+use streamlake_kafka::{BatchHandler, HandlerError, Producer, Record};
+use streamlake_pipeline::runtime::original_headers;
+
+use crate::row::{to_row, Row};
+
+/// A sink's failure; the batch is not acknowledged and will be read again.
+pub type SinkError = HandlerError;
+
+/// One dataset a sink lands: its table or file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Tenant id.
+    pub tenant: String,
+    /// Dataset id.
+    pub dataset: String,
+    /// The dataset's `processing.data_type`, for `{data_type}` in paths.
+    pub data_type: Option<String>,
+    /// Declared columns.
+    pub columns: Vec<ColumnConfig>,
+}
+
+impl Target {
+    /// `template` with `{tenant}`, `{dataset}` and `{data_type}` (the dataset id when unset)
+    /// filled in.
+    pub fn fill(&self, template: &str) -> String {
+        template
+            .replace("{tenant}", &self.tenant)
+            .replace("{dataset}", &self.dataset)
+            .replace("{data_type}", self.data_type.as_deref().unwrap_or(&self.dataset))
+    }
+}
+
+/// A store rows are landed in. Opening is the implementation's constructor; closing is the last
+/// `flush` (the runtime calls it at shutdown) followed by drop.
+pub trait Sink: Send {
+    /// Writes (or buffers) rows of one target, in order.
+    fn write(
+        &mut self,
+        target: &Target,
+        rows: Vec<Row>,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Whether buffered rows should be made durable now (size or age reached). A write-through
+    /// sink always says yes.
+    fn wants_flush(&self) -> bool;
+
+    /// Makes every written row durable.
+    fn flush(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+/// Counters of a sink, shared with whoever reports them.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    /// Records read.
+    pub records_in: AtomicU64,
+    /// Rows handed to the sink.
+    pub rows: AtomicU64,
+    /// Records dead-lettered (not JSON, or a column of the wrong type).
+    pub dead_lettered: AtomicU64,
+    /// Flushes (each followed by an offset store).
+    pub flushes: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+struct Route {
+    dlq_topic: String,
+    targets: Vec<Target>,
+}
+
+/// Adapts a [`Sink`] to the consumer runner.
+#[derive(Debug)]
+pub struct SinkHandler<S> {
+    name: String,
+    sink: S,
+    routes: BTreeMap<String, Route>,
+    producer: Producer,
+    stats: Arc<SinkStats>,
+}
+
+/// The topics a sink reads and, per topic, the targets found on it.
+pub fn topics_of(config: &Config, sink: &SinkConfig) -> Vec<String> {
+    routes_of(config, sink).into_keys().collect()
+}
+
+fn routes_of(config: &Config, sink: &SinkConfig) -> BTreeMap<String, Route> {
+    let mut routes: BTreeMap<String, Route> = BTreeMap::new();
+    for r in &sink.datasets {
+        let (tenant, ds) = config
+            .dataset(r)
+            .expect("a loaded config resolves its datasets");
+        let topic = match sink.read {
+            ReadTopic::Clean => &ds.clean_topic,
+            ReadTopic::Raw => &ds.raw_topic,
+        };
+        routes
+            .entry(topic.clone())
+            .or_insert_with(|| Route {
+                dlq_topic: tenant.dlq_topic.clone(),
+                targets: Vec::new(),
+            })
+            .targets
+            .push(Target {
+                tenant: tenant.id.to_string(),
+                dataset: ds.id.to_string(),
+                data_type: ds.processing.data_type.clone(),
+                columns: ds.columns.clone(),
+            });
+    }
+    routes
+}
+
+impl<S: Sink> SinkHandler<S> {
+    /// A handler landing `sink_config`'s datasets in `sink`; dead letters go through `producer`.
+    pub fn new(
+        config: &Config,
+        sink_config: &SinkConfig,
+        sink: S,
+        producer: Producer,
+        stats: Arc<SinkStats>,
+    ) -> Self {
+        Self {
+            name: sink_config.name.clone(),
+            sink,
+            routes: routes_of(config, sink_config),
+            producer,
+            stats,
+        }
+    }
+
+    /// Every target of this sink.
+    pub fn targets(config: &Config, sink_config: &SinkConfig) -> Vec<Target> {
+        routes_of(config, sink_config)
+            .into_values()
+            .flat_map(|r| r.targets)
+            .collect()
+    }
+
+}
+
+/// Writes `record` unchanged with the `error.*` headers to `dlq` and waits for the
+/// acknowledgement.
+async fn dead_letter(
+    name: &str,
+    producer: &Producer,
+    stats: &SinkStats,
+    record: &Record,
+    dlq: &str,
+    letter: DeadLetter,
+) -> Result<(), SinkError> {
+    {
+        tracing::warn!(sink = %name, dlq, source_topic = %record.topic, partition = record.partition,
+            offset = record.offset, reason = %letter.reason, path = %letter.path, rule = %letter.rule, "record dead-lettered");
+        let mut headers = original_headers(record);
+        for (k, v) in letter.headers() {
+            headers.push(k, v);
+        }
+        producer
+            .send(
+                dlq,
+                record.key.as_deref(),
+                record.payload.as_deref().unwrap_or_default(),
+                &headers,
+            )
+            .await?;
+        stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl<S: Sink> BatchHandler for SinkHandler<S> {
+    async fn handle(&mut self, batch: &[Record]) -> Result<(), HandlerError> {
+        // Rows per (topic, target index), in batch order within each target.
+        let mut grouped: BTreeMap<(String, usize), Vec<Row>> = BTreeMap::new();
+        for record in batch {
+            let Some(route) = self.routes.get(&record.topic) else {
+                tracing::error!(sink = %self.name, topic = %record.topic, "record from a topic this sink does not read");
+                continue;
+            };
+            let named = record
+                .header(headers::DATASET)
+                .and_then(|d| std::str::from_utf8(d).ok());
+            let index = match named {
+                Some(d) => route.targets.iter().position(|t| t.dataset == d),
+                None if route.targets.len() == 1 => Some(0),
+                None => None,
+            };
+            let dlq = route.dlq_topic.clone();
+            let Some(index) = index else {
+                let reason = match named {
+                    Some(d) => format!("dataset \"{d}\" (header) is not landed by this sink from this topic"),
+                    None => "no dataset header and several datasets share this topic".to_owned(),
+                };
+                let letter = DeadLetter { reason, path: String::new(), rule: "dataset".to_owned(), stage: Stage::Sink };
+                dead_letter(&self.name, &self.producer, &self.stats, record, &dlq, letter).await?;
+                continue;
+            };
+            let target = &route.targets[index];
+            match to_row(record, &target.tenant, &target.dataset, &target.columns) {
+                Ok(row) => grouped.entry((record.topic.clone(), index)).or_default().push(row),
+                Err(e) => {
+                    let letter = DeadLetter { reason: e.reason, path: e.path, rule: e.rule, stage: Stage::Sink };
+                    dead_letter(&self.name, &self.producer, &self.stats, record, &dlq, letter).await?;
+                }
+            }
+        }
+        self.stats
+            .records_in
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        for ((topic, index), rows) in grouped {
+            let target = &self.routes[&topic].targets[index];
+            let n = rows.len() as u64;
+            self.sink.write(target, rows).await?;
+            self.stats.rows.fetch_add(n, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    async fn checkpoint(&mut self, closing: bool) -> Result<bool, HandlerError> {
+        if !(closing || self.sink.wants_flush()) {
+            return Ok(false);
+        }
+        self.sink.flush().await?;
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
+    }
+}
