@@ -4,7 +4,11 @@
 #     libssl-dev, zlib1g-dev), from Debian's packages, when missing;
 #   - the embedded broker, tansu 0.6.0, built from crates.io with SQLite and memory storage,
 #     into ${STREAMLAKE_TOOLS_DIR:-$HOME/.cache/streamlake}/tansu-0.6.0 (about 10-15 minutes
-#     the first time; skipped when already installed).
+#     the first time; skipped when already installed);
+#   - PostgreSQL on 127.0.0.1:5432 for the PostgreSQL sink and its tests: when nothing answers
+#     there, the Debian package is installed and its cluster started, and the `postgres` role
+#     gets the password `postgres` (the tests' default URL; override with
+#     STREAMLAKE_TEST_POSTGRES_URL).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 
@@ -46,7 +50,39 @@ ensure_tansu() {
   "$TANSU_BIN" --version >&2
 }
 
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+wait_port() {
+  for _ in $(seq 1 60); do
+    port_open "$1" "$2" && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+ensure_postgres() {
+  if port_open 127.0.0.1 5432; then
+    log "PostgreSQL: answering on 127.0.0.1:5432"
+    return
+  fi
+  if ! command -v dpkg-query >/dev/null 2>&1; then
+    log "PostgreSQL is not running on 127.0.0.1:5432 and this is not a Debian machine: start one, or set STREAMLAKE_TEST_POSTGRES_URL"
+    return 1
+  fi
+  ensure_debian_packages postgresql
+  local version
+  version="$(ls /etc/postgresql | sort -V | tail -n 1)"
+  if [ -z "$(ls -A "/etc/postgresql/$version" 2>/dev/null)" ]; then
+    as_root pg_createcluster "$version" main
+  fi
+  log "starting PostgreSQL $version"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  wait_port 127.0.0.1 5432 || { log "PostgreSQL did not start on 127.0.0.1:5432"; return 1; }
+  as_root su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+}
+
 if command -v dpkg-query >/dev/null 2>&1; then
   ensure_debian_packages build-essential pkg-config libssl-dev zlib1g-dev
 fi
+ensure_postgres
 ensure_tansu

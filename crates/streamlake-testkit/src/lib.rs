@@ -152,3 +152,100 @@ impl Reader {
         out
     }
 }
+
+/// A configuration written to a temporary directory (with a permissive `schema.json` beside
+/// it), loaded, and its declared topics created on the test broker.
+#[derive(Debug)]
+pub struct Stack {
+    /// Holds the configuration file, the schema and anything sinks write (`data_dir`).
+    pub dir: tempfile::TempDir,
+    /// The loaded configuration; `data_dir` is `dir`.
+    pub config: streamlake_config::Config,
+    /// Client settings for the test broker.
+    pub settings: KafkaSettings,
+}
+
+impl Stack {
+    /// Loads `toml` (schemas may refer to `schema.json`) and provisions its topics.
+    pub async fn new(toml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        std::fs::write(dir.path().join("schema.json"), r#"{"type": "object"}"#)
+            .expect("write schema");
+        let path = dir.path().join("streamlake.toml");
+        std::fs::write(&path, toml).expect("write config");
+        let mut config = streamlake_config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        config.data_dir = dir.path().to_path_buf();
+        let settings = settings().await;
+        let admin = streamlake_kafka::Admin::new(&settings).expect("admin client");
+        for report in streamlake_kafka::provision(&admin, &config.declared_topics()).await {
+            assert!(
+                !matches!(
+                    report.outcome,
+                    streamlake_kafka::ProvisionOutcome::Failed { .. }
+                ),
+                "provisioning {}: {:?}",
+                report.topic,
+                report.outcome
+            );
+        }
+        Self {
+            dir,
+            config,
+            settings,
+        }
+    }
+
+    /// Path of the configuration file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("streamlake.toml")
+    }
+
+    /// Produces JSON `records` to `topic`, each keyed by its index and carrying the headers the
+    /// gateway attaches (a fresh `ingestion_id` per record); returns the ingestion ids in order.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        tenant: &str,
+        dataset: &str,
+        records: &[serde_json::Value],
+    ) -> Vec<String> {
+        let producer = streamlake_kafka::Producer::new(&self.settings)
+            .expect("producer")
+            .with_deadline(Duration::from_secs(30));
+        let mut ids = Vec::with_capacity(records.len());
+        let mut sends = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            let id = uuid::Uuid::now_v7().to_string();
+            let headers = streamlake_kafka::Headers::new()
+                .with("tenant", tenant)
+                .with("dataset", dataset)
+                .with("schema_version", "1")
+                .with("ingestion_id", &id)
+                .with("producer_service", "testkit")
+                .with("ingested_at", "2026-11-23T10:00:00.000Z")
+                .with("content-type", "application/json");
+            ids.push(id);
+            let payload = serde_json::to_vec(r).expect("JSON");
+            let key = format!("key-{i}");
+            let producer = producer.clone();
+            sends.push(async move {
+                producer
+                    .send(topic, Some(key.as_bytes()), &payload, &headers)
+                    .await
+            });
+        }
+        for r in futures::future::join_all(sends).await {
+            r.expect("produce to the test broker");
+        }
+        ids
+    }
+}
+
+/// The PostgreSQL server the tests use: `STREAMLAKE_TEST_POSTGRES_URL`, else the local server
+/// `scripts/setup.sh` makes sure of.
+pub fn postgres_url() -> String {
+    std::env::var("STREAMLAKE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgresql://postgres:postgres@127.0.0.1:5432/postgres".to_owned())
+}

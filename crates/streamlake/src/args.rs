@@ -46,6 +46,12 @@ pub(crate) enum Command {
     Produce(ProduceArgs),
     /// Consume records and print key, partition, offset and headers.
     Consume(ConsumeArgs),
+    /// Run one processor pipeline (`[pipelines.NAME]`): raw topics to clean topics, invalid
+    /// records to the tenant's dead-letter topic. Processes with the same pipeline share its
+    /// partitions.
+    Process(StageArgs),
+    /// Run one sink (`[sinks.NAME]`): clean topics into CSV files, Parquet tables or PostgreSQL.
+    Sink(StageArgs),
     /// Benchmarks, each against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -76,6 +82,14 @@ pub(crate) struct BenchGatewayArgs {
     /// Append the report (markdown) to this file, e.g. docs/BENCHMARKS.md.
     #[arg(long)]
     pub(crate) report: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StageArgs {
+    /// Name under `[pipelines]` (process) or `[sinks]` (sink); optional when only one is
+    /// configured.
+    #[arg(long, short = 'p')]
+    pub(crate) pipeline: Option<String>,
 }
 
 #[derive(Debug, Args)]

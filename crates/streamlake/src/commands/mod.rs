@@ -7,6 +7,7 @@ mod consume;
 mod gateway;
 mod groups;
 mod produce;
+mod stages;
 mod topics;
 mod up;
 
@@ -31,6 +32,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Produce(args) => produce::run(&connect(&cli).await?, args).await,
         Command::Consume(args) => consume::run(&connect(&cli).await?, args).await,
         Command::Bench(cmd) => bench::run(cmd).await,
+        Command::Process(args) => stages::process(&connect(&cli).await?, args).await,
+        Command::Sink(args) => stages::sink(&connect(&cli).await?, args).await,
     }
 }
 

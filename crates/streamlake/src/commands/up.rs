@@ -1,6 +1,6 @@
 //! `streamlake up`: everything on one machine. Order of start: embedded broker (when no Kafka is
-//! configured), topic provisioning, the HTTP gateway; then wait for SIGINT/SIGTERM and stop in
-//! reverse order.
+//! configured), topic provisioning, the HTTP gateway, the enabled pipelines and sinks; then wait
+//! for SIGINT/SIGTERM and stop in reverse order.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -64,10 +64,22 @@ async fn serve(
         }
     }
     let gateway = super::gateway::start(config, settings, shutdown.clone()).await?;
+    let stages = super::stages::start_all(&std::sync::Arc::new(config.clone()), settings, shutdown);
+    tracing::info!(
+        pipelines = config.pipelines.values().filter(|p| p.enabled).count(),
+        sinks = config.sinks.values().filter(|s| s.enabled).count(),
+        "processors and sinks started"
+    );
     tracing::info!(bootstrap = %settings.bootstrap_servers, http = %config.http.listen, "StreamLake is up; press Ctrl-C to stop");
     shutdown.cancelled().await;
     tracing::info!("shutting down");
     // The gateway stops accepting, finishes in-flight requests and flushes before the broker stops.
     gateway.await??;
+    // Processors and sinks finish their batch, flush and commit.
+    for stage in stages {
+        if let Err(e) = stage.await {
+            tracing::error!(error = %e, "a pipeline or sink task failed");
+        }
+    }
     Ok(())
 }

@@ -1,0 +1,295 @@
+//! The sinks against the real broker: CSV files, Parquet read back with the `parquet` crate's
+//! own reader, PostgreSQL on a real server; dead letters for rows that cannot be converted.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use streamlake_sinks::{run_sink, SinkStats};
+use streamlake_testkit::{eventually, postgres_url, unique, Reader, Stack};
+use tokio_util::sync::CancellationToken;
+
+/// Tenant `t` with datasets `sensor` and `activity` sharing one clean topic, and `extra` (the
+/// sink's own section, e.g. `[sinks.s.csv]`).
+fn config(clean: &str, dlq: &str, extra: &str) -> String {
+    format!(
+        r#"
+[tenants.t]
+dlq_topic = "{dlq}"
+
+[tenants.t.datasets.sensor]
+schema = "schema.json"
+key = "/sensor_id"
+raw_topic = "{raw1}"
+clean_topic = "{clean}"
+processing = {{ data_type = "sensor" }}
+columns = [
+  {{ name = "sensor_id", type = "string" }},
+  {{ name = "temperature", type = "float" }},
+  {{ name = "note", type = "string" }},
+  {{ name = "at", pointer = "/timestamp", type = "timestamp" }},
+]
+
+[tenants.t.datasets.activity]
+schema = "schema.json"
+key = "/user_id"
+raw_topic = "{raw2}"
+clean_topic = "{clean}"
+processing = {{ data_type = "activity" }}
+columns = [
+  {{ name = "user_id", type = "string" }},
+  {{ name = "count", type = "integer" }},
+]
+
+[sinks.s]
+datasets = ["t/sensor", "t/activity"]
+group = "{group}"
+{extra}
+"#,
+        raw1 = unique("raw"),
+        raw2 = unique("raw"),
+        group = unique("sink"),
+    )
+}
+
+fn sensor(i: usize, note: &str) -> Value {
+    json!({"sensor_id": format!("s{i}"), "temperature": 20.5 + i as f64, "note": note,
+           "timestamp": "2026-11-23T10:00:00Z"})
+}
+
+/// Runs sink `s` of `stack` until `done` says so (or 60 s), then stops it.
+async fn run_until(stack: &Stack, stats: Arc<SinkStats>, done: impl Fn(&SinkStats) -> bool) {
+    let shutdown = CancellationToken::new();
+    let task = {
+        let (config, settings, stats, shutdown) = (
+            stack.config.clone(),
+            stack.settings.clone(),
+            stats.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            let sink = &config.sinks["s"];
+            run_sink(&config, sink, &settings, &config.data_dir, stats, shutdown).await
+        })
+    };
+    let finished = eventually(Duration::from_secs(60), || async { done(&stats).then_some(()) }).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert!(finished.is_some(), "sink did not finish: {stats:?}");
+}
+
+#[tokio::test]
+async fn csv_writes_one_file_per_type_with_one_header_and_rfc4180_quoting() {
+    let (clean, dlq) = (unique("clean"), unique("dlq"));
+    let stack = Stack::new(&config(
+        &clean,
+        &dlq,
+        "[sinks.s.csv]\npath = \"out/processed_data_{data_type}.csv\"",
+    ))
+    .await;
+    let tricky = "comma, \"quote\"\nnew line";
+    let ids = stack
+        .produce(&clean, "t", "sensor", &[sensor(0, tricky), sensor(1, "plain")])
+        .await;
+    stack
+        .produce(&clean, "t", "activity", &[json!({"user_id": "u1", "count": 3})])
+        .await;
+    let stats = Arc::new(SinkStats::default());
+    run_until(&stack, stats.clone(), |s| s.rows.load(Ordering::Relaxed) >= 3).await;
+
+    // A second run (restart) appends without a second header.
+    stack
+        .produce(&clean, "t", "sensor", &[sensor(2, "after restart")])
+        .await;
+    run_until(&stack, Arc::new(SinkStats::default()), |s| {
+        s.rows.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+
+    let dir = stack.dir.path().join("out");
+    let sensor_file = dir.join("processed_data_sensor.csv");
+    let activity_file = dir.join("processed_data_activity.csv");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["processed_data_activity.csv", "processed_data_sensor.csv"]);
+
+    let text = std::fs::read_to_string(&sensor_file).unwrap();
+    assert_eq!(text.matches("ingestion_id,").count(), 1, "header once:\n{text}");
+    assert!(text.contains("\"comma, \"\"quote\"\"\nnew line\""), "RFC 4180 quoting:\n{text}");
+    let mut reader = csv::Reader::from_path(&sensor_file).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    assert_eq!(
+        header,
+        [
+            "ingestion_id", "tenant", "dataset", "ingested_at", "kafka_topic",
+            "kafka_partition", "kafka_offset", "sensor_id", "temperature", "note", "at"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 3);
+    let by_id: std::collections::BTreeMap<&str, &csv::StringRecord> =
+        rows.iter().map(|r| (&r[0], r)).collect();
+    let first = by_id[ids[0].as_str()];
+    assert_eq!(&first[9], tricky, "the note survives the round trip");
+    assert_eq!(&first[7], "s0");
+    assert_eq!(&first[8], "20.5");
+    assert_eq!(&first[10], "2026-11-23T10:00:00.000Z");
+
+    let activity = std::fs::read_to_string(&activity_file).unwrap();
+    let lines: Vec<&str> = activity.lines().collect();
+    assert_eq!(lines.len(), 2, "{activity}");
+    assert!(lines[0].ends_with("user_id,count"));
+    assert!(lines[1].ends_with(",u1,3"), "{activity}");
+}
+
+#[tokio::test]
+async fn a_value_of_the_wrong_type_is_dead_lettered_by_the_sink() {
+    let (clean, dlq) = (unique("clean"), unique("dlq"));
+    let stack = Stack::new(&config(&clean, &dlq, "[sinks.s.csv]\npath = \"out/{dataset}.csv\"")).await;
+    let bad = json!({"sensor_id": "s9", "temperature": "warm"});
+    let ids = stack
+        .produce(&clean, "t", "sensor", &[bad.clone(), sensor(1, "ok")])
+        .await;
+    let stats = Arc::new(SinkStats::default());
+    run_until(&stack, stats.clone(), |s| {
+        s.rows.load(Ordering::Relaxed) >= 1 && s.dead_lettered.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    let dead = Reader::new(&stack.settings, &dlq)
+        .await
+        .read(1, Duration::from_secs(20))
+        .await;
+    let h = |n: &str| String::from_utf8(dead[0].header(n).unwrap().to_vec()).unwrap();
+    assert_eq!(h("ingestion_id"), ids[0]);
+    assert_eq!(h("error.stage"), "sink");
+    assert_eq!(h("error.path"), "/temperature");
+    assert_eq!(h("error.rule"), "column.float");
+    assert!(h("error.reason").contains("\"warm\" is not a number"), "{}", h("error.reason"));
+    assert_eq!(dead[0].json::<Value>().unwrap(), bad);
+    let text = std::fs::read_to_string(stack.dir.path().join("out/sensor.csv")).unwrap();
+    assert_eq!(text.lines().count(), 2, "header and the good row:\n{text}");
+}
+
+#[tokio::test]
+async fn parquet_tables_are_readable_with_the_declared_schema_and_every_row() {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let (clean, dlq) = (unique("clean"), unique("dlq"));
+    let stack = Stack::new(&config(
+        &clean,
+        &dlq,
+        "[sinks.s.parquet]\npath = \"lake\"\nroll_rows = 25\nroll_secs = 2",
+    ))
+    .await;
+    let records: Vec<Value> = (0..60).map(|i| sensor(i, "n")).collect();
+    let ids: BTreeSet<String> = stack.produce(&clean, "t", "sensor", &records).await.into_iter().collect();
+    let stats = Arc::new(SinkStats::default());
+    run_until(&stack, stats.clone(), |s| {
+        s.rows.load(Ordering::Relaxed) >= 60 && s.flushes.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+
+    // Hive-style partition by the ingested_at date; no temporary files left behind.
+    let part = stack.dir.path().join("lake/t/sensor/date=2026-11-23");
+    let files: Vec<_> = std::fs::read_dir(&part)
+        .unwrap_or_else(|e| panic!("{}: {e}", part.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(files.iter().all(|f| f.extension().unwrap() == "parquet"), "{files:?}");
+    let mut seen = BTreeSet::new();
+    for f in &files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let schema = batch.schema();
+            let fields: Vec<(String, String)> = schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().to_string()))
+                .collect();
+            let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(
+                names,
+                ["ingestion_id", "tenant", "dataset", "ingested_at", "kafka_topic",
+                 "kafka_partition", "kafka_offset", "sensor_id", "temperature", "note", "at"]
+            );
+            assert_eq!(fields[8].1, "Float64");
+            assert!(fields[10].1.starts_with("Timestamp(µs") || fields[10].1.starts_with("Timestamp(Microsecond"), "{}", fields[10].1);
+            let id = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .unwrap();
+            let temp = batch
+                .column(8)
+                .as_any()
+                .downcast_ref::<arrow_array::Float64Array>()
+                .unwrap();
+            let sensor_id = batch
+                .column(7)
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .unwrap();
+            for i in 0..batch.num_rows() {
+                let n: f64 = sensor_id.value(i)[1..].parse().unwrap();
+                assert_eq!(temp.value(i), 20.5 + n);
+                seen.insert(id.value(i).to_owned());
+            }
+        }
+    }
+    assert_eq!(seen, ids, "every row, once");
+}
+
+#[tokio::test]
+async fn postgres_rows_are_idempotent_on_ingestion_id() {
+    let (clean, dlq) = (unique("clean"), unique("dlq"));
+    let schema = unique("sl").replace('-', "_");
+    let toml = config(
+        &clean,
+        &dlq,
+        &format!("[sinks.s.postgres]\nurl = \"{}\"\nschema = \"{schema}\"", postgres_url()),
+    );
+    let stack = Stack::new(&toml).await;
+    let records: Vec<Value> = (0..30).map(|i| sensor(i, "n")).collect();
+    let ids: BTreeSet<String> = stack.produce(&clean, "t", "sensor", &records).await.into_iter().collect();
+    stack
+        .produce(&clean, "t", "activity", &[json!({"user_id": "u1", "count": 7})])
+        .await;
+    run_until(&stack, Arc::new(SinkStats::default()), |s| s.rows.load(Ordering::Relaxed) >= 31).await;
+
+    // Replay everything with a fresh group: at-least-once delivery, exactly-once rows.
+    let mut again = stack.config.clone();
+    again.sinks.get_mut("s").unwrap().group = unique("replay");
+    let replay = Stack { dir: tempfile::tempdir().unwrap(), config: again, settings: stack.settings.clone() };
+    run_until(&replay, Arc::new(SinkStats::default()), |s| s.rows.load(Ordering::Relaxed) >= 31).await;
+
+    let (client, conn) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let rows = client
+        .query(&format!("SELECT ingestion_id, temperature, to_char(\"at\" AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), payload->>'note' FROM \"{schema}\".t_sensor"), &[])
+        .await
+        .unwrap();
+    let got: BTreeSet<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+    assert_eq!(rows.len(), 30, "each ingestion_id exactly once");
+    assert_eq!(got, ids);
+    for r in &rows {
+        assert!(r.get::<_, f64>(1) >= 20.5);
+        assert!(r.get::<_, String>(2).eq("2026-11-23 10:00:00"), "{}", r.get::<_, String>(2));
+        assert_eq!(r.get::<_, String>(3), "n", "the whole record is kept as payload");
+    }
+    let activity = client
+        .query_one(&format!("SELECT user_id, count FROM \"{schema}\".t_activity"), &[])
+        .await
+        .unwrap();
+    assert_eq!(activity.get::<_, String>(0), "u1");
+    assert_eq!(activity.get::<_, i64>(1), 7);
+    client.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await.unwrap();
+}

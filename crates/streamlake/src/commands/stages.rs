@@ -1,0 +1,154 @@
+//! `streamlake process` and `streamlake sink`: one processor pipeline or one sink as its own
+//! process (several processes with the same pipeline share its partitions), and the start of
+//! every enabled pipeline and sink inside `streamlake up`.
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+use streamlake_config::Config;
+use streamlake_kafka::KafkaSettings;
+use streamlake_pipeline::{run_pipeline, ProcessorStats};
+use streamlake_sinks::{run_sink, SinkStats};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::Connection;
+use crate::args::StageArgs;
+
+/// How often a running stage logs its counters.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+fn pick<'c, T>(
+    what: &str,
+    section: &str,
+    items: &'c std::collections::BTreeMap<String, T>,
+    name: Option<&str>,
+) -> anyhow::Result<&'c T> {
+    let names: Vec<&str> = items.keys().map(String::as_str).collect();
+    match name {
+        Some(n) => items.get(n).ok_or_else(|| {
+            anyhow!(
+                "no {what} \"{n}\" in the configuration; configured: {}",
+                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            )
+        }),
+        None if items.len() == 1 => Ok(items.values().next().expect("one")),
+        None if items.is_empty() => bail!("the configuration declares no {what} ([{section}.NAME])"),
+        None => bail!("several {what}s are configured ({}); choose one with --pipeline", names.join(", ")),
+    }
+}
+
+/// Logs counters every [`PROGRESS_EVERY`] until `shutdown`.
+fn progress(
+    shutdown: CancellationToken,
+    report: impl Fn() + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => report(),
+            }
+        }
+    })
+}
+
+fn processor_progress(name: String, stats: Arc<ProcessorStats>, shutdown: CancellationToken) -> JoinHandle<()> {
+    progress(shutdown, move || {
+        let (records_in, emitted, dead_lettered, skipped) = stats.snapshot();
+        tracing::info!(pipeline = %name, records_in, emitted, dead_lettered, skipped, "processor progress");
+    })
+}
+
+fn sink_progress(name: String, stats: Arc<SinkStats>, shutdown: CancellationToken) -> JoinHandle<()> {
+    progress(shutdown, move || {
+        tracing::info!(sink = %name,
+            records_in = stats.records_in.load(Ordering::Relaxed),
+            rows = stats.rows.load(Ordering::Relaxed),
+            dead_lettered = stats.dead_lettered.load(Ordering::Relaxed),
+            flushes = stats.flushes.load(Ordering::Relaxed),
+            "sink progress");
+    })
+}
+
+/// `streamlake process --pipeline NAME`.
+pub(crate) async fn process(conn: &Connection, args: &StageArgs) -> anyhow::Result<ExitCode> {
+    let pipeline = pick("pipeline", "pipelines", &conn.config.pipelines, args.pipeline.as_deref())?;
+    let shutdown = CancellationToken::new();
+    streamlake_kafka::shutdown::cancel_on_signals(shutdown.clone());
+    let stats = Arc::new(ProcessorStats::default());
+    let reporter = processor_progress(pipeline.name.clone(), stats.clone(), shutdown.clone());
+    let total = run_pipeline(&conn.config, pipeline, &conn.settings, stats.clone(), shutdown)
+        .await
+        .map_err(|e| anyhow!("pipeline {}: {e}", pipeline.name))?;
+    reporter.abort();
+    let (records_in, emitted, dead, skipped) = stats.snapshot();
+    eprintln!(
+        "pipeline {}: {} records in {} batches; {records_in} processed, {emitted} emitted, {dead} dead-lettered, {skipped} skipped",
+        pipeline.name, total.records, total.batches
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `streamlake sink --pipeline NAME`.
+pub(crate) async fn sink(conn: &Connection, args: &StageArgs) -> anyhow::Result<ExitCode> {
+    let sink = pick("sink", "sinks", &conn.config.sinks, args.pipeline.as_deref())?;
+    let shutdown = CancellationToken::new();
+    streamlake_kafka::shutdown::cancel_on_signals(shutdown.clone());
+    let stats = Arc::new(SinkStats::default());
+    let reporter = sink_progress(sink.name.clone(), stats.clone(), shutdown.clone());
+    let total = run_sink(&conn.config, sink, &conn.settings, &conn.config.data_dir, stats.clone(), shutdown)
+        .await
+        .map_err(|e| anyhow!("sink {}: {e}", sink.name))?;
+    reporter.abort();
+    eprintln!(
+        "sink {}: {} records in {} batches; {} rows written, {} dead-lettered",
+        sink.name,
+        total.records,
+        total.batches,
+        stats.rows.load(Ordering::Relaxed),
+        stats.dead_lettered.load(Ordering::Relaxed)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts every enabled pipeline and sink of `config` as tasks that run until `shutdown`.
+pub(crate) fn start_all(
+    config: &Arc<Config>,
+    settings: &KafkaSettings,
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for pipeline in config.pipelines.values().filter(|p| p.enabled) {
+        let (config, settings, shutdown) = (config.clone(), settings.clone(), shutdown.clone());
+        let name = pipeline.name.clone();
+        tasks.push(tokio::spawn(async move {
+            let pipeline = &config.pipelines[&name];
+            let stats = Arc::new(ProcessorStats::default());
+            let reporter = processor_progress(name.clone(), stats.clone(), shutdown.clone());
+            if let Err(e) = run_pipeline(&config, pipeline, &settings, stats, shutdown).await {
+                tracing::error!(pipeline = %name, error = %e, "pipeline could not start");
+            }
+            reporter.abort();
+        }));
+    }
+    for sink in config.sinks.values().filter(|s| s.enabled) {
+        let (config, settings, shutdown) = (config.clone(), settings.clone(), shutdown.clone());
+        let name = sink.name.clone();
+        tasks.push(tokio::spawn(async move {
+            let sink = &config.sinks[&name];
+            let stats = Arc::new(SinkStats::default());
+            let reporter = sink_progress(name.clone(), stats.clone(), shutdown.clone());
+            if let Err(e) = run_sink(&config, sink, &settings, &config.data_dir, stats, shutdown).await {
+                tracing::error!(sink = %name, error = %e, "sink could not start");
+            }
+            reporter.abort();
+        }));
+    }
+    tasks
+}

@@ -1,0 +1,185 @@
+//! Crash safety of `streamlake process` and `streamlake sink` as separate processes: each is
+//! killed with SIGKILL in the middle of a run and started again; nothing is lost, and the
+//! PostgreSQL table holds every `ingestion_id` exactly once.
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use streamlake_testkit::{bootstrap, postgres_url, unique, Reader, Stack};
+
+fn start(stack: &Stack, args: &[&str], log: &str) -> Child {
+    let log = std::fs::File::create(stack.dir.path().join(log)).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_streamlake"))
+        .arg("--config")
+        .arg(stack.config_path())
+        .args(args)
+        .env_remove("STREAMLAKE_CONFIG")
+        .current_dir(stack.dir.path())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+fn stop(mut child: Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "stopped with {status}");
+}
+
+fn readings(n: usize, offset: usize) -> Vec<Value> {
+    (offset..offset + n)
+        .map(|i| json!({"sensor_id": format!("s{}", i % 50), "seq": i, "temperature": 20.0}))
+        .collect()
+}
+
+fn config(raw: &str, clean: &str, dlq: &str, sink: &str) -> String {
+    format!(
+        r#"
+[tenants.t]
+dlq_topic = "{dlq}"
+
+[tenants.t.datasets.sensor]
+schema = "schema.json"
+key = "/sensor_id"
+raw_topic = "{raw}"
+clean_topic = "{clean}"
+partitions = 3
+processing = {{ rules = [{{ field = "/temperature", min = -40.0, max = 85.0 }}] }}
+columns = [{{ name = "seq", type = "integer" }}]
+
+[pipelines.p]
+datasets = ["t/sensor"]
+group = "{group}"
+batch_max_size = 20
+
+[sinks.s]
+datasets = ["t/sensor"]
+group = "{sink_group}"
+batch_max_size = 20
+{sink}
+"#,
+        group = unique("process"),
+        sink_group = unique("sink"),
+    )
+}
+
+fn ids_of(records: &[streamlake_kafka::Record]) -> BTreeSet<String> {
+    records
+        .iter()
+        .map(|r| String::from_utf8(r.header("ingestion_id").unwrap().to_vec()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_killed_processor_restarts_from_its_offsets_and_loses_nothing() {
+    let (raw, clean, dlq) = (unique("raw"), unique("clean"), unique("dlq"));
+    let stack = Stack::new(&config(&raw, &clean, &dlq, "[sinks.s.csv]")).await;
+    let bootstrap = bootstrap().await;
+    let mut ids: BTreeSet<String> = stack
+        .produce(&raw, "t", "sensor", &readings(2000, 0))
+        .await
+        .into_iter()
+        .collect();
+
+    let args = ["-b", &bootstrap, "process", "--pipeline", "p"];
+    let mut first = start(&stack, &args, "process-1.log");
+    let mut clean_reader = Reader::new(&stack.settings, &clean).await;
+    let mut out = clean_reader.read(100, Duration::from_secs(60)).await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    out.extend(clean_reader.drain(Duration::from_secs(1)).await);
+    let at_kill = ids_of(&out).len();
+    assert!(at_kill < ids.len(), "killed in the middle: {at_kill} of {}", ids.len());
+
+    // More input while it is down, then a restart.
+    ids.extend(stack.produce(&raw, "t", "sensor", &readings(500, 2000)).await);
+    let second = start(&stack, &args, "process-2.log");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !ids_of(&out).is_superset(&ids) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {} records reached the clean topic",
+            ids_of(&out).intersection(&ids).count(),
+            ids.len()
+        );
+        out.extend(clean_reader.drain(Duration::from_millis(500)).await);
+    }
+    stop(second);
+    let duplicates = out.len() - ids_of(&out).len();
+    eprintln!("killed after {at_kill} records; {duplicates} records written twice after the restart");
+}
+
+#[tokio::test]
+async fn a_killed_postgres_sink_restarts_and_every_ingestion_id_lands_exactly_once() {
+    let (raw, clean, dlq) = (unique("raw"), unique("clean"), unique("dlq"));
+    let schema = unique("crash").replace('-', "_");
+    let sink = format!("[sinks.s.postgres]\nurl = \"{}\"\nschema = \"{schema}\"", postgres_url());
+    let stack = Stack::new(&config(&raw, &clean, &dlq, &sink)).await;
+    let bootstrap = bootstrap().await;
+    let mut ids: BTreeSet<String> = stack
+        .produce(&clean, "t", "sensor", &readings(1500, 0))
+        .await
+        .into_iter()
+        .collect();
+
+    let (client, conn) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let count = |sql: String| {
+        let client = &client;
+        async move {
+            match client.query_one(&sql, &[]).await {
+                Ok(row) => row.get::<_, i64>(0),
+                Err(_) => 0, // the table does not exist yet
+            }
+        }
+    };
+    let rows_sql = format!("SELECT count(*) FROM \"{schema}\".t_sensor");
+
+    let args = ["-b", &bootstrap, "sink", "--pipeline", "s"];
+    let mut first = start(&stack, &args, "sink-1.log");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while count(rows_sql.clone()).await < 100 {
+        assert!(tokio::time::Instant::now() < deadline, "the sink wrote nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let at_kill = count(rows_sql.clone()).await;
+    assert!(at_kill < 1500, "killed in the middle: {at_kill} rows");
+
+    ids.extend(stack.produce(&clean, "t", "sensor", &readings(500, 1500)).await);
+    let second = start(&stack, &args, "sink-2.log");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while count(rows_sql.clone()).await < ids.len() as i64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} rows",
+            count(rows_sql.clone()).await,
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop(second);
+
+    let rows = client
+        .query(&format!("SELECT ingestion_id, count(*) OVER (PARTITION BY ingestion_id) FROM \"{schema}\".t_sensor"), &[])
+        .await
+        .unwrap();
+    let landed: BTreeSet<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+    assert_eq!(landed, ids, "every record landed");
+    assert!(rows.iter().all(|r| r.get::<_, i64>(1) == 1), "each ingestion_id once");
+    assert_eq!(rows.len(), ids.len());
+    client
+        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
+}
