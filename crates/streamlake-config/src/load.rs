@@ -680,11 +680,17 @@ fn check_columns(c: &mut Collector<'_>, at: &str, columns: &[ColumnConfig]) {
         if crate::METADATA_COLUMNS.contains(&col.name.as_str()) {
             c.push(
                 &format!("{key}.name"),
-                format!("\"{}\" is a metadata column every sink writes itself", col.name),
+                format!(
+                    "\"{}\" is a metadata column every sink writes itself",
+                    col.name
+                ),
             );
         }
         if !seen.insert(col.name.as_str()) {
-            c.push(&format!("{key}.name"), format!("column \"{}\" is declared twice", col.name));
+            c.push(
+                &format!("{key}.name"),
+                format!("column \"{}\" is declared twice", col.name),
+            );
         }
         if let Some(p) = &col.pointer {
             check_pointer(c, &format!("{key}.pointer"), p);
@@ -833,7 +839,10 @@ fn resolve_sinks(
             if !is_identifier(&k.schema) {
                 c.push(
                     &format!("{at}.postgres.schema"),
-                    format!("\"{}\" is not a schema name (letters, digits and _)", k.schema),
+                    format!(
+                        "\"{}\" is not a schema name (letters, digits and _)",
+                        k.schema
+                    ),
                 );
             }
             kinds.push(SinkKind::Postgres(k));
@@ -854,7 +863,9 @@ fn resolve_sinks(
                 name: name.to_owned(),
                 datasets,
                 read: cfg.read,
-                group: cfg.group.unwrap_or_else(|| format!("streamlake-sink-{name}")),
+                group: cfg
+                    .group
+                    .unwrap_or_else(|| format!("streamlake-sink-{name}")),
                 batch_max_size: cfg.batch_max_size,
                 enabled: cfg.enabled,
                 kind: kinds.pop().expect("one kind"),

@@ -122,8 +122,10 @@ mod tests {
             assert_eq!(parse_timestamp(&v, f).unwrap(), want, "{v} as {f:?}");
             assert_eq!(parse_any_timestamp(&v).unwrap(), want, "{v} detected");
         }
-        assert!(parse_timestamp(&json!("23.11.2026"), TimestampFormat::Rfc3339)
-            .unwrap_err()
-            .contains("23.11.2026"));
+        assert!(
+            parse_timestamp(&json!("23.11.2026"), TimestampFormat::Rfc3339)
+                .unwrap_err()
+                .contains("23.11.2026")
+        );
     }
 }

@@ -53,7 +53,11 @@ impl DatasetProcessing {
     /// Applies the processing to `record` at time `now`: the clean record, or why not.
     pub fn apply(&self, mut record: Value, now: DateTime<Utc>) -> Result<Value, Violation> {
         if !record.is_object() {
-            return Err(Violation::new("", "json", "the record is not a JSON object"));
+            return Err(Violation::new(
+                "",
+                "json",
+                "the record is not a JSON object",
+            ));
         }
         for n in &self.config.normalize {
             normalize(&mut record, n)?;
@@ -96,9 +100,9 @@ fn normalize(record: &mut Value, n: &NormalizeConfig) -> Result<(), Violation> {
     };
     let fail = |why: String| Violation::new(&n.field, &rule, format!("{}: {why}", n.field));
     let converted = match n.convert {
-        Conversion::Number => Value::from(
-            number(value).ok_or_else(|| fail(format!("{value} is not a number")))?,
-        ),
+        Conversion::Number => {
+            Value::from(number(value).ok_or_else(|| fail(format!("{value} is not a number")))?)
+        }
         Conversion::Integer => {
             let f = number(value).ok_or_else(|| fail(format!("{value} is not a number")))?;
             if f.fract() != 0.0 || f.abs() > 9.0e15 {
@@ -272,7 +276,9 @@ impl ConfigProcessor {
     pub fn new(config: &Config, pipeline: &Pipeline) -> Self {
         let mut routes: BTreeMap<String, (String, Vec<Route>)> = BTreeMap::new();
         for r in &pipeline.datasets {
-            let (tenant, ds) = config.dataset(r).expect("a loaded config resolves its datasets");
+            let (tenant, ds) = config
+                .dataset(r)
+                .expect("a loaded config resolves its datasets");
             routes
                 .entry(ds.raw_topic.clone())
                 .or_insert_with(|| (tenant.dlq_topic.clone(), Vec::new()))
@@ -334,8 +340,7 @@ impl Processor for ConfigProcessor {
             };
             return self.dead(dlq, Violation::new("", "dataset", why));
         };
-        let value: Value = match serde_json::from_slice(record.payload.as_deref().unwrap_or(b""))
-        {
+        let value: Value = match serde_json::from_slice(record.payload.as_deref().unwrap_or(b"")) {
             Ok(v) => v,
             Err(e) => {
                 return self.dead(

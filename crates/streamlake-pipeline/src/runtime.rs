@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use futures::future::try_join_all;
 use streamlake_kafka::{
-    BatchHandler, ConsumerOptions, ConsumerRunner, HandlerError, Headers, KafkaSettings,
-    Producer, Record, RunStats,
+    BatchHandler, ConsumerOptions, ConsumerRunner, HandlerError, Headers, KafkaSettings, Producer,
+    Record, RunStats,
 };
 use tokio_util::sync::CancellationToken;
 

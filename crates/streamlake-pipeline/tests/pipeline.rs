@@ -91,7 +91,11 @@ async fn raw_to_clean_transforms_valid_records_and_dead_letters_invalid_ones() {
     for (r, id) in out.iter().zip(&ids[..2]) {
         assert_eq!(&header(r, "ingestion_id"), id, "ingestion_id kept");
         assert_eq!(header(r, "tenant"), "t");
-        assert_eq!(header(r, "producer_service"), "testkit", "original headers kept");
+        assert_eq!(
+            header(r, "producer_service"),
+            "testkit",
+            "original headers kept"
+        );
         assert_eq!(header(r, "processor"), "p");
         assert!(header(r, "processed_at").ends_with('Z'));
         assert!(r.key_str().unwrap().starts_with("key-"), "key kept");
@@ -103,9 +107,27 @@ async fn raw_to_clean_transforms_valid_records_and_dead_letters_invalid_ones() {
         .await;
     dead.sort_by_key(|r| header(r, "ingestion_id"));
     let expect = [
-        (&ids[2], &records[2], "/temperature", "max", "above the maximum 85"),
-        (&ids[3], &records[3], "/timestamp", "timestamp", "in the future"),
-        (&ids[4], &records[4], "/timestamp", "timestamp", "is not RFC 3339"),
+        (
+            &ids[2],
+            &records[2],
+            "/temperature",
+            "max",
+            "above the maximum 85",
+        ),
+        (
+            &ids[3],
+            &records[3],
+            "/timestamp",
+            "timestamp",
+            "in the future",
+        ),
+        (
+            &ids[4],
+            &records[4],
+            "/timestamp",
+            "timestamp",
+            "is not RFC 3339",
+        ),
     ];
     for (r, (id, original, path, rule, reason)) in dead.iter().zip(expect) {
         assert_eq!(&header(r, "ingestion_id"), id);
@@ -113,7 +135,11 @@ async fn raw_to_clean_transforms_valid_records_and_dead_letters_invalid_ones() {
         assert_eq!(header(r, "error.stage"), "processor");
         assert_eq!(header(r, "error.path"), path);
         assert_eq!(header(r, "error.rule"), rule);
-        assert!(header(r, "error.reason").contains(reason), "{}", header(r, "error.reason"));
+        assert!(
+            header(r, "error.reason").contains(reason),
+            "{}",
+            header(r, "error.reason")
+        );
     }
 
     shutdown.cancel();
@@ -139,9 +165,10 @@ async fn instances_of_one_group_share_partitions_and_another_group_gets_everythi
             stats.clone(),
             shutdown.clone(),
         );
-        let task = tokio::spawn(async move {
-            run_pipeline(&config, &pipeline, &settings, s, shutdown).await
-        });
+        let task =
+            tokio::spawn(
+                async move { run_pipeline(&config, &pipeline, &settings, s, shutdown).await },
+            );
         (stats, task)
     };
     let (a, task_a) = start(pipeline.clone());

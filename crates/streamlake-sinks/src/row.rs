@@ -96,8 +96,8 @@ pub fn to_row(
     dataset: &str,
     columns: &[ColumnConfig],
 ) -> Result<Row, RowError> {
-    let payload: Value = serde_json::from_slice(record.payload.as_deref().unwrap_or(b""))
-        .map_err(|e| RowError {
+    let payload: Value =
+        serde_json::from_slice(record.payload.as_deref().unwrap_or(b"")).map_err(|e| RowError {
             reason: format!("the record is not JSON: {e}"),
             path: String::new(),
             rule: "json".to_owned(),
@@ -115,7 +115,11 @@ pub fn to_row(
     let ingested_at = header_str(record, headers::INGESTED_AT)
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.with_timezone(&Utc))
-        .or_else(|| record.timestamp_ms.and_then(DateTime::from_timestamp_millis));
+        .or_else(|| {
+            record
+                .timestamp_ms
+                .and_then(DateTime::from_timestamp_millis)
+        });
     Ok(Row {
         meta: Meta {
             ingestion_id: header_str(record, headers::INGESTION_ID).map_or_else(
@@ -166,8 +170,14 @@ fn cell(value: &Value, kind: ColumnType) -> Result<Cell, String> {
                 None => Cell::Int(f as i64),
             }
         }
-        ColumnType::Float => Cell::Float(number(value).ok_or_else(|| format!("{value} is not a number"))?),
-        ColumnType::Boolean => Cell::Bool(value.as_bool().ok_or_else(|| format!("{value} is not a boolean"))?),
+        ColumnType::Float => {
+            Cell::Float(number(value).ok_or_else(|| format!("{value} is not a number"))?)
+        }
+        ColumnType::Boolean => Cell::Bool(
+            value
+                .as_bool()
+                .ok_or_else(|| format!("{value} is not a boolean"))?,
+        ),
         ColumnType::Timestamp => Cell::Timestamp(parse_any_timestamp(value)?),
         ColumnType::Json => Cell::Json(value.to_string()),
     })

@@ -31,22 +31,27 @@ pub async fn run_sink(
     tracing::info!(sink = %sink.name, kind = sink.kind.name(), group = %sink.group, topics = ?options.topics, "sink starting");
     let total = match &sink.kind {
         SinkKind::Csv(c) => {
-            let open = || async {
-                Ok(crate::csv::CsvSink::open(c.clone(), data_dir))
-            };
-            run_with(config, sink, settings, options, &producer, &stats, open, shutdown).await
+            let open = || async { Ok(crate::csv::CsvSink::open(c.clone(), data_dir)) };
+            run_with(
+                config, sink, settings, options, &producer, &stats, open, shutdown,
+            )
+            .await
         }
         #[cfg(feature = "parquet")]
         SinkKind::Parquet(c) => {
-            let open = || async {
-                Ok(crate::parquet::ParquetSink::open(c.clone(), data_dir))
-            };
-            run_with(config, sink, settings, options, &producer, &stats, open, shutdown).await
+            let open = || async { Ok(crate::parquet::ParquetSink::open(c.clone(), data_dir)) };
+            run_with(
+                config, sink, settings, options, &producer, &stats, open, shutdown,
+            )
+            .await
         }
         #[cfg(feature = "postgres")]
         SinkKind::Postgres(c) => {
             let open = || crate::postgres::PostgresSink::open(c.clone());
-            run_with(config, sink, settings, options, &producer, &stats, open, shutdown).await
+            run_with(
+                config, sink, settings, options, &producer, &stats, open, shutdown,
+            )
+            .await
         }
         #[allow(unreachable_patterns)]
         other => {

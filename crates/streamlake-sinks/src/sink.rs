@@ -37,7 +37,10 @@ impl Target {
         template
             .replace("{tenant}", &self.tenant)
             .replace("{dataset}", &self.dataset)
-            .replace("{data_type}", self.data_type.as_deref().unwrap_or(&self.dataset))
+            .replace(
+                "{data_type}",
+                self.data_type.as_deref().unwrap_or(&self.dataset),
+            )
     }
 }
 
@@ -145,7 +148,6 @@ impl<S: Sink> SinkHandler<S> {
             .flat_map(|r| r.targets)
             .collect()
     }
-
 }
 
 /// Writes `record` unchanged with the `error.*` headers to `dlq` and waits for the
@@ -198,19 +200,50 @@ impl<S: Sink> BatchHandler for SinkHandler<S> {
             let dlq = route.dlq_topic.clone();
             let Some(index) = index else {
                 let reason = match named {
-                    Some(d) => format!("dataset \"{d}\" (header) is not landed by this sink from this topic"),
+                    Some(d) => format!(
+                        "dataset \"{d}\" (header) is not landed by this sink from this topic"
+                    ),
                     None => "no dataset header and several datasets share this topic".to_owned(),
                 };
-                let letter = DeadLetter { reason, path: String::new(), rule: "dataset".to_owned(), stage: Stage::Sink };
-                dead_letter(&self.name, &self.producer, &self.stats, record, &dlq, letter).await?;
+                let letter = DeadLetter {
+                    reason,
+                    path: String::new(),
+                    rule: "dataset".to_owned(),
+                    stage: Stage::Sink,
+                };
+                dead_letter(
+                    &self.name,
+                    &self.producer,
+                    &self.stats,
+                    record,
+                    &dlq,
+                    letter,
+                )
+                .await?;
                 continue;
             };
             let target = &route.targets[index];
             match to_row(record, &target.tenant, &target.dataset, &target.columns) {
-                Ok(row) => grouped.entry((record.topic.clone(), index)).or_default().push(row),
+                Ok(row) => grouped
+                    .entry((record.topic.clone(), index))
+                    .or_default()
+                    .push(row),
                 Err(e) => {
-                    let letter = DeadLetter { reason: e.reason, path: e.path, rule: e.rule, stage: Stage::Sink };
-                    dead_letter(&self.name, &self.producer, &self.stats, record, &dlq, letter).await?;
+                    let letter = DeadLetter {
+                        reason: e.reason,
+                        path: e.path,
+                        rule: e.rule,
+                        stage: Stage::Sink,
+                    };
+                    dead_letter(
+                        &self.name,
+                        &self.producer,
+                        &self.stats,
+                        record,
+                        &dlq,
+                        letter,
+                    )
+                    .await?;
                 }
             }
         }

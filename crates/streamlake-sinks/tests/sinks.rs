@@ -74,7 +74,10 @@ async fn run_until(stack: &Stack, stats: Arc<SinkStats>, done: impl Fn(&SinkStat
             run_sink(&config, sink, &settings, &config.data_dir, stats, shutdown).await
         })
     };
-    let finished = eventually(Duration::from_secs(60), || async { done(&stats).then_some(()) }).await;
+    let finished = eventually(Duration::from_secs(60), || async {
+        done(&stats).then_some(())
+    })
+    .await;
     shutdown.cancel();
     task.await.unwrap().unwrap();
     assert!(finished.is_some(), "sink did not finish: {stats:?}");
@@ -91,13 +94,26 @@ async fn csv_writes_one_file_per_type_with_one_header_and_rfc4180_quoting() {
     .await;
     let tricky = "comma, \"quote\"\nnew line";
     let ids = stack
-        .produce(&clean, "t", "sensor", &[sensor(0, tricky), sensor(1, "plain")])
+        .produce(
+            &clean,
+            "t",
+            "sensor",
+            &[sensor(0, tricky), sensor(1, "plain")],
+        )
         .await;
     stack
-        .produce(&clean, "t", "activity", &[json!({"user_id": "u1", "count": 3})])
+        .produce(
+            &clean,
+            "t",
+            "activity",
+            &[json!({"user_id": "u1", "count": 3})],
+        )
         .await;
     let stats = Arc::new(SinkStats::default());
-    run_until(&stack, stats.clone(), |s| s.rows.load(Ordering::Relaxed) >= 3).await;
+    run_until(&stack, stats.clone(), |s| {
+        s.rows.load(Ordering::Relaxed) >= 3
+    })
+    .await;
 
     // A second run (restart) appends without a second header.
     stack
@@ -116,18 +132,42 @@ async fn csv_writes_one_file_per_type_with_one_header_and_rfc4180_quoting() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     files.sort();
-    assert_eq!(files, ["processed_data_activity.csv", "processed_data_sensor.csv"]);
+    assert_eq!(
+        files,
+        ["processed_data_activity.csv", "processed_data_sensor.csv"]
+    );
 
     let text = std::fs::read_to_string(&sensor_file).unwrap();
-    assert_eq!(text.matches("ingestion_id,").count(), 1, "header once:\n{text}");
-    assert!(text.contains("\"comma, \"\"quote\"\"\nnew line\""), "RFC 4180 quoting:\n{text}");
+    assert_eq!(
+        text.matches("ingestion_id,").count(),
+        1,
+        "header once:\n{text}"
+    );
+    assert!(
+        text.contains("\"comma, \"\"quote\"\"\nnew line\""),
+        "RFC 4180 quoting:\n{text}"
+    );
     let mut reader = csv::Reader::from_path(&sensor_file).unwrap();
-    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
     assert_eq!(
         header,
         [
-            "ingestion_id", "tenant", "dataset", "ingested_at", "kafka_topic",
-            "kafka_partition", "kafka_offset", "sensor_id", "temperature", "note", "at"
+            "ingestion_id",
+            "tenant",
+            "dataset",
+            "ingested_at",
+            "kafka_topic",
+            "kafka_partition",
+            "kafka_offset",
+            "sensor_id",
+            "temperature",
+            "note",
+            "at"
         ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
@@ -150,7 +190,12 @@ async fn csv_writes_one_file_per_type_with_one_header_and_rfc4180_quoting() {
 #[tokio::test]
 async fn a_value_of_the_wrong_type_is_dead_lettered_by_the_sink() {
     let (clean, dlq) = (unique("clean"), unique("dlq"));
-    let stack = Stack::new(&config(&clean, &dlq, "[sinks.s.csv]\npath = \"out/{dataset}.csv\"")).await;
+    let stack = Stack::new(&config(
+        &clean,
+        &dlq,
+        "[sinks.s.csv]\npath = \"out/{dataset}.csv\"",
+    ))
+    .await;
     let bad = json!({"sensor_id": "s9", "temperature": "warm"});
     let ids = stack
         .produce(&clean, "t", "sensor", &[bad.clone(), sensor(1, "ok")])
@@ -169,7 +214,11 @@ async fn a_value_of_the_wrong_type_is_dead_lettered_by_the_sink() {
     assert_eq!(h("error.stage"), "sink");
     assert_eq!(h("error.path"), "/temperature");
     assert_eq!(h("error.rule"), "column.float");
-    assert!(h("error.reason").contains("\"warm\" is not a number"), "{}", h("error.reason"));
+    assert!(
+        h("error.reason").contains("\"warm\" is not a number"),
+        "{}",
+        h("error.reason")
+    );
     assert_eq!(dead[0].json::<Value>().unwrap(), bad);
     let text = std::fs::read_to_string(stack.dir.path().join("out/sensor.csv")).unwrap();
     assert_eq!(text.lines().count(), 2, "header and the good row:\n{text}");
@@ -187,7 +236,11 @@ async fn parquet_tables_are_readable_with_the_declared_schema_and_every_row() {
     ))
     .await;
     let records: Vec<Value> = (0..60).map(|i| sensor(i, "n")).collect();
-    let ids: BTreeSet<String> = stack.produce(&clean, "t", "sensor", &records).await.into_iter().collect();
+    let ids: BTreeSet<String> = stack
+        .produce(&clean, "t", "sensor", &records)
+        .await
+        .into_iter()
+        .collect();
     let stats = Arc::new(SinkStats::default());
     run_until(&stack, stats.clone(), |s| {
         s.rows.load(Ordering::Relaxed) >= 60 && s.flushes.load(Ordering::Relaxed) >= 1
@@ -200,7 +253,10 @@ async fn parquet_tables_are_readable_with_the_declared_schema_and_every_row() {
         .unwrap_or_else(|e| panic!("{}: {e}", part.display()))
         .map(|e| e.unwrap().path())
         .collect();
-    assert!(files.iter().all(|f| f.extension().unwrap() == "parquet"), "{files:?}");
+    assert!(
+        files.iter().all(|f| f.extension().unwrap() == "parquet"),
+        "{files:?}"
+    );
     let mut seen = BTreeSet::new();
     for f in &files {
         let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap())
@@ -218,11 +274,27 @@ async fn parquet_tables_are_readable_with_the_declared_schema_and_every_row() {
             let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
             assert_eq!(
                 names,
-                ["ingestion_id", "tenant", "dataset", "ingested_at", "kafka_topic",
-                 "kafka_partition", "kafka_offset", "sensor_id", "temperature", "note", "at"]
+                [
+                    "ingestion_id",
+                    "tenant",
+                    "dataset",
+                    "ingested_at",
+                    "kafka_topic",
+                    "kafka_partition",
+                    "kafka_offset",
+                    "sensor_id",
+                    "temperature",
+                    "note",
+                    "at"
+                ]
             );
             assert_eq!(fields[8].1, "Float64");
-            assert!(fields[10].1.starts_with("Timestamp(µs") || fields[10].1.starts_with("Timestamp(Microsecond"), "{}", fields[10].1);
+            assert!(
+                fields[10].1.starts_with("Timestamp(µs")
+                    || fields[10].1.starts_with("Timestamp(Microsecond"),
+                "{}",
+                fields[10].1
+            );
             let id = batch
                 .column(0)
                 .as_any()
@@ -255,23 +327,47 @@ async fn postgres_rows_are_idempotent_on_ingestion_id() {
     let toml = config(
         &clean,
         &dlq,
-        &format!("[sinks.s.postgres]\nurl = \"{}\"\nschema = \"{schema}\"", postgres_url()),
+        &format!(
+            "[sinks.s.postgres]\nurl = \"{}\"\nschema = \"{schema}\"",
+            postgres_url()
+        ),
     );
     let stack = Stack::new(&toml).await;
     let records: Vec<Value> = (0..30).map(|i| sensor(i, "n")).collect();
-    let ids: BTreeSet<String> = stack.produce(&clean, "t", "sensor", &records).await.into_iter().collect();
+    let ids: BTreeSet<String> = stack
+        .produce(&clean, "t", "sensor", &records)
+        .await
+        .into_iter()
+        .collect();
     stack
-        .produce(&clean, "t", "activity", &[json!({"user_id": "u1", "count": 7})])
+        .produce(
+            &clean,
+            "t",
+            "activity",
+            &[json!({"user_id": "u1", "count": 7})],
+        )
         .await;
-    run_until(&stack, Arc::new(SinkStats::default()), |s| s.rows.load(Ordering::Relaxed) >= 31).await;
+    run_until(&stack, Arc::new(SinkStats::default()), |s| {
+        s.rows.load(Ordering::Relaxed) >= 31
+    })
+    .await;
 
     // Replay everything with a fresh group: at-least-once delivery, exactly-once rows.
     let mut again = stack.config.clone();
     again.sinks.get_mut("s").unwrap().group = unique("replay");
-    let replay = Stack { dir: tempfile::tempdir().unwrap(), config: again, settings: stack.settings.clone() };
-    run_until(&replay, Arc::new(SinkStats::default()), |s| s.rows.load(Ordering::Relaxed) >= 31).await;
+    let replay = Stack {
+        dir: tempfile::tempdir().unwrap(),
+        config: again,
+        settings: stack.settings.clone(),
+    };
+    run_until(&replay, Arc::new(SinkStats::default()), |s| {
+        s.rows.load(Ordering::Relaxed) >= 31
+    })
+    .await;
 
-    let (client, conn) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let rows = client
         .query(&format!("SELECT ingestion_id, temperature, to_char(\"at\" AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), payload->>'note' FROM \"{schema}\".t_sensor"), &[])
@@ -282,14 +378,28 @@ async fn postgres_rows_are_idempotent_on_ingestion_id() {
     assert_eq!(got, ids);
     for r in &rows {
         assert!(r.get::<_, f64>(1) >= 20.5);
-        assert!(r.get::<_, String>(2).eq("2026-11-23 10:00:00"), "{}", r.get::<_, String>(2));
-        assert_eq!(r.get::<_, String>(3), "n", "the whole record is kept as payload");
+        assert!(
+            r.get::<_, String>(2).eq("2026-11-23 10:00:00"),
+            "{}",
+            r.get::<_, String>(2)
+        );
+        assert_eq!(
+            r.get::<_, String>(3),
+            "n",
+            "the whole record is kept as payload"
+        );
     }
     let activity = client
-        .query_one(&format!("SELECT user_id, count FROM \"{schema}\".t_activity"), &[])
+        .query_one(
+            &format!("SELECT user_id, count FROM \"{schema}\".t_activity"),
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(activity.get::<_, String>(0), "u1");
     assert_eq!(activity.get::<_, i64>(1), 7);
-    client.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await.unwrap();
+    client
+        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
 }

@@ -96,10 +96,18 @@ async fn a_killed_processor_restarts_from_its_offsets_and_loses_nothing() {
     first.wait().unwrap();
     out.extend(clean_reader.drain(Duration::from_secs(1)).await);
     let at_kill = ids_of(&out).len();
-    assert!(at_kill < ids.len(), "killed in the middle: {at_kill} of {}", ids.len());
+    assert!(
+        at_kill < ids.len(),
+        "killed in the middle: {at_kill} of {}",
+        ids.len()
+    );
 
     // More input while it is down, then a restart.
-    ids.extend(stack.produce(&raw, "t", "sensor", &readings(500, 2000)).await);
+    ids.extend(
+        stack
+            .produce(&raw, "t", "sensor", &readings(500, 2000))
+            .await,
+    );
     let second = start(&stack, &args, "process-2.log");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while !ids_of(&out).is_superset(&ids) {
@@ -113,14 +121,19 @@ async fn a_killed_processor_restarts_from_its_offsets_and_loses_nothing() {
     }
     stop(second);
     let duplicates = out.len() - ids_of(&out).len();
-    eprintln!("killed after {at_kill} records; {duplicates} records written twice after the restart");
+    eprintln!(
+        "killed after {at_kill} records; {duplicates} records written twice after the restart"
+    );
 }
 
 #[tokio::test]
 async fn a_killed_postgres_sink_restarts_and_every_ingestion_id_lands_exactly_once() {
     let (raw, clean, dlq) = (unique("raw"), unique("clean"), unique("dlq"));
     let schema = unique("crash").replace('-', "_");
-    let sink = format!("[sinks.s.postgres]\nurl = \"{}\"\nschema = \"{schema}\"", postgres_url());
+    let sink = format!(
+        "[sinks.s.postgres]\nurl = \"{}\"\nschema = \"{schema}\"",
+        postgres_url()
+    );
     let stack = Stack::new(&config(&raw, &clean, &dlq, &sink)).await;
     let bootstrap = bootstrap().await;
     let mut ids: BTreeSet<String> = stack
@@ -148,7 +161,10 @@ async fn a_killed_postgres_sink_restarts_and_every_ingestion_id_lands_exactly_on
     let mut first = start(&stack, &args, "sink-1.log");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while count(rows_sql.clone()).await < 100 {
-        assert!(tokio::time::Instant::now() < deadline, "the sink wrote nothing");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sink wrote nothing"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     first.kill().unwrap();
@@ -156,7 +172,11 @@ async fn a_killed_postgres_sink_restarts_and_every_ingestion_id_lands_exactly_on
     let at_kill = count(rows_sql.clone()).await;
     assert!(at_kill < 1500, "killed in the middle: {at_kill} rows");
 
-    ids.extend(stack.produce(&clean, "t", "sensor", &readings(500, 1500)).await);
+    ids.extend(
+        stack
+            .produce(&clean, "t", "sensor", &readings(500, 1500))
+            .await,
+    );
     let second = start(&stack, &args, "sink-2.log");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while count(rows_sql.clone()).await < ids.len() as i64 {
@@ -176,7 +196,10 @@ async fn a_killed_postgres_sink_restarts_and_every_ingestion_id_lands_exactly_on
         .unwrap();
     let landed: BTreeSet<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
     assert_eq!(landed, ids, "every record landed");
-    assert!(rows.iter().all(|r| r.get::<_, i64>(1) == 1), "each ingestion_id once");
+    assert!(
+        rows.iter().all(|r| r.get::<_, i64>(1) == 1),
+        "each ingestion_id once"
+    );
     assert_eq!(rows.len(), ids.len());
     client
         .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))

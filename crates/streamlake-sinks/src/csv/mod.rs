@@ -129,7 +129,11 @@ fn rotated_name(path: &Path) -> PathBuf {
     let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
     let mut n = 0;
     loop {
-        let suffix = if n == 0 { String::new() } else { format!("-{n}") };
+        let suffix = if n == 0 {
+            String::new()
+        } else {
+            format!("-{n}")
+        };
         let candidate = path.with_file_name(format!("{stem}.{stamp}{suffix}{ext}"));
         if !candidate.exists() {
             return candidate;

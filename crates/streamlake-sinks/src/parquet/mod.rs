@@ -210,11 +210,7 @@ impl Sink for ParquetSink {
     async fn write(&mut self, target: &Target, rows: Vec<Row>) -> Result<(), SinkError> {
         let dir = self.table_dir(target);
         for row in rows {
-            let day = row
-                .meta
-                .ingested_at
-                .unwrap_or_else(Utc::now)
-                .date_naive();
+            let day = row.meta.ingested_at.unwrap_or_else(Utc::now).date_naive();
             self.buffers
                 .entry((dir.clone(), day))
                 .or_insert_with(|| Buffer {

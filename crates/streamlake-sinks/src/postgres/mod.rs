@@ -177,19 +177,18 @@ impl Sink for PostgresSink {
         );
         defs.push(("payload".to_owned(), "jsonb"));
         let names: Vec<String> = defs.iter().map(|(n, _)| quote(n)).collect();
-        let typed: Vec<String> = defs.iter().map(|(n, t)| format!("{} {t}", quote(n))).collect();
+        let typed: Vec<String> = defs
+            .iter()
+            .map(|(n, t)| format!("{} {t}", quote(n)))
+            .collect();
         let sql = format!(
             "INSERT INTO {table} ({names}) SELECT {names} FROM jsonb_to_recordset($1::text::jsonb) AS x({typed}) \
              ON CONFLICT (ingestion_id) DO NOTHING",
             names = names.join(", "),
             typed = typed.join(", ")
         );
-        let batch = Value::Array(
-            rows.iter()
-                .map(|r| row_json(&target.columns, r))
-                .collect(),
-        )
-        .to_string();
+        let batch =
+            Value::Array(rows.iter().map(|r| row_json(&target.columns, r)).collect()).to_string();
         self.client
             .execute(&sql, &[&batch])
             .await

@@ -32,20 +32,26 @@ fn pick<'c, T>(
         Some(n) => items.get(n).ok_or_else(|| {
             anyhow!(
                 "no {what} \"{n}\" in the configuration; configured: {}",
-                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
             )
         }),
         None if items.len() == 1 => Ok(items.values().next().expect("one")),
-        None if items.is_empty() => bail!("the configuration declares no {what} ([{section}.NAME])"),
-        None => bail!("several {what}s are configured ({}); choose one with --pipeline", names.join(", ")),
+        None if items.is_empty() => {
+            bail!("the configuration declares no {what} ([{section}.NAME])")
+        }
+        None => bail!(
+            "several {what}s are configured ({}); choose one with --pipeline",
+            names.join(", ")
+        ),
     }
 }
 
 /// Logs counters every [`PROGRESS_EVERY`] until `shutdown`.
-fn progress(
-    shutdown: CancellationToken,
-    report: impl Fn() + Send + 'static,
-) -> JoinHandle<()> {
+fn progress(shutdown: CancellationToken, report: impl Fn() + Send + 'static) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
         tick.tick().await;
@@ -58,14 +64,22 @@ fn progress(
     })
 }
 
-fn processor_progress(name: String, stats: Arc<ProcessorStats>, shutdown: CancellationToken) -> JoinHandle<()> {
+fn processor_progress(
+    name: String,
+    stats: Arc<ProcessorStats>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
     progress(shutdown, move || {
         let (records_in, emitted, dead_lettered, skipped) = stats.snapshot();
         tracing::info!(pipeline = %name, records_in, emitted, dead_lettered, skipped, "processor progress");
     })
 }
 
-fn sink_progress(name: String, stats: Arc<SinkStats>, shutdown: CancellationToken) -> JoinHandle<()> {
+fn sink_progress(
+    name: String,
+    stats: Arc<SinkStats>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
     progress(shutdown, move || {
         tracing::info!(sink = %name,
             records_in = stats.records_in.load(Ordering::Relaxed),
@@ -78,14 +92,25 @@ fn sink_progress(name: String, stats: Arc<SinkStats>, shutdown: CancellationToke
 
 /// `streamlake process --pipeline NAME`.
 pub(crate) async fn process(conn: &Connection, args: &StageArgs) -> anyhow::Result<ExitCode> {
-    let pipeline = pick("pipeline", "pipelines", &conn.config.pipelines, args.pipeline.as_deref())?;
+    let pipeline = pick(
+        "pipeline",
+        "pipelines",
+        &conn.config.pipelines,
+        args.pipeline.as_deref(),
+    )?;
     let shutdown = CancellationToken::new();
     streamlake_kafka::shutdown::cancel_on_signals(shutdown.clone());
     let stats = Arc::new(ProcessorStats::default());
     let reporter = processor_progress(pipeline.name.clone(), stats.clone(), shutdown.clone());
-    let total = run_pipeline(&conn.config, pipeline, &conn.settings, stats.clone(), shutdown)
-        .await
-        .map_err(|e| anyhow!("pipeline {}: {e}", pipeline.name))?;
+    let total = run_pipeline(
+        &conn.config,
+        pipeline,
+        &conn.settings,
+        stats.clone(),
+        shutdown,
+    )
+    .await
+    .map_err(|e| anyhow!("pipeline {}: {e}", pipeline.name))?;
     reporter.abort();
     let (records_in, emitted, dead, skipped) = stats.snapshot();
     eprintln!(
@@ -97,14 +122,26 @@ pub(crate) async fn process(conn: &Connection, args: &StageArgs) -> anyhow::Resu
 
 /// `streamlake sink --pipeline NAME`.
 pub(crate) async fn sink(conn: &Connection, args: &StageArgs) -> anyhow::Result<ExitCode> {
-    let sink = pick("sink", "sinks", &conn.config.sinks, args.pipeline.as_deref())?;
+    let sink = pick(
+        "sink",
+        "sinks",
+        &conn.config.sinks,
+        args.pipeline.as_deref(),
+    )?;
     let shutdown = CancellationToken::new();
     streamlake_kafka::shutdown::cancel_on_signals(shutdown.clone());
     let stats = Arc::new(SinkStats::default());
     let reporter = sink_progress(sink.name.clone(), stats.clone(), shutdown.clone());
-    let total = run_sink(&conn.config, sink, &conn.settings, &conn.config.data_dir, stats.clone(), shutdown)
-        .await
-        .map_err(|e| anyhow!("sink {}: {e}", sink.name))?;
+    let total = run_sink(
+        &conn.config,
+        sink,
+        &conn.settings,
+        &conn.config.data_dir,
+        stats.clone(),
+        shutdown,
+    )
+    .await
+    .map_err(|e| anyhow!("sink {}: {e}", sink.name))?;
     reporter.abort();
     eprintln!(
         "sink {}: {} records in {} batches; {} rows written, {} dead-lettered",
@@ -144,7 +181,9 @@ pub(crate) fn start_all(
             let sink = &config.sinks[&name];
             let stats = Arc::new(SinkStats::default());
             let reporter = sink_progress(name.clone(), stats.clone(), shutdown.clone());
-            if let Err(e) = run_sink(&config, sink, &settings, &config.data_dir, stats, shutdown).await {
+            if let Err(e) =
+                run_sink(&config, sink, &settings, &config.data_dir, stats, shutdown).await
+            {
                 tracing::error!(sink = %name, error = %e, "sink could not start");
             }
             reporter.abort();
