@@ -281,3 +281,144 @@ fn missing_file_is_a_clear_error() {
         "{errors}"
     );
 }
+
+#[test]
+fn examples_declare_their_pipelines_and_sinks() {
+    let seed = load(&examples().join("seed-pipeline/streamlake.toml")).unwrap();
+    assert_eq!(seed.pipelines["seed"].group, "processor-group");
+    assert_eq!(seed.pipelines["seed"].datasets.len(), 2);
+    let csv = &seed.sinks["csv"];
+    assert_eq!(csv.group, "sink-group");
+    match &csv.kind {
+        streamlake_config::SinkKind::Csv(c) => {
+            assert_eq!(c.path, "sinks/csv/processed_data_{data_type}.csv")
+        }
+        other => panic!("expected a CSV sink, got {other:?}"),
+    }
+    let aq = load(&examples().join("air-quality/streamlake.toml")).unwrap();
+    let kinds: Vec<&str> = aq.sinks.values().map(|s| s.kind.name()).collect();
+    assert_eq!(kinds, ["postgres", "parquet"], "bronze, lake");
+    assert_eq!(
+        aq.pipelines["air-quality"].group,
+        "streamlake-process-air-quality"
+    );
+}
+
+#[test]
+fn pipeline_and_sink_mistakes_are_all_reported() {
+    let (errors, _) = errors_of(
+        r#"
+[tenants.acme.datasets.orders]
+schema = "schema.json"
+key = "/order_id"
+processing = { rules = [{ field = "/amount" }, { field = "amount", min = 5.0, max = 1.0 }], derive = [{ target = "/level", from = "/amount", bands = [{ below = 10.0, value = "a" }, { below = 5.0, value = "b" }], otherwise = "c" }] }
+
+[pipelines.one]
+datasets = ["acme/orders", "acme/nope", "orders"]
+
+[pipelines.two]
+datasets = ["acme/orders"]
+
+[sinks.both]
+datasets = ["acme/orders"]
+csv = {}
+parquet = {}
+
+[sinks.pg]
+datasets = ["acme/orders"]
+postgres = { schema = "bad-schema" }
+"#,
+    );
+    let at = "tenants.acme.datasets.orders.processing";
+    assert!(
+        errors.mentions(&format!("{at}.rules[0]"), "at least one of min, max"),
+        "{errors}"
+    );
+    assert!(
+        errors.mentions(&format!("{at}.rules[1].field"), "write it as \"/amount\""),
+        "{errors}"
+    );
+    assert!(
+        errors.mentions(&format!("{at}.rules[1]"), "min (5) is greater than max (1)"),
+        "{errors}"
+    );
+    assert!(
+        errors.mentions(&format!("{at}.derive[0].bands"), "ascending"),
+        "{errors}"
+    );
+    assert!(
+        errors.mentions("pipelines.one.datasets", "unknown dataset \"acme/nope\""),
+        "{errors}"
+    );
+    assert!(
+        errors.mentions(
+            "pipelines.one.datasets",
+            "\"orders\" is not \"TENANT/DATASET\""
+        ),
+        "{errors}"
+    );
+    assert!(
+        errors.mentions(
+            "pipelines.two.datasets",
+            "already processed by pipeline \"one\""
+        ),
+        "{errors}"
+    );
+    assert!(errors.mentions("sinks.both", "exactly one of"), "{errors}");
+    assert!(
+        errors.mentions("sinks.pg.postgres", "needs `url` or `url_env`"),
+        "{errors}"
+    );
+    assert!(
+        errors.mentions("sinks.pg.postgres.schema", "not a schema name"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn column_names_are_checked() {
+    let (errors, _) = errors_of(
+        r#"
+[tenants.acme.datasets.orders]
+schema = "schema.json"
+key = "/order_id"
+columns = [{ name = "order id", type = "string" }, { name = "tenant", type = "string" }, { name = "x", type = "string" }, { name = "x", type = "float", pointer = "y" }]
+"#,
+    );
+    let at = "tenants.acme.datasets.orders.columns";
+    assert!(
+        errors.mentions(&format!("{at}[0].name"), "is not a column name"),
+        "{errors}"
+    );
+    assert!(
+        errors.mentions(&format!("{at}[1].name"), "metadata column"),
+        "{errors}"
+    );
+    assert!(
+        errors.mentions(&format!("{at}[3].name"), "declared twice"),
+        "{errors}"
+    );
+    assert!(
+        errors.mentions(&format!("{at}[3].pointer"), "not a JSON pointer"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn an_unknown_column_type_lists_the_known_ones() {
+    let (errors, _) = errors_of(
+        r#"
+[tenants.acme.datasets.orders]
+schema = "schema.json"
+key = "/order_id"
+columns = [{ name = "n", type = "decimal" }]
+"#,
+    );
+    assert!(
+        errors.mentions(
+            "tenants.acme.datasets.orders.columns.0.type",
+            "found `decimal`, expected `one of `string`"
+        ),
+        "{errors}"
+    );
+}
