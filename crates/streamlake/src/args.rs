@@ -62,6 +62,28 @@ pub(crate) enum BenchCommand {
     /// The HTTP gateway (schema validation on) against a bare librdkafka producer writing the
     /// same events to the same broker. Starts its own embedded broker and gateway process.
     Gateway(BenchGatewayArgs),
+    /// The processor against a bare consume -> produce loop over the same records, and each
+    /// sink against a bare consume of the clean topic. Starts its own embedded broker.
+    Pipeline(BenchPipelineArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchPipelineArgs {
+    /// Records pushed through each stage.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) records: u64,
+    /// PostgreSQL for the PostgreSQL sink (tables go to schema `streamlake_bench`).
+    #[arg(
+        long,
+        default_value = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
+    )]
+    pub(crate) postgres_url: String,
+    /// Leave the PostgreSQL sink out.
+    #[arg(long)]
+    pub(crate) skip_postgres: bool,
+    /// Append the report (markdown) to this file, e.g. docs/BENCHMARKS.md.
+    #[arg(long)]
+    pub(crate) report: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -25,11 +25,12 @@ const BROKER_RSS_LIMIT_KB: u64 = 8 * 1024 * 1024;
 pub(crate) async fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Gateway(args) => gateway(args).await,
+        BenchCommand::Pipeline(args) => super::bench_pipeline::run(args).await,
     }
 }
 
 /// Realistic tenant-A air-quality events of about 250 bytes, 1,000 sensors.
-fn events(n: usize) -> Vec<(String, Vec<u8>)> {
+pub(super) fn events(n: usize) -> Vec<(String, Vec<u8>)> {
     (0..n)
         .map(|i| {
             let sensor = 10_000 + (i % 1000);
@@ -50,7 +51,7 @@ fn events(n: usize) -> Vec<(String, Vec<u8>)> {
 }
 
 /// User and system CPU seconds of a process, from /proc.
-fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+pub(super) fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after_name = stat.rsplit(')').next().unwrap_or_default();
     let fields: Vec<&str> = after_name.split_whitespace().collect();

@@ -2,6 +2,7 @@
 //! platform logic of its own.
 
 mod bench;
+mod bench_pipeline;
 mod config;
 mod consume;
 mod gateway;

@@ -1,0 +1,357 @@
+//! `streamlake bench pipeline`: the processor against its ceiling, a bare consume → produce
+//! loop over the same records on the same broker in the same run; then each sink's rows/s
+//! against a bare consume of the same clean topic. Everything runs in this process on an
+//! embedded broker it starts; records are tenant A's air-quality events with the headers the
+//! gateway attaches, processed as `examples/air-quality/streamlake.toml` configures.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use futures::future::try_join_all;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::Message;
+use streamlake_config::{BrokerConfig, BrokerStorage, Config, CsvSinkConfig, SinkKind};
+use streamlake_kafka::{
+    provision, Admin, BrokerKind, EmbeddedBroker, Headers, KafkaSettings, Producer,
+};
+use streamlake_pipeline::{run_pipeline, ProcessorStats};
+use streamlake_sinks::{run_sink, SinkStats};
+use tokio_util::sync::CancellationToken;
+
+use super::bench::{cpu_seconds, events};
+use crate::args::BenchPipelineArgs;
+
+const EXAMPLE: &str = include_str!("../../../../examples/air-quality/streamlake.toml");
+const SCHEMA_A: &str =
+    include_str!("../../../../examples/air-quality/schemas/tenant-a-air-quality.json");
+const SCHEMA_B: &str =
+    include_str!("../../../../examples/air-quality/schemas/tenant-b-air-quality.json");
+
+struct Measured {
+    label: String,
+    records: u64,
+    seconds: f64,
+    cpu: f64,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.records as f64 / self.seconds
+    }
+}
+
+/// Times `work` and the CPU this process spent meanwhile.
+async fn measure<F: std::future::Future<Output = anyhow::Result<u64>>>(
+    label: &str,
+    work: F,
+) -> anyhow::Result<Measured> {
+    eprintln!("{label} ...");
+    let cpu0 = cpu_seconds("self")?;
+    let start = Instant::now();
+    let records = work.await?;
+    let m = Measured {
+        label: label.to_owned(),
+        records,
+        seconds: start.elapsed().as_secs_f64(),
+        cpu: cpu_seconds("self")? - cpu0,
+    };
+    eprintln!("  {:.0} records/s", m.rate());
+    Ok(m)
+}
+
+/// The bare loop: consume a batch, produce every record unchanged, await the acknowledgements,
+/// store the offsets. What a processor does, minus the processing.
+async fn bare_loop(
+    settings: &KafkaSettings,
+    from: &str,
+    to: &str,
+    n: u64,
+    batch: usize,
+) -> anyhow::Result<u64> {
+    let consumer = group_consumer(settings, from)?;
+    let producer = Producer::new(settings)?.with_deadline(Duration::from_secs(30));
+    let mut moved = 0u64;
+    while moved < n {
+        let mut records = Vec::with_capacity(batch);
+        let first = consumer.recv().await?;
+        records.push(streamlake_kafka::Record::from_message(&first));
+        while records.len() < batch {
+            match tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await {
+                Ok(m) => records.push(streamlake_kafka::Record::from_message(&m?)),
+                Err(_) => break,
+            }
+        }
+        let headers: Vec<Headers> = records
+            .iter()
+            .map(streamlake_pipeline::runtime::original_headers)
+            .collect();
+        try_join_all(records.iter().zip(&headers).map(|(r, h)| {
+            producer.send(
+                to,
+                r.key.as_deref(),
+                r.payload.as_deref().unwrap_or_default(),
+                h,
+            )
+        }))
+        .await?;
+        for r in &records {
+            consumer.store_offset(&r.topic, r.partition, r.offset + 1)?;
+        }
+        moved += records.len() as u64;
+    }
+    Ok(moved)
+}
+
+/// Reads `n` records and drops them: the ceiling of any sink.
+async fn bare_consume(settings: &KafkaSettings, topic: &str, n: u64) -> anyhow::Result<u64> {
+    let consumer = group_consumer(settings, topic)?;
+    let mut read = 0u64;
+    while read < n {
+        let m = consumer.recv().await?;
+        std::hint::black_box(m.payload());
+        read += 1;
+    }
+    Ok(read)
+}
+
+fn group_consumer(settings: &KafkaSettings, topic: &str) -> anyhow::Result<StreamConsumer> {
+    let mut cfg = settings.consumer_config();
+    cfg.set(
+        "group.id",
+        format!("bench-{}", uuid::Uuid::new_v4().simple()),
+    )
+    .set("enable.auto.offset.store", "false")
+    .set("auto.offset.reset", "earliest");
+    let consumer: StreamConsumer = cfg.create()?;
+    consumer.subscribe(&[topic])?;
+    Ok(consumer)
+}
+
+async fn wait_for(what: &str, timeout: Duration, done: impl Fn() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() > deadline {
+            bail!("{what} did not finish within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
+    if args.records == 0 {
+        bail!("--records must be at least 1");
+    }
+    let n = args.records;
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("schemas"))?;
+    std::fs::write(
+        dir.path().join("schemas/tenant-a-air-quality.json"),
+        SCHEMA_A,
+    )?;
+    std::fs::write(
+        dir.path().join("schemas/tenant-b-air-quality.json"),
+        SCHEMA_B,
+    )?;
+    let path = dir.path().join("streamlake.toml");
+    std::fs::write(&path, EXAMPLE)?;
+    let mut config: Config = streamlake_config::load(&path).map_err(|e| anyhow!("{e}"))?;
+    config.data_dir = dir.path().join("data");
+
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let broker_cfg = BrokerConfig {
+        listen,
+        storage: BrokerStorage::Sqlite,
+        ..BrokerConfig::default()
+    };
+    eprintln!("starting the embedded broker (sqlite storage)");
+    let broker = EmbeddedBroker::start(&broker_cfg, &dir.path().join("broker")).await?;
+    let settings = KafkaSettings::new(broker.bootstrap_servers(), BrokerKind::Embedded);
+    let admin = Admin::new(&settings)?;
+    provision(&admin, &config.declared_topics()).await;
+    let bare_out = "bench.bare-out";
+    admin
+        .create_topic(&streamlake_core::TopicSpec {
+            name: bare_out.to_owned(),
+            partitions: 6,
+            replication_factor: 1,
+            configs: Default::default(),
+        })
+        .await?;
+    let tenant = config
+        .tenants
+        .values()
+        .next()
+        .ok_or_else(|| anyhow!("no tenant"))?;
+    let ds = tenant
+        .datasets
+        .values()
+        .next()
+        .ok_or_else(|| anyhow!("no dataset"))?;
+    let (raw, clean) = (ds.raw_topic.clone(), ds.clean_topic.clone());
+
+    eprintln!("writing {n} tenant-a events to {raw}");
+    let producer = Producer::new(&settings)?.with_deadline(Duration::from_secs(60));
+    let evs = events(10_000);
+    for chunk in (0..n as usize).collect::<Vec<_>>().chunks(5_000) {
+        try_join_all(chunk.iter().map(|&i| {
+            let (key, body) = &evs[i % evs.len()];
+            let headers = Headers::new()
+                .with("tenant", tenant.id.as_str())
+                .with("dataset", ds.id.as_str())
+                .with("schema_version", "1")
+                .with("ingestion_id", uuid::Uuid::now_v7().to_string())
+                .with("producer_service", "bench")
+                .with(
+                    "ingested_at",
+                    streamlake_pipeline::json::rfc3339(chrono::Utc::now()),
+                )
+                .with("content-type", "application/json");
+            let producer = producer.clone();
+            let raw = raw.clone();
+            async move {
+                producer
+                    .send(&raw, Some(key.as_bytes()), body, &headers)
+                    .await
+            }
+        }))
+        .await?;
+    }
+
+    let pipeline = config.pipelines["air-quality"].clone();
+    let batch = pipeline.batch_max_size;
+    let mut results = Vec::new();
+    results.push(
+        measure(
+            "bare consume -> produce loop (ceiling)",
+            bare_loop(&settings, &raw, bare_out, n, batch),
+        )
+        .await?,
+    );
+    let stats = Arc::new(ProcessorStats::default());
+    results.push(
+        measure("processor (air-quality pipeline)", async {
+            let shutdown = CancellationToken::new();
+            let task = {
+                let (config, pipeline, settings, stats, shutdown) = (
+                    config.clone(),
+                    pipeline.clone(),
+                    settings.clone(),
+                    stats.clone(),
+                    shutdown.clone(),
+                );
+                tokio::spawn(async move {
+                    run_pipeline(&config, &pipeline, &settings, stats, shutdown).await
+                })
+            };
+            wait_for("the processor", Duration::from_secs(600), || {
+                stats.records_in.load(Ordering::Relaxed) >= n
+            })
+            .await?;
+            shutdown.cancel();
+            task.await?.map_err(|e| anyhow!("{e}"))?;
+            Ok(stats.records_in.load(Ordering::Relaxed))
+        })
+        .await?,
+    );
+    let emitted = stats.emitted.load(Ordering::Relaxed);
+    let dead = stats.dead_lettered.load(Ordering::Relaxed);
+    results.push(
+        measure(
+            "bare consume of the clean topic (sink ceiling)",
+            bare_consume(&settings, &clean, emitted),
+        )
+        .await?,
+    );
+
+    let mut sinks: Vec<streamlake_config::Sink> = Vec::new();
+    let mut csv = config.sinks["lake"].clone();
+    csv.name = "csv".to_owned();
+    csv.kind = SinkKind::Csv(CsvSinkConfig::default());
+    sinks.push(csv);
+    sinks.push(config.sinks["lake"].clone());
+    if !args.skip_postgres {
+        let mut pg = config.sinks["bronze"].clone();
+        if let SinkKind::Postgres(p) = &mut pg.kind {
+            p.schema = "streamlake_bench".to_owned();
+            p.url = Some(args.postgres_url.clone());
+            p.url_env = None;
+        }
+        sinks.push(pg);
+    }
+    for mut sink in sinks {
+        sink.datasets.retain(|d| d.tenant == tenant.id);
+        sink.group = format!("bench-sink-{}", uuid::Uuid::new_v4().simple());
+        let stats = Arc::new(SinkStats::default());
+        let label = format!("{} sink", sink.kind.name());
+        results.push(
+            measure(&label, async {
+                let shutdown = CancellationToken::new();
+                let task = {
+                    let (config, sink, settings, stats, shutdown) = (
+                        config.clone(),
+                        sink.clone(),
+                        settings.clone(),
+                        stats.clone(),
+                        shutdown.clone(),
+                    );
+                    tokio::spawn(async move {
+                        run_sink(&config, &sink, &settings, &config.data_dir, stats, shutdown).await
+                    })
+                };
+                wait_for(&label, Duration::from_secs(600), || {
+                    stats.rows.load(Ordering::Relaxed) >= emitted
+                })
+                .await?;
+                // Stopping flushes what a buffering sink still holds: part of the measurement.
+                shutdown.cancel();
+                task.await?.map_err(|e| anyhow!("{e}"))?;
+                Ok(stats.rows.load(Ordering::Relaxed))
+            })
+            .await?,
+        );
+    }
+    broker.stop(Duration::from_secs(10)).await;
+
+    let command = format!(
+        "streamlake bench pipeline --records {n}{}",
+        if args.skip_postgres {
+            " --skip-postgres"
+        } else {
+            ""
+        }
+    );
+    let mut report = format!(
+        "### Processor and sinks ({})\n\n`{command}` — sqlite storage on loopback, 2 cores shared by broker and bench; tenant-a air-quality events (about 250 bytes) with gateway headers, processed as the air-quality example configures ({emitted} clean, {dead} dead-lettered).\n\n| | records | records/s | CPU s per 1M records | ratio |\n|---|---|---|---|---|\n",
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+    );
+    let (loop_rate, consume_rate) = (results[0].rate(), results[2].rate());
+    for (i, m) in results.iter().enumerate() {
+        let ratio = match i {
+            0 | 2 => "baseline".to_owned(),
+            1 => format!("**{:.2}** of the bare loop", m.rate() / loop_rate),
+            _ => format!("{:.2} of the bare consume", m.rate() / consume_rate),
+        };
+        report.push_str(&format!(
+            "| {} | {} | {:.0} | {:.1} | {ratio} |\n",
+            m.label,
+            m.records,
+            m.rate(),
+            m.cpu / (m.records as f64 / 1e6)
+        ));
+    }
+    println!("{report}");
+    if let Some(path) = &args.report {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        writeln!(f, "\n{report}")?;
+        eprintln!("appended to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
