@@ -44,15 +44,26 @@ impl Target {
     }
 }
 
+/// A row the store refused, by its index in the written rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Index of the row in the `rows` given to [`Sink::write`].
+    pub index: usize,
+    /// The store's reason.
+    pub reason: String,
+}
+
 /// A store rows are landed in. Opening is the implementation's constructor; closing is the last
 /// `flush` (the runtime calls it at shutdown) followed by drop.
 pub trait Sink: Send {
-    /// Writes (or buffers) rows of one target, in order.
+    /// Writes (or buffers) rows of one target, in order. Rows the store refuses on their own
+    /// account (a value PostgreSQL cannot hold, say) come back as [`Rejected`] and are
+    /// dead-lettered; an error fails the whole batch, which is read again.
     fn write(
         &mut self,
         target: &Target,
         rows: Vec<Row>,
-    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Rejected>, SinkError>> + Send;
 
     /// Whether buffered rows should be made durable now (size or age reached). A write-through
     /// sink always says yes.
@@ -182,8 +193,8 @@ async fn dead_letter(
 
 impl<S: Sink> BatchHandler for SinkHandler<S> {
     async fn handle(&mut self, batch: &[Record]) -> Result<(), HandlerError> {
-        // Rows per (topic, target index), in batch order within each target.
-        let mut grouped: BTreeMap<(String, usize), Vec<Row>> = BTreeMap::new();
+        // Rows (and their records) per (topic, target index), in batch order within each target.
+        let mut grouped: BTreeMap<(String, usize), (Vec<Row>, Vec<&Record>)> = BTreeMap::new();
         for record in batch {
             let Some(route) = self.routes.get(&record.topic) else {
                 tracing::error!(sink = %self.name, topic = %record.topic, "record from a topic this sink does not read");
@@ -224,10 +235,11 @@ impl<S: Sink> BatchHandler for SinkHandler<S> {
             };
             let target = &route.targets[index];
             match to_row(record, &target.tenant, &target.dataset, &target.columns) {
-                Ok(row) => grouped
-                    .entry((record.topic.clone(), index))
-                    .or_default()
-                    .push(row),
+                Ok(row) => {
+                    let group = grouped.entry((record.topic.clone(), index)).or_default();
+                    group.0.push(row);
+                    group.1.push(record);
+                }
                 Err(e) => {
                     let letter = DeadLetter {
                         reason: e.reason,
@@ -250,11 +262,30 @@ impl<S: Sink> BatchHandler for SinkHandler<S> {
         self.stats
             .records_in
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        for ((topic, index), rows) in grouped {
-            let target = &self.routes[&topic].targets[index];
+        for ((topic, index), (rows, records)) in grouped {
+            let route = &self.routes[&topic];
             let n = rows.len() as u64;
-            self.sink.write(target, rows).await?;
-            self.stats.rows.fetch_add(n, Ordering::Relaxed);
+            let rejected = self.sink.write(&route.targets[index], rows).await?;
+            self.stats
+                .rows
+                .fetch_add(n - rejected.len() as u64, Ordering::Relaxed);
+            for r in rejected {
+                let letter = DeadLetter {
+                    reason: r.reason,
+                    path: String::new(),
+                    rule: "store".to_owned(),
+                    stage: Stage::Sink,
+                };
+                dead_letter(
+                    &self.name,
+                    &self.producer,
+                    &self.stats,
+                    records[r.index],
+                    &route.dlq_topic,
+                    letter,
+                )
+                .await?;
+            }
         }
         Ok(())
     }

@@ -403,3 +403,59 @@ async fn postgres_rows_are_idempotent_on_ingestion_id() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_row_postgres_refuses_is_dead_lettered_and_the_rest_land() {
+    let (clean, dlq) = (unique("clean"), unique("dlq"));
+    let schema = unique("sl").replace('-', "_");
+    let stack = Stack::new(&config(
+        &clean,
+        &dlq,
+        &format!(
+            "[sinks.s.postgres]\nurl = \"{}\"\nschema = \"{schema}\"",
+            postgres_url()
+        ),
+    ))
+    .await;
+    // PostgreSQL text and jsonb cannot hold U+0000.
+    let refused = sensor(1, "nul \u{0} inside");
+    let records = vec![sensor(0, "fine"), refused.clone(), sensor(2, "fine")];
+    let ids = stack.produce(&clean, "t", "sensor", &records).await;
+    let stats = Arc::new(SinkStats::default());
+    run_until(&stack, stats.clone(), |s| {
+        s.rows.load(Ordering::Relaxed) >= 2 && s.dead_lettered.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    let dead = Reader::new(&stack.settings, &dlq)
+        .await
+        .read(1, Duration::from_secs(20))
+        .await;
+    let h = |n: &str| String::from_utf8(dead[0].header(n).unwrap().to_vec()).unwrap();
+    assert_eq!(h("ingestion_id"), ids[1]);
+    assert_eq!(h("error.rule"), "store");
+    assert_eq!(h("error.stage"), "sink");
+    assert!(
+        h("error.reason").contains("PostgreSQL refused the row"),
+        "{}",
+        h("error.reason")
+    );
+    assert_eq!(dead[0].json::<Value>().unwrap(), refused);
+
+    let (client, conn) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let rows = client
+        .query(
+            &format!("SELECT ingestion_id FROM \"{schema}\".t_sensor ORDER BY ingestion_id"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let landed: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(landed, [ids[0].clone(), ids[2].clone()]);
+    client
+        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
+}

@@ -15,7 +15,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use streamlake_config::{CsvSinkConfig, METADATA_COLUMNS};
 
 use crate::row::Row;
-use crate::sink::{Sink, SinkError, Target};
+use crate::sink::{Rejected, Sink, SinkError, Target};
 
 #[derive(Debug)]
 struct OpenFile {
@@ -154,7 +154,7 @@ impl CsvSink {
 }
 
 impl Sink for CsvSink {
-    async fn write(&mut self, target: &Target, rows: Vec<Row>) -> Result<(), SinkError> {
+    async fn write(&mut self, target: &Target, rows: Vec<Row>) -> Result<Vec<Rejected>, SinkError> {
         let path = self.path_of(target);
         let header = header(target);
         let header_len = encode([header.clone()])?.len() as u64;
@@ -181,7 +181,7 @@ impl Sink for CsvSink {
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             f.bytes += bytes.len() as u64;
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     fn wants_flush(&self) -> bool {

@@ -27,7 +27,7 @@ use parquet::file::properties::WriterProperties;
 use streamlake_config::{ColumnConfig, ColumnType, ParquetSinkConfig};
 
 use crate::row::{Cell, Row};
-use crate::sink::{Sink, SinkError, Target};
+use crate::sink::{Rejected, Sink, SinkError, Target};
 
 /// The Arrow schema of a table with `columns` (all nullable except the metadata identity).
 pub fn schema(columns: &[ColumnConfig]) -> Schema {
@@ -207,7 +207,7 @@ fn write_file(dir: &Path, columns: &[ColumnConfig], rows: &[Row]) -> Result<Path
 }
 
 impl Sink for ParquetSink {
-    async fn write(&mut self, target: &Target, rows: Vec<Row>) -> Result<(), SinkError> {
+    async fn write(&mut self, target: &Target, rows: Vec<Row>) -> Result<Vec<Rejected>, SinkError> {
         let dir = self.table_dir(target);
         for row in rows {
             let day = row.meta.ingested_at.unwrap_or_else(Utc::now).date_naive();
@@ -221,7 +221,7 @@ impl Sink for ParquetSink {
                 .rows
                 .push(row);
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     fn wants_flush(&self) -> bool {

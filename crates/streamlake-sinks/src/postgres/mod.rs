@@ -7,21 +7,22 @@
 //! `payload jsonb`, and `landed_at`. Each insert commits on its own, so `flush` has nothing
 //! left to do.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 use streamlake_config::{ColumnConfig, ColumnType, PostgresSinkConfig};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::row::{Cell, Row};
-use crate::sink::{Sink, SinkError, Target};
+use crate::sink::{Rejected, Sink, SinkError, Target};
 
 /// Writes rows into PostgreSQL.
 #[derive(Debug)]
 pub struct PostgresSink {
     config: PostgresSinkConfig,
     client: Client,
-    ready: BTreeSet<String>,
+    /// Per table: its prepared insert.
+    ready: BTreeMap<String, Statement>,
 }
 
 /// Double-quotes an identifier.
@@ -73,7 +74,7 @@ impl PostgresSink {
         Ok(Self {
             config,
             client,
-            ready: BTreeSet::new(),
+            ready: BTreeMap::new(),
         })
     }
 
@@ -86,10 +87,11 @@ impl PostgresSink {
         )
     }
 
-    async fn ensure_table(&mut self, target: &Target) -> Result<String, SinkError> {
+    /// Creates the table of `target` when missing and prepares its insert.
+    async fn ensure_table(&mut self, target: &Target) -> Result<(String, Statement), SinkError> {
         let table = self.table_of(target);
-        if self.ready.contains(&table) {
-            return Ok(table);
+        if let Some(insert) = self.ready.get(&table) {
+            return Ok((table, insert.clone()));
         }
         let mut cols = vec![
             "ingestion_id text PRIMARY KEY".to_owned(),
@@ -117,9 +119,41 @@ impl PostgresSink {
             .batch_execute(&ddl)
             .await
             .map_err(|e| format!("cannot create table {table}: {e}"))?;
+        let mut defs = vec![
+            ("ingestion_id".to_owned(), "text"),
+            ("tenant".to_owned(), "text"),
+            ("dataset".to_owned(), "text"),
+            ("ingested_at".to_owned(), "timestamptz"),
+            ("kafka_topic".to_owned(), "text"),
+            ("kafka_partition".to_owned(), "integer"),
+            ("kafka_offset".to_owned(), "bigint"),
+        ];
+        defs.extend(
+            target
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), sql_type(c.kind))),
+        );
+        defs.push(("payload".to_owned(), "jsonb"));
+        let names: Vec<String> = defs.iter().map(|(n, _)| quote(n)).collect();
+        let typed: Vec<String> = defs
+            .iter()
+            .map(|(n, t)| format!("{} {t}", quote(n)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO {table} ({names}) SELECT {names} FROM jsonb_to_recordset($1::text::jsonb) AS x({typed}) \
+             ON CONFLICT (ingestion_id) DO NOTHING",
+            names = names.join(", "),
+            typed = typed.join(", ")
+        );
+        let insert = self
+            .client
+            .prepare(&sql)
+            .await
+            .map_err(|e| format!("cannot prepare the insert into {table}: {e}"))?;
         tracing::info!(%table, "PostgreSQL table ready");
-        self.ready.insert(table.clone());
-        Ok(table)
+        self.ready.insert(table.clone(), insert.clone());
+        Ok((table, insert))
     }
 }
 
@@ -157,43 +191,43 @@ fn row_json(columns: &[ColumnConfig], row: &Row) -> Value {
     Value::Object(o)
 }
 
+/// Whether PostgreSQL refused the data itself (SQLSTATE class 22 data exception, 23 integrity
+/// violation), as opposed to the connection or the server failing.
+fn refused_data(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
+}
+
 impl Sink for PostgresSink {
-    async fn write(&mut self, target: &Target, rows: Vec<Row>) -> Result<(), SinkError> {
-        let table = self.ensure_table(target).await?;
-        let mut defs = vec![
-            ("ingestion_id".to_owned(), "text"),
-            ("tenant".to_owned(), "text"),
-            ("dataset".to_owned(), "text"),
-            ("ingested_at".to_owned(), "timestamptz"),
-            ("kafka_topic".to_owned(), "text"),
-            ("kafka_partition".to_owned(), "integer"),
-            ("kafka_offset".to_owned(), "bigint"),
-        ];
-        defs.extend(
-            target
-                .columns
-                .iter()
-                .map(|c| (c.name.clone(), sql_type(c.kind))),
-        );
-        defs.push(("payload".to_owned(), "jsonb"));
-        let names: Vec<String> = defs.iter().map(|(n, _)| quote(n)).collect();
-        let typed: Vec<String> = defs
-            .iter()
-            .map(|(n, t)| format!("{} {t}", quote(n)))
-            .collect();
-        let sql = format!(
-            "INSERT INTO {table} ({names}) SELECT {names} FROM jsonb_to_recordset($1::text::jsonb) AS x({typed}) \
-             ON CONFLICT (ingestion_id) DO NOTHING",
-            names = names.join(", "),
-            typed = typed.join(", ")
-        );
-        let batch =
-            Value::Array(rows.iter().map(|r| row_json(&target.columns, r)).collect()).to_string();
-        self.client
-            .execute(&sql, &[&batch])
-            .await
-            .map_err(|e| format!("insert into {table} failed: {e}"))?;
-        Ok(())
+    async fn write(&mut self, target: &Target, rows: Vec<Row>) -> Result<Vec<Rejected>, SinkError> {
+        let (table, insert) = self.ensure_table(target).await?;
+        let json: Vec<Value> = rows.iter().map(|r| row_json(&target.columns, r)).collect();
+        let batch = Value::Array(json.clone()).to_string();
+        match self.client.execute(&insert, &[&batch]).await {
+            Ok(_) => Ok(Vec::new()),
+            Err(e) if refused_data(&e) => {
+                // One bad row must not hold back the rest: insert row by row and reject only
+                // the rows PostgreSQL refuses.
+                tracing::warn!(%table, error = %e, rows = rows.len(), "batch refused; inserting row by row");
+                let mut rejected = Vec::new();
+                for (index, row) in json.into_iter().enumerate() {
+                    let one = Value::Array(vec![row]).to_string();
+                    match self.client.execute(&insert, &[&one]).await {
+                        Ok(_) => {}
+                        Err(e) if refused_data(&e) => rejected.push(Rejected {
+                            index,
+                            reason: format!(
+                                "PostgreSQL refused the row for {table}: {}",
+                                db_message(&e)
+                            ),
+                        }),
+                        Err(e) => return Err(format!("insert into {table} failed: {e}").into()),
+                    }
+                }
+                Ok(rejected)
+            }
+            Err(e) => Err(format!("insert into {table} failed: {e}").into()),
+        }
     }
 
     fn wants_flush(&self) -> bool {
@@ -203,4 +237,9 @@ impl Sink for PostgresSink {
     async fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+}
+
+fn db_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |d| d.message().to_owned())
 }
