@@ -92,6 +92,9 @@ struct Route {
     targets: Vec<Target>,
 }
 
+/// Rows of one target and the records they came from, index for index.
+type Group<'r> = (Vec<Row>, Vec<&'r Record>);
+
 /// Adapts a [`Sink`] to the consumer runner.
 #[derive(Debug)]
 pub struct SinkHandler<S> {
@@ -194,7 +197,7 @@ async fn dead_letter(
 impl<S: Sink> BatchHandler for SinkHandler<S> {
     async fn handle(&mut self, batch: &[Record]) -> Result<(), HandlerError> {
         // Rows (and their records) per (topic, target index), in batch order within each target.
-        let mut grouped: BTreeMap<(String, usize), (Vec<Row>, Vec<&Record>)> = BTreeMap::new();
+        let mut grouped: BTreeMap<(String, usize), Group<'_>> = BTreeMap::new();
         for record in batch {
             let Some(route) = self.routes.get(&record.topic) else {
                 tracing::error!(sink = %self.name, topic = %record.topic, "record from a topic this sink does not read");
