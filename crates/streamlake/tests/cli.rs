@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use streamlake_kafka::Admin;
-use streamlake_testkit::{bootstrap, eventually, example, free_local_addr, settings, unique};
+use streamlake_testkit::{
+    bootstrap, eventually, example, free_local_addr, postgres_url, settings, unique, Reader,
+};
 
 fn streamlake(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_streamlake"));
@@ -265,6 +267,9 @@ async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
     ])
     .env("STREAMLAKE_BROKER__LISTEN", listen.to_string())
     .env("STREAMLAKE_HTTP__LISTEN", http.to_string())
+    .env("STREAMLAKE_POSTGRES_URL", postgres_url())
+    // Parquet files every second instead of every 30, so the test need not wait.
+    .env("STREAMLAKE_SINKS__LAKE__PARQUET__ROLL_SECS", "1")
     .env_remove("TENANT_A_API_KEY")
     .stdout(Stdio::null())
     // A file, not a pipe: nothing reads the log while `up` runs.
@@ -332,6 +337,51 @@ async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
     assert_eq!(response.status(), 200);
     let receipt: Value = response.json().await.unwrap();
     assert_eq!(receipt["topic"], "tenant-a.air-quality.raw");
+    let ingestion_id = receipt["ingestion_id"].as_str().unwrap().to_owned();
+
+    // The processor inside `up` writes the clean record; the sinks land it in PostgreSQL and
+    // in the Parquet lake.
+    let clean = Reader::new(&s, "tenant-a.air-quality.clean")
+        .await
+        .read(1, Duration::from_secs(60))
+        .await;
+    let value: Value = clean[0].json().unwrap();
+    assert_eq!(value["event_time"], "2026-02-26T22:05:03.000Z");
+    assert_eq!(value["pm2_5_level"], "fair");
+    let (pg, conn) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let landed = eventually(Duration::from_secs(60), || {
+        let (pg, id) = (&pg, &ingestion_id);
+        async move {
+            pg.query_opt(
+                "SELECT pm2_5_level FROM bronze.tenant_a_air_quality WHERE ingestion_id = $1",
+                &[id],
+            )
+            .await
+            .ok()
+            .flatten()
+            .map(|row| row.get::<_, String>(0))
+        }
+    })
+    .await;
+    assert_eq!(
+        landed.as_deref(),
+        Some("fair"),
+        "the bronze table holds the event"
+    );
+    let lake = data.path().join("lake/tenant-a/air-quality");
+    let parquet = eventually(Duration::from_secs(60), || {
+        let lake = lake.clone();
+        async move {
+            let day = std::fs::read_dir(&lake).ok()?.next()?.ok()?.path();
+            let file = std::fs::read_dir(&day).ok()?.next()?.ok()?.path();
+            (file.extension()? == "parquet").then_some(file)
+        }
+    })
+    .await;
+    assert!(parquet.is_some(), "a Parquet file under {}", lake.display());
 
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
@@ -358,4 +408,107 @@ async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
         std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(500)).is_err(),
         "the broker must be gone after up exits"
     );
+}
+
+#[tokio::test]
+async fn up_on_the_seed_pipeline_writes_one_csv_file_per_data_type() {
+    let data = tempfile::tempdir().unwrap();
+    let listen = free_local_addr();
+    let http = free_local_addr();
+    let config = example("seed-pipeline/streamlake.toml");
+    let mut child = streamlake(&[
+        "up",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ])
+    .env("STREAMLAKE_BROKER__LISTEN", listen.to_string())
+    .env("STREAMLAKE_HTTP__LISTEN", http.to_string())
+    .env_remove("DEMO_API_KEY")
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(data.path().join("up.log")).unwrap())
+    .spawn()
+    .unwrap();
+
+    let now = chrono_now();
+    let post = |dataset: &'static str, body: String| {
+        let url = format!("http://{http}/v1/tenants/demo/datasets/{dataset}/events");
+        async move {
+            eventually(Duration::from_secs(60), || {
+                let (url, body) = (url.clone(), body.clone());
+                async move {
+                    let r = reqwest::Client::new()
+                        .post(&url)
+                        .bearer_auth("dev-demo-key")
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .ok()?;
+                    (r.status() == 200 || r.status() == 207).then_some(())
+                }
+            })
+            .await
+            .expect("the gateway accepts the events")
+        }
+    };
+    post(
+        "sensor-data",
+        format!(r#"[{{"sensor_id":"s1","timestamp":"{now}","temperature":22.5,"humidity":40}},{{"sensor_id":"s2","timestamp":"{now}","temperature":35.0,"humidity":41,"location":"lab, \"north\""}},{{"sensor_id":"s3","timestamp":"{now}","temperature":120.0,"humidity":40}}]"#),
+    )
+    .await;
+    post(
+        "user-activity",
+        format!(r#"{{"user_id":"u1","timestamp":"{now}","action":"purchase","page":"/cart","amount":19.99}}"#),
+    )
+    .await;
+
+    let csv_dir = data.path().join("sinks/csv");
+    let files = eventually(Duration::from_secs(60), || {
+        let dir = csv_dir.clone();
+        async move {
+            let sensor = std::fs::read_to_string(dir.join("processed_data_sensor.csv")).ok()?;
+            let activity = std::fs::read_to_string(dir.join("processed_data_activity.csv")).ok()?;
+            (sensor.lines().count() == 3 && activity.lines().count() == 2)
+                .then_some((sensor, activity))
+        }
+    })
+    .await;
+    let log = || std::fs::read_to_string(data.path().join("up.log")).unwrap_or_default();
+    let (sensor, activity) =
+        files.unwrap_or_else(|| panic!("CSV files not complete; log:\n{}", log()));
+    assert!(sensor.starts_with("ingestion_id,tenant,dataset,ingested_at,kafka_topic,kafka_partition,kafka_offset,sensor_id,timestamp,temperature,humidity,location,status,processed_at\n"), "{sensor}");
+    assert!(
+        sensor.contains(",s1,") && sensor.contains(",normal,"),
+        "{sensor}"
+    );
+    assert!(
+        sensor.contains("\"lab, \"\"north\"\"\",warning,"),
+        "{sensor}"
+    );
+    assert!(
+        !sensor.contains(",s3,"),
+        "120 degrees is out of range and dead-lettered: {sensor}"
+    );
+    assert!(
+        activity.contains(",u1,") && activity.contains(",purchase,/cart,19.99,"),
+        "{activity}"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{}", log());
+}
+
+/// Now as RFC 3339 UTC, from the system clock.
+fn chrono_now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
