@@ -366,3 +366,131 @@ impl Processor for ConfigProcessor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::providers::Format as _;
+    use serde_json::json;
+
+    fn processing(toml: &str) -> DatasetProcessing {
+        let config: ProcessingConfig =
+            figment::Figment::from(figment::providers::Toml::string(toml))
+                .extract()
+                .unwrap();
+        DatasetProcessing::new(config)
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn each_conversion_kind() {
+        let p = processing(
+            r#"
+processed_at_field = ""
+normalize = [
+  { field = "/n", convert = "number" },
+  { field = "/i", convert = "integer" },
+  { field = "/s", convert = "string" },
+  { field = "/lower", convert = "lowercase" },
+  { field = "/upper", convert = "uppercase" },
+  { field = "/trim", convert = "trim" },
+  { field = "/f", convert = "fahrenheit_to_celsius" },
+  { field = "/k", convert = "kelvin_to_celsius" },
+  { field = "/epoch", convert = "rfc3339", target = "/meta/at" },
+  { field = "/absent", convert = "number", optional = true },
+]
+"#,
+        );
+        let out = p
+            .apply(
+                json!({"n": "84.76", "i": "42", "s": 7, "lower": "ABC", "upper": "abc",
+                       "trim": "  x  ", "f": 212, "k": 273.15, "epoch": 1_795_428_000}),
+                now(),
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            json!({"n": 84.76, "i": 42, "s": "7", "lower": "abc", "upper": "ABC", "trim": "x",
+                   "f": 100.0, "k": 0.0, "epoch": 1_795_428_000,
+                   "meta": {"at": "2026-11-23T10:00:00.000Z"}})
+        );
+    }
+
+    #[test]
+    fn a_failed_conversion_names_its_rule_and_field() {
+        let p = processing(r#"normalize = [{ field = "/v", convert = "integer" }]"#);
+        let v = p.apply(json!({"v": "2.5"}), now()).unwrap_err();
+        assert_eq!(v.rule, "normalize.integer");
+        assert_eq!(v.path, "/v");
+        assert_eq!(v.reason, "/v: \"2.5\" is not an integer");
+        let v = p.apply(json!({}), now()).unwrap_err();
+        assert_eq!(
+            (v.rule.as_str(), v.reason.as_str()),
+            ("normalize.integer", "/v is missing")
+        );
+    }
+
+    #[test]
+    fn rules_check_ranges_allowed_values_and_timestamps() {
+        let p = processing(
+            r#"
+rules = [
+  { field = "/t", min = 0.0, max = 10.0 },
+  { field = "/kind", allowed = ["a", "b"] },
+  { field = "/at", timestamp = "date_time", max_future_secs = 60, max_age_secs = 3600 },
+  { field = "/opt", min = 0.0, optional = true },
+]
+"#,
+        );
+        let ok = json!({"t": 5, "kind": "a", "at": "2026-11-23 11:30:00"});
+        assert!(p.apply(ok.clone(), now()).is_ok());
+        let fails = [
+            (json!({"t": -1}), "/t", "min"),
+            (json!({"t": 11}), "/t", "max"),
+            (json!({"t": "5"}), "/t", "min"),
+            (json!({"kind": "c"}), "/kind", "allowed"),
+            (json!({"at": "2026-11-23 12:02:00"}), "/at", "timestamp"),
+            (json!({"at": "2026-11-23 10:00:00"}), "/at", "timestamp"),
+            (json!({"at": "2026-11-23T11:30:00Z"}), "/at", "timestamp"),
+            (json!({"at": null}), "/at", "required"),
+            (json!({"opt": -1}), "/opt", "min"),
+        ];
+        for (patch, path, rule) in fails {
+            let mut record = ok.clone();
+            for (k, v) in patch.as_object().unwrap() {
+                record[k] = v.clone();
+            }
+            let v = p.apply(record.clone(), now()).unwrap_err();
+            assert_eq!(
+                (v.path.as_str(), v.rule.as_str()),
+                (path, rule),
+                "{record}: {v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn derive_bands_data_type_and_processed_at() {
+        let p = processing(
+            r#"
+data_type = "sensor"
+derive = [{ target = "/status", from = "/t", bands = [{ below = 30.0, value = "normal" }, { below = 40.0, value = "warning" }], otherwise = "critical", missing = "unknown" }]
+"#,
+        );
+        let status = |v: Value| p.apply(v, now()).unwrap()["status"].clone();
+        assert_eq!(status(json!({"t": 29.9})), "normal");
+        assert_eq!(status(json!({"t": 30})), "warning");
+        assert_eq!(status(json!({"t": "45"})), "critical");
+        assert_eq!(status(json!({})), "unknown");
+        let out = p.apply(json!({"t": 1}), now()).unwrap();
+        assert_eq!(out["data_type"], "sensor");
+        assert_eq!(out["processed_at"], "2026-11-23T12:00:00.000Z");
+        let not_object = p.apply(json!([1]), now()).unwrap_err();
+        assert_eq!(not_object.rule, "json");
+    }
+}
