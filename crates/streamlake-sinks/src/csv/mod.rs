@@ -197,3 +197,75 @@ impl Sink for CsvSink {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::row::{Cell, Meta};
+    use streamlake_config::{ColumnConfig, ColumnType};
+
+    fn target() -> Target {
+        Target {
+            tenant: "t".into(),
+            dataset: "d".into(),
+            data_type: Some("sensor".into()),
+            columns: vec![ColumnConfig {
+                name: "v".into(),
+                pointer: None,
+                kind: ColumnType::String,
+            }],
+        }
+    }
+
+    fn row(i: i64) -> Row {
+        Row {
+            meta: Meta {
+                ingestion_id: format!("id-{i}"),
+                tenant: "t".into(),
+                dataset: "d".into(),
+                ingested_at: None,
+                topic: "x".into(),
+                partition: 0,
+                offset: i,
+            },
+            cells: vec![Cell::Str(format!("value {i}"))],
+            payload: serde_json::Value::Null,
+        }
+    }
+
+    #[tokio::test]
+    async fn rotation_by_size_starts_new_files_each_with_its_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CsvSinkConfig {
+            path: "out/{data_type}.csv".into(),
+            rotate_bytes: Some(200),
+            rotate_daily: false,
+        };
+        let mut sink = CsvSink::open(config, dir.path());
+        sink.write(&target(), (0..20).map(row).collect())
+            .await
+            .unwrap();
+        sink.flush().await.unwrap();
+        let files: Vec<PathBuf> = std::fs::read_dir(dir.path().join("out"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(files.len() > 2, "{files:?}");
+        assert!(files.iter().any(|f| f.ends_with("sensor.csv")), "{files:?}");
+        let mut rows = 0;
+        for f in &files {
+            let text = std::fs::read_to_string(f).unwrap();
+            assert!(text.starts_with("ingestion_id,"), "{}: {text}", f.display());
+            assert_eq!(text.matches("ingestion_id,").count(), 1);
+            rows += text.lines().count() - 1;
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                name == "sensor.csv"
+                    || (name.starts_with("sensor.") && name.ends_with("Z.csv")
+                        || name.contains("Z-")),
+                "{name}"
+            );
+        }
+        assert_eq!(rows, 20, "every row in exactly one file");
+    }
+}
