@@ -341,3 +341,55 @@ async fn with_streamlake_settings_a_broker_outage_delays_records_without_losing_
     assert!(payloads[2..].iter().all(|p| *p == b"after"), "{payloads:?}");
     broker.stop(Duration::from_secs(10)).await;
 }
+
+/// tansu's own lookup of a fetched record's headers (its `header_fetch.sql`).
+const HEADER_FETCH: &str = "select h.k, h.v from header h \
+     join record r on h.topition = r.topition and h.offset_id = r.offset_id \
+     join topition tp on tp.id = r.topition join topic t on tp.topic = t.id \
+     join cluster c on t.cluster = c.id \
+     where c.name = ?1 and t.name = ?2 and tp.partition = ?3 and r.offset_id = ?4";
+
+#[tokio::test]
+async fn deviation_header_lookups_scan_every_header_unless_streamlake_indexes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = own_broker(dir.path(), free_local_addr()).await;
+    let db = rusqlite::Connection::open(dir.path().join("broker/broker.db")).unwrap();
+    let indexes = |db: &rusqlite::Connection| -> Vec<String> {
+        let mut q = db
+            .prepare("select name from sqlite_master where type = 'index' and tbl_name = 'header' and sql is not null")
+            .unwrap();
+        q.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let plan = |db: &rusqlite::Connection| -> String {
+        let mut q = db
+            .prepare(&format!("explain query plan {HEADER_FETCH}"))
+            .unwrap();
+        q.query_map(rusqlite::params!["streamlake", "t", 0, 0], |r| {
+            r.get::<_, String>(3)
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>()
+        .join("; ")
+    };
+    // StreamLake's index is the only one: tansu's schema has none on `header`.
+    assert_eq!(indexes(&db), [streamlake_kafka::embedded::HEADER_INDEX]);
+    let indexed = plan(&db);
+    assert!(
+        indexed.contains(streamlake_kafka::embedded::HEADER_INDEX),
+        "{indexed}"
+    );
+    // Without it, every lookup scans the whole header table.
+    db.execute_batch(&format!(
+        "drop index {}",
+        streamlake_kafka::embedded::HEADER_INDEX
+    ))
+    .unwrap();
+    let unindexed = plan(&db);
+    assert!(unindexed.contains("SCAN h"), "{unindexed}");
+    drop(db);
+    broker.stop(Duration::from_secs(10)).await;
+}

@@ -6,7 +6,7 @@
 
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,23 +44,58 @@ impl Measured {
     }
 }
 
-/// Times `work` and the CPU this process spent meanwhile.
+/// Records done so far, read by the progress display.
+type Progress = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Times `work` from its first record to its end (joining the consumer group is not part of
+/// the rate), with the CPU this process spent meanwhile, printing progress every 2 s.
 async fn measure<F: std::future::Future<Output = anyhow::Result<u64>>>(
     label: &str,
+    progress: Progress,
     work: F,
 ) -> anyhow::Result<Measured> {
     eprintln!("{label} ...");
     let cpu0 = cpu_seconds("self")?;
-    let start = Instant::now();
-    let records = work.await?;
+    let first = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let ticker = {
+        let (first, progress) = (first.clone(), progress.clone());
+        tokio::spawn(async move {
+            let mut last_print = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let done = progress();
+                if done > 0 {
+                    first
+                        .lock()
+                        .expect("progress lock")
+                        .get_or_insert_with(Instant::now);
+                }
+                if last_print.elapsed() >= Duration::from_secs(2) {
+                    eprintln!("  {done} records");
+                    last_print = Instant::now();
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    let result = work.await;
+    ticker.abort();
+    let records = result?;
+    let from = first.lock().expect("progress lock").unwrap_or(started);
     let m = Measured {
         label: label.to_owned(),
         records,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: from.elapsed().as_secs_f64(),
         cpu: cpu_seconds("self")? - cpu0,
     };
     eprintln!("  {:.0} records/s", m.rate());
     Ok(m)
+}
+
+fn counter() -> (Arc<AtomicU64>, Progress) {
+    let c = Arc::new(AtomicU64::new(0));
+    let read = c.clone();
+    (c, Arc::new(move || read.load(Ordering::Relaxed)))
 }
 
 /// The bare loop: consume a batch, produce every record unchanged, await the acknowledgements,
@@ -71,6 +106,7 @@ async fn bare_loop(
     to: &str,
     n: u64,
     batch: usize,
+    done: Arc<AtomicU64>,
 ) -> anyhow::Result<u64> {
     let consumer = group_consumer(settings, from)?;
     let producer = Producer::new(settings)?.with_deadline(Duration::from_secs(30));
@@ -102,18 +138,25 @@ async fn bare_loop(
             consumer.store_offset(&r.topic, r.partition, r.offset + 1)?;
         }
         moved += records.len() as u64;
+        done.store(moved, Ordering::Relaxed);
     }
     Ok(moved)
 }
 
 /// Reads `n` records and drops them: the ceiling of any sink.
-async fn bare_consume(settings: &KafkaSettings, topic: &str, n: u64) -> anyhow::Result<u64> {
+async fn bare_consume(
+    settings: &KafkaSettings,
+    topic: &str,
+    n: u64,
+    done: Arc<AtomicU64>,
+) -> anyhow::Result<u64> {
     let consumer = group_consumer(settings, topic)?;
     let mut read = 0u64;
     while read < n {
         let m = consumer.recv().await?;
         std::hint::black_box(m.payload());
         read += 1;
+        done.store(read, Ordering::Relaxed);
     }
     Ok(read)
 }
@@ -225,16 +268,22 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
     let pipeline = config.pipelines["air-quality"].clone();
     let batch = pipeline.batch_max_size;
     let mut results = Vec::new();
+    let (done, progress) = counter();
     results.push(
         measure(
             "bare consume -> produce loop (ceiling)",
-            bare_loop(&settings, &raw, bare_out, n, batch),
+            progress,
+            bare_loop(&settings, &raw, bare_out, n, batch, done),
         )
         .await?,
     );
     let stats = Arc::new(ProcessorStats::default());
+    let progress: Progress = {
+        let stats = stats.clone();
+        Arc::new(move || stats.records_in.load(Ordering::Relaxed))
+    };
     results.push(
-        measure("processor (air-quality pipeline)", async {
+        measure("processor (air-quality pipeline)", progress, async {
             let shutdown = CancellationToken::new();
             let task = {
                 let (config, pipeline, settings, stats, shutdown) = (
@@ -260,10 +309,12 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
     );
     let emitted = stats.emitted.load(Ordering::Relaxed);
     let dead = stats.dead_lettered.load(Ordering::Relaxed);
+    let (done, progress) = counter();
     results.push(
         measure(
             "bare consume of the clean topic (sink ceiling)",
-            bare_consume(&settings, &clean, emitted),
+            progress,
+            bare_consume(&settings, &clean, emitted, done),
         )
         .await?,
     );
@@ -288,8 +339,12 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
         sink.group = format!("bench-sink-{}", uuid::Uuid::new_v4().simple());
         let stats = Arc::new(SinkStats::default());
         let label = format!("{} sink", sink.kind.name());
+        let progress: Progress = {
+            let stats = stats.clone();
+            Arc::new(move || stats.rows.load(Ordering::Relaxed))
+        };
         results.push(
-            measure(&label, async {
+            measure(&label, progress, async {
                 let shutdown = CancellationToken::new();
                 let task = {
                     let (config, sink, settings, stats, shutdown) = (
