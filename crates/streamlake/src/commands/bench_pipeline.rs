@@ -370,6 +370,9 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
             .await?,
         );
     }
+    // Clients first, so none of them reports the broker going away.
+    drop(producer);
+    drop(admin);
     broker.stop(Duration::from_secs(10)).await;
 
     let command = format!(
