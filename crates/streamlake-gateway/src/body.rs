@@ -61,6 +61,14 @@ fn not_json(e: &serde_json::Error, what: &str) -> Violation {
 }
 
 /// Splits a UTF-8 body into events. A JSON body that does not parse is one invalid event.
+impl Event {
+    /// One event from its bytes (a source's message).
+    pub(crate) fn from_bytes(bytes: Vec<u8>) -> Self {
+        let value = serde_json::from_slice(&bytes).map_err(|e| not_json(&e, "the event"));
+        Self { bytes, value }
+    }
+}
+
 pub(crate) fn parse(body: &[u8], framing: Framing) -> Parsed {
     match framing {
         Framing::Json => {

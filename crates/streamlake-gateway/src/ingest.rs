@@ -23,6 +23,8 @@ pub(crate) struct Target<'a> {
     pub(crate) schema: &'a DatasetSchema,
     /// Acceptance time of the request, RFC 3339 UTC; shared by its events.
     pub(crate) ingested_at: String,
+    /// Value of the `producer_service` header.
+    pub(crate) producer_service: &'a str,
 }
 
 impl Target<'_> {
@@ -169,13 +171,13 @@ enum ErrorReport<'a> {
 }
 
 /// The metadata headers of an event (SPEC I2).
-fn metadata(gw: &Gateway, t: &Target<'_>, ingestion_id: &str) -> Headers {
+fn metadata(t: &Target<'_>, ingestion_id: &str) -> Headers {
     Headers::new()
         .with(h::TENANT, t.tenant.as_str())
         .with(h::DATASET, t.dataset.as_str())
         .with(h::SCHEMA_VERSION, t.schema.version())
         .with(h::INGESTION_ID, ingestion_id)
-        .with(h::PRODUCER_SERVICE, &gw.settings.producer_service)
+        .with(h::PRODUCER_SERVICE, t.producer_service)
         .with(h::INGESTED_AT, &t.ingested_at)
         .with(h::CONTENT_TYPE, "application/json")
 }
@@ -183,7 +185,7 @@ fn metadata(gw: &Gateway, t: &Target<'_>, ingestion_id: &str) -> Headers {
 /// Validates, keys and writes one event, or dead-letters it.
 pub(crate) async fn ingest(gw: &Gateway, t: &Target<'_>, event: Event) -> Outcome {
     let ingestion_id = uuid::Uuid::now_v7().to_string();
-    let headers = metadata(gw, t, &ingestion_id);
+    let headers = metadata(t, &ingestion_id);
     let checked = event
         .value
         .as_ref()
@@ -236,7 +238,7 @@ pub(crate) async fn dead_letter_body(
     violation: Violation,
 ) -> Outcome {
     let ingestion_id = uuid::Uuid::now_v7().to_string();
-    let headers = metadata(gw, t, &ingestion_id);
+    let headers = metadata(t, &ingestion_id);
     dead_letter(gw, t, bytes, None, headers, ingestion_id, violation).await
 }
 

@@ -19,9 +19,11 @@ pub mod gateway;
 mod ingest;
 mod metrics;
 mod routes;
+mod source;
 
 pub use gateway::{Gateway, GatewayError};
 pub use routes::app;
+pub use source::{Ingested, UnknownDataset};
 
 use std::sync::Arc;
 

@@ -221,6 +221,7 @@ async fn handle<'a>(
         dlq_topic: &route.dlq_topic,
         schema,
         ingested_at: Target::now(),
+        producer_service: &gw.settings.producer_service,
     };
     (label, events(gw, &target, framing, headers, body).await)
 }

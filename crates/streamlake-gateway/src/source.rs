@@ -1,0 +1,120 @@
+//! Ingestion for sources other than HTTP (MQTT, pollers, generators): the same validation, key,
+//! metadata headers, acknowledged produce and dead letters as an HTTP request, one event at a
+//! time, without authentication (a source is configured, not a client).
+
+use streamlake_core::{DatasetId, TenantId};
+use streamlake_kafka::{DeliveryReceipt, ProduceError};
+
+use crate::body::Event;
+use crate::gateway::Gateway;
+use crate::ingest::{ingest, Outcome, Target};
+
+/// What became of one event from a source.
+#[derive(Debug)]
+pub enum Ingested {
+    /// Written to the dataset's raw topic.
+    Accepted {
+        /// The event's `ingestion_id`.
+        ingestion_id: String,
+        /// Where the broker stored it.
+        receipt: DeliveryReceipt,
+    },
+    /// Refused by validation and written, with the reason, to the tenant's dead-letter topic.
+    DeadLettered {
+        /// The event's `ingestion_id`.
+        ingestion_id: String,
+        /// Why.
+        reason: String,
+        /// JSON pointer of the failing field.
+        path: String,
+        /// The schema keyword that failed.
+        rule: String,
+    },
+    /// Not acknowledged by the broker; `error.possibly_persisted()` says whether it may have
+    /// been written anyway. The source must not consider the event delivered.
+    Failed {
+        /// The event's `ingestion_id`.
+        ingestion_id: String,
+        /// Why.
+        error: ProduceError,
+    },
+}
+
+impl Ingested {
+    /// Whether the broker acknowledged the event or its dead letter: the source may advance.
+    pub fn acknowledged(&self) -> bool {
+        !matches!(self, Ingested::Failed { .. })
+    }
+}
+
+/// The configuration has no such tenant or dataset.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown dataset {tenant}/{dataset}")]
+pub struct UnknownDataset {
+    /// Tenant.
+    pub tenant: String,
+    /// Dataset.
+    pub dataset: String,
+}
+
+impl Gateway {
+    /// Ingests one event's bytes for `tenant`/`dataset` as HTTP would; `producer_service`
+    /// becomes the `producer_service` header (e.g. `streamlake-generator`, `streamlake-mqtt`).
+    /// Returns once the broker acknowledged the event or its dead letter, or gave up.
+    pub async fn ingest(
+        &self,
+        tenant: &TenantId,
+        dataset: &DatasetId,
+        bytes: Vec<u8>,
+        producer_service: &str,
+    ) -> Result<Ingested, UnknownDataset> {
+        let unknown = || UnknownDataset {
+            tenant: tenant.to_string(),
+            dataset: dataset.to_string(),
+        };
+        let route = self.tenants.get(tenant).ok_or_else(unknown)?;
+        let raw_topic = route.raw_topics.get(dataset).ok_or_else(unknown)?;
+        let schema = self.schemas.get(tenant, dataset).ok_or_else(unknown)?;
+        let target = Target {
+            tenant,
+            dataset,
+            raw_topic,
+            dlq_topic: &route.dlq_topic,
+            schema,
+            ingested_at: Target::now(),
+            producer_service,
+        };
+        let event = Event::from_bytes(bytes);
+        let outcome = ingest(self, &target, event).await;
+        self.metrics
+            .events
+            .with_label_values(&[tenant.as_str(), dataset.as_str(), outcome.label()])
+            .inc();
+        Ok(match outcome {
+            Outcome::Accepted {
+                ingestion_id,
+                receipt,
+            } => Ingested::Accepted {
+                ingestion_id,
+                receipt,
+            },
+            Outcome::Rejected {
+                ingestion_id,
+                violation,
+                ..
+            } => Ingested::DeadLettered {
+                ingestion_id,
+                reason: violation.reason,
+                path: violation.path,
+                rule: violation.rule,
+            },
+            Outcome::Failed {
+                ingestion_id,
+                error,
+            } => Ingested::Failed {
+                ingestion_id,
+                error,
+            },
+        })
+    }
+}
