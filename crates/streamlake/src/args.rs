@@ -52,6 +52,9 @@ pub(crate) enum Command {
     Process(StageArgs),
     /// Run one sink (`[sinks.NAME]`): clean topics into CSV files, Parquet tables or PostgreSQL.
     Sink(StageArgs),
+    /// Generate sensor readings or user activity into a dataset (validated, keyed and
+    /// acknowledged as HTTP events are), with a progress bar and a summary.
+    Generate(GenerateArgs),
     /// Benchmarks, each against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -104,6 +107,39 @@ pub(crate) struct BenchGatewayArgs {
     /// Append the report (markdown) to this file, e.g. docs/BENCHMARKS.md.
     #[arg(long)]
     pub(crate) report: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum GenerateKind {
+    /// Temperature and humidity readings keyed by sensor.
+    Sensor,
+    /// Clicks, views and purchases keyed by user.
+    Activity,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GenerateArgs {
+    /// What to generate.
+    pub(crate) kind: GenerateKind,
+    /// Target as TENANT/DATASET. Default: demo/sensor-data or demo/user-activity (the seed
+    /// pipeline example).
+    #[arg(long)]
+    pub(crate) dataset: Option<String>,
+    /// Events per second (default 10).
+    #[arg(long, conflicts_with = "heavy")]
+    pub(crate) rate: Option<f64>,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub(crate) count: Option<u64>,
+    /// Stop after this many seconds. Without --count or --duration-secs: until Ctrl-C.
+    #[arg(long)]
+    pub(crate) duration_secs: Option<u64>,
+    /// Distinct sensors or users (key cardinality).
+    #[arg(long, default_value_t = 50)]
+    pub(crate) keys: u64,
+    /// Heavy load: no rate limit, as fast as the broker acknowledges.
+    #[arg(long)]
+    pub(crate) heavy: bool,
 }
 
 #[derive(Debug, Args)]

@@ -496,6 +496,39 @@ async fn up_on_the_seed_pipeline_writes_one_csv_file_per_data_type() {
         "{activity}"
     );
 
+    // `streamlake generate` drives the same pipeline.
+    for (kind, n) in [("sensor", "20"), ("activity", "10")] {
+        let o = streamlake(&[
+            "--config",
+            config.to_str().unwrap(),
+            "-b",
+            &listen.to_string(),
+            "generate",
+            kind,
+            "--count",
+            n,
+            "--rate",
+            "200",
+        ])
+        .output()
+        .unwrap();
+        assert!(o.status.success(), "generate {kind}: {}", stderr(&o));
+    }
+    let grown = eventually(Duration::from_secs(60), || {
+        let dir = csv_dir.clone();
+        async move {
+            let sensor = std::fs::read_to_string(dir.join("processed_data_sensor.csv")).ok()?;
+            let activity = std::fs::read_to_string(dir.join("processed_data_activity.csv")).ok()?;
+            (sensor.lines().count() == 3 + 20 && activity.lines().count() == 2 + 10).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        grown.is_some(),
+        "generated events reach the CSV files; log:\n{}",
+        log()
+    );
+
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,

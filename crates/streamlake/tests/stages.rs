@@ -229,3 +229,49 @@ async fn a_killed_postgres_sink_restarts_and_every_ingestion_id_lands_exactly_on
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn generate_writes_the_requested_count_over_the_requested_keys_through_the_gateway_path() {
+    let (raw, clean, dlq) = (unique("raw"), unique("clean"), unique("dlq"));
+    let stack = Stack::new(&config(&raw, &clean, &dlq, "[sinks.s.csv]")).await;
+    let bootstrap = bootstrap().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_streamlake"))
+        .arg("--config")
+        .arg(stack.config_path())
+        .args([
+            "-b",
+            &bootstrap,
+            "generate",
+            "sensor",
+            "--dataset",
+            "t/sensor",
+        ])
+        .args(["--count", "300", "--keys", "7", "--rate", "1000"])
+        .env_remove("STREAMLAKE_CONFIG")
+        .current_dir(stack.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("generated 300 sensor events into t/sensor")
+            && stderr.contains("300 accepted, 0 dead-lettered"),
+        "{stderr}"
+    );
+    let records = Reader::new(&stack.settings, &raw)
+        .await
+        .read(300, Duration::from_secs(30))
+        .await;
+    let keys: BTreeSet<&str> = records.iter().map(|r| r.key_str().unwrap()).collect();
+    assert_eq!(keys.len(), 7, "{keys:?}");
+    for r in &records {
+        let v: Value = r.json().unwrap();
+        assert_eq!(v["sensor_id"].as_str(), r.key_str(), "keyed by /sensor_id");
+        assert_eq!(
+            r.header("producer_service"),
+            Some(&b"streamlake-generator-sensor"[..])
+        );
+        assert!(r.header("ingestion_id").is_some());
+        assert_eq!(r.header("tenant"), Some(&b"t"[..]));
+    }
+}

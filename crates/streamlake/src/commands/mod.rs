@@ -6,6 +6,7 @@ mod bench_pipeline;
 mod config;
 mod consume;
 mod gateway;
+mod generate;
 mod groups;
 mod produce;
 mod stages;
@@ -33,6 +34,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Produce(args) => produce::run(&connect(&cli).await?, args).await,
         Command::Consume(args) => consume::run(&connect(&cli).await?, args).await,
         Command::Bench(cmd) => bench::run(cmd).await,
+        Command::Generate(args) => generate::run(&connect(&cli).await?, args).await,
         Command::Process(args) => stages::process(&connect(&cli).await?, args).await,
         Command::Sink(args) => stages::sink(&connect(&cli).await?, args).await,
     }

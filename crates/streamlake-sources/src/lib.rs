@@ -1,0 +1,14 @@
+//! StreamLake's sources (SPEC S1, S2, I5): events that are pulled or generated rather than
+//! pushed over HTTP, ingested through the same path as HTTP (`Gateway::ingest`).
+//!
+//! # Layout
+//! - [`source`]: the [`Source`] trait and [`drive`], which acknowledges a batch to its source
+//!   only after Kafka acknowledged every event of it.
+//! - [`generator`]: sensor-reading and user-activity generators with rate, count, duration
+//!   and key cardinality.
+
+pub mod generator;
+pub mod source;
+
+pub use generator::{Generator, GeneratorConfig, Kind};
+pub use source::{drive, Event, Source, SourceError, SourceStats};
