@@ -67,6 +67,8 @@ pub struct Config {
     pub tenants: BTreeMap<TenantId, Tenant>,
     /// Topics declared by name in `[[topics]]`.
     pub topics: Vec<TopicConfig>,
+    /// MQTT ingestion.
+    pub mqtt: MqttConfig,
     /// Processors by name (`[pipelines.NAME]`).
     pub pipelines: BTreeMap<String, Pipeline>,
     /// Sinks by name (`[sinks.NAME]`).

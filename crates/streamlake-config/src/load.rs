@@ -33,6 +33,7 @@ const SECTIONS: &[&str] = &[
     "topics",
     "pipelines",
     "sinks",
+    "mqtt",
 ];
 
 /// Loads `path`, applies `STREAMLAKE_*` environment overrides and validates the result.
@@ -194,6 +195,16 @@ fn resolve(figment: &Figment, file: Option<&Path>) -> Result<Config, ConfigError
     let broker: BrokerConfig = c.section("broker");
     let http: HttpConfig = c.section("http");
     let gateway: GatewayConfig = c.section("gateway");
+    let mqtt: MqttConfig = c.section("mqtt");
+    if mqtt.max_in_flight == 0 {
+        c.push("mqtt.max_in_flight", "must be at least 1");
+    }
+    if mqtt.topic_prefix.is_empty() || mqtt.topic_prefix.contains(['+', '#']) {
+        c.push(
+            "mqtt.topic_prefix",
+            "must be a non-empty topic level without the wildcards + and #",
+        );
+    }
     check_gateway(&mut c, &gateway);
     let naming: TopicNaming = c.section("naming");
     let topic_defaults: TopicDefaults = c.section("topic_defaults");
@@ -233,6 +244,7 @@ fn resolve(figment: &Figment, file: Option<&Path>) -> Result<Config, ConfigError
         topic_defaults,
         tenants,
         topics,
+        mqtt,
         pipelines,
         sinks,
     })

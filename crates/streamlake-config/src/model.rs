@@ -281,3 +281,45 @@ impl Default for GatewayConfig {
         }
     }
 }
+
+/// `[mqtt]`: ingestion over MQTT (SPEC I5). StreamLake subscribes to
+/// `{topic_prefix}/{tenant}/{dataset}` with QoS 1 and a persistent session, and acknowledges a
+/// message only after Kafka acknowledged the event (or its dead letter).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Whether `streamlake up` runs MQTT ingestion.
+    pub enabled: bool,
+    /// MQTT broker host.
+    pub host: String,
+    /// MQTT broker port.
+    pub port: u16,
+    /// Client id; the broker keeps unacknowledged messages for it across reconnects.
+    pub client_id: String,
+    /// First topic level; events are published to `{topic_prefix}/{tenant}/{dataset}`.
+    pub topic_prefix: String,
+    /// User name, if the broker requires one.
+    pub username: Option<String>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// Keep-alive interval in seconds.
+    pub keep_alive_secs: u64,
+    /// Messages ingested at once (acknowledged in order).
+    pub max_in_flight: usize,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            host: "127.0.0.1".to_owned(),
+            port: 1883,
+            client_id: "streamlake".to_owned(),
+            topic_prefix: "streamlake".to_owned(),
+            username: None,
+            password_env: None,
+            keep_alive_secs: 30,
+            max_in_flight: 64,
+        }
+    }
+}

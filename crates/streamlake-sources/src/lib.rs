@@ -6,8 +6,10 @@
 //!   only after Kafka acknowledged every event of it.
 //! - [`generator`]: sensor-reading and user-activity generators with rate, count, duration
 //!   and key cardinality.
+//! - [`mqtt`]: MQTT ingestion, acknowledged to the MQTT broker after Kafka acknowledged.
 
 pub mod generator;
+pub mod mqtt;
 pub mod source;
 
 pub use generator::{Generator, GeneratorConfig, Kind};

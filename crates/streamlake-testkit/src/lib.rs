@@ -249,3 +249,16 @@ pub fn postgres_url() -> String {
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| "postgresql://postgres:postgres@127.0.0.1:5432/postgres".to_owned())
 }
+
+/// The MQTT broker the tests use as (host, port): `STREAMLAKE_TEST_MQTT` (`host:port`), else
+/// the local Mosquitto `scripts/setup.sh` makes sure of.
+pub fn mqtt_addr() -> (String, u16) {
+    let addr = std::env::var("STREAMLAKE_TEST_MQTT")
+        .ok()
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| "127.0.0.1:1883".to_owned());
+    let (host, port) = addr
+        .rsplit_once(':')
+        .expect("STREAMLAKE_TEST_MQTT is host:port");
+    (host.to_owned(), port.parse().expect("an MQTT port number"))
+}
