@@ -8,7 +8,9 @@
 #   - PostgreSQL on 127.0.0.1:5432 for the PostgreSQL sink and its tests: when nothing answers
 #     there, the Debian package is installed and its cluster started, and the `postgres` role
 #     gets the password `postgres` (the tests' default URL; override with
-#     STREAMLAKE_TEST_POSTGRES_URL).
+#     STREAMLAKE_TEST_POSTGRES_URL);
+#   - Mosquitto on 127.0.0.1:1883 for MQTT ingestion and its tests: when nothing answers there,
+#     the Debian package is installed and started (override with STREAMLAKE_TEST_MQTT).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 
@@ -81,8 +83,24 @@ ensure_postgres() {
   as_root su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
 }
 
+ensure_mosquitto() {
+  if port_open 127.0.0.1 1883; then
+    log "Mosquitto: answering on 127.0.0.1:1883"
+    return
+  fi
+  if ! command -v dpkg-query >/dev/null 2>&1; then
+    log "no MQTT broker on 127.0.0.1:1883 and this is not a Debian machine: start one, or set STREAMLAKE_TEST_MQTT"
+    return 1
+  fi
+  ensure_debian_packages mosquitto
+  log "starting Mosquitto"
+  as_root mosquitto -d -c /etc/mosquitto/mosquitto.conf
+  wait_port 127.0.0.1 1883 || { log "Mosquitto did not start on 127.0.0.1:1883"; return 1; }
+}
+
 if command -v dpkg-query >/dev/null 2>&1; then
   ensure_debian_packages build-essential pkg-config libssl-dev zlib1g-dev
 fi
 ensure_postgres
+ensure_mosquitto
 ensure_tansu

@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 use streamlake_kafka::Admin;
 use streamlake_testkit::{
-    bootstrap, eventually, example, free_local_addr, postgres_url, settings, unique, Reader,
+    bootstrap, eventually, example, free_local_addr, mqtt_addr, postgres_url, settings, unique,
+    Reader,
 };
 
 fn streamlake(args: &[&str]) -> Command {
@@ -258,6 +259,7 @@ async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
     let listen = free_local_addr();
     let http = free_local_addr();
     let config = example("air-quality/streamlake.toml");
+    let (mqtt_client, mqtt_prefix) = (unique("up"), unique("up"));
     let child = streamlake(&[
         "up",
         "--config",
@@ -270,6 +272,10 @@ async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
     .env("STREAMLAKE_POSTGRES_URL", postgres_url())
     // Parquet files every second instead of every 30, so the test need not wait.
     .env("STREAMLAKE_SINKS__LAKE__PARQUET__ROLL_SECS", "1")
+    .env("STREAMLAKE_MQTT__CLIENT_ID", &mqtt_client)
+    .env("STREAMLAKE_MQTT__TOPIC_PREFIX", &mqtt_prefix)
+    .env("STREAMLAKE_MQTT__HOST", mqtt_addr().0)
+    .env("STREAMLAKE_MQTT__PORT", mqtt_addr().1.to_string())
     .env_remove("TENANT_A_API_KEY")
     .stdout(Stdio::null())
     // A file, not a pipe: nothing reads the log while `up` runs.
@@ -338,6 +344,33 @@ async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
     let receipt: Value = response.json().await.unwrap();
     assert_eq!(receipt["topic"], "tenant-a.air-quality.raw");
     let ingestion_id = receipt["ingestion_id"].as_str().unwrap().to_owned();
+
+    // An event published over MQTT lands in the same raw topic.
+    let mqtt_event = event.replace("\"sensor_id\":107", "\"sensor_id\":4242");
+    let over_mqtt = eventually(Duration::from_secs(60), || {
+        let (topic, payload, s) = (
+            format!("{mqtt_prefix}/tenant-a/air-quality"),
+            mqtt_event.clone(),
+            s.clone(),
+        );
+        async move {
+            mqtt_publish(&topic, payload.into_bytes()).await;
+            let found = Reader::new(&s, "tenant-a.air-quality.raw")
+                .await
+                .drain(Duration::from_secs(2))
+                .await;
+            found
+                .iter()
+                .find(|r| r.key_str() == Some("4242"))
+                .map(|r| r.header("producer_service").map(<[u8]>::to_vec))
+        }
+    })
+    .await;
+    assert_eq!(
+        over_mqtt,
+        Some(Some(b"streamlake-mqtt".to_vec())),
+        "MQTT event in the raw topic"
+    );
 
     // The processor inside `up` writes the clean record; the sinks land it in PostgreSQL and
     // in the Parquet lake.
@@ -539,6 +572,23 @@ async fn up_on_the_seed_pipeline_writes_one_csv_file_per_data_type() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "{}", log());
+}
+
+/// Publishes with QoS 1 and waits for the MQTT broker's PUBACK.
+async fn mqtt_publish(topic: &str, payload: Vec<u8>) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let (host, port) = mqtt_addr();
+    let (client, mut events) = AsyncClient::new(MqttOptions::new(unique("pub"), host, port), 10);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !matches!(events.poll().await, Ok(Event::Incoming(Packet::PubAck(_)))) {}
+    })
+    .await
+    .expect("the MQTT broker acknowledges the publish");
+    let _ = client.disconnect().await;
 }
 
 /// Now as RFC 3339 UTC, from the system clock.

@@ -65,6 +65,16 @@ async fn serve(
     }
     let gateway = super::gateway::start(config, settings, shutdown.clone()).await?;
     let stages = super::stages::start_all(&std::sync::Arc::new(config.clone()), settings, shutdown);
+    let mqtt = if config.mqtt.enabled {
+        let gateway = std::sync::Arc::new(streamlake_gateway::Gateway::new(config, settings)?);
+        let (mqtt, shutdown) = (config.mqtt.clone(), shutdown.clone());
+        Some(tokio::spawn(async move {
+            let stats = std::sync::Arc::new(streamlake_sources::mqtt::MqttStats::default());
+            streamlake_sources::mqtt::run_mqtt(&mqtt, gateway, stats, shutdown).await;
+        }))
+    } else {
+        None
+    };
     tracing::info!(
         pipelines = config.pipelines.values().filter(|p| p.enabled).count(),
         sinks = config.sinks.values().filter(|s| s.enabled).count(),
@@ -75,6 +85,11 @@ async fn serve(
     tracing::info!("shutting down");
     // The gateway stops accepting, finishes in-flight requests and flushes before the broker stops.
     gateway.await??;
+    if let Some(mqtt) = mqtt {
+        if let Err(e) = mqtt.await {
+            tracing::error!(error = %e, "MQTT ingestion task failed");
+        }
+    }
     // Processors and sinks finish their batch, flush and commit.
     for stage in stages {
         if let Err(e) = stage.await {
