@@ -19,6 +19,7 @@ pub mod error;
 mod load;
 pub mod model;
 pub mod pipeline;
+pub mod sources;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use load::{load, load_defaults, load_str, ENV_PREFIX};
 pub use model::*;
 pub use pipeline::*;
+pub use sources::*;
 use streamlake_core::{DatasetId, TenantId, TopicNaming, TopicSpec};
 
 /// Columns every sink writes before the declared ones, so each row can be traced to its
@@ -69,6 +71,8 @@ pub struct Config {
     pub topics: Vec<TopicConfig>,
     /// MQTT ingestion.
     pub mqtt: MqttConfig,
+    /// Pollers by name (`[pollers.NAME]`), with their outputs resolved.
+    pub pollers: BTreeMap<String, Poller>,
     /// Processors by name (`[pipelines.NAME]`).
     pub pipelines: BTreeMap<String, Pipeline>,
     /// Sinks by name (`[sinks.NAME]`).
@@ -103,6 +107,17 @@ pub struct Pipeline {
     pub batch_max_size: usize,
     /// Whether `up` runs it.
     pub enabled: bool,
+}
+
+/// A poller with its outputs resolved.
+#[derive(Debug, Clone)]
+pub struct Poller {
+    /// Name (the key under `[pollers]`).
+    pub name: String,
+    /// The configuration; `file` is resolved against the config file's directory.
+    pub config: PollerConfig,
+    /// Outputs: the dataset and its field mappings.
+    pub outputs: Vec<(DatasetRef, BTreeMap<String, FieldMapping>)>,
 }
 
 /// The store a sink writes to.

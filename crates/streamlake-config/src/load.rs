@@ -13,8 +13,9 @@ use streamlake_core::{validate_topic_name, DatasetId, TenantId, TopicNaming, Top
 use crate::error::{ConfigError, ConfigErrors};
 use crate::model::*;
 use crate::pipeline::*;
+use crate::sources::*;
 use crate::{
-    ApiKey, ApiKeySource, Config, Dataset, DatasetRef, Pipeline, Sink, SinkKind, Tenant,
+    ApiKey, ApiKeySource, Config, Dataset, DatasetRef, Pipeline, Poller, Sink, SinkKind, Tenant,
     DEFAULT_DATA_DIR,
 };
 
@@ -34,6 +35,7 @@ const SECTIONS: &[&str] = &[
     "pipelines",
     "sinks",
     "mqtt",
+    "pollers",
 ];
 
 /// Loads `path`, applies `STREAMLAKE_*` environment overrides and validates the result.
@@ -229,6 +231,7 @@ fn resolve(figment: &Figment, file: Option<&Path>) -> Result<Config, ConfigError
     check_shared_keys(&mut c, &tenants);
     let pipelines = resolve_pipelines(&mut c, root.get("pipelines"), &tenants);
     let sinks = resolve_sinks(&mut c, root.get("sinks"), &tenants);
+    let pollers = resolve_pollers(&mut c, root.get("pollers"), &tenants, &base_dir);
 
     if !c.errors.is_empty() {
         return Err(ConfigErrors(c.errors));
@@ -245,6 +248,7 @@ fn resolve(figment: &Figment, file: Option<&Path>) -> Result<Config, ConfigError
         tenants,
         topics,
         mqtt,
+        pollers,
         pipelines,
         sinks,
     })
@@ -881,6 +885,74 @@ fn resolve_sinks(
                 batch_max_size: cfg.batch_max_size,
                 enabled: cfg.enabled,
                 kind: kinds.pop().expect("one kind"),
+            },
+        );
+    }
+    out
+}
+
+fn resolve_pollers(
+    c: &mut Collector<'_>,
+    raw: Option<&Value>,
+    tenants: &BTreeMap<TenantId, Tenant>,
+    base_dir: &Path,
+) -> BTreeMap<String, Poller> {
+    let mut out = BTreeMap::new();
+    for name in named_tables(c, "pollers", raw) {
+        let at = format!("pollers.{name}");
+        let mut cfg: PollerConfig = match c.figment.extract_inner(&at) {
+            Ok(p) => p,
+            Err(e) => {
+                c.push_figment(&at, e);
+                continue;
+            }
+        };
+        if cfg.interval_secs == 0 || cfg.timeout_secs == 0 || cfg.retries == 0 {
+            c.push(&at, "interval_secs, timeout_secs and retries must be at least 1");
+        }
+        if let Some(file) = &cfg.file {
+            let resolved = base_dir.join(file);
+            if !resolved.is_file() {
+                c.push(
+                    &format!("{at}.file"),
+                    format!("replay file \"{}\" does not exist", resolved.display()),
+                );
+            }
+            cfg.file = Some(resolved);
+        }
+        check_pointer(c, &format!("{at}.id_pointer"), &cfg.id_pointer);
+        if cfg.outputs.is_empty() {
+            c.push(&format!("{at}.outputs"), "needs at least one output ([pollers.NAME.outputs.\"TENANT/DATASET\"])");
+        }
+        let mut outputs = Vec::new();
+        for (target, fields) in &cfg.outputs {
+            let key = format!("{at}.outputs.{target}");
+            let refs = resolve_refs(c, &key, std::slice::from_ref(target), tenants);
+            for (field, m) in fields {
+                let sources = [m.from.is_some(), m.value.is_some(), m.all_values, m.constant.is_some()]
+                    .iter()
+                    .filter(|b| **b)
+                    .count();
+                if sources != 1 {
+                    c.push(
+                        &format!("{key}.{field}"),
+                        "needs exactly one of from, value, all_values, const",
+                    );
+                }
+                if let Some(p) = &m.from {
+                    check_pointer(c, &format!("{key}.{field}.from"), p);
+                }
+            }
+            if let Some(r) = refs.into_iter().next() {
+                outputs.push((r, fields.clone()));
+            }
+        }
+        out.insert(
+            name.to_owned(),
+            Poller {
+                name: name.to_owned(),
+                config: cfg,
+                outputs,
             },
         );
     }

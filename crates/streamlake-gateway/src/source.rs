@@ -7,7 +7,7 @@ use streamlake_kafka::{DeliveryReceipt, ProduceError};
 
 use crate::body::Event;
 use crate::gateway::Gateway;
-use crate::ingest::{ingest, Outcome, Target};
+use crate::ingest::{dead_letter_body, ingest, Outcome, Target};
 
 /// What became of one event from a source.
 #[derive(Debug)]
@@ -58,6 +58,39 @@ pub struct UnknownDataset {
 }
 
 impl Gateway {
+    /// Dead-letters bytes a source could not turn into an event (e.g. a record its mapping
+    /// refused), with the reason, to the tenant's dead-letter topic (`error.stage = gateway`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn dead_letter(
+        &self,
+        tenant: &TenantId,
+        dataset: &DatasetId,
+        bytes: &[u8],
+        reason: String,
+        path: String,
+        rule: String,
+        producer_service: &str,
+    ) -> Result<Ingested, UnknownDataset> {
+        let unknown = || UnknownDataset {
+            tenant: tenant.to_string(),
+            dataset: dataset.to_string(),
+        };
+        let route = self.tenants.get(tenant).ok_or_else(unknown)?;
+        let raw_topic = route.raw_topics.get(dataset).ok_or_else(unknown)?;
+        let schema = self.schemas.get(tenant, dataset).ok_or_else(unknown)?;
+        let target = Target {
+            tenant,
+            dataset,
+            raw_topic,
+            dlq_topic: &route.dlq_topic,
+            schema,
+            ingested_at: Target::now(),
+            producer_service,
+        };
+        let violation = streamlake_schema::Violation { reason, path, rule };
+        Ok(convert(dead_letter_body(self, &target, bytes, violation).await))
+    }
+
     /// Ingests one event's bytes for `tenant`/`dataset` as HTTP would; `producer_service`
     /// becomes the `producer_service` header (e.g. `streamlake-generator`, `streamlake-mqtt`).
     /// Returns once the broker acknowledged the event or its dead letter, or gave up.
@@ -90,7 +123,13 @@ impl Gateway {
             .events
             .with_label_values(&[tenant.as_str(), dataset.as_str(), outcome.label()])
             .inc();
-        Ok(match outcome {
+        Ok(convert(outcome))
+    }
+}
+
+fn convert(outcome: Outcome) -> Ingested {
+    {
+        match outcome {
             Outcome::Accepted {
                 ingestion_id,
                 receipt,
@@ -115,6 +154,6 @@ impl Gateway {
                 ingestion_id,
                 error,
             },
-        })
+        }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod generator;
 pub mod mqtt;
+pub mod poller;
 pub mod source;
 
 pub use generator::{Generator, GeneratorConfig, Kind};

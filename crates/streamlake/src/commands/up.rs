@@ -75,6 +75,15 @@ async fn serve(
     } else {
         None
     };
+    let mut pollers = Vec::new();
+    for poller in config.pollers.values().filter(|p| p.config.enabled) {
+        let gateway = std::sync::Arc::new(streamlake_gateway::Gateway::new(config, settings)?);
+        let (poller, shutdown) = (poller.clone(), shutdown.clone());
+        pollers.push(tokio::spawn(async move {
+            let stats = std::sync::Arc::new(streamlake_sources::poller::PollerStats::default());
+            streamlake_sources::poller::run_poller(&poller, gateway, stats, shutdown).await;
+        }));
+    }
     tracing::info!(
         pipelines = config.pipelines.values().filter(|p| p.enabled).count(),
         sinks = config.sinks.values().filter(|s| s.enabled).count(),
@@ -85,6 +94,11 @@ async fn serve(
     tracing::info!("shutting down");
     // The gateway stops accepting, finishes in-flight requests and flushes before the broker stops.
     gateway.await??;
+    for poller in pollers {
+        if let Err(e) = poller.await {
+            tracing::error!(error = %e, "poller task failed");
+        }
+    }
     if let Some(mqtt) = mqtt {
         if let Err(e) = mqtt.await {
             tracing::error!(error = %e, "MQTT ingestion task failed");
