@@ -908,7 +908,10 @@ fn resolve_pollers(
             }
         };
         if cfg.interval_secs == 0 || cfg.timeout_secs == 0 || cfg.retries == 0 {
-            c.push(&at, "interval_secs, timeout_secs and retries must be at least 1");
+            c.push(
+                &at,
+                "interval_secs, timeout_secs and retries must be at least 1",
+            );
         }
         if let Some(file) = &cfg.file {
             let resolved = base_dir.join(file);
@@ -922,17 +925,25 @@ fn resolve_pollers(
         }
         check_pointer(c, &format!("{at}.id_pointer"), &cfg.id_pointer);
         if cfg.outputs.is_empty() {
-            c.push(&format!("{at}.outputs"), "needs at least one output ([pollers.NAME.outputs.\"TENANT/DATASET\"])");
+            c.push(
+                &format!("{at}.outputs"),
+                "needs at least one output ([pollers.NAME.outputs.\"TENANT/DATASET\"])",
+            );
         }
         let mut outputs = Vec::new();
         for (target, fields) in &cfg.outputs {
             let key = format!("{at}.outputs.{target}");
             let refs = resolve_refs(c, &key, std::slice::from_ref(target), tenants);
             for (field, m) in fields {
-                let sources = [m.from.is_some(), m.value.is_some(), m.all_values, m.constant.is_some()]
-                    .iter()
-                    .filter(|b| **b)
-                    .count();
+                let sources = [
+                    m.from.is_some(),
+                    m.value.is_some(),
+                    m.all_values,
+                    m.constant.is_some(),
+                ]
+                .iter()
+                .filter(|b| **b)
+                .count();
                 if sources != 1 {
                     c.push(
                         &format!("{key}.{field}"),

@@ -88,7 +88,9 @@ impl Gateway {
             producer_service,
         };
         let violation = streamlake_schema::Violation { reason, path, rule };
-        Ok(convert(dead_letter_body(self, &target, bytes, violation).await))
+        Ok(convert(
+            dead_letter_body(self, &target, bytes, violation).await,
+        ))
     }
 
     /// Ingests one event's bytes for `tenant`/`dataset` as HTTP would; `producer_service`

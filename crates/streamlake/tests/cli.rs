@@ -374,12 +374,46 @@ async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
 
     // The processor inside `up` writes the clean record; the sinks land it in PostgreSQL and
     // in the Parquet lake.
-    let clean = Reader::new(&s, "tenant-a.air-quality.clean")
-        .await
-        .read(1, Duration::from_secs(60))
-        .await;
-    let value: Value = clean[0].json().unwrap();
+    let mut clean_reader = Reader::new(&s, "tenant-a.air-quality.clean").await;
+    let mut clean = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let polled = |clean: &[streamlake_kafka::Record]| {
+        clean
+            .iter()
+            .filter(|r| r.header("producer_service") == Some(&b"streamlake-poller"[..]))
+            .count()
+    };
+    let ours = loop {
+        let found = clean
+            .iter()
+            .find(|r: &&streamlake_kafka::Record| {
+                r.header("ingestion_id") == Some(ingestion_id.as_bytes())
+            })
+            .cloned();
+        // The example's poller replays its Sensor.Community sample into both tenants: five
+        // records map into tenant A's structure.
+        if let (Some(r), true) = (found, polled(&clean) >= 5) {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the posted event and the polled ones should reach the clean topic; {} polled",
+            polled(&clean)
+        );
+        clean.extend(clean_reader.drain(Duration::from_millis(500)).await);
+    };
+    let value: Value = ours.json().unwrap();
     assert_eq!(value["event_time"], "2026-02-26T22:05:03.000Z");
+    let tenant_b = Reader::new(&s, "tenant-b.air-quality.raw")
+        .await
+        .read(6, Duration::from_secs(60))
+        .await;
+    let b: Value = tenant_b[0].json().unwrap();
+    assert_eq!(b["tenant_id"], "tenantB", "{b}");
+    assert!(
+        b["meta"]["ts_epoch"].is_i64() && b["measurements"].is_object(),
+        "{b}"
+    );
     assert_eq!(value["pm2_5_level"], "fair");
     let (pg, conn) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
         .await

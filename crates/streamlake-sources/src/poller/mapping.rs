@@ -22,7 +22,11 @@ pub struct MappingError {
 
 impl std::fmt::Display for MappingError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "mapping of {} ({}): {}", self.field, self.rule, self.reason)
+        write!(
+            f,
+            "mapping of {} ({}): {}",
+            self.field, self.rule, self.reason
+        )
     }
 }
 
@@ -95,7 +99,9 @@ fn place(out: &mut Value, field: &str, value: Value) {
     };
     let mut cur = out;
     for (i, t) in tokens.iter().enumerate() {
-        let map = cur.as_object_mut().expect("mapping output is built of objects");
+        let map = cur
+            .as_object_mut()
+            .expect("mapping output is built of objects");
         if i == tokens.len() - 1 {
             map.insert((*t).to_owned(), value);
             return;
@@ -145,7 +151,10 @@ pub fn map_record(
             if m.optional {
                 continue;
             }
-            return Err(fail(&rule, "missing or null in the source record".to_owned()));
+            return Err(fail(
+                &rule,
+                "missing or null in the source record".to_owned(),
+            ));
         };
         let value = match m.convert {
             Some(c) => convert(&value, c)
@@ -182,21 +191,42 @@ mod tests {
     fn each_kind_of_mapping() {
         let fields: BTreeMap<String, FieldMapping> = [
             ("tenant_id", r#"const = "tenantA""#),
-            ("lat", r#"from = "/location/latitude"
-convert = "number""#),
+            (
+                "lat",
+                r#"from = "/location/latitude"
+convert = "number""#,
+            ),
             ("/geo/location_id", r#"from = "/location/id""#),
-            ("pm10_P1", r#"value = "P1"
-convert = "number""#),
-            ("/meta/ts_epoch", r#"from = "/timestamp"
-convert = "epoch_seconds""#),
-            ("event_time", r#"from = "/timestamp"
-convert = "rfc3339""#),
-            ("/meta/event_id", r#"from = "/id"
-convert = "integer""#),
-            ("sensor_id", r#"from = "/sensor/id"
-convert = "string""#),
-            ("altitude", r#"from = "/location/altitude"
-optional = true"#),
+            (
+                "pm10_P1",
+                r#"value = "P1"
+convert = "number""#,
+            ),
+            (
+                "/meta/ts_epoch",
+                r#"from = "/timestamp"
+convert = "epoch_seconds""#,
+            ),
+            (
+                "event_time",
+                r#"from = "/timestamp"
+convert = "rfc3339""#,
+            ),
+            (
+                "/meta/event_id",
+                r#"from = "/id"
+convert = "integer""#,
+            ),
+            (
+                "sensor_id",
+                r#"from = "/sensor/id"
+convert = "string""#,
+            ),
+            (
+                "altitude",
+                r#"from = "/location/altitude"
+optional = true"#,
+            ),
             ("measurements", "all_values = true"),
         ]
         .into_iter()
@@ -214,13 +244,22 @@ optional = true"#),
 
     #[test]
     fn errors_name_the_field_and_the_rule() {
-        let fields: BTreeMap<String, FieldMapping> =
-            [("v".to_owned(), field("value = \"bad\"\nconvert = \"number\""))].into();
+        let fields: BTreeMap<String, FieldMapping> = [(
+            "v".to_owned(),
+            field("value = \"bad\"\nconvert = \"number\""),
+        )]
+        .into();
         let e = map_record(&record(), &fields).unwrap_err();
-        assert_eq!(e.to_string(), "mapping of v (value bad, convert number): \"x\" is not a number");
+        assert_eq!(
+            e.to_string(),
+            "mapping of v (value bad, convert number): \"x\" is not a number"
+        );
         let fields: BTreeMap<String, FieldMapping> =
             [("s".to_owned(), field("from = \"/sampling_rate\""))].into();
         let e = map_record(&record(), &fields).unwrap_err();
-        assert_eq!(e.to_string(), "mapping of s (from /sampling_rate): missing or null in the source record");
+        assert_eq!(
+            e.to_string(),
+            "mapping of s (from /sampling_rate): missing or null in the source record"
+        );
     }
 }
