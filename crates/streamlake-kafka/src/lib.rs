@@ -7,6 +7,7 @@
 //! - [`consumer`]: [`ConsumerRunner`], batches to a [`BatchHandler`], offsets stored only after
 //!   the handler succeeded (at-least-once).
 //! - [`admin`]: [`Admin`], topics, configs, consumer groups, watermarks and lag.
+//! - [`distribution`]: how a topic's records spread over partitions and keys.
 //! - [`provision`]: create declared topics, report existing ones and drift.
 //! - [`embedded`]: [`EmbeddedBroker`], the managed single-node broker for one-machine use.
 //! - [`shutdown`]: SIGINT/SIGTERM to a cancellation token.
@@ -16,6 +17,7 @@
 
 pub mod admin;
 pub mod consumer;
+pub mod distribution;
 pub mod embedded;
 pub mod producer;
 pub mod provision;
@@ -29,6 +31,7 @@ pub use admin::{
 pub use consumer::{
     BatchHandler, ConsumerError, ConsumerOptions, ConsumerRunner, HandlerError, RunStats,
 };
+pub use distribution::{distribution, Distribution};
 pub use embedded::{BrokerError, EmbeddedBroker};
 pub use producer::{DeliveryReceipt, ProduceError, Producer};
 pub use provision::{provision, Drift, ProvisionOutcome, ProvisionReport};

@@ -200,6 +200,20 @@ pub(crate) enum TopicsCommand {
         #[arg(long = "topic-config", value_name = "KEY=VALUE")]
         configs: Vec<String>,
     },
+    /// How records spread over partitions and keys: counts per partition, skew, top keys, and
+    /// warnings for a constant key or too few keys.
+    Distribution {
+        /// Topic name.
+        name: String,
+        /// Records read (from the beginning) for the key statistics.
+        #[arg(long, default_value_t = 10_000)]
+        sample: u64,
+        /// Keys listed.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Delete a topic (refused on the embedded broker, see docs/BROKER.md).
     Delete {
         /// Topic name.

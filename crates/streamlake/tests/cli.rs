@@ -629,3 +629,66 @@ async fn mqtt_publish(topic: &str, payload: Vec<u8>) {
 fn chrono_now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
+
+#[tokio::test]
+async fn topics_distribution_counts_partitions_and_keys_and_warns_about_a_constant_key() {
+    let b = bootstrap().await;
+    let s = settings().await;
+    let admin = Admin::new(&s).unwrap();
+    let (constant, spread) = (unique("dist-constant"), unique("dist-spread"));
+    for t in [&constant, &spread] {
+        admin
+            .create_topic(&streamlake_core::TopicSpec {
+                name: t.clone(),
+                partitions: 4,
+                replication_factor: 1,
+                configs: Default::default(),
+            })
+            .await
+            .unwrap();
+    }
+    let producer = streamlake_kafka::Producer::new(&s).unwrap();
+    for i in 0..40 {
+        let none = streamlake_kafka::Headers::new();
+        producer
+            .send(&constant, Some(b"tenantA"), b"{}", &none)
+            .await
+            .unwrap();
+        let key = format!("sensor-{i}");
+        producer
+            .send(&spread, Some(key.as_bytes()), b"{}", &none)
+            .await
+            .unwrap();
+    }
+
+    let o = run(&["-b", &b, "topics", "distribution", &constant, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let d: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let counts: Vec<i64> = d["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["records"].as_i64().unwrap())
+        .collect();
+    assert_eq!(counts.iter().sum::<i64>(), 40);
+    assert_eq!(
+        counts.iter().filter(|c| **c == 40).count(),
+        1,
+        "one partition holds everything: {counts:?}"
+    );
+    assert_eq!(d["distinct_keys"], 1);
+    assert_eq!(d["skew"], 4.0);
+    assert!(
+        d["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("constant key \"tenantA\""),
+        "{d}"
+    );
+
+    let o = run(&["-b", &b, "topics", "distribution", &spread]);
+    let text = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(text.contains("40 distinct, 0 without a key"), "{text}");
+    assert!(!text.contains("constant key"), "{text}");
+}

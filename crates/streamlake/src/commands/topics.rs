@@ -100,6 +100,19 @@ pub(crate) async fn run(conn: &Connection, cmd: &TopicsCommand) -> anyhow::Resul
             admin.create_topic(&spec).await?;
             println!("created topic {name} ({partitions} partitions, replication factor {replication_factor})");
         }
+        TopicsCommand::Distribution {
+            name,
+            sample,
+            top,
+            output,
+        } => {
+            let d = streamlake_kafka::distribution(&conn.settings, name, *sample, *top).await?;
+            if output.json {
+                json(&d)?;
+            } else {
+                print_distribution(&d);
+            }
+        }
         TopicsCommand::Delete { name } => {
             admin.delete_topic(name).await?;
             println!("deleted topic {name}");
@@ -160,4 +173,49 @@ async fn describe(admin: &Admin, name: &str, as_json: bool) -> anyhow::Result<()
         (None, None) => {}
     }
     Ok(())
+}
+
+fn print_distribution(d: &streamlake_kafka::Distribution) {
+    let total: i64 = d.partitions.iter().map(|p| p.records).sum();
+    let max = d
+        .partitions
+        .iter()
+        .map(|p| p.records)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut t = table(["partition", "records", "share", ""]);
+    for p in &d.partitions {
+        let share = if total > 0 {
+            100.0 * p.records as f64 / total as f64
+        } else {
+            0.0
+        };
+        let bar = "#".repeat(((p.records as f64 / max as f64) * 40.0).round() as usize);
+        t.add_row([
+            p.partition.to_string(),
+            p.records.to_string(),
+            format!("{share:.1}%"),
+            bar,
+        ]);
+    }
+    println!(
+        "{}: {total} records, skew {:.2} (largest partition / mean)\n{t}",
+        d.topic, d.skew
+    );
+    let mut k = table(["key", "records", "partition"]);
+    for key in &d.top_keys {
+        k.add_row([
+            key.key.clone(),
+            key.records.to_string(),
+            key.partition.to_string(),
+        ]);
+    }
+    println!(
+        "keys in a sample of {} records: {} distinct, {} without a key\n{k}",
+        d.sampled, d.distinct_keys, d.keyless
+    );
+    for w in &d.warnings {
+        println!("warning: {w}");
+    }
 }
