@@ -61,6 +61,7 @@ async fn serve(
     for (id, tenant) in &config.tenants {
         for ds in tenant.datasets.values() {
             tracing::info!(tenant = %id, dataset = %ds.id, raw = %ds.raw_topic, clean = %ds.clean_topic, dlq = %tenant.dlq_topic, "dataset ready");
+            key_guard(settings, &ds.raw_topic).await;
         }
     }
     let gateway = super::gateway::start(config, settings, shutdown.clone()).await?;
@@ -111,4 +112,20 @@ async fn serve(
         }
     }
     Ok(())
+}
+
+/// SPEC C4 at start-up: how the records already in a raw topic spread over its partitions and
+/// keys (a sample of 2,000), with a warning for a constant key or too few keys.
+async fn key_guard(settings: &KafkaSettings, topic: &str) {
+    match streamlake_kafka::distribution(settings, topic, 2_000, 3).await {
+        Ok(d) if d.sampled > 0 => {
+            let per_partition: Vec<i64> = d.partitions.iter().map(|p| p.records).collect();
+            tracing::info!(%topic, ?per_partition, skew = format!("{:.2}", d.skew), distinct_keys = d.distinct_keys, sampled = d.sampled, "key distribution");
+            for w in &d.warnings {
+                tracing::warn!(%topic, "key distribution: {w}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(%topic, error = %e, "key distribution not available"),
+    }
 }
