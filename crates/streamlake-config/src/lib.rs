@@ -71,6 +71,8 @@ pub struct Config {
     pub topics: Vec<TopicConfig>,
     /// MQTT ingestion.
     pub mqtt: MqttConfig,
+    /// Generators by name (`[generators.NAME]`) with their dataset resolved.
+    pub generators: BTreeMap<String, (GeneratorSourceConfig, DatasetRef)>,
     /// Pollers by name (`[pollers.NAME]`), with their outputs resolved.
     pub pollers: BTreeMap<String, Poller>,
     /// Processors by name (`[pipelines.NAME]`).

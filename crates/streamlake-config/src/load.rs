@@ -36,6 +36,7 @@ const SECTIONS: &[&str] = &[
     "sinks",
     "mqtt",
     "pollers",
+    "generators",
 ];
 
 /// Loads `path`, applies `STREAMLAKE_*` environment overrides and validates the result.
@@ -232,6 +233,7 @@ fn resolve(figment: &Figment, file: Option<&Path>) -> Result<Config, ConfigError
     let pipelines = resolve_pipelines(&mut c, root.get("pipelines"), &tenants);
     let sinks = resolve_sinks(&mut c, root.get("sinks"), &tenants);
     let pollers = resolve_pollers(&mut c, root.get("pollers"), &tenants, &base_dir);
+    let generators = resolve_generators(&mut c, root.get("generators"), &tenants);
 
     if !c.errors.is_empty() {
         return Err(ConfigErrors(c.errors));
@@ -248,6 +250,7 @@ fn resolve(figment: &Figment, file: Option<&Path>) -> Result<Config, ConfigError
         tenants,
         topics,
         mqtt,
+        generators,
         pollers,
         pipelines,
         sinks,
@@ -966,6 +969,43 @@ fn resolve_pollers(
                 outputs,
             },
         );
+    }
+    out
+}
+
+fn resolve_generators(
+    c: &mut Collector<'_>,
+    raw: Option<&Value>,
+    tenants: &BTreeMap<TenantId, Tenant>,
+) -> BTreeMap<String, (GeneratorSourceConfig, DatasetRef)> {
+    let mut out = BTreeMap::new();
+    for name in named_tables(c, "generators", raw) {
+        let at = format!("generators.{name}");
+        let cfg: GeneratorSourceConfig = match c.figment.extract_inner(&at) {
+            Ok(g) => g,
+            Err(e) => {
+                c.push_figment(&at, e);
+                continue;
+            }
+        };
+        if !(cfg.rate > 0.0 && cfg.rate.is_finite()) {
+            c.push(
+                &format!("{at}.rate"),
+                "must be a positive number of events per second",
+            );
+        }
+        if cfg.keys == 0 {
+            c.push(&format!("{at}.keys"), "must be at least 1");
+        }
+        let refs = resolve_refs(
+            c,
+            &format!("{at}.dataset"),
+            std::slice::from_ref(&cfg.dataset),
+            tenants,
+        );
+        if let Some(r) = refs.into_iter().next() {
+            out.insert(name.to_owned(), (cfg, r));
+        }
     }
     out
 }

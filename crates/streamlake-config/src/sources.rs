@@ -91,3 +91,41 @@ fn default_id() -> String {
 fn default_enabled() -> bool {
     true
 }
+
+/// What a configured generator produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GeneratorKind {
+    /// Sensor readings keyed by `sensor_id`.
+    Sensor,
+    /// User activity keyed by `user_id`.
+    Activity,
+}
+
+/// `[generators.NAME]`: a generator `streamlake up` runs as a source (SPEC S2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorSourceConfig {
+    /// What to generate.
+    pub kind: GeneratorKind,
+    /// Target as `TENANT/DATASET`.
+    pub dataset: String,
+    /// Events per second.
+    #[serde(default = "default_rate")]
+    pub rate: f64,
+    /// Distinct sensors or users.
+    #[serde(default = "default_keys")]
+    pub keys: u64,
+    /// Stop after this many events; absent: until shutdown.
+    pub count: Option<u64>,
+    /// Whether `streamlake up` runs it.
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+}
+
+fn default_rate() -> f64 {
+    1.0
+}
+fn default_keys() -> u64 {
+    50
+}

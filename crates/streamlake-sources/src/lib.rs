@@ -13,5 +13,5 @@ pub mod mqtt;
 pub mod poller;
 pub mod source;
 
-pub use generator::{Generator, GeneratorConfig, Kind};
+pub use generator::{run_generator, Generator, GeneratorConfig, Kind};
 pub use source::{drive, Event, Source, SourceError, SourceStats};

@@ -208,3 +208,37 @@ async fn both_tenants_get_their_structures_bad_records_are_dead_lettered_and_not
     shutdown.cancel();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_configured_generator_writes_its_count_through_the_gateway_path() {
+    let topics: [String; 6] = std::array::from_fn(|i| unique(&format!("gen{i}")));
+    let mut toml = config("http://127.0.0.1:9/none", &topics);
+    toml.push_str(
+        "\n[generators.g]\nkind = \"sensor\"\ndataset = \"a/aq\"\nrate = 200.0\nkeys = 5\ncount = 30\n",
+    );
+    // The generator's events are keyed by /sensor_id, which tenant a's dataset uses.
+    let stack = Stack::new(&toml).await;
+    let (cfg, target) = stack.config.generators["g"].clone();
+    let gateway = Gateway::new(&stack.config, &stack.settings).unwrap();
+    let stats = streamlake_sources::SourceStats::default();
+    streamlake_sources::run_generator(
+        "g",
+        &cfg,
+        &target,
+        &gateway,
+        &stats,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stats.accepted.load(Ordering::Relaxed), 30);
+    let written = Reader::new(&stack.settings, &topics[0])
+        .await
+        .read(30, Duration::from_secs(30))
+        .await;
+    let keys: BTreeSet<&str> = written.iter().map(|r| r.key_str().unwrap()).collect();
+    assert!(keys.len() <= 5, "{keys:?}");
+    assert!(written
+        .iter()
+        .all(|r| h(r, "producer_service") == "streamlake-generator-sensor"));
+}

@@ -76,6 +76,21 @@ async fn serve(
     } else {
         None
     };
+    let mut generators = Vec::new();
+    for (name, (cfg, target)) in config.generators.iter().filter(|(_, (g, _))| g.enabled) {
+        let gateway = std::sync::Arc::new(streamlake_gateway::Gateway::new(config, settings)?);
+        let (name, cfg, target, shutdown) =
+            (name.clone(), cfg.clone(), target.clone(), shutdown.clone());
+        generators.push(tokio::spawn(async move {
+            let stats = streamlake_sources::SourceStats::default();
+            if let Err(e) =
+                streamlake_sources::run_generator(&name, &cfg, &target, &gateway, &stats, &shutdown)
+                    .await
+            {
+                tracing::error!(generator = %name, error = %e, "generator stopped with an error");
+            }
+        }));
+    }
     let mut pollers = Vec::new();
     for poller in config.pollers.values().filter(|p| p.config.enabled) {
         let gateway = std::sync::Arc::new(streamlake_gateway::Gateway::new(config, settings)?);
@@ -95,6 +110,11 @@ async fn serve(
     tracing::info!("shutting down");
     // The gateway stops accepting, finishes in-flight requests and flushes before the broker stops.
     gateway.await??;
+    for generator in generators {
+        if let Err(e) = generator.await {
+            tracing::error!(error = %e, "generator task failed");
+        }
+    }
     for poller in pollers {
         if let Err(e) = poller.await {
             tracing::error!(error = %e, "poller task failed");
