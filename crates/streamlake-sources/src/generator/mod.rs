@@ -162,6 +162,46 @@ impl Source for Generator {
     }
 }
 
+/// Runs a configured generator (`[generators.NAME]`) until its count is reached or `shutdown`.
+pub async fn run_generator(
+    name: &str,
+    config: &streamlake_config::GeneratorSourceConfig,
+    target: &streamlake_config::DatasetRef,
+    gateway: &streamlake_gateway::Gateway,
+    stats: &crate::source::SourceStats,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<(), SourceError> {
+    let kind = match config.kind {
+        streamlake_config::GeneratorKind::Sensor => Kind::Sensor,
+        streamlake_config::GeneratorKind::Activity => Kind::Activity,
+    };
+    let mut generator = Generator::new(GeneratorConfig {
+        kind,
+        rate: Some(config.rate),
+        count: config.count,
+        duration: None,
+        keys: config.keys,
+        batch: 1000,
+        seed: None,
+    });
+    tracing::info!(generator = name, dataset = %target, rate = config.rate, keys = config.keys, "generator starting");
+    let result = crate::source::drive(
+        &mut generator,
+        gateway,
+        &target.tenant,
+        &target.dataset,
+        stats,
+        shutdown,
+    )
+    .await;
+    tracing::info!(
+        generator = name,
+        emitted = generator.emitted(),
+        "generator stopped"
+    );
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,44 +277,4 @@ mod tests {
             assert!(ACTIONS.contains(&v["action"].as_str().unwrap()));
         }
     }
-}
-
-/// Runs a configured generator (`[generators.NAME]`) until its count is reached or `shutdown`.
-pub async fn run_generator(
-    name: &str,
-    config: &streamlake_config::GeneratorSourceConfig,
-    target: &streamlake_config::DatasetRef,
-    gateway: &streamlake_gateway::Gateway,
-    stats: &crate::source::SourceStats,
-    shutdown: &tokio_util::sync::CancellationToken,
-) -> Result<(), SourceError> {
-    let kind = match config.kind {
-        streamlake_config::GeneratorKind::Sensor => Kind::Sensor,
-        streamlake_config::GeneratorKind::Activity => Kind::Activity,
-    };
-    let mut generator = Generator::new(GeneratorConfig {
-        kind,
-        rate: Some(config.rate),
-        count: config.count,
-        duration: None,
-        keys: config.keys,
-        batch: 1000,
-        seed: None,
-    });
-    tracing::info!(generator = name, dataset = %target, rate = config.rate, keys = config.keys, "generator starting");
-    let result = crate::source::drive(
-        &mut generator,
-        gateway,
-        &target.tenant,
-        &target.dataset,
-        stats,
-        shutdown,
-    )
-    .await;
-    tracing::info!(
-        generator = name,
-        emitted = generator.emitted(),
-        "generator stopped"
-    );
-    result
 }
