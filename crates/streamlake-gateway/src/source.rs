@@ -58,6 +58,29 @@ pub struct UnknownDataset {
 }
 
 impl Gateway {
+    /// Where events of `tenant`/`dataset` go.
+    fn target<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        dataset: &'a DatasetId,
+        producer_service: &'a str,
+    ) -> Result<Target<'a>, UnknownDataset> {
+        let unknown = || UnknownDataset {
+            tenant: tenant.to_string(),
+            dataset: dataset.to_string(),
+        };
+        let route = self.tenants.get(tenant).ok_or_else(unknown)?;
+        Ok(Target {
+            tenant,
+            dataset,
+            raw_topic: route.raw_topics.get(dataset).ok_or_else(unknown)?,
+            dlq_topic: &route.dlq_topic,
+            schema: self.schemas.get(tenant, dataset).ok_or_else(unknown)?,
+            ingested_at: Target::now(),
+            producer_service,
+        })
+    }
+
     /// Dead-letters bytes a source could not turn into an event (e.g. a record its mapping
     /// refused), with the reason, to the tenant's dead-letter topic (`error.stage = gateway`).
     #[allow(clippy::too_many_arguments)]
@@ -71,22 +94,7 @@ impl Gateway {
         rule: String,
         producer_service: &str,
     ) -> Result<Ingested, UnknownDataset> {
-        let unknown = || UnknownDataset {
-            tenant: tenant.to_string(),
-            dataset: dataset.to_string(),
-        };
-        let route = self.tenants.get(tenant).ok_or_else(unknown)?;
-        let raw_topic = route.raw_topics.get(dataset).ok_or_else(unknown)?;
-        let schema = self.schemas.get(tenant, dataset).ok_or_else(unknown)?;
-        let target = Target {
-            tenant,
-            dataset,
-            raw_topic,
-            dlq_topic: &route.dlq_topic,
-            schema,
-            ingested_at: Target::now(),
-            producer_service,
-        };
+        let target = self.target(tenant, dataset, producer_service)?;
         let violation = streamlake_schema::Violation { reason, path, rule };
         Ok(convert(
             dead_letter_body(self, &target, bytes, violation).await,
@@ -103,22 +111,7 @@ impl Gateway {
         bytes: Vec<u8>,
         producer_service: &str,
     ) -> Result<Ingested, UnknownDataset> {
-        let unknown = || UnknownDataset {
-            tenant: tenant.to_string(),
-            dataset: dataset.to_string(),
-        };
-        let route = self.tenants.get(tenant).ok_or_else(unknown)?;
-        let raw_topic = route.raw_topics.get(dataset).ok_or_else(unknown)?;
-        let schema = self.schemas.get(tenant, dataset).ok_or_else(unknown)?;
-        let target = Target {
-            tenant,
-            dataset,
-            raw_topic,
-            dlq_topic: &route.dlq_topic,
-            schema,
-            ingested_at: Target::now(),
-            producer_service,
-        };
+        let target = self.target(tenant, dataset, producer_service)?;
         let event = Event::from_bytes(bytes);
         let outcome = ingest(self, &target, event).await;
         self.metrics
