@@ -41,6 +41,8 @@ pub(crate) struct Event {
     pub(crate) bytes: Vec<u8>,
     /// Its parsed value, or why it is not JSON.
     pub(crate) value: Result<Value, Violation>,
+    /// The `ingestion_id` to use: a source retrying an event keeps its id; `None` makes one.
+    pub(crate) ingestion_id: Option<String>,
 }
 
 /// What a body holds.
@@ -65,7 +67,11 @@ impl Event {
     /// One event from its bytes (a source's message).
     pub(crate) fn from_bytes(bytes: Vec<u8>) -> Self {
         let value = serde_json::from_slice(&bytes).map_err(|e| not_json(&e, "the event"));
-        Self { bytes, value }
+        Self {
+            bytes,
+            value,
+            ingestion_id: None,
+        }
     }
 }
 
@@ -83,6 +89,7 @@ pub(crate) fn parse(body: &[u8], framing: Framing) -> Parsed {
                                     bytes: raw.get().as_bytes().to_vec(),
                                     value: serde_json::from_str(raw.get())
                                         .map_err(|e| not_json(&e, "the event")),
+                                    ingestion_id: None,
                                 })
                                 .collect(),
                         )
@@ -91,6 +98,7 @@ pub(crate) fn parse(body: &[u8], framing: Framing) -> Parsed {
                         return Parsed::Single(Event {
                             bytes: body.to_vec(),
                             value: Err(not_json(&e, "the body")),
+                            ingestion_id: None,
                         })
                     }
                 }
@@ -98,6 +106,7 @@ pub(crate) fn parse(body: &[u8], framing: Framing) -> Parsed {
             Parsed::Single(Event {
                 bytes: body.to_vec(),
                 value: serde_json::from_slice(body).map_err(|e| not_json(&e, "the body")),
+                ingestion_id: None,
             })
         }
         Framing::Ndjson => Parsed::Batch(
@@ -107,6 +116,7 @@ pub(crate) fn parse(body: &[u8], framing: Framing) -> Parsed {
                 .map(|line| Event {
                     bytes: line.to_vec(),
                     value: serde_json::from_slice(line).map_err(|e| not_json(&e, "the line")),
+                    ingestion_id: None,
                 })
                 .collect(),
         ),

@@ -183,8 +183,11 @@ fn metadata(t: &Target<'_>, ingestion_id: &str) -> Headers {
 }
 
 /// Validates, keys and writes one event, or dead-letters it.
-pub(crate) async fn ingest(gw: &Gateway, t: &Target<'_>, event: Event) -> Outcome {
-    let ingestion_id = uuid::Uuid::now_v7().to_string();
+pub(crate) async fn ingest(gw: &Gateway, t: &Target<'_>, mut event: Event) -> Outcome {
+    let ingestion_id = event
+        .ingestion_id
+        .take()
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let headers = metadata(t, &ingestion_id);
     let checked = event
         .value

@@ -101,18 +101,28 @@ impl Gateway {
         ))
     }
 
-    /// Ingests one event's bytes for `tenant`/`dataset` as HTTP would; `producer_service`
-    /// becomes the `producer_service` header (e.g. `streamlake-generator`, `streamlake-mqtt`).
-    /// Returns once the broker acknowledged the event or its dead letter, or gave up.
+    /// A fresh `ingestion_id` (UUID v7), for a source that may have to retry an event: passing
+    /// the same id to every attempt lets sinks deduplicate an attempt that timed out but was
+    /// written anyway.
+    pub fn new_ingestion_id() -> String {
+        uuid::Uuid::now_v7().to_string()
+    }
+
+    /// Ingests one event's bytes for `tenant`/`dataset` as HTTP would, with `ingestion_id`
+    /// (see [`Gateway::new_ingestion_id`]); `producer_service` becomes the `producer_service`
+    /// header (e.g. `streamlake-generator-sensor`, `streamlake-mqtt`). Returns once the broker
+    /// acknowledged the event or its dead letter, or gave up.
     pub async fn ingest(
         &self,
         tenant: &TenantId,
         dataset: &DatasetId,
         bytes: Vec<u8>,
         producer_service: &str,
+        ingestion_id: String,
     ) -> Result<Ingested, UnknownDataset> {
         let target = self.target(tenant, dataset, producer_service)?;
-        let event = Event::from_bytes(bytes);
+        let mut event = Event::from_bytes(bytes);
+        event.ingestion_id = Some(ingestion_id);
         let outcome = ingest(self, &target, event).await;
         self.metrics
             .events

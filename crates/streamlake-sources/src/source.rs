@@ -65,15 +65,19 @@ pub async fn drive<S: Source>(
         let Some(batch) = source.poll().await? else {
             break;
         };
-        let mut pending: Vec<Event> = batch;
+        // Each event keeps its ingestion_id across retries, so an attempt that timed out but
+        // was written is a duplicate sinks can recognise.
+        let mut pending: Vec<(Event, String)> = batch
+            .into_iter()
+            .map(|e| (e, Gateway::new_ingestion_id()))
+            .collect();
         let mut pause = Duration::from_millis(200);
         while !pending.is_empty() {
-            let results = join_all(
-                pending
-                    .iter()
-                    .map(|e| gateway.ingest(tenant, dataset, e.clone(), &service)),
-            )
-            .await;
+            let results =
+                join_all(pending.iter().map(|(e, id)| {
+                    gateway.ingest(tenant, dataset, e.clone(), &service, id.clone())
+                }))
+                .await;
             let mut failed = Vec::new();
             for (event, result) in pending.into_iter().zip(results) {
                 match result? {

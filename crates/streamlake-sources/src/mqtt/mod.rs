@@ -179,9 +179,16 @@ async fn ingest_one(
         return true;
     };
     let mut pause = Duration::from_millis(200);
+    let ingestion_id = Gateway::new_ingestion_id();
     loop {
         match gateway
-            .ingest(&tenant, &dataset, p.payload.to_vec(), PRODUCER_SERVICE)
+            .ingest(
+                &tenant,
+                &dataset,
+                p.payload.to_vec(),
+                PRODUCER_SERVICE,
+                ingestion_id.clone(),
+            )
             .await
         {
             Err(unknown) => {

@@ -222,6 +222,7 @@ async fn ingest_record(
     let bytes = serde_json::to_vec(record).unwrap_or_default();
     for (target, fields) in &poller.outputs {
         let mut pause = Duration::from_millis(200);
+        let ingestion_id = Gateway::new_ingestion_id();
         loop {
             let result = match map_record(record, fields) {
                 Ok(event) => {
@@ -231,6 +232,7 @@ async fn ingest_record(
                             &target.dataset,
                             serde_json::to_vec(&event).unwrap_or_default(),
                             PRODUCER_SERVICE,
+                            ingestion_id.clone(),
                         )
                         .await
                 }
