@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use futures::stream::{FuturesOrdered, StreamExt};
 use streamlake_kafka::{Admin, Headers, Producer};
 
 use super::Connection;
@@ -35,6 +36,40 @@ pub(crate) async fn run(conn: &Connection, args: &ProduceArgs) -> anyhow::Result
     };
     let mut failed = 0usize;
     let mut sent = 0usize;
+    // Up to WINDOW records in flight at once; answers are printed in input order, and
+    // librdkafka's idempotent producer keeps each partition's order.
+    const WINDOW: usize = 1000;
+    let mut in_flight = FuturesOrdered::new();
+    let report = |n: usize,
+                  key: Option<&str>,
+                  result: Result<
+        streamlake_kafka::DeliveryReceipt,
+        streamlake_kafka::ProduceError,
+    >,
+                  sent: &mut usize,
+                  failed: &mut usize| match result {
+        Ok(r) => {
+            *sent += 1;
+            if args.output.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"topic": r.topic, "partition": r.partition, "offset": r.offset, "key": key})
+                );
+            } else {
+                println!(
+                    "{} partition={} offset={} key={}",
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    key.unwrap_or("-")
+                );
+            }
+        }
+        Err(e) => {
+            *failed += 1;
+            eprintln!("record {}: {e}", n + 1);
+        }
+    };
     for (n, line) in lines.iter().enumerate() {
         if line.is_empty() {
             continue;
@@ -50,37 +85,21 @@ pub(crate) async fn run(conn: &Connection, args: &ProduceArgs) -> anyhow::Result
             },
             None => (args.key.as_deref(), line.as_str()),
         };
-        match producer
-            .send(
-                &args.topic,
-                key.map(str::as_bytes),
-                value.as_bytes(),
-                &headers,
-            )
-            .await
-        {
-            Ok(r) => {
-                sent += 1;
-                if args.output.json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"topic": r.topic, "partition": r.partition, "offset": r.offset, "key": key})
-                    );
-                } else {
-                    println!(
-                        "{} partition={} offset={} key={}",
-                        r.topic,
-                        r.partition,
-                        r.offset,
-                        key.unwrap_or("-")
-                    );
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                eprintln!("record {}: {e}", n + 1);
+        let (producer, headers, topic) = (&producer, &headers, &args.topic);
+        in_flight.push_back(async move {
+            let result = producer
+                .send(topic, key.map(str::as_bytes), value.as_bytes(), headers)
+                .await;
+            (n, key, result)
+        });
+        if in_flight.len() >= WINDOW {
+            if let Some((n, key, result)) = in_flight.next().await {
+                report(n, key, result, &mut sent, &mut failed);
             }
         }
+    }
+    while let Some((n, key, result)) = in_flight.next().await {
+        report(n, key, result, &mut sent, &mut failed);
     }
     producer
         .flush(Duration::from_secs(30))
