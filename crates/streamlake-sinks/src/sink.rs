@@ -101,7 +101,7 @@ pub struct SinkHandler<S> {
     name: String,
     sink: S,
     routes: BTreeMap<String, Route>,
-    producer: Producer,
+    dead_letters: DeadLetters,
     stats: Arc<SinkStats>,
 }
 
@@ -150,38 +150,48 @@ impl<S: Sink> SinkHandler<S> {
             name: sink_config.name.clone(),
             sink,
             routes: routes_of(config, sink_config),
-            producer,
+            dead_letters: DeadLetters {
+                sink: sink_config.name.clone(),
+                producer,
+                stats: stats.clone(),
+            },
             stats,
         }
     }
-
-    /// Every target of this sink.
-    pub fn targets(config: &Config, sink_config: &SinkConfig) -> Vec<Target> {
-        routes_of(config, sink_config)
-            .into_values()
-            .flat_map(|r| r.targets)
-            .collect()
-    }
 }
 
-/// Writes `record` unchanged with the `error.*` headers to `dlq` and waits for the
-/// acknowledgement.
-async fn dead_letter(
-    name: &str,
-    producer: &Producer,
-    stats: &SinkStats,
-    record: &Record,
-    dlq: &str,
-    letter: DeadLetter,
-) -> Result<(), SinkError> {
-    {
-        tracing::warn!(sink = %name, dlq, source_topic = %record.topic, partition = record.partition,
+/// Writes refused records to dead-letter topics.
+#[derive(Debug)]
+struct DeadLetters {
+    sink: String,
+    producer: Producer,
+    stats: Arc<SinkStats>,
+}
+
+impl DeadLetters {
+    /// Writes `record` unchanged with the `error.*` headers (stage `sink`) to `dlq` and waits
+    /// for the acknowledgement.
+    async fn send(
+        &self,
+        record: &Record,
+        dlq: &str,
+        reason: String,
+        path: String,
+        rule: &str,
+    ) -> Result<(), SinkError> {
+        let letter = DeadLetter {
+            reason,
+            path,
+            rule: rule.to_owned(),
+            stage: Stage::Sink,
+        };
+        tracing::warn!(sink = %self.sink, dlq, source_topic = %record.topic, partition = record.partition,
             offset = record.offset, reason = %letter.reason, path = %letter.path, rule = %letter.rule, "record dead-lettered");
         let mut headers = original_headers(record);
         for (k, v) in letter.headers() {
             headers.push(k, v);
         }
-        producer
+        self.producer
             .send(
                 dlq,
                 record.key.as_deref(),
@@ -189,7 +199,7 @@ async fn dead_letter(
                 &headers,
             )
             .await?;
-        stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -219,21 +229,9 @@ impl<S: Sink> BatchHandler for SinkHandler<S> {
                     ),
                     None => "no dataset header and several datasets share this topic".to_owned(),
                 };
-                let letter = DeadLetter {
-                    reason,
-                    path: String::new(),
-                    rule: "dataset".to_owned(),
-                    stage: Stage::Sink,
-                };
-                dead_letter(
-                    &self.name,
-                    &self.producer,
-                    &self.stats,
-                    record,
-                    &dlq,
-                    letter,
-                )
-                .await?;
+                self.dead_letters
+                    .send(record, &dlq, reason, String::new(), "dataset")
+                    .await?;
                 continue;
             };
             let target = &route.targets[index];
@@ -244,21 +242,9 @@ impl<S: Sink> BatchHandler for SinkHandler<S> {
                     group.1.push(record);
                 }
                 Err(e) => {
-                    let letter = DeadLetter {
-                        reason: e.reason,
-                        path: e.path,
-                        rule: e.rule,
-                        stage: Stage::Sink,
-                    };
-                    dead_letter(
-                        &self.name,
-                        &self.producer,
-                        &self.stats,
-                        record,
-                        &dlq,
-                        letter,
-                    )
-                    .await?;
+                    self.dead_letters
+                        .send(record, &dlq, e.reason, e.path, &e.rule)
+                        .await?;
                 }
             }
         }
@@ -273,21 +259,15 @@ impl<S: Sink> BatchHandler for SinkHandler<S> {
                 .rows
                 .fetch_add(n - rejected.len() as u64, Ordering::Relaxed);
             for r in rejected {
-                let letter = DeadLetter {
-                    reason: r.reason,
-                    path: String::new(),
-                    rule: "store".to_owned(),
-                    stage: Stage::Sink,
-                };
-                dead_letter(
-                    &self.name,
-                    &self.producer,
-                    &self.stats,
-                    records[r.index],
-                    &route.dlq_topic,
-                    letter,
-                )
-                .await?;
+                self.dead_letters
+                    .send(
+                        records[r.index],
+                        &route.dlq_topic,
+                        r.reason,
+                        String::new(),
+                        "store",
+                    )
+                    .await?;
             }
         }
         Ok(())

@@ -159,7 +159,6 @@ pub struct ParquetSink {
     config: ParquetSinkConfig,
     root: PathBuf,
     buffers: BTreeMap<(PathBuf, NaiveDate), Buffer>,
-    files_written: u64,
 }
 
 impl ParquetSink {
@@ -170,18 +169,12 @@ impl ParquetSink {
             config,
             root,
             buffers: BTreeMap::new(),
-            files_written: 0,
         }
     }
 
     /// The table directory of `target`.
     pub fn table_dir(&self, target: &Target) -> PathBuf {
         self.root.join(&target.tenant).join(&target.dataset)
-    }
-
-    /// Files written so far.
-    pub fn files_written(&self) -> u64 {
-        self.files_written
     }
 }
 
@@ -245,7 +238,6 @@ impl Sink for ParquetSink {
         })
         .await??;
         for (path, rows) in written {
-            self.files_written += 1;
             tracing::info!(file = %path.display(), rows, "Parquet file committed");
         }
         Ok(())

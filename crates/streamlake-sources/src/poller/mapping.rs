@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 use streamlake_config::{FieldMapping, MapConversion};
+use streamlake_pipeline::json::{number, parse_any_timestamp, set_pointer};
 
 /// Why a record could not be mapped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,30 +40,11 @@ fn measurement<'r>(record: &'r Value, value_type: &str) -> Option<&'r Value> {
 }
 
 fn convert(value: &Value, c: MapConversion) -> Result<Value, String> {
-    let number = || match value {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
-        _ => None,
-    };
-    let timestamp = || -> Option<DateTime<Utc>> {
-        match value {
-            Value::String(s) => NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-                .map(|t| t.and_utc())
-                .ok()
-                .or_else(|| {
-                    DateTime::parse_from_rfc3339(s)
-                        .ok()
-                        .map(|t| t.with_timezone(&Utc))
-                }),
-            Value::Number(n) => n.as_i64().and_then(|s| DateTime::from_timestamp(s, 0)),
-            _ => None,
-        }
-    };
     match c {
-        MapConversion::Number => number()
+        MapConversion::Number => number(value)
             .map(Value::from)
             .ok_or_else(|| format!("{value} is not a number")),
-        MapConversion::Integer => match number() {
+        MapConversion::Integer => match number(value) {
             Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Value::from(f as i64)),
             _ => Err(format!("{value} is not an integer")),
         },
@@ -72,12 +53,11 @@ fn convert(value: &Value, c: MapConversion) -> Result<Value, String> {
             Value::Number(_) | Value::Bool(_) => Ok(Value::String(value.to_string())),
             _ => Err(format!("{value} is not a scalar")),
         },
-        MapConversion::EpochSeconds => timestamp()
-            .map(|t| Value::from(t.timestamp()))
-            .ok_or_else(|| format!("{value} is not a timestamp")),
-        MapConversion::Rfc3339 => timestamp()
-            .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
-            .ok_or_else(|| format!("{value} is not a timestamp")),
+        MapConversion::EpochSeconds => {
+            parse_any_timestamp(value).map(|t| Value::from(t.timestamp()))
+        }
+        MapConversion::Rfc3339 => parse_any_timestamp(value)
+            .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))),
     }
 }
 
@@ -88,27 +68,6 @@ fn conversion_name(c: MapConversion) -> &'static str {
         MapConversion::String => "string",
         MapConversion::EpochSeconds => "epoch_seconds",
         MapConversion::Rfc3339 => "rfc3339",
-    }
-}
-
-/// Writes `value` at `field`: a JSON pointer nests (`/meta/event_id`), a plain name does not.
-fn place(out: &mut Value, field: &str, value: Value) {
-    let tokens: Vec<&str> = match field.strip_prefix('/') {
-        Some(p) => p.split('/').collect(),
-        None => vec![field],
-    };
-    let mut cur = out;
-    for (i, t) in tokens.iter().enumerate() {
-        let map = cur
-            .as_object_mut()
-            .expect("mapping output is built of objects");
-        if i == tokens.len() - 1 {
-            map.insert((*t).to_owned(), value);
-            return;
-        }
-        cur = map
-            .entry((*t).to_owned())
-            .or_insert_with(|| Value::Object(Map::new()));
     }
 }
 
@@ -161,7 +120,13 @@ pub fn map_record(
                 .map_err(|why| fail(&format!("{rule}, convert {}", conversion_name(c)), why))?,
             None => value,
         };
-        place(&mut out, field, value);
+        // A JSON pointer nests (`/meta/event_id`); a plain name is a top-level field.
+        let pointer = if field.starts_with('/') {
+            field.clone()
+        } else {
+            format!("/{}", field.replace('~', "~0").replace('/', "~1"))
+        };
+        set_pointer(&mut out, &pointer, value).map_err(|why| fail("place", why))?;
     }
     Ok(out)
 }
