@@ -3,6 +3,7 @@
 //! for SIGINT/SIGTERM and stop in reverse order.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use streamlake_kafka::{provision, Admin, EmbeddedBroker, KafkaSettings, ProvisionOutcome};
@@ -61,45 +62,23 @@ async fn serve(
     for (id, tenant) in &config.tenants {
         for ds in tenant.datasets.values() {
             tracing::info!(tenant = %id, dataset = %ds.id, raw = %ds.raw_topic, clean = %ds.clean_topic, dlq = %tenant.dlq_topic, "dataset ready");
-            key_guard(settings, &ds.raw_topic).await;
         }
     }
+    // Reading samples of the raw topics takes a moment; it must not hold up the start.
+    let raw_topics: Vec<String> = config
+        .tenants
+        .values()
+        .flat_map(|t| t.datasets.values().map(|d| d.raw_topic.clone()))
+        .collect();
+    let key_settings = settings.clone();
+    tokio::spawn(async move {
+        for topic in raw_topics {
+            key_guard(&key_settings, &topic).await;
+        }
+    });
     let gateway = super::gateway::start(config, settings, shutdown.clone()).await?;
     let stages = super::stages::start_all(&std::sync::Arc::new(config.clone()), settings, shutdown);
-    let mqtt = if config.mqtt.enabled {
-        let gateway = std::sync::Arc::new(streamlake_gateway::Gateway::new(config, settings)?);
-        let (mqtt, shutdown) = (config.mqtt.clone(), shutdown.clone());
-        Some(tokio::spawn(async move {
-            let stats = std::sync::Arc::new(streamlake_sources::mqtt::MqttStats::default());
-            streamlake_sources::mqtt::run_mqtt(&mqtt, gateway, stats, shutdown).await;
-        }))
-    } else {
-        None
-    };
-    let mut generators = Vec::new();
-    for (name, (cfg, target)) in config.generators.iter().filter(|(_, (g, _))| g.enabled) {
-        let gateway = std::sync::Arc::new(streamlake_gateway::Gateway::new(config, settings)?);
-        let (name, cfg, target, shutdown) =
-            (name.clone(), cfg.clone(), target.clone(), shutdown.clone());
-        generators.push(tokio::spawn(async move {
-            let stats = streamlake_sources::SourceStats::default();
-            if let Err(e) =
-                streamlake_sources::run_generator(&name, &cfg, &target, &gateway, &stats, &shutdown)
-                    .await
-            {
-                tracing::error!(generator = %name, error = %e, "generator stopped with an error");
-            }
-        }));
-    }
-    let mut pollers = Vec::new();
-    for poller in config.pollers.values().filter(|p| p.config.enabled) {
-        let gateway = std::sync::Arc::new(streamlake_gateway::Gateway::new(config, settings)?);
-        let (poller, shutdown) = (poller.clone(), shutdown.clone());
-        pollers.push(tokio::spawn(async move {
-            let stats = std::sync::Arc::new(streamlake_sources::poller::PollerStats::default());
-            streamlake_sources::poller::run_poller(&poller, gateway, stats, shutdown).await;
-        }));
-    }
+    let sources = start_sources(config, settings, shutdown)?;
     tracing::info!(
         pipelines = config.pipelines.values().filter(|p| p.enabled).count(),
         sinks = config.sinks.values().filter(|s| s.enabled).count(),
@@ -110,19 +89,9 @@ async fn serve(
     tracing::info!("shutting down");
     // The gateway stops accepting, finishes in-flight requests and flushes before the broker stops.
     gateway.await??;
-    for generator in generators {
-        if let Err(e) = generator.await {
-            tracing::error!(error = %e, "generator task failed");
-        }
-    }
-    for poller in pollers {
-        if let Err(e) = poller.await {
-            tracing::error!(error = %e, "poller task failed");
-        }
-    }
-    if let Some(mqtt) = mqtt {
-        if let Err(e) = mqtt.await {
-            tracing::error!(error = %e, "MQTT ingestion task failed");
+    for source in sources {
+        if let Err(e) = source.await {
+            tracing::error!(error = %e, "a source task failed");
         }
     }
     // Processors and sinks finish their batch, flush and commit.
@@ -132,6 +101,69 @@ async fn serve(
         }
     }
     Ok(())
+}
+
+/// Starts the enabled generators, pollers and MQTT ingestion, sharing one gateway (schemas
+/// compiled once, one producer).
+fn start_sources(
+    config: &streamlake_config::Config,
+    settings: &KafkaSettings,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let generators: Vec<_> = config
+        .generators
+        .iter()
+        .filter(|(_, (g, _))| g.enabled)
+        .collect();
+    let pollers: Vec<_> = config
+        .pollers
+        .values()
+        .filter(|p| p.config.enabled)
+        .collect();
+    if generators.is_empty() && pollers.is_empty() && !config.mqtt.enabled {
+        return Ok(Vec::new());
+    }
+    let gateway = Arc::new(streamlake_gateway::Gateway::new(config, settings)?);
+    let mut tasks = Vec::new();
+    for (name, (cfg, target)) in generators {
+        let (gateway, name, cfg, target, shutdown) = (
+            gateway.clone(),
+            name.clone(),
+            cfg.clone(),
+            target.clone(),
+            shutdown.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let stats = streamlake_sources::SourceStats::default();
+            if let Err(e) =
+                streamlake_sources::run_generator(&name, &cfg, &target, &gateway, &stats, &shutdown)
+                    .await
+            {
+                tracing::error!(generator = %name, error = %e, "generator stopped with an error");
+            }
+        }));
+    }
+    for poller in pollers {
+        let (gateway, poller, shutdown) = (gateway.clone(), poller.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            let stats = Arc::new(streamlake_sources::poller::PollerStats::default());
+            streamlake_sources::poller::run_poller(&poller, gateway, stats, shutdown).await;
+        }));
+    }
+    if config.mqtt.enabled {
+        let (gateway, mqtt, shutdown) = (gateway.clone(), config.mqtt.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            let stats = Arc::new(streamlake_sources::mqtt::MqttStats::default());
+            streamlake_sources::mqtt::run_mqtt(&mqtt, gateway, stats, shutdown).await;
+        }));
+    }
+    // Every source waited for its acknowledgements; the flush only makes sure of it.
+    let shutdown = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        shutdown.cancelled().await;
+        let _ = tokio::task::spawn_blocking(move || gateway.flush()).await;
+    }));
+    Ok(tasks)
 }
 
 /// SPEC C4 at start-up: how the records already in a raw topic spread over its partitions and
