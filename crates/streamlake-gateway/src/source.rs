@@ -132,33 +132,32 @@ impl Gateway {
     }
 }
 
+/// The source-facing form of an outcome.
 fn convert(outcome: Outcome) -> Ingested {
-    {
-        match outcome {
-            Outcome::Accepted {
-                ingestion_id,
-                receipt,
-            } => Ingested::Accepted {
-                ingestion_id,
-                receipt,
-            },
-            Outcome::Rejected {
-                ingestion_id,
-                violation,
-                ..
-            } => Ingested::DeadLettered {
-                ingestion_id,
-                reason: violation.reason,
-                path: violation.path,
-                rule: violation.rule,
-            },
-            Outcome::Failed {
-                ingestion_id,
-                error,
-            } => Ingested::Failed {
-                ingestion_id,
-                error,
-            },
-        }
+    match outcome {
+        Outcome::Accepted {
+            ingestion_id,
+            receipt,
+        } => Ingested::Accepted {
+            ingestion_id,
+            receipt,
+        },
+        Outcome::Rejected {
+            ingestion_id,
+            violation,
+            ..
+        } => Ingested::DeadLettered {
+            ingestion_id,
+            reason: violation.reason,
+            path: violation.path,
+            rule: violation.rule,
+        },
+        Outcome::Failed {
+            ingestion_id,
+            error,
+        } => Ingested::Failed {
+            ingestion_id,
+            error,
+        },
     }
 }
