@@ -50,6 +50,41 @@ pub(super) fn events(n: usize) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// Starts an embedded broker for a bench on a free port, its storage under `dir`.
+pub(super) async fn start_broker(
+    dir: &std::path::Path,
+    storage: BrokerStorage,
+) -> anyhow::Result<(EmbeddedBroker, KafkaSettings)> {
+    let broker_cfg = BrokerConfig {
+        listen: std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?,
+        storage,
+        ..BrokerConfig::default()
+    };
+    eprintln!("starting the embedded broker ({storage:?} storage)");
+    let broker = EmbeddedBroker::start(&broker_cfg, dir).await?;
+    let settings = KafkaSettings::new(broker.bootstrap_servers(), BrokerKind::Embedded);
+    Ok((broker, settings))
+}
+
+/// Creates `config`'s topics and the bench's own 6-partition `extra` topic.
+pub(super) async fn provision_with(
+    settings: &KafkaSettings,
+    config: &streamlake_config::Config,
+    extra: &str,
+) -> anyhow::Result<Admin> {
+    let admin = Admin::new(settings)?;
+    provision(&admin, &config.declared_topics()).await;
+    admin
+        .create_topic(&streamlake_core::TopicSpec {
+            name: extra.to_owned(),
+            partitions: 6,
+            replication_factor: 1,
+            configs: Default::default(),
+        })
+        .await?;
+    Ok(admin)
+}
+
 /// User and system CPU seconds of a process, from /proc.
 pub(super) fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -142,13 +177,7 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
     let free = || -> anyhow::Result<std::net::SocketAddr> {
         Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
     };
-    let broker_cfg = BrokerConfig {
-        listen: free()?,
-        storage,
-        ..BrokerConfig::default()
-    };
-    eprintln!("starting the embedded broker ({} storage)", args.storage);
-    let broker = EmbeddedBroker::start(&broker_cfg, dir.path()).await?;
+    let (broker, settings) = start_broker(dir.path(), storage).await?;
     let http = free()?;
     std::fs::write(dir.path().join("schema.json"), SCHEMA)?;
     let config_path = dir.path().join("bench.toml");
@@ -161,18 +190,8 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         ),
     )?;
     let config = streamlake_config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let settings = KafkaSettings::new(broker.bootstrap_servers(), BrokerKind::Embedded);
-    let admin = Admin::new(&settings)?;
-    provision(&admin, &config.declared_topics()).await;
     let baseline_topic = "bench.baseline";
-    admin
-        .create_topic(&streamlake_core::TopicSpec {
-            name: baseline_topic.to_owned(),
-            partitions: 6,
-            replication_factor: 1,
-            configs: Default::default(),
-        })
-        .await?;
+    provision_with(&settings, &config, baseline_topic).await?;
 
     let events = events(10_000);
     let avg = events.iter().map(|(_, b)| b.len()).sum::<usize>() / events.len();

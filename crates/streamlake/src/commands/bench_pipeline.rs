@@ -14,15 +14,13 @@ use anyhow::{anyhow, bail};
 use futures::future::try_join_all;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
-use streamlake_config::{BrokerConfig, BrokerStorage, Config, CsvSinkConfig, SinkKind};
-use streamlake_kafka::{
-    provision, Admin, BrokerKind, EmbeddedBroker, Headers, KafkaSettings, Producer,
-};
+use streamlake_config::{BrokerStorage, Config, CsvSinkConfig, SinkKind};
+use streamlake_kafka::{Headers, KafkaSettings, Producer};
 use streamlake_pipeline::{run_pipeline, ProcessorStats};
 use streamlake_sinks::{run_sink, SinkStats};
 use tokio_util::sync::CancellationToken;
 
-use super::bench::{cpu_seconds, events};
+use super::bench::{cpu_seconds, events, provision_with, start_broker};
 use crate::args::BenchPipelineArgs;
 
 const EXAMPLE: &str = include_str!("../../../../examples/air-quality/streamlake.toml");
@@ -30,6 +28,9 @@ const SCHEMA_A: &str =
     include_str!("../../../../examples/air-quality/schemas/tenant-a-air-quality.json");
 const SCHEMA_B: &str =
     include_str!("../../../../examples/air-quality/schemas/tenant-b-air-quality.json");
+/// The example's poller replay file: the configuration refers to it (the bench does not poll).
+const SAMPLE: &str =
+    include_str!("../../../../examples/air-quality/data/sensor-community-sample.json");
 
 struct Measured {
     label: String,
@@ -200,31 +201,17 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
         dir.path().join("schemas/tenant-b-air-quality.json"),
         SCHEMA_B,
     )?;
+    std::fs::create_dir_all(dir.path().join("data"))?;
+    std::fs::write(dir.path().join("data/sensor-community-sample.json"), SAMPLE)?;
     let path = dir.path().join("streamlake.toml");
     std::fs::write(&path, EXAMPLE)?;
     let mut config: Config = streamlake_config::load(&path).map_err(|e| anyhow!("{e}"))?;
     config.data_dir = dir.path().join("data");
 
-    let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let broker_cfg = BrokerConfig {
-        listen,
-        storage: BrokerStorage::Sqlite,
-        ..BrokerConfig::default()
-    };
-    eprintln!("starting the embedded broker (sqlite storage)");
-    let broker = EmbeddedBroker::start(&broker_cfg, &dir.path().join("broker")).await?;
-    let settings = KafkaSettings::new(broker.bootstrap_servers(), BrokerKind::Embedded);
-    let admin = Admin::new(&settings)?;
-    provision(&admin, &config.declared_topics()).await;
+    let (broker, settings) =
+        start_broker(&dir.path().join("broker"), BrokerStorage::Sqlite).await?;
     let bare_out = "bench.bare-out";
-    admin
-        .create_topic(&streamlake_core::TopicSpec {
-            name: bare_out.to_owned(),
-            partitions: 6,
-            replication_factor: 1,
-            configs: Default::default(),
-        })
-        .await?;
+    let admin = provision_with(&settings, &config, bare_out).await?;
     let tenant = config
         .tenants
         .values()
