@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use streamlake_sinks::{run_sink, SinkStats};
-use streamlake_testkit::{eventually, postgres_url, unique, Reader, Stack};
+use streamlake_testkit::{eventually, postgres, postgres_url, unique, Reader, Stack};
 use tokio_util::sync::CancellationToken;
 
 /// Tenant `t` with datasets `sensor` and `activity` sharing one clean topic, and `extra` (the
@@ -365,10 +365,7 @@ async fn postgres_rows_are_idempotent_on_ingestion_id() {
     })
     .await;
 
-    let (client, conn) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = postgres().await;
     let rows = client
         .query(&format!("SELECT ingestion_id, temperature, to_char(\"at\" AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), payload->>'note' FROM \"{schema}\".t_sensor"), &[])
         .await
@@ -441,10 +438,7 @@ async fn a_row_postgres_refuses_is_dead_lettered_and_the_rest_land() {
     );
     assert_eq!(dead[0].json::<Value>().unwrap(), refused);
 
-    let (client, conn) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = postgres().await;
     let rows = client
         .query(
             &format!("SELECT ingestion_id FROM \"{schema}\".t_sensor ORDER BY ingestion_id"),

@@ -6,13 +6,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 use streamlake_config::BrokerConfig;
 use streamlake_gateway::Gateway;
 use streamlake_kafka::{BrokerKind, EmbeddedBroker, KafkaSettings};
 use streamlake_sources::mqtt::{run_mqtt, MqttStats};
-use streamlake_testkit::{eventually, free_local_addr, mqtt_addr, unique, Reader, Stack};
+use streamlake_testkit::{
+    eventually, free_local_addr, mqtt_addr, mqtt_publish, unique, Reader, Stack,
+};
 use tokio_util::sync::CancellationToken;
 
 fn config(raw: &str, dlq: &str, prefix: &str, extra: &str) -> String {
@@ -41,26 +42,6 @@ clean_topic = "{clean}"
     )
 }
 
-/// Publishes `payload` with QoS 1 and waits for Mosquitto's PUBACK.
-async fn publish(topic: &str, payload: Vec<u8>) {
-    let (host, port) = mqtt_addr();
-    let (client, mut events) = AsyncClient::new(MqttOptions::new(unique("pub"), host, port), 10);
-    client
-        .publish(topic, QoS::AtLeastOnce, false, payload)
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Event::Incoming(Packet::PubAck(_)) = events.poll().await.unwrap() {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("Mosquitto acknowledges the publish");
-    let _ = client.disconnect().await;
-}
-
 fn start(
     config: &streamlake_config::Config,
     settings: &KafkaSettings,
@@ -83,7 +64,7 @@ async fn subscribed(stats: &MqttStats, prefix: &str) {
     // The subscription is in place once a probe message comes through.
     let probe = format!("{prefix}/t/unknown-dataset");
     let ok = eventually(Duration::from_secs(20), || async {
-        publish(&probe, b"{}".to_vec()).await;
+        mqtt_publish(&probe, b"{}".to_vec()).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         (stats.unroutable.load(Ordering::Relaxed) > 0).then_some(())
     })
@@ -99,12 +80,12 @@ async fn valid_messages_reach_the_raw_topic_and_invalid_ones_the_dead_letter_top
     subscribed(&stats, &prefix).await;
 
     let event = json!({"sensor_id": "s1", "temperature": 21.5});
-    publish(
+    mqtt_publish(
         &format!("{prefix}/t/sensor"),
         serde_json::to_vec(&event).unwrap(),
     )
     .await;
-    publish(&format!("{prefix}/t/sensor"), b"{not json".to_vec()).await;
+    mqtt_publish(&format!("{prefix}/t/sensor"), b"{not json".to_vec()).await;
 
     let written = Reader::new(&stack.settings, &raw)
         .await
@@ -164,7 +145,7 @@ async fn a_qos1_message_published_while_kafka_is_down_is_written_when_it_returns
     broker.stop(Duration::from_secs(10)).await;
 
     let event = json!({"sensor_id": "while-down", "n": 1});
-    publish(
+    mqtt_publish(
         &format!("{prefix}/t/sensor"),
         serde_json::to_vec(&event).unwrap(),
     )

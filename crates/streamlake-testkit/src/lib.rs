@@ -262,3 +262,29 @@ pub fn mqtt_addr() -> (String, u16) {
         .expect("STREAMLAKE_TEST_MQTT is host:port");
     (host.to_owned(), port.parse().expect("an MQTT port number"))
 }
+
+/// A client of the test PostgreSQL ([`postgres_url`]); its connection runs in a task.
+pub async fn postgres() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {}: {e}", postgres_url()));
+    tokio::spawn(connection);
+    client
+}
+
+/// Publishes `payload` to `topic` on the test MQTT broker with QoS 1 and waits for its PUBACK.
+pub async fn mqtt_publish(topic: &str, payload: Vec<u8>) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let (host, port) = mqtt_addr();
+    let (client, mut events) = AsyncClient::new(MqttOptions::new(unique("pub"), host, port), 10);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .await
+        .expect("queue the publish");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !matches!(events.poll().await, Ok(Event::Incoming(Packet::PubAck(_)))) {}
+    })
+    .await
+    .expect("the MQTT broker acknowledges the publish");
+    let _ = client.disconnect().await;
+}

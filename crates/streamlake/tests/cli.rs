@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 use streamlake_kafka::Admin;
 use streamlake_testkit::{
-    bootstrap, eventually, example, free_local_addr, mqtt_addr, postgres_url, settings, unique,
-    Reader,
+    bootstrap, eventually, example, free_local_addr, mqtt_addr, mqtt_publish, postgres,
+    postgres_url, settings, unique, Reader,
 };
 
 fn streamlake(args: &[&str]) -> Command {
@@ -415,10 +415,7 @@ async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
         "{b}"
     );
     assert_eq!(value["pm2_5_level"], "fair");
-    let (pg, conn) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let pg = postgres().await;
     let landed = eventually(Duration::from_secs(60), || {
         let (pg, id) = (&pg, &ingestion_id);
         async move {
@@ -609,23 +606,6 @@ async fn up_on_the_seed_pipeline_writes_one_csv_file_per_data_type() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "{}", log());
-}
-
-/// Publishes with QoS 1 and waits for the MQTT broker's PUBACK.
-async fn mqtt_publish(topic: &str, payload: Vec<u8>) {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let (host, port) = mqtt_addr();
-    let (client, mut events) = AsyncClient::new(MqttOptions::new(unique("pub"), host, port), 10);
-    client
-        .publish(topic, QoS::AtLeastOnce, false, payload)
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !matches!(events.poll().await, Ok(Event::Incoming(Packet::PubAck(_)))) {}
-    })
-    .await
-    .expect("the MQTT broker acknowledges the publish");
-    let _ = client.disconnect().await;
 }
 
 /// Now as RFC 3339 UTC, from the system clock.

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use streamlake_testkit::{bootstrap, postgres_url, unique, Reader, Stack};
+use streamlake_testkit::{bootstrap, postgres, postgres_url, unique, Reader, Stack};
 
 fn start(stack: &Stack, args: &[&str], log: &str) -> Child {
     let log = std::fs::File::create(stack.dir.path().join(log)).unwrap();
@@ -163,10 +163,7 @@ async fn a_killed_postgres_sink_restarts_and_every_ingestion_id_lands_exactly_on
         .into_iter()
         .collect();
 
-    let (client, conn) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = postgres().await;
     let count = |sql: String| {
         let client = &client;
         async move {
