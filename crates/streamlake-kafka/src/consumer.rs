@@ -118,13 +118,18 @@ pub struct RunStats {
 
 /// Per partition, the offset after the last handled record whose offset is not stored yet.
 #[derive(Debug, Default)]
-struct Pending(BTreeMap<(String, i32), i64>);
+struct Pending(BTreeMap<String, BTreeMap<i32, i64>>);
 
 impl Pending {
     fn add(&mut self, batch: &[Record]) {
         for r in batch {
-            let e = self.0.entry((r.topic.clone(), r.partition)).or_insert(0);
-            *e = (*e).max(r.offset + 1);
+            // Looked up by &str: the topic name is copied once per topic, not per record.
+            let partitions = match self.0.get_mut(r.topic.as_str()) {
+                Some(p) => p,
+                None => self.0.entry(r.topic.clone()).or_default(),
+            };
+            let next = partitions.entry(r.partition).or_insert(0);
+            *next = (*next).max(r.offset + 1);
         }
     }
 
@@ -334,7 +339,11 @@ impl ConsumerRunner {
     /// a rebalance cannot be stored; its new owner reads those records again (at-least-once),
     /// so that is logged, not fatal.
     fn store(&self, pending: Pending) {
-        for ((topic, partition), offset) in pending.0 {
+        let offsets = pending
+            .0
+            .into_iter()
+            .flat_map(|(topic, ps)| ps.into_iter().map(move |(p, o)| (topic.clone(), p, o)));
+        for (topic, partition, offset) in offsets {
             let mut tpl = TopicPartitionList::with_capacity(1);
             let stored = tpl
                 .add_partition_offset(&topic, partition, Offset::Offset(offset))
