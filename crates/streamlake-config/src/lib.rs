@@ -61,6 +61,10 @@ pub struct Config {
     pub http: HttpConfig,
     /// HTTP ingestion settings.
     pub gateway: GatewayConfig,
+    /// Admin API and console settings.
+    pub admin: AdminConfig,
+    /// The admin token (`admin.token_env` in the environment, else `admin.dev_token`), if any.
+    pub admin_token: Option<ApiKey>,
     /// Topic naming templates.
     pub naming: TopicNaming,
     /// Defaults for topics.

@@ -28,6 +28,7 @@ const SECTIONS: &[&str] = &[
     "broker",
     "http",
     "gateway",
+    "admin",
     "naming",
     "topic_defaults",
     "tenants",
@@ -198,6 +199,14 @@ fn resolve(figment: &Figment, file: Option<&Path>) -> Result<Config, ConfigError
     let broker: BrokerConfig = c.section("broker");
     let http: HttpConfig = c.section("http");
     let gateway: GatewayConfig = c.section("gateway");
+    let admin: AdminConfig = c.section("admin");
+    if admin.max_messages == 0 {
+        c.push("admin.max_messages", "must be at least 1");
+    }
+    if admin.sample_interval_secs == 0 {
+        c.push("admin.sample_interval_secs", "must be at least 1");
+    }
+    let admin_token = secret(&admin.token_env, admin.dev_token.as_deref());
     let mqtt: MqttConfig = c.section("mqtt");
     if mqtt.max_in_flight == 0 {
         c.push("mqtt.max_in_flight", "must be at least 1");
@@ -229,7 +238,7 @@ fn resolve(figment: &Figment, file: Option<&Path>) -> Result<Config, ConfigError
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let tenants = resolve_tenants(&mut c, raw_tenants, &naming, &topic_defaults, &base_dir);
     check_topic_collisions(&mut c, &tenants);
-    check_shared_keys(&mut c, &tenants);
+    check_shared_keys(&mut c, &tenants, admin_token.as_ref());
     let pipelines = resolve_pipelines(&mut c, root.get("pipelines"), &tenants);
     let sinks = resolve_sinks(&mut c, root.get("sinks"), &tenants);
     let pollers = resolve_pollers(&mut c, root.get("pollers"), &tenants, &base_dir);
@@ -245,6 +254,8 @@ fn resolve(figment: &Figment, file: Option<&Path>) -> Result<Config, ConfigError
         broker,
         http,
         gateway,
+        admin,
+        admin_token,
         naming,
         topic_defaults,
         tenants,
@@ -470,18 +481,10 @@ fn resolve_tenants(
             }
         }
         let display_name = cfg.display_name.unwrap_or_else(|| id.to_string());
-        let from_env = cfg
-            .api_key_env
-            .as_deref()
-            .and_then(|var| std::env::var(var).ok())
-            .filter(|k| !k.is_empty())
-            .map(|k| ApiKey::new(k, ApiKeySource::Environment));
-        let api_key = from_env.or_else(|| {
-            cfg.dev_api_key
-                .clone()
-                .filter(|k| !k.is_empty())
-                .map(|k| ApiKey::new(k, ApiKeySource::Development))
-        });
+        let api_key = match cfg.api_key_env.as_deref() {
+            Some(var) => secret(var, cfg.dev_api_key.as_deref()),
+            None => secret("", cfg.dev_api_key.as_deref()),
+        };
         tenants.insert(
             id.clone(),
             Tenant {
@@ -609,10 +612,40 @@ fn check_topic_collisions(c: &mut Collector<'_>, tenants: &BTreeMap<TenantId, Te
     }
 }
 
-/// A key identifies exactly one tenant; two tenants with one key could write each other's data.
-fn check_shared_keys(c: &mut Collector<'_>, tenants: &BTreeMap<TenantId, Tenant>) {
+/// A secret from the environment variable `var` when it is set and not empty, else the
+/// development value from the file.
+fn secret(var: &str, dev: Option<&str>) -> Option<ApiKey> {
+    let from_env = (!var.is_empty())
+        .then(|| std::env::var(var).ok())
+        .flatten()
+        .filter(|k| !k.is_empty())
+        .map(|k| ApiKey::new(k, ApiKeySource::Environment));
+    from_env.or_else(|| {
+        dev.filter(|k| !k.is_empty())
+            .map(|k| ApiKey::new(k, ApiKeySource::Development))
+    })
+}
+
+/// A key identifies exactly one tenant; two tenants with one key could write each other's data,
+/// and a tenant key equal to the admin token would give that tenant every other's.
+fn check_shared_keys(
+    c: &mut Collector<'_>,
+    tenants: &BTreeMap<TenantId, Tenant>,
+    admin_token: Option<&ApiKey>,
+) {
     let mut seen: BTreeMap<&str, &TenantId> = BTreeMap::new();
     for t in tenants.values() {
+        let same = |a: &ApiKey| {
+            t.api_key
+                .as_ref()
+                .is_some_and(|k| k.expose_secret() == a.expose_secret())
+        };
+        if admin_token.is_some_and(same) {
+            c.push(
+                &format!("tenants.{}", t.id),
+                "has the admin token as its API key; tenant keys and the admin token must differ",
+            );
+        }
         let Some(key) = &t.api_key else { continue };
         if let Some(first) = seen.insert(key.expose_secret(), &t.id) {
             c.push(

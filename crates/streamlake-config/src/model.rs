@@ -282,6 +282,35 @@ impl Default for GatewayConfig {
     }
 }
 
+/// `[admin]`: the admin REST API (`/api`) and the web console (`/console`), served on
+/// `http.listen` by `streamlake up` and `streamlake console`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Environment variable holding the admin token (full access). Tenants' API keys give
+    /// access to their own tenant only.
+    pub token_env: String,
+    /// Development admin token used when the variable is unset or empty; printed at start-up so
+    /// the console works out of the box. Leave it out in production.
+    pub dev_token: Option<String>,
+    /// Most records one message-browser or dead-letter request returns; larger `limit`s are
+    /// refused with 400.
+    pub max_messages: usize,
+    /// Seconds between the console's samples of consumer lag and topic throughput.
+    pub sample_interval_secs: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            token_env: "STREAMLAKE_ADMIN_TOKEN".to_owned(),
+            dev_token: None,
+            max_messages: 500,
+            sample_interval_secs: 5,
+        }
+    }
+}
+
 /// `[mqtt]`: ingestion over MQTT (SPEC I5). StreamLake subscribes to
 /// `{topic_prefix}/{tenant}/{dataset}` with QoS 1 and a persistent session, and acknowledges a
 /// message only after Kafka acknowledged the event (or its dead letter).

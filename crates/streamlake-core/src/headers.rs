@@ -27,3 +27,13 @@ pub const ERROR_STAGE: &str = "error.stage";
 pub const PROCESSED_AT: &str = "processed_at";
 /// Name of the processor pipeline that wrote the record.
 pub const PROCESSOR: &str = "processor";
+/// Replayed record: the dead letter it was replayed from, as `{dlq_topic}/{partition}/{offset}`.
+pub const REPLAY_OF: &str = "replay.of";
+/// Replayed record and replay marker: RFC 3339 UTC time of the replay.
+pub const REPLAY_AT: &str = "replay.at";
+/// Replay marker in a dead-letter topic: `{partition}/{offset}` of the dead letter that was
+/// replayed. A marker is bookkeeping, not a dead letter; it keeps a record from being replayed
+/// twice.
+pub const REPLAY_MARKER: &str = "replay.marker";
+/// Replay marker: where the replayed record went, as `{topic}/{partition}/{offset}`.
+pub const REPLAY_TO: &str = "replay.to";

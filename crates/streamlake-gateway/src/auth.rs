@@ -45,6 +45,11 @@ impl Keys {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Missing)?;
+        self.lookup(token).ok_or(AuthError::Unknown)
+    }
+
+    /// The tenant whose key `token` is.
+    pub(crate) fn lookup(&self, token: &str) -> Option<&TenantId> {
         let mut found = None;
         // Compare against every key, without stopping early.
         for (tenant, key) in &self.keys {
@@ -52,6 +57,6 @@ impl Keys {
                 found = Some(tenant);
             }
         }
-        found.ok_or(AuthError::Unknown)
+        found
     }
 }

@@ -106,6 +106,12 @@ impl Gateway {
         })
     }
 
+    /// The tenant whose API key `token` is (compared in constant time), for other HTTP
+    /// surfaces that accept tenant keys.
+    pub fn tenant_of_key(&self, token: &str) -> Option<&TenantId> {
+        self.keys.lookup(token)
+    }
+
     /// Waits for every queued record to be acknowledged (bounded by the shutdown timeout).
     pub fn flush(&self) {
         let timeout = Duration::from_secs(self.settings.shutdown_timeout_secs);

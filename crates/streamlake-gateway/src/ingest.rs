@@ -25,6 +25,8 @@ pub(crate) struct Target<'a> {
     pub(crate) ingested_at: String,
     /// Value of the `producer_service` header.
     pub(crate) producer_service: &'a str,
+    /// Headers added after the metadata headers (a replay's provenance).
+    pub(crate) extra_headers: &'a [(String, String)],
 }
 
 impl Target<'_> {
@@ -172,14 +174,18 @@ enum ErrorReport<'a> {
 
 /// The metadata headers of an event (SPEC I2).
 fn metadata(t: &Target<'_>, ingestion_id: &str) -> Headers {
-    Headers::new()
+    let mut headers = Headers::new()
         .with(h::TENANT, t.tenant.as_str())
         .with(h::DATASET, t.dataset.as_str())
         .with(h::SCHEMA_VERSION, t.schema.version())
         .with(h::INGESTION_ID, ingestion_id)
         .with(h::PRODUCER_SERVICE, t.producer_service)
         .with(h::INGESTED_AT, &t.ingested_at)
-        .with(h::CONTENT_TYPE, "application/json")
+        .with(h::CONTENT_TYPE, "application/json");
+    for (name, value) in t.extra_headers {
+        headers.push(name.as_str(), value);
+    }
+    headers
 }
 
 /// Validates, keys and writes one event, or dead-letters it.

@@ -37,9 +37,19 @@ pub async fn serve(
     gateway: Arc<Gateway>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    serve_with(listener, gateway, axum::Router::new(), shutdown).await
+}
+
+/// [`serve`] with `extra` routes (the admin API and console) on the same listener.
+pub async fn serve_with(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    extra: axum::Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "gateway listening");
-    axum::serve(listener, app(Arc::clone(&gateway)))
+    axum::serve(listener, app(Arc::clone(&gateway)).merge(extra))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     gateway.flush();

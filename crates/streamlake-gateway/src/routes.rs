@@ -222,6 +222,7 @@ async fn handle<'a>(
         schema,
         ingested_at: Target::now(),
         producer_service: &gw.settings.producer_service,
+        extra_headers: &[],
     };
     (label, events(gw, &target, framing, headers, body).await)
 }

@@ -29,6 +29,8 @@ pub enum Ingested {
         path: String,
         /// The schema keyword that failed.
         rule: String,
+        /// Where the dead letter was written.
+        dead_letter: DeliveryReceipt,
     },
     /// Not acknowledged by the broker; `error.possibly_persisted()` says whether it may have
     /// been written anyway. The source must not consider the event delivered.
@@ -64,6 +66,7 @@ impl Gateway {
         tenant: &'a TenantId,
         dataset: &'a DatasetId,
         producer_service: &'a str,
+        extra_headers: &'a [(String, String)],
     ) -> Result<Target<'a>, UnknownDataset> {
         let unknown = || UnknownDataset {
             tenant: tenant.to_string(),
@@ -78,6 +81,7 @@ impl Gateway {
             schema: self.schemas.get(tenant, dataset).ok_or_else(unknown)?,
             ingested_at: Target::now(),
             producer_service,
+            extra_headers,
         })
     }
 
@@ -94,7 +98,7 @@ impl Gateway {
         rule: String,
         producer_service: &str,
     ) -> Result<Ingested, UnknownDataset> {
-        let target = self.target(tenant, dataset, producer_service)?;
+        let target = self.target(tenant, dataset, producer_service, &[])?;
         let violation = streamlake_schema::Violation { reason, path, rule };
         Ok(convert(
             dead_letter_body(self, &target, bytes, violation).await,
@@ -120,7 +124,22 @@ impl Gateway {
         producer_service: &str,
         ingestion_id: String,
     ) -> Result<Ingested, UnknownDataset> {
-        let target = self.target(tenant, dataset, producer_service)?;
+        self.ingest_with_headers(tenant, dataset, bytes, producer_service, ingestion_id, &[])
+            .await
+    }
+
+    /// [`Gateway::ingest`] with `extra_headers` after the metadata headers, on the raw record
+    /// or on its dead letter (a dead-letter replay records its provenance this way).
+    pub async fn ingest_with_headers(
+        &self,
+        tenant: &TenantId,
+        dataset: &DatasetId,
+        bytes: Vec<u8>,
+        producer_service: &str,
+        ingestion_id: String,
+        extra_headers: &[(String, String)],
+    ) -> Result<Ingested, UnknownDataset> {
+        let target = self.target(tenant, dataset, producer_service, extra_headers)?;
         let mut event = Event::from_bytes(bytes);
         event.ingestion_id = Some(ingestion_id);
         let outcome = ingest(self, &target, event).await;
@@ -145,12 +164,13 @@ fn convert(outcome: Outcome) -> Ingested {
         Outcome::Rejected {
             ingestion_id,
             violation,
-            ..
+            dead_letter,
         } => Ingested::DeadLettered {
             ingestion_id,
             reason: violation.reason,
             path: violation.path,
             rule: violation.rule,
+            dead_letter,
         },
         Outcome::Failed {
             ingestion_id,

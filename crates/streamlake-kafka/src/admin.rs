@@ -372,6 +372,52 @@ impl Admin {
         .await
     }
 
+    /// One group's summary and members (member id, client id, host), as the broker describes
+    /// them.
+    pub async fn describe_group(
+        &self,
+        group: &str,
+    ) -> Result<(GroupSummary, Vec<(String, String, String)>), AdminError> {
+        let meta = Arc::clone(&self.meta);
+        let timeout = self.timeout;
+        let name = group.to_owned();
+        blocking(move || {
+            let list = meta.fetch_group_list(Some(&name), timeout).map_err(|e| {
+                AdminError::Unsupported(format!(
+                    "the broker did not describe group \"{name}\": {e}"
+                ))
+            })?;
+            let g = list
+                .groups()
+                .iter()
+                .find(|g| g.name() == name)
+                .ok_or_else(|| {
+                    AdminError::Invalid(format!("the broker does not know group \"{name}\""))
+                })?;
+            let members = g
+                .members()
+                .iter()
+                .map(|m| {
+                    (
+                        m.id().to_owned(),
+                        m.client_id().to_owned(),
+                        m.client_host().to_owned(),
+                    )
+                })
+                .collect();
+            Ok((
+                GroupSummary {
+                    name: g.name().to_owned(),
+                    state: g.state().to_owned(),
+                    protocol_type: g.protocol_type().to_owned(),
+                    members: g.members().len(),
+                },
+                members,
+            ))
+        })
+        .await
+    }
+
     /// Committed offsets, watermarks and lag of `group` on `topics`; when `topics` is empty, on
     /// every topic where the group committed at least one offset. Every partition of those topics
     /// is listed, so records on partitions the group never committed count as lag.

@@ -7,6 +7,7 @@
 //! - [`consumer`]: [`ConsumerRunner`], batches to a [`BatchHandler`], offsets stored only after
 //!   the handler succeeded (at-least-once).
 //! - [`admin`]: [`Admin`], topics, configs, consumer groups, watermarks and lag.
+//! - [`browse`]: a bounded range of records, read without a group.
 //! - [`distribution`]: how a topic's records spread over partitions and keys.
 //! - [`provision`]: create declared topics, report existing ones and drift.
 //! - [`embedded`]: [`EmbeddedBroker`], the managed single-node broker for one-machine use.
@@ -16,6 +17,7 @@
 //! names. Those live in the crates that use it.
 
 pub mod admin;
+pub mod browse;
 pub mod consumer;
 pub mod distribution;
 pub mod embedded;
@@ -28,6 +30,7 @@ pub mod shutdown;
 pub use admin::{
     Admin, AdminError, GroupLag, GroupSummary, PartitionInfo, PartitionLag, TopicInfo,
 };
+pub use browse::read_ranges;
 pub use consumer::{
     BatchHandler, ConsumerError, ConsumerOptions, ConsumerRunner, HandlerError, RunStats,
 };

@@ -168,9 +168,18 @@ pub struct Stack {
 impl Stack {
     /// Loads `toml` (schemas may refer to `schema.json`) and provisions its topics.
     pub async fn new(toml: &str) -> Self {
+        Self::new_with_files(toml, &[]).await
+    }
+
+    /// [`Stack::new`] with more `files` (name, contents) beside the configuration, e.g.
+    /// stricter schemas.
+    pub async fn new_with_files(toml: &str, files: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         std::fs::write(dir.path().join("schema.json"), r#"{"type": "object"}"#)
             .expect("write schema");
+        for (name, contents) in files {
+            std::fs::write(dir.path().join(name), contents).expect("write file");
+        }
         let path = dir.path().join("streamlake.toml");
         std::fs::write(&path, toml).expect("write config");
         let mut config = streamlake_config::load(&path).unwrap_or_else(|e| panic!("{e}"));

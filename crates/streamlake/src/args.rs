@@ -55,9 +55,70 @@ pub(crate) enum Command {
     /// Generate sensor readings or user activity into a dataset (validated, keyed and
     /// acknowledged as HTTP events are), with a progress bar and a summary.
     Generate(GenerateArgs),
+    /// Serve the admin API (/api) and the web console (/console) alone, against the configured
+    /// Kafka (or the embedded broker of a running `up`, which serves them itself).
+    Console(ConsoleArgs),
+    /// Tenants: events in, accepted, rejected, dead-lettered and records per dataset.
+    Tenants(TenantsArgs),
+    /// Dead letters of a tenant: list them with their reasons, replay them through validation.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Benchmarks, each against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConsoleArgs {
+    /// Listen address. Default: `http.listen`.
+    #[arg(long)]
+    pub(crate) listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TenantsArgs {
+    /// One tenant. Default: every tenant.
+    pub(crate) tenant: Option<String>,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DlqCommand {
+    /// A tenant's dead letters, newest first, with reason, path, rule, stage and replay state.
+    List {
+        /// Tenant id.
+        tenant: String,
+        /// Most dead letters shown.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: usize,
+        /// Only those not replayed yet.
+        #[arg(long)]
+        pending: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Replay dead letters back through validation: each goes to its raw topic when valid now,
+    /// to the dead-letter topic again otherwise, and is never replayed twice.
+    Replay {
+        /// Tenant id.
+        tenant: String,
+        /// A dead letter as PARTITION/OFFSET (repeatable).
+        #[arg(
+            long = "record",
+            value_name = "PARTITION/OFFSET",
+            required_unless_present = "all"
+        )]
+        records: Vec<String>,
+        /// Every dead letter not replayed yet.
+        #[arg(long, conflicts_with_all = ["records", "payload"])]
+        all: bool,
+        /// A corrected payload (a JSON file, `-` for standard input) for the one --record.
+        #[arg(long, value_name = "FILE")]
+        payload: Option<PathBuf>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,6 +272,23 @@ pub(crate) enum TopicsCommand {
         /// Keys listed.
         #[arg(long, default_value_t = 10)]
         top: usize,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Browse records with key, headers and value: one partition from an offset, or the newest
+    /// of every partition.
+    Messages {
+        /// Topic name.
+        name: String,
+        /// Partition. Default: every partition.
+        #[arg(long, short = 'p')]
+        partition: Option<i32>,
+        /// First offset. Default: the newest records.
+        #[arg(long, short = 'o')]
+        offset: Option<i64>,
+        /// Most records shown.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: usize,
         #[command(flatten)]
         output: OutputArgs,
     },

@@ -214,12 +214,12 @@ async fn groups_describe_shows_produced_minus_committed() {
     let o = run(&["-b", &b, "groups", "describe", &group, "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(v["total_lag"], 6, "{v}");
+    assert_eq!(v["totalLag"], 6, "{v}");
     let committed: i64 = v["partitions"]
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|p| p["committed"].as_i64())
+        .filter_map(|p| p["committedOffset"].as_i64())
         .sum();
     assert_eq!(committed, 4, "{v}");
 

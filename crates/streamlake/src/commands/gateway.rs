@@ -7,7 +7,6 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use streamlake_config::Config;
 use streamlake_gateway::Gateway;
-use streamlake_kafka::KafkaSettings;
 use tokio_util::sync::CancellationToken;
 
 use super::Connection;
@@ -15,23 +14,24 @@ use super::Connection;
 pub(crate) async fn run(conn: &Connection) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     streamlake_kafka::shutdown::cancel_on_signals(shutdown.clone());
-    let task = start(&conn.config, &conn.settings, shutdown).await?;
+    let gateway = Arc::new(Gateway::new(&conn.config, &conn.settings)?);
+    let task = start(&conn.config, gateway, axum::Router::new(), shutdown).await?;
     task.await.context("gateway task")??;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds the gateway, binds `http.listen` and serves until `shutdown`; the task ends after the
-/// producer was flushed.
+/// Binds `http.listen` and serves the gateway, with `extra` routes, until `shutdown`; the task
+/// ends after the producer was flushed.
 pub(crate) async fn start(
     config: &Config,
-    settings: &KafkaSettings,
+    gateway: Arc<Gateway>,
+    extra: axum::Router,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    let gateway = Arc::new(Gateway::new(config, settings)?);
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
-    Ok(tokio::spawn(streamlake_gateway::serve(
-        listener, gateway, shutdown,
+    Ok(tokio::spawn(streamlake_gateway::serve_with(
+        listener, gateway, extra, shutdown,
     )))
 }

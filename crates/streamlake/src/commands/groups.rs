@@ -1,31 +1,37 @@
-//! `streamlake groups list|describe`.
+//! `streamlake groups list|describe`, through the same service calls as the admin API.
 
 use std::process::ExitCode;
 
-use streamlake_kafka::Admin;
+use streamlake_console::Principal;
 
 use super::Connection;
 use crate::args::GroupsCommand;
 use crate::output::{json, table};
 
 pub(crate) async fn run(conn: &Connection, cmd: &GroupsCommand) -> anyhow::Result<ExitCode> {
-    let admin = Admin::new(&conn.settings)?;
+    let ops = super::dlq::admin_ops(conn)?;
+    let who = Principal::Admin;
     match cmd {
         GroupsCommand::List(out) => {
-            let groups = admin.list_groups().await?;
+            let list = ops.groups(&who).await?;
             if out.json {
-                json(&groups)?;
+                json(&list)?;
             } else {
-                let mut t = table(["group", "state", "protocol", "members"]);
-                for g in &groups {
+                let mut t = table(["group", "runs", "state", "members", "total lag"]);
+                for g in &list.groups {
                     t.add_row([
-                        g.name.clone(),
-                        g.state.clone(),
-                        g.protocol_type.clone(),
-                        g.members.to_string(),
+                        g.group.clone(),
+                        g.runs.clone().unwrap_or_else(|| "-".to_owned()),
+                        g.state.clone().unwrap_or_else(|| "unknown".to_owned()),
+                        g.members
+                            .map_or_else(|| "unknown".to_owned(), |m| m.to_string()),
+                        g.total_lag.to_string(),
                     ]);
                 }
                 println!("{t}");
+                if let Some(note) = &list.note {
+                    println!("({note})");
+                }
             }
         }
         GroupsCommand::Describe {
@@ -33,26 +39,33 @@ pub(crate) async fn run(conn: &Connection, cmd: &GroupsCommand) -> anyhow::Resul
             topics,
             output,
         } => {
-            let lag = admin.group_lag(group, topics).await?;
+            let mut detail = ops.group(&who, group).await?;
+            if !topics.is_empty() {
+                detail.partitions.retain(|p| topics.contains(&p.topic));
+                detail.total_lag = detail.partitions.iter().map(|p| p.lag).sum();
+            }
             if output.json {
-                json(&lag)?;
+                json(&detail)?;
             } else {
                 let mut t = table(["topic", "partition", "committed", "high", "lag"]);
-                for p in &lag.partitions {
+                for p in &detail.partitions {
                     t.add_row([
                         p.topic.clone(),
                         p.partition.to_string(),
-                        p.committed
+                        p.committed_offset
                             .map_or_else(|| "-".to_owned(), |c| c.to_string()),
-                        p.high.to_string(),
+                        p.high_watermark.to_string(),
                         p.lag.to_string(),
                     ]);
                 }
                 println!("group {group}");
+                if let Some(runs) = &detail.runs {
+                    println!("runs: {runs}");
+                }
                 println!("{t}");
-                println!("total lag: {}", lag.total_lag);
-                if lag.partitions.is_empty() {
-                    println!("(no committed offsets for this group)");
+                println!("total lag: {}", detail.total_lag);
+                if let Some(note) = &detail.note {
+                    println!("({note})");
                 }
             }
         }

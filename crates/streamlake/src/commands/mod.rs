@@ -4,7 +4,9 @@
 mod bench;
 mod bench_pipeline;
 mod config;
+mod console;
 mod consume;
+mod dlq;
 mod gateway;
 mod generate;
 mod groups;
@@ -34,6 +36,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Produce(args) => produce::run(&connect(&cli).await?, args).await,
         Command::Consume(args) => consume::run(&connect(&cli).await?, args).await,
         Command::Bench(cmd) => bench::run(cmd).await,
+        Command::Console(args) => console::run(&connect(&cli).await?, args).await,
+        Command::Tenants(args) => dlq::tenants(&connect(&cli).await?, args).await,
+        Command::Dlq(cmd) => dlq::run(&connect(&cli).await?, cmd).await,
         Command::Generate(args) => generate::run(&connect(&cli).await?, args).await,
         Command::Process(args) => stages::process(&connect(&cli).await?, args).await,
         Command::Sink(args) => stages::sink(&connect(&cli).await?, args).await,

@@ -16,19 +16,67 @@ pub(crate) async fn run(conn: &Connection, cmd: &TopicsCommand) -> anyhow::Resul
     let admin = Admin::new(&conn.settings)?;
     match cmd {
         TopicsCommand::List(out) => {
-            let topics = admin.list_topics().await?;
+            let list = super::dlq::admin_ops(conn)?
+                .topics(&streamlake_console::Principal::Admin)
+                .await?;
             if out.json {
-                json(&topics)?;
+                json(&list)?;
             } else {
-                let mut t = table(["topic", "partitions", "messages"]);
-                for topic in &topics {
+                let mut t = table(["topic", "tenant", "role", "partitions", "messages"]);
+                for topic in &list.details {
                     t.add_row([
                         topic.name.clone(),
-                        topic.partitions.len().to_string(),
-                        topic.message_count().to_string(),
+                        topic.tenant.clone().unwrap_or_else(|| "-".to_owned()),
+                        format!("{:?}", topic.role).to_lowercase(),
+                        topic.partitions.to_string(),
+                        topic.messages.to_string(),
                     ]);
                 }
                 println!("{t}");
+            }
+        }
+        TopicsCommand::Messages {
+            name,
+            partition,
+            offset,
+            limit,
+            output,
+        } => {
+            let page = super::dlq::admin_ops(conn)?
+                .messages(
+                    &streamlake_console::Principal::Admin,
+                    name,
+                    &streamlake_console::ops::MessageQuery {
+                        partition: *partition,
+                        offset: *offset,
+                        limit: Some(*limit),
+                    },
+                )
+                .await?;
+            if output.json {
+                json(&page)?;
+            } else {
+                for m in &page.messages {
+                    let headers: Vec<String> = m
+                        .headers
+                        .iter()
+                        .map(|h| format!("{}={}", h.name, h.value.as_deref().unwrap_or("")))
+                        .collect();
+                    println!(
+                        "partition={} offset={} key={} headers=[{}]",
+                        m.partition,
+                        m.offset,
+                        m.key.as_deref().unwrap_or("-"),
+                        headers.join(",")
+                    );
+                    println!("  {}", m.value.as_deref().unwrap_or("(no value)"));
+                }
+                let marks: Vec<String> = page
+                    .watermarks
+                    .iter()
+                    .map(|(p, (l, h))| format!("{p}: {l}-{h}"))
+                    .collect();
+                println!("{} messages; watermarks {}", page.count, marks.join(", "));
             }
         }
         TopicsCommand::Describe { name, output } => describe(&admin, name, output.json).await?,

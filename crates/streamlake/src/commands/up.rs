@@ -76,9 +76,20 @@ async fn serve(
             key_guard(&key_settings, &topic).await;
         }
     });
-    let gateway = super::gateway::start(config, settings, shutdown.clone()).await?;
+    // One gateway (schemas compiled once, one producer) for HTTP, the console's replays and
+    // the sources.
+    let ingest = Arc::new(streamlake_gateway::Gateway::new(config, settings)?);
+    let ops = super::console::ops(config, settings, Arc::clone(&ingest), shutdown)?;
+    let gateway = super::gateway::start(
+        config,
+        Arc::clone(&ingest),
+        streamlake_console::router(ops),
+        shutdown.clone(),
+    )
+    .await?;
+    super::console::announce(config, config.http.listen);
     let stages = super::stages::start_all(&std::sync::Arc::new(config.clone()), settings, shutdown);
-    let sources = start_sources(config, settings, shutdown)?;
+    let sources = start_sources(config, &ingest, shutdown);
     tracing::info!(
         pipelines = config.pipelines.values().filter(|p| p.enabled).count(),
         sinks = config.sinks.values().filter(|s| s.enabled).count(),
@@ -107,9 +118,9 @@ async fn serve(
 /// compiled once, one producer).
 fn start_sources(
     config: &streamlake_config::Config,
-    settings: &KafkaSettings,
+    gateway: &Arc<streamlake_gateway::Gateway>,
     shutdown: &CancellationToken,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+) -> Vec<tokio::task::JoinHandle<()>> {
     let generators: Vec<_> = config
         .generators
         .iter()
@@ -121,9 +132,9 @@ fn start_sources(
         .filter(|p| p.config.enabled)
         .collect();
     if generators.is_empty() && pollers.is_empty() && !config.mqtt.enabled {
-        return Ok(Vec::new());
+        return Vec::new();
     }
-    let gateway = Arc::new(streamlake_gateway::Gateway::new(config, settings)?);
+    let gateway = Arc::clone(gateway);
     let mut tasks = Vec::new();
     for (name, (cfg, target)) in generators {
         let (gateway, name, cfg, target, shutdown) = (
@@ -163,7 +174,7 @@ fn start_sources(
         shutdown.cancelled().await;
         let _ = tokio::task::spawn_blocking(move || gateway.flush()).await;
     }));
-    Ok(tasks)
+    tasks
 }
 
 /// SPEC C4 at start-up: how the records already in a raw topic spread over its partitions and

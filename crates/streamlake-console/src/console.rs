@@ -1,0 +1,755 @@
+//! The web console under `/console` (SPEC O2): server-rendered HTML (maud) with inline SVG
+//! charts, no scripts and nothing fetched from the network. It signs in with the same tokens as
+//! the API (kept in an HttpOnly, SameSite=Strict cookie) and shows what the API returns, through
+//! the same [`Ops`] calls.
+
+use std::sync::Arc;
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use serde::Deserialize;
+
+use crate::dlq::{DeadLetterQuery, ReplayReport, ReplayRequest, ReplaySelection};
+use crate::history::Point;
+use crate::ops::{MessageQuery, Ops, OpsError, Principal};
+
+const COOKIE: &str = "streamlake_token";
+
+const STYLE: &str = r#"
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2733;background:#f5f7fa}
+header{background:#1d3557;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.4rem;align-items:center}
+header a{color:#fff;text-decoration:none;font-weight:500}header .brand{font-weight:700;font-size:1.1rem}
+header .who{margin-left:auto;font-size:.85rem;opacity:.85}
+main{padding:1rem 1.4rem;max-width:1200px}
+h1{font-size:1.4rem;margin:.4rem 0 1rem}h2{font-size:1.1rem;margin:1.4rem 0 .5rem}
+table{border-collapse:collapse;background:#fff;margin:.3rem 0 1rem;min-width:40%}
+th,td{border:1px solid #d7dde5;padding:.3rem .6rem;text-align:left;font-size:.9rem;vertical-align:top}
+th{background:#e9eef5}td.num{text-align:right;font-variant-numeric:tabular-nums}
+pre{background:#0f1720;color:#e6edf3;padding:.5rem .7rem;overflow:auto;max-width:780px;font-size:.82rem;margin:0}
+.card{background:#fff;border:1px solid #d7dde5;border-radius:6px;padding:.8rem 1rem;margin:.6rem 0}
+.stats{display:flex;gap:1rem;flex-wrap:wrap}.stat{background:#fff;border:1px solid #d7dde5;border-radius:6px;padding:.5rem .9rem}
+.stat b{display:block;font-size:1.3rem}.muted{color:#5c6b7a;font-size:.85rem}
+.note{background:#fff8e1;border:1px solid #f0d98a;padding:.4rem .7rem;border-radius:4px;font-size:.88rem}
+.error{background:#fdecea;border:1px solid #f5b7b1;padding:.6rem .8rem;border-radius:4px}
+.ok{background:#e8f5e9;border:1px solid #a5d6a7;padding:.6rem .8rem;border-radius:4px}
+form.inline{display:inline}input,select,textarea,button{font:inherit;font-size:.88rem}
+button{background:#1d3557;color:#fff;border:0;border-radius:4px;padding:.25rem .7rem;cursor:pointer}
+.tag{display:inline-block;padding:0 .4rem;border-radius:3px;background:#e9eef5;font-size:.8rem}
+"#;
+
+/// The `/console` router.
+pub fn router(ops: Arc<Ops>) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/console") }))
+        .route("/console", get(overview))
+        .route("/console/login", get(login_page).post(login_form))
+        .route("/console/logout", get(logout))
+        .route("/console/topics", get(topics))
+        .route("/console/topics/{name}", get(topic))
+        .route("/console/topics/{name}/messages", get(messages))
+        .route("/console/groups", get(groups))
+        .route("/console/groups/{id}", get(group))
+        .route("/console/group", get(group_lookup))
+        .route("/console/tenants/{tenant}/dlq", get(dlq))
+        .route("/console/tenants/{tenant}/dlq/replay", post(replay))
+        .with_state(ops)
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The signed-in principal, or a redirect to the sign-in page.
+fn signed_in(ops: &Ops, headers: &HeaderMap) -> Result<Principal, Response> {
+    cookie_token(headers)
+        .or_else(|| crate::api::bearer(headers).map(str::to_owned))
+        .and_then(|t| ops.principal(&t))
+        .ok_or_else(|| Redirect::to("/console/login").into_response())
+}
+
+fn page(who: Option<&Principal>, title: &str, body: Markup) -> Html<String> {
+    let who_text = match who {
+        Some(Principal::Admin) => "admin".to_owned(),
+        Some(Principal::Tenant(t)) => format!("tenant {t}"),
+        None => String::new(),
+    };
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (title) " · StreamLake" }
+                    style { (PreEscaped(STYLE)) }
+                }
+                body {
+                    header {
+                        span.brand { "StreamLake" }
+                        @if who.is_some() {
+                            a href="/console" { "Overview" }
+                            a href="/console/topics" { "Topics" }
+                            a href="/console/groups" { "Consumer groups" }
+                            span.who { "signed in as " (who_text) " · " a href="/console/logout" { "sign out" } }
+                        }
+                    }
+                    main { h1 { (title) } (body) }
+                }
+            }
+        }
+        .into_string(),
+    )
+}
+
+fn error_page(who: &Principal, e: &OpsError) -> Response {
+    let status = e.clone().into_response().status();
+    (
+        status,
+        page(
+            Some(who),
+            "Error",
+            html! { p.error { (e.message) } p { a href="/console" { "Back to the overview" } } },
+        ),
+    )
+        .into_response()
+}
+
+fn time(ms: Option<i64>) -> String {
+    ms.and_then(|ms| u64::try_from(ms).ok())
+        .map(|ms| {
+            humantime::format_rfc3339_millis(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+            )
+            .to_string()
+        })
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+/// A bar chart of labelled values, as SVG.
+fn bars(title: &str, values: &[(String, f64)]) -> Markup {
+    let max = values
+        .iter()
+        .map(|(_, v)| *v)
+        .fold(0.0_f64, f64::max)
+        .max(1.0);
+    let (w, bar_h, gap, label_w) = (640.0, 22.0, 6.0, 120.0);
+    let h = values.len() as f64 * (bar_h + gap) + gap;
+    html! {
+        svg role="img" aria-label=(title) width=(w) height=(h) viewBox=(format!("0 0 {w} {h}")) style="background:#fff;border:1px solid #d7dde5" {
+            @for (i, (label, v)) in values.iter().enumerate() {
+                @let y = gap + i as f64 * (bar_h + gap);
+                @let bw = (w - label_w - 80.0) * v / max;
+                text x="8" y=(y + bar_h * 0.7) font-size="13" { (label) }
+                rect x=(label_w) y=(y) width=(bw.max(1.0)) height=(bar_h) fill="#457b9d" {}
+                text x=(label_w + bw + 6.0) y=(y + bar_h * 0.7) font-size="13" { (v) }
+            }
+        }
+    }
+}
+
+/// A line chart of a time series, as SVG.
+fn line(title: &str, unit: &str, points: &[Point]) -> Markup {
+    if points.len() < 2 {
+        return html! { p.muted { (title) ": not enough samples yet (one every few seconds while the console runs)." } };
+    }
+    let (w, h, pad) = (640.0, 180.0, 36.0);
+    let (t0, t1) = (points[0].at as f64, points[points.len() - 1].at as f64);
+    let max = points
+        .iter()
+        .map(|p| p.value)
+        .fold(0.0_f64, f64::max)
+        .max(1.0);
+    let x = |t: f64| pad + (w - 2.0 * pad) * (t - t0) / (t1 - t0).max(1.0);
+    let y = |v: f64| h - pad - (h - 2.0 * pad) * v / max;
+    let path: String = points
+        .iter()
+        .map(|p| format!("{:.1},{:.1}", x(p.at as f64), y(p.value)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let last = points[points.len() - 1].value;
+    html! {
+        figure style="margin:0" {
+            svg role="img" aria-label=(title) width=(w) height=(h) viewBox=(format!("0 0 {w} {h}")) style="background:#fff;border:1px solid #d7dde5" {
+                line x1=(pad) y1=(h - pad) x2=(w - pad) y2=(h - pad) stroke="#9aa8b6" {}
+                line x1=(pad) y1=(pad) x2=(pad) y2=(h - pad) stroke="#9aa8b6" {}
+                text x="4" y=(pad - 8.0) font-size="12" { (format!("{max:.0} {unit}")) }
+                text x="4" y=(h - pad + 4.0) font-size="12" { "0" }
+                text x=(pad) y=(h - 10.0) font-size="12" { (time(Some(t0 as i64))) }
+                text x=(w - pad - 170.0) y=(h - 10.0) font-size="12" { (time(Some(t1 as i64))) }
+                polyline points=(path) fill="none" stroke="#e63946" stroke-width="2" {}
+            }
+            figcaption.muted { (title) ": now " (format!("{last:.1} {unit}")) }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginQuery {
+    token: Option<String>,
+    next: Option<String>,
+}
+
+fn login_form_markup(message: Option<&str>) -> Markup {
+    html! {
+        @if let Some(m) = message { p.error { (m) } }
+        form method="post" action="/console/login" class="card" {
+            p { "Sign in with the admin token (everything) or a tenant's API key (that tenant only)." }
+            p.muted { "streamlake up prints the development tokens of the example configurations at start-up." }
+            label { "Token " input type="password" name="token" size="40" autofocus; }
+            " " button type="submit" { "Sign in" }
+        }
+    }
+}
+
+fn set_cookie(token: &str, next: &str) -> Response {
+    let next = if next.starts_with("/console") {
+        next
+    } else {
+        "/console"
+    };
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (
+                header::SET_COOKIE,
+                format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"),
+            ),
+            (header::LOCATION, next.to_owned()),
+        ],
+    )
+        .into_response()
+}
+
+async fn login_page(State(ops): State<Arc<Ops>>, Query(q): Query<LoginQuery>) -> Response {
+    if let Some(token) = q.token.filter(|t| !t.is_empty()) {
+        if ops.principal(&token).is_some() {
+            return set_cookie(&token, q.next.as_deref().unwrap_or("/console"));
+        }
+        return (
+            StatusCode::UNAUTHORIZED,
+            page(
+                None,
+                "Sign in",
+                login_form_markup(Some("That token is not valid.")),
+            ),
+        )
+            .into_response();
+    }
+    page(None, "Sign in", login_form_markup(None)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginBody {
+    token: String,
+}
+
+async fn login_form(State(ops): State<Arc<Ops>>, Form(body): Form<LoginBody>) -> Response {
+    let token = body.token.trim();
+    if ops.principal(token).is_some() {
+        return set_cookie(token, "/console");
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        page(
+            None,
+            "Sign in",
+            login_form_markup(Some("That token is not valid.")),
+        ),
+    )
+        .into_response()
+}
+
+async fn logout() -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (
+                header::SET_COOKIE,
+                format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+            ),
+            (header::LOCATION, "/console/login".to_owned()),
+        ],
+    )
+        .into_response()
+}
+
+async fn overview(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
+    let who = match signed_in(&ops, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let mut sections = Vec::new();
+    for t in ops.tenants(&who) {
+        match ops.tenant_overview(&who, &t.tenant).await {
+            Ok(o) => sections.push(html! {
+                div.card {
+                    h2 { (o.display_name) " " span.tag { (o.tenant) } }
+                    div.stats {
+                        div.stat { b { (o.events_in) } "events in" }
+                        div.stat { b { (o.accepted) } "accepted" }
+                        div.stat { b { (o.rejected) } "rejected at ingestion" }
+                        div.stat { b { (o.dead_lettered) } "dead-lettered (all stages)" }
+                        div.stat { b { (o.replayed) } "replayed" }
+                    }
+                    table {
+                        tr { th { "dataset" } th { "raw topic" } th { "records" } th { "clean topic" } th { "records" } }
+                        @for d in &o.datasets {
+                            tr {
+                                td { (d.dataset) }
+                                td { a href=(format!("/console/topics/{}", d.raw_topic)) { (d.raw_topic) } }
+                                td.num { (d.raw_records) }
+                                td { a href=(format!("/console/topics/{}", d.clean_topic)) { (d.clean_topic) } }
+                                td.num { (d.clean_records) }
+                            }
+                        }
+                    }
+                    p { a href=(format!("/console/tenants/{}/dlq", o.tenant)) { "Dead letters of " (o.tenant) " →" } }
+                    (line("Events per second into the raw topics", "events/s", &o.throughput))
+                }
+            }),
+            Err(e) => sections.push(html! { p.error { (t.tenant) ": " (e.message) } }),
+        }
+    }
+    page(
+        Some(&who),
+        "Overview",
+        html! {
+            @if sections.is_empty() { p.muted { "No tenants are configured." } }
+            @for s in sections { (s) }
+        },
+    )
+    .into_response()
+}
+
+async fn topics(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
+    let who = match signed_in(&ops, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let list = match ops.topics(&who).await {
+        Ok(l) => l,
+        Err(e) => return error_page(&who, &e),
+    };
+    let mut rows = Vec::new();
+    for t in &list.details {
+        let configs = ops.topic_configs(&who, &t.name).await.ok();
+        let get = |k: &str| {
+            configs
+                .as_ref()
+                .and_then(|c| c.configs.get(k).cloned())
+                .unwrap_or_else(|| "-".to_owned())
+        };
+        rows.push(html! {
+            tr {
+                td { a href=(format!("/console/topics/{}", t.name)) { (t.name) } }
+                td { (t.tenant.as_deref().unwrap_or("-")) }
+                td { span.tag { (format!("{:?}", t.role).to_lowercase()) } }
+                td.num { (t.partitions) }
+                td.num { (t.messages) }
+                td { (get("retention.ms")) }
+                td { (get("cleanup.policy")) }
+                td { (get("compression.type")) }
+            }
+        });
+    }
+    page(
+        Some(&who),
+        &format!("Topics ({})", list.count),
+        html! {
+            table {
+                tr { th { "topic" } th { "tenant" } th { "role" } th { "partitions" } th { "messages" } th { "retention.ms" } th { "cleanup.policy" } th { "compression" } }
+                @for r in rows { (r) }
+            }
+        },
+    )
+    .into_response()
+}
+
+async fn topic(
+    State(ops): State<Arc<Ops>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let who = match signed_in(&ops, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let meta = match ops.topic_metadata(&who, &name).await {
+        Ok(m) => m,
+        Err(e) => return error_page(&who, &e),
+    };
+    let configs = ops.topic_configs(&who, &name).await;
+    let dist = ops.distribution(&who, &name, 5_000).await;
+    let per_partition: Vec<(String, f64)> = meta
+        .partitions
+        .iter()
+        .map(|p| (format!("partition {}", p.partition_id), p.messages as f64))
+        .collect();
+    page(
+        Some(&who),
+        &format!("Topic {name}"),
+        html! {
+            p {
+                "Tenant: " (meta.tenant.as_deref().unwrap_or("-")) " · role: " span.tag { (format!("{:?}", meta.role).to_lowercase()) }
+                " · " (meta.partition_count) " partitions · " (meta.messages) " messages · "
+                a href=(format!("/console/topics/{name}/messages")) { "Browse messages →" }
+            }
+            h2 { "Partitions" }
+            table {
+                tr { th { "partition" } th { "leader" } th { "replicas" } th { "in-sync replicas" } th { "low watermark" } th { "high watermark" } th { "messages" } th {} }
+                @for p in &meta.partitions {
+                    tr {
+                        td.num { (p.partition_id) } td.num { (p.leader) }
+                        td { (format!("{:?}", p.replicas)) } td { (format!("{:?}", p.in_sync_replicas)) }
+                        td.num { (p.low_watermark) } td.num { (p.high_watermark) } td.num { (p.messages) }
+                        td { a href=(format!("/console/topics/{name}/messages?partition={}", p.partition_id)) { "browse" } }
+                    }
+                }
+            }
+            h2 { "Messages per partition" }
+            (bars("Messages per partition", &per_partition))
+            @match &dist {
+                Ok(d) => {
+                    h2 { "Keys" }
+                    p.muted { (d.sampled) " records sampled: " (d.distinct_keys) " distinct keys, " (d.keyless) " without a key, skew " (format!("{:.2}", d.skew)) " (largest partition / mean)" }
+                    @for w in &d.warnings { p.note { (w) } }
+                    @if !d.top_keys.is_empty() {
+                        table {
+                            tr { th { "key" } th { "records" } th { "partition" } }
+                            @for k in &d.top_keys { tr { td { (k.key) } td.num { (k.records) } td.num { (k.partition) } } }
+                        }
+                    }
+                }
+                Err(e) => p.note { "Key distribution not available: " (e.message) }
+            }
+            h2 { "Configs" }
+            @match &configs {
+                Ok(c) => table {
+                    tr { th { "config" } th { "value" } }
+                    @for (k, v) in &c.configs { tr { td { (k) } td { (v) } } }
+                },
+                Err(e) => p.note { (e.message) }
+            }
+        },
+    )
+    .into_response()
+}
+
+async fn messages(
+    State(ops): State<Arc<Ops>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<MessageQuery>,
+) -> Response {
+    let who = match signed_in(&ops, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let result = ops.messages(&who, &name, &q).await;
+    let page_body = html! {
+        form method="get" class="card" {
+            label { "Partition " input type="number" name="partition" min="0" value=[q.partition] placeholder="all"; }
+            " " label { "Offset " input type="number" name="offset" min="0" value=[q.offset] placeholder="newest"; }
+            " " label { "Limit " input type="number" name="limit" min="1" value=(q.limit.unwrap_or(crate::ops::DEFAULT_LIMIT)); }
+            " " button type="submit" { "Seek" }
+            " " a href=(format!("/console/topics/{name}")) { "back to the topic" }
+        }
+        @match &result {
+            Err(e) => p.error { (e.message) },
+            Ok(page) => {
+                p.muted {
+                    (page.count) " messages. Watermarks (low–high): "
+                    @for (p, (low, high)) in &page.watermarks { "p" (p) " " (low) "–" (high) "; " }
+                }
+                @if page.messages.is_empty() { p.muted { "No messages in this range." } }
+                @for m in &page.messages {
+                    div.card {
+                        p {
+                            b { "partition " (m.partition) " · offset " (m.offset) }
+                            " · " (time(m.timestamp)) " · key " code { (m.key.as_deref().unwrap_or("(none)")) }
+                        }
+                        @if !m.headers.is_empty() {
+                            table {
+                                tr { th { "header" } th { "value" } }
+                                @for h in &m.headers { tr { td { (h.name) } td { (h.value.as_deref().unwrap_or("")) @if h.encoding == "base64" { " " span.tag { "base64" } } } } }
+                            }
+                        }
+                        pre { (pretty(m.value.as_deref(), m.is_json)) }
+                    }
+                }
+            }
+        }
+    };
+    page(Some(&who), &format!("Messages of {name}"), page_body).into_response()
+}
+
+fn pretty(value: Option<&str>, is_json: bool) -> String {
+    match value {
+        None => "(no value)".to_owned(),
+        Some(v) if is_json => serde_json::from_str::<serde_json::Value>(v)
+            .and_then(|j| serde_json::to_string_pretty(&j))
+            .unwrap_or_else(|_| v.to_owned()),
+        Some(v) => v.to_owned(),
+    }
+}
+
+async fn groups(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
+    let who = match signed_in(&ops, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let list = match ops.groups(&who).await {
+        Ok(l) => l,
+        Err(e) => return error_page(&who, &e),
+    };
+    page(
+        Some(&who),
+        &format!("Consumer groups ({})", list.count),
+        html! {
+            @if let Some(n) = &list.note { p.note { (n) } }
+            table {
+                tr { th { "group" } th { "runs" } th { "state" } th { "members" } th { "total lag" } }
+                @for g in &list.groups {
+                    tr {
+                        td { a href=(format!("/console/groups/{}", g.group)) { (g.group) } }
+                        td { (g.runs.as_deref().unwrap_or("-")) }
+                        td { (g.state.as_deref().unwrap_or("unknown")) }
+                        td.num { (g.members.map_or_else(|| "unknown".to_owned(), |m| m.to_string())) }
+                        td.num { (g.total_lag) }
+                    }
+                }
+            }
+            form method="get" action="/console/group" class="card" {
+                "Look up another group: " input type="text" name="id" placeholder="group id"; " " button { "Show" }
+            }
+        },
+    )
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct LookupQuery {
+    id: String,
+}
+
+async fn group_lookup(Query(q): Query<LookupQuery>) -> Response {
+    Redirect::to(&format!("/console/groups/{}", q.id.trim())).into_response()
+}
+
+async fn group(
+    State(ops): State<Arc<Ops>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let who = match signed_in(&ops, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let g = match ops.group(&who, &id).await {
+        Ok(g) => g,
+        Err(e) => return error_page(&who, &e),
+    };
+    let lag_bars: Vec<(String, f64)> = g
+        .partitions
+        .iter()
+        .map(|p| {
+            (
+                format!("{} / {}", short(&p.topic), p.partition),
+                p.lag as f64,
+            )
+        })
+        .collect();
+    page(
+        Some(&who),
+        &format!("Group {id}"),
+        html! {
+            p { "Runs: " (g.runs.as_deref().unwrap_or("-")) " · state: " (g.state.as_deref().unwrap_or("unknown")) " · total lag: " b { (g.total_lag) } }
+            @if let Some(n) = &g.note { p.note { (n) } }
+            @if let Some(members) = &g.members {
+                table { tr { th { "member" } th { "client id" } th { "host" } } @for m in members { tr { td { (m.id) } td { (m.client_id) } td { (m.host) } } } }
+            }
+            h2 { "Lag per partition" }
+            table {
+                tr { th { "topic" } th { "partition" } th { "committed offset" } th { "high watermark" } th { "lag" } }
+                @for p in &g.partitions {
+                    tr {
+                        td { a href=(format!("/console/topics/{}", p.topic)) { (p.topic) } }
+                        td.num { (p.partition) }
+                        td.num { (p.committed_offset.map_or_else(|| "-".to_owned(), |c| c.to_string())) }
+                        td.num { (p.high_watermark) } td.num { (p.lag) }
+                    }
+                }
+            }
+            @if !lag_bars.is_empty() { (bars("Lag per partition", &lag_bars)) }
+            h2 { "Lag over time" }
+            (line("Total lag", "records", &g.lag_history))
+        },
+    )
+    .into_response()
+}
+
+fn short(topic: &str) -> &str {
+    if topic.len() > 14 {
+        &topic[topic.len() - 14..]
+    } else {
+        topic
+    }
+}
+
+async fn dlq(
+    State(ops): State<Arc<Ops>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<DeadLetterQuery>,
+) -> Response {
+    let who = match signed_in(&ops, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    dlq_page(&ops, &who, &tenant, &q, None).await
+}
+
+async fn dlq_page(
+    ops: &Ops,
+    who: &Principal,
+    tenant: &str,
+    q: &DeadLetterQuery,
+    report: Option<Result<ReplayReport, OpsError>>,
+) -> Response {
+    let list = match ops.dead_letters(who, tenant, q).await {
+        Ok(l) => l,
+        Err(e) => return error_page(who, &e),
+    };
+    let action = format!("/console/tenants/{tenant}/dlq/replay");
+    page(
+        Some(who),
+        &format!("Dead letters of {tenant}"),
+        html! {
+            @match &report {
+                Some(Ok(r)) => div.ok {
+                    "Replay: " (r.replayed) " written to the raw topic, " (r.dead_lettered) " invalid again, " (r.refused) " refused, " (r.failed) " failed."
+                    ul { @for x in &r.results { li { "partition " (x.partition) " offset " (x.offset) ": " b { (format!("{:?}", x.status)) } @if let Some(t) = &x.written_to { " → " (t) } @if let Some(m) = &x.message { " — " (m) } } } }
+                },
+                Some(Err(e)) => p.error { (e.message) },
+                None => {}
+            }
+            p {
+                "Topic " a href=(format!("/console/topics/{}", list.topic)) { (list.topic) } ": "
+                (list.total) " dead letters, " (list.replayed) " replayed. By stage: "
+                @for (s, n) in &list.by_stage { span.tag { (s) ": " (n) } " " }
+            }
+            form method="post" action=(action) class="inline" {
+                input type="hidden" name="all" value="true";
+                button type="submit" { "Replay every dead letter not replayed yet" }
+            }
+            " "
+            a href=(format!("/console/tenants/{tenant}/dlq?pending=true")) { "show only those not replayed" }
+            table {
+                tr { th { "where" } th { "stage" } th { "reason" } th { "path" } th { "rule" } th { "payload" } th { "replay" } }
+                @for d in &list.dead_letters {
+                    tr {
+                        td { "p" (d.partition) " @" (d.offset) br; span.muted { (time(d.timestamp)) } br; span.muted { (d.dataset.as_deref().unwrap_or("-")) } }
+                        td { span.tag { (d.stage.as_deref().unwrap_or("-")) } }
+                        td { (d.reason.as_deref().unwrap_or("-")) }
+                        td { code { (d.path.as_deref().unwrap_or("")) } }
+                        td { (d.rule.as_deref().unwrap_or("-")) }
+                        td { pre { (d.payload.as_deref().unwrap_or("")) } }
+                        td {
+                            @if let Some(r) = &d.replayed {
+                                "replayed " (r.at) br; "→ " (r.to)
+                            } @else {
+                                form method="post" action=(action) {
+                                    input type="hidden" name="partition" value=(d.partition);
+                                    input type="hidden" name="offset" value=(d.offset);
+                                    textarea name="payload" rows="3" cols="32" placeholder="corrected JSON (optional; empty replays the original)" {}
+                                    br; button type="submit" { "Replay" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct ReplayForm {
+    partition: Option<i32>,
+    offset: Option<i64>,
+    payload: Option<String>,
+    all: Option<bool>,
+}
+
+async fn replay(
+    State(ops): State<Arc<Ops>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<ReplayForm>,
+) -> Response {
+    let who = match signed_in(&ops, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let req = if form.all == Some(true) {
+        Ok(ReplayRequest {
+            records: Vec::new(),
+            all: true,
+        })
+    } else {
+        match (form.partition, form.offset) {
+            (Some(partition), Some(offset)) => {
+                let payload = form
+                    .payload
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty());
+                match payload
+                    .map(serde_json::from_str::<serde_json::Value>)
+                    .transpose()
+                {
+                    Ok(payload) => Ok(ReplayRequest {
+                        records: vec![ReplaySelection {
+                            partition,
+                            offset,
+                            payload,
+                        }],
+                        all: false,
+                    }),
+                    Err(e) => Err(OpsError::new(
+                        crate::ops::ErrorKind::BadRequest,
+                        format!("the corrected payload is not valid JSON: {e}"),
+                    )),
+                }
+            }
+            _ => Err(OpsError::new(
+                crate::ops::ErrorKind::BadRequest,
+                "choose a dead letter (partition and offset) or replay all",
+            )),
+        }
+    };
+    let report = match req {
+        Ok(req) => ops.replay(&who, &tenant, &req).await,
+        Err(e) => Err(e),
+    };
+    dlq_page(
+        &ops,
+        &who,
+        &tenant,
+        &DeadLetterQuery::default(),
+        Some(report),
+    )
+    .await
+}

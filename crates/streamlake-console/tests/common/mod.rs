@@ -1,0 +1,167 @@
+//! A platform on a free port: the gateway, the admin API and the console over the real test
+//! broker, with two tenants of unique names and a unique admin token.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use streamlake_console::Ops;
+use streamlake_gateway::Gateway;
+use streamlake_testkit::{unique, Stack};
+use tokio_util::sync::CancellationToken;
+
+pub const SCHEMA: &str = r#"{
+  "type": "object",
+  "required": ["sensor_id", "value"],
+  "properties": {
+    "sensor_id": {"type": "integer"},
+    "value": {"type": "number", "minimum": -50}
+  }
+}"#;
+
+pub struct Platform {
+    pub base: String,
+    pub tenant: String,
+    pub other: String,
+    pub key: String,
+    pub other_key: String,
+    pub admin: String,
+    pub group: String,
+    pub stack: Stack,
+    pub ops: Arc<Ops>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Platform {
+    pub async fn start() -> Self {
+        let tenant = unique("ta");
+        let other = unique("tb");
+        let key = unique("key");
+        let other_key = unique("key");
+        let admin = unique("admin");
+        let group = unique("proc");
+        let toml = format!(
+            r#"
+[admin]
+dev_token = "{admin}"
+max_messages = 50
+sample_interval_secs = 1
+
+[topic_defaults]
+partitions = 3
+
+[tenants.{tenant}]
+dev_api_key = "{key}"
+[tenants.{tenant}.datasets.readings]
+schema = "readings.json"
+key = "/sensor_id"
+
+[tenants.{other}]
+dev_api_key = "{other_key}"
+[tenants.{other}.datasets.readings]
+schema = "readings.json"
+key = "/sensor_id"
+
+[pipelines.main]
+datasets = ["{tenant}/readings"]
+group = "{group}"
+enabled = false
+"#
+        );
+        // The stack's config loader resolves schemas next to the file; write ours first.
+        let stack = Stack::new_with_files(&toml, &[("readings.json", SCHEMA)]).await;
+        let gateway = Arc::new(Gateway::new(&stack.config, &stack.settings).unwrap());
+        let ops = Arc::new(
+            Ops::new(
+                stack.config.clone(),
+                stack.settings.clone(),
+                Arc::clone(&gateway),
+            )
+            .unwrap(),
+        );
+        let shutdown = CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(streamlake_gateway::serve_with(
+            listener,
+            gateway,
+            streamlake_console::router(Arc::clone(&ops)),
+            shutdown.clone(),
+        ));
+        Self {
+            base,
+            tenant,
+            other,
+            key,
+            other_key,
+            admin,
+            group,
+            stack,
+            ops,
+            shutdown,
+        }
+    }
+
+    pub fn raw_topic(&self) -> String {
+        format!("{}.readings.raw", self.tenant)
+    }
+
+    pub fn dlq_topic(&self) -> String {
+        format!("{}.dlq", self.tenant)
+    }
+
+    /// Posts events to the tenant's dataset through the gateway.
+    pub async fn ingest(&self, body: &str) -> (StatusCode, Value) {
+        let resp = reqwest::Client::new()
+            .post(format!(
+                "{}/v1/tenants/{}/datasets/readings/events",
+                self.base, self.tenant
+            ))
+            .bearer_auth(&self.key)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap())
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut req = reqwest::Client::new().get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}

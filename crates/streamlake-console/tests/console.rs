@@ -1,0 +1,246 @@
+//! The web console rendered by a real browser (Debian's headless Chromium, which
+//! `scripts/setup.sh` installs) over real data: the topics page, a topic page, the groups page
+//! and the dead-letter page. Screenshots are saved as test artifacts under
+//! `$CARGO_TARGET_TMPDIR/console-screenshots/`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::Platform;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn chromium() -> PathBuf {
+    if let Ok(p) = std::env::var("STREAMLAKE_CHROMIUM") {
+        return PathBuf::from(p);
+    }
+    for p in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("no Chromium found: install Debian's chromium (scripts/setup.sh does) or set STREAMLAKE_CHROMIUM");
+}
+
+fn browser(args: &[&str]) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            &format!("--user-data-dir={}", profile.path().display()),
+        ])
+        .args(args)
+        .output()
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn artifacts() -> PathBuf {
+    let dir = std::env::var("STREAMLAKE_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The page at `path` as the browser rendered it (signed in with `token`), and a screenshot of
+/// it saved as `name.png`.
+fn render(p: &Platform, token: &str, path: &str, name: &str) -> String {
+    let url = format!("{}/console/login?token={token}&next={path}", p.base);
+    let dom = String::from_utf8(browser(&["--dump-dom", &url]).stdout).unwrap();
+    let shot = artifacts().join(format!("{name}.png"));
+    browser(&[
+        &format!("--screenshot={}", shot.display()),
+        "--window-size=1280,1400",
+        &url,
+    ]);
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{name}: screenshot is not a rendered page"
+    );
+    eprintln!("screenshot: {}", shot.display());
+    dom
+}
+
+async fn commit(p: &Platform, n: usize) {
+    let mut cfg = p.stack.settings.consumer_config();
+    cfg.set("group.id", &p.group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest");
+    let consumer: StreamConsumer = cfg.create().unwrap();
+    consumer.subscribe(&[&p.raw_topic()]).unwrap();
+    for _ in 0..n {
+        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("a record")
+            .unwrap();
+        consumer.store_offset_from_message(&m).unwrap();
+    }
+    consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+}
+
+#[tokio::test]
+async fn the_console_renders_real_data_in_a_browser() {
+    let p = Platform::start().await;
+    let events: Vec<Value> = (0..12)
+        .map(|i| json!({"sensor_id": i % 4, "value": i}))
+        .collect();
+    let (status, body) = p.ingest(&Value::from(events).to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = p.ingest(r#"{"sensor_id": 99, "value": "hot"}"#).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    commit(&p, 5).await;
+
+    let topics = render(&p, &p.admin, "/console/topics", "topics");
+    assert!(
+        topics.contains(&p.raw_topic()),
+        "topics page lacks {}",
+        p.raw_topic()
+    );
+    assert!(topics.contains(&p.dlq_topic()));
+    assert!(topics.contains("Topics ("));
+
+    let raw = p.raw_topic();
+    let topic = render(&p, &p.admin, &format!("/console/topics/{raw}"), "topic");
+    assert!(topic.contains("Messages per partition"), "{topic}");
+    assert!(
+        topic.contains("12 messages"),
+        "topic page does not count the 12 events"
+    );
+    assert!(topic.contains("high watermark"));
+    assert!(topic.contains("distinct keys"), "no key distribution");
+
+    let groups = render(&p, &p.key, "/console/groups", "groups");
+    assert!(groups.contains(&p.group), "groups page lacks {}", p.group);
+    assert!(groups.contains("pipeline main"));
+
+    let group = render(
+        &p,
+        &p.admin,
+        &format!("/console/groups/{}", p.group),
+        "group",
+    );
+    assert!(group.contains("total lag: <b>7</b>"), "{group}");
+
+    let dlq = render(
+        &p,
+        &p.key,
+        &format!("/console/tenants/{}/dlq", p.tenant),
+        "dlq",
+    );
+    assert!(dlq.contains("/value"), "dead letter path missing");
+    assert!(
+        dlq.contains(r#"{"sensor_id": 99, "value": "hot"}"#.replace('"', "&quot;").as_str())
+            || dlq.contains(r#"{"sensor_id": 99, "value": "hot"}"#)
+    );
+    assert!(dlq.contains("Replay"));
+
+    let messages = render(
+        &p,
+        &p.admin,
+        &format!("/console/topics/{raw}/messages?limit=5"),
+        "messages",
+    );
+    assert!(messages.contains("ingestion_id"), "headers not shown");
+    assert!(messages.contains("&quot;sensor_id&quot;") || messages.contains("\"sensor_id\""));
+
+    let overview = render(&p, &p.key, "/console", "overview");
+    assert!(overview.contains("events in"));
+    assert!(
+        !overview.contains(&p.other),
+        "a tenant sees another tenant in the overview"
+    );
+}
+
+#[tokio::test]
+async fn the_console_signs_in_and_replays_a_corrected_dead_letter() {
+    let p = Platform::start().await;
+    let (status, _) = p.ingest(r#"{"sensor_id": 5, "value": "cold"}"#).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // Not signed in: sent to the sign-in page. A wrong token: told so.
+    let r = client
+        .get(format!("{}/console/topics", p.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/console/login");
+    let r = client
+        .post(format!("{}/console/login", p.base))
+        .form(&[("token", "wrong")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.text().await.unwrap().contains("not valid"));
+
+    let r = client
+        .post(format!("{}/console/login", p.base))
+        .form(&[("token", p.key.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+
+    let (_, list) = p
+        .get(&format!("/api/tenants/{}/dlq", p.tenant), Some(&p.key))
+        .await;
+    let letter = &list["deadLetters"][0];
+    let form = [
+        ("partition", letter["partition"].to_string()),
+        ("offset", letter["offset"].to_string()),
+        ("payload", r#"{"sensor_id": 5, "value": -3.5}"#.to_owned()),
+    ];
+    let r = client
+        .post(format!(
+            "{}/console/tenants/{}/dlq/replay",
+            p.base, p.tenant
+        ))
+        .header("cookie", &cookie)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("1 written to the raw topic"), "{page}");
+    assert!(
+        page.contains(&format!("{}.readings.raw/", p.tenant)),
+        "{page}"
+    );
+
+    // Another tenant's dead letters: refused with a page that says why.
+    let r = client
+        .get(format!("{}/console/tenants/{}/dlq", p.base, p.other))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("another tenant"));
+}

@@ -1,0 +1,70 @@
+//! `streamlake console`: the admin API and the web console as their own process; also the
+//! pieces `up` uses to serve them beside the gateway.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use streamlake_config::{ApiKeySource, Config};
+use streamlake_console::Ops;
+use streamlake_gateway::Gateway;
+use streamlake_kafka::KafkaSettings;
+use tokio_util::sync::CancellationToken;
+
+use super::Connection;
+use crate::args::ConsoleArgs;
+
+/// The operations service over `gateway`, with its lag and throughput sampler running until
+/// `shutdown`.
+pub(crate) fn ops(
+    config: &Config,
+    settings: &KafkaSettings,
+    gateway: Arc<Gateway>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<Ops>> {
+    let ops = Arc::new(Ops::new(config.clone(), settings.clone(), gateway)?);
+    let (sampler, shutdown) = (Arc::clone(&ops), shutdown.clone());
+    tokio::spawn(async move { sampler.run_sampler(shutdown).await });
+    Ok(ops)
+}
+
+/// Logs where the console is and how to sign in; a development admin token is shown (as tenant
+/// development keys are), one from the environment never.
+pub(crate) fn announce(config: &Config, addr: SocketAddr) {
+    let console = format!("http://{addr}/console");
+    match &config.admin_token {
+        Some(t) if t.source == ApiKeySource::Development => tracing::warn!(
+            console = %console,
+            sign_in = %format!("http://{addr}/console/login?token={}", t.expose_secret()),
+            dev_admin_token = t.expose_secret(),
+            env = %config.admin.token_env,
+            "console and admin API use the development admin token; set the environment variable to replace it"
+        ),
+        Some(_) => {
+            tracing::info!(console = %console, env = %config.admin.token_env, "console and admin API: sign in with the admin token")
+        }
+        None => tracing::warn!(
+            console = %console,
+            env = %config.admin.token_env,
+            "no admin token: the admin API and console accept tenant keys only (each sees its own tenant); set the environment variable for full access"
+        ),
+    }
+}
+
+pub(crate) async fn run(conn: &Connection, args: &ConsoleArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = CancellationToken::new();
+    streamlake_kafka::shutdown::cancel_on_signals(shutdown.clone());
+    let gateway = Arc::new(Gateway::new(&conn.config, &conn.settings)?);
+    let ops = ops(&conn.config, &conn.settings, gateway, &shutdown)?;
+    let addr = args.listen.unwrap_or(conn.config.http.listen);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (--listen, else http.listen)"))?;
+    announce(&conn.config, listener.local_addr()?);
+    axum::serve(listener, streamlake_console::router(ops))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .context("console server")?;
+    Ok(ExitCode::SUCCESS)
+}
