@@ -66,15 +66,28 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-fn principal(ops: &Ops, headers: &HeaderMap) -> Result<Principal, Response> {
-    let token = bearer(headers).ok_or_else(|| {
-        unauthenticated(
-            "send the admin token or a tenant's API key as `Authorization: Bearer <token>`",
-        )
-    })?;
-    ops.principal(token).ok_or_else(|| {
-        unauthenticated("the token is neither the admin token nor a tenant's API key")
-    })
+/// Why a request was not authenticated.
+enum Unauthenticated {
+    Missing,
+    Unknown,
+}
+
+impl IntoResponse for Unauthenticated {
+    fn into_response(self) -> Response {
+        unauthenticated(match self {
+            Unauthenticated::Missing => {
+                "send the admin token or a tenant's API key as `Authorization: Bearer <token>`"
+            }
+            Unauthenticated::Unknown => {
+                "the token is neither the admin token nor a tenant's API key"
+            }
+        })
+    }
+}
+
+fn principal(ops: &Ops, headers: &HeaderMap) -> Result<Principal, Unauthenticated> {
+    let token = bearer(headers).ok_or(Unauthenticated::Missing)?;
+    ops.principal(token).ok_or(Unauthenticated::Unknown)
 }
 
 fn bad_query(e: QueryRejection) -> Response {
@@ -97,7 +110,7 @@ fn bad_body(e: JsonRejection) -> Response {
 macro_rules! answer {
     ($ops:expr, $headers:expr, |$who:ident| $call:expr) => {{
         match principal(&$ops, &$headers) {
-            Err(r) => r,
+            Err(r) => r.into_response(),
             Ok($who) => match $call.await {
                 Ok(v) => Json(v).into_response(),
                 Err(e) => e.into_response(),
@@ -140,7 +153,7 @@ async fn create_topic(
 ) -> Response {
     let who = match principal(&ops, &headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Json(req) = match body {
         Ok(b) => b,
@@ -260,7 +273,7 @@ async fn replay(
 ) -> Response {
     let who = match principal(&ops, &headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Json(req) = match body {
         Ok(b) => b,

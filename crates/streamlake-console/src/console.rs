@@ -71,11 +71,11 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The signed-in principal, or a redirect to the sign-in page.
-fn signed_in(ops: &Ops, headers: &HeaderMap) -> Result<Principal, Response> {
+fn signed_in(ops: &Ops, headers: &HeaderMap) -> Result<Principal, Redirect> {
     cookie_token(headers)
         .or_else(|| crate::api::bearer(headers).map(str::to_owned))
         .and_then(|t| ops.principal(&t))
-        .ok_or_else(|| Redirect::to("/console/login").into_response())
+        .ok_or_else(|| Redirect::to("/console/login"))
 }
 
 fn page(who: Option<&Principal>, title: &str, body: Markup) -> Html<String> {
@@ -287,7 +287,7 @@ async fn logout() -> Response {
 async fn overview(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
     let who = match signed_in(&ops, &headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let mut sections = Vec::new();
     for t in ops.tenants(&who) {
@@ -335,7 +335,7 @@ async fn overview(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
 async fn topics(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
     let who = match signed_in(&ops, &headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let list = match ops.topics(&who).await {
         Ok(l) => l,
@@ -383,7 +383,7 @@ async fn topic(
 ) -> Response {
     let who = match signed_in(&ops, &headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let meta = match ops.topic_metadata(&who, &name).await {
         Ok(m) => m,
@@ -454,7 +454,7 @@ async fn messages(
 ) -> Response {
     let who = match signed_in(&ops, &headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let result = ops.messages(&who, &name, &q).await;
     let page_body = html! {
@@ -507,7 +507,7 @@ fn pretty(value: Option<&str>, is_json: bool) -> String {
 async fn groups(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
     let who = match signed_in(&ops, &headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let list = match ops.groups(&who).await {
         Ok(l) => l,
@@ -554,7 +554,7 @@ async fn group(
 ) -> Response {
     let who = match signed_in(&ops, &headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let g = match ops.group(&who, &id).await {
         Ok(g) => g,
@@ -615,7 +615,7 @@ async fn dlq(
 ) -> Response {
     let who = match signed_in(&ops, &headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     dlq_page(&ops, &who, &tenant, &q, None).await
 }
@@ -701,7 +701,7 @@ async fn replay(
 ) -> Response {
     let who = match signed_in(&ops, &headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let req = if form.all == Some(true) {
         Ok(ReplayRequest {

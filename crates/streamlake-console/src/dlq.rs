@@ -306,7 +306,7 @@ impl Ops {
         req: &ReplayRequest,
     ) -> OpsResult<ReplayReport> {
         let id = self.check_tenant(who, tenant)?;
-        if req.all == !req.records.is_empty() {
+        if req.all != req.records.is_empty() {
             return Err(OpsError::new(
                 ErrorKind::BadRequest,
                 "give either \"records\" (partition and offset of each dead letter, optionally a corrected \"payload\") or \"all\": true",

@@ -722,22 +722,23 @@ impl Ops {
     /// one) the list is the groups the configuration runs and those looked up before, and
     /// `note` says so.
     pub async fn groups(&self, who: &Principal) -> OpsResult<GroupList> {
-        let (mut names, note): (BTreeMap<String, (Option<String>, Option<usize>)>, _) =
-            match self.admin.list_groups().await {
-                Ok(list) => (
-                    list.into_iter()
-                        .map(|g| (g.name, (Some(g.state), Some(g.members))))
-                        .collect(),
-                    None,
-                ),
-                Err(AdminError::Unsupported(why)) => (
-                    BTreeMap::new(),
-                    Some(format!(
-                        "the groups the configuration runs and groups looked up before; {why}"
-                    )),
-                ),
-                Err(e) => return Err(e.into()),
-            };
+        // Group id -> (state, members) as the broker lists them.
+        type Listed = BTreeMap<String, (Option<String>, Option<usize>)>;
+        let (mut names, note): (Listed, _) = match self.admin.list_groups().await {
+            Ok(list) => (
+                list.into_iter()
+                    .map(|g| (g.name, (Some(g.state), Some(g.members))))
+                    .collect(),
+                None,
+            ),
+            Err(AdminError::Unsupported(why)) => (
+                BTreeMap::new(),
+                Some(format!(
+                    "the groups the configuration runs and groups looked up before; {why}"
+                )),
+            ),
+            Err(e) => return Err(e.into()),
+        };
         for g in self.known_groups() {
             names.entry(g).or_insert((None, None));
         }
