@@ -10,7 +10,9 @@
 #     gets the password `postgres` (the tests' default URL; override with
 #     STREAMLAKE_TEST_POSTGRES_URL);
 #   - Mosquitto on 127.0.0.1:1883 for MQTT ingestion and its tests: when nothing answers there,
-#     the Debian package is installed and started (override with STREAMLAKE_TEST_MQTT).
+#     the Debian package is installed and started (override with STREAMLAKE_TEST_MQTT);
+#   - Chromium (Debian's `chromium`), the headless browser the web console's tests render pages
+#     with, when missing (override with STREAMLAKE_CHROMIUM).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 
@@ -98,8 +100,17 @@ ensure_mosquitto() {
   wait_port 127.0.0.1 1883 || { log "Mosquitto did not start on 127.0.0.1:1883"; return 1; }
 }
 
+ensure_chromium() {
+  if [ -n "${STREAMLAKE_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1; then
+    log "Chromium: ${STREAMLAKE_CHROMIUM:-$(command -v chromium)}"
+    return
+  fi
+  ensure_debian_packages chromium
+}
+
 if command -v dpkg-query >/dev/null 2>&1; then
   ensure_debian_packages build-essential pkg-config libssl-dev zlib1g-dev
+  ensure_chromium
 fi
 ensure_postgres
 ensure_mosquitto
