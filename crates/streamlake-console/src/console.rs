@@ -354,7 +354,7 @@ async fn topics(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
             tr {
                 td { a href=(format!("/console/topics/{}", t.name)) { (t.name) } }
                 td { (t.tenant.as_deref().unwrap_or("-")) }
-                td { span.tag { (format!("{:?}", t.role).to_lowercase()) } }
+                td { span.tag { (t.role.as_str()) } }
                 td.num { (t.partitions) }
                 td.num { (t.messages) }
                 td { (get("retention.ms")) }
@@ -401,7 +401,7 @@ async fn topic(
         &format!("Topic {name}"),
         html! {
             p {
-                "Tenant: " (meta.tenant.as_deref().unwrap_or("-")) " · role: " span.tag { (format!("{:?}", meta.role).to_lowercase()) }
+                "Tenant: " (meta.tenant.as_deref().unwrap_or("-")) " · role: " span.tag { (meta.role.as_str()) }
                 " · " (meta.partition_count) " partitions · " (meta.messages) " messages · "
                 a href=(format!("/console/topics/{name}/messages")) { "Browse messages →" }
             }
@@ -639,7 +639,7 @@ async fn dlq_page(
             @match &report {
                 Some(Ok(r)) => div.ok {
                     "Replay: " (r.replayed) " written to the raw topic, " (r.dead_lettered) " invalid again, " (r.refused) " refused, " (r.failed) " failed."
-                    ul { @for x in &r.results { li { "partition " (x.partition) " offset " (x.offset) ": " b { (format!("{:?}", x.status)) } @if let Some(t) = &x.written_to { " → " (t) } @if let Some(m) = &x.message { " — " (m) } } } }
+                    ul { @for x in &r.results { li { "partition " (x.partition) " offset " (x.offset) ": " b { (x.status.as_str()) } @if let Some(t) = &x.written_to { " → " (t) } @if let Some(m) = &x.message { " — " (m) } } } }
                 },
                 Some(Err(e)) => p.error { (e.message) },
                 None => {}

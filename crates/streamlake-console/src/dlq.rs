@@ -158,6 +158,21 @@ pub enum ReplayStatus {
     Failed,
 }
 
+impl ReplayStatus {
+    /// The status as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplayStatus::Replayed => "replayed",
+            ReplayStatus::DeadLettered => "dead_lettered",
+            ReplayStatus::AlreadyReplayed => "already_replayed",
+            ReplayStatus::NotADeadLetter => "not_a_dead_letter",
+            ReplayStatus::NotFound => "not_found",
+            ReplayStatus::Unroutable => "unroutable",
+            ReplayStatus::Failed => "failed",
+        }
+    }
+}
+
 /// One replay's outcome.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

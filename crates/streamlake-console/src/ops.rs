@@ -118,6 +118,18 @@ pub enum TopicRole {
     Other,
 }
 
+impl TopicRole {
+    /// The role as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TopicRole::Raw => "raw",
+            TopicRole::Clean => "clean",
+            TopicRole::Dlq => "dlq",
+            TopicRole::Other => "other",
+        }
+    }
+}
+
 /// One topic in the topic list.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

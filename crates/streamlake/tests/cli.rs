@@ -688,3 +688,107 @@ fn bench_pipeline_runs_on_the_air_quality_example_and_reports_ratios() {
     assert!(report.contains("of the bare loop"), "{report}");
     assert!(report.contains("| parquet sink | 200 |"), "{report}");
 }
+
+#[tokio::test]
+async fn dlq_list_and_replay_from_the_cli_match_the_api_and_refuse_a_second_replay() {
+    let b = bootstrap().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = unique("cli-t");
+    std::fs::write(
+        dir.path().join("schema.json"),
+        r#"{"type":"object","required":["id","v"],"properties":{"v":{"type":"number"}}}"#,
+    )
+    .unwrap();
+    let cfg = dir.path().join("streamlake.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[tenants.{tenant}]\ndev_api_key = \"{}\"\n[tenants.{tenant}.datasets.d]\nschema = \"schema.json\"\nkey = \"/id\"\n",
+            unique("k")
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let o = run(&["-b", &b, "-c", cfg, "topics", "provision"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // A dead letter as the gateway writes one.
+    let dlq = format!("{tenant}.dlq");
+    let o = run(&[
+        "-b",
+        &b,
+        "produce",
+        &dlq,
+        r#"{"id":"a","v":"x"}"#,
+        "-k",
+        "a",
+        "-H",
+        "dataset=d",
+        "-H",
+        &format!("tenant={tenant}"),
+        "-H",
+        "ingestion_id=0190-cli",
+        "-H",
+        "error.stage=gateway",
+        "-H",
+        "error.reason=not a number",
+        "-H",
+        "error.path=/v",
+        "-H",
+        "error.rule=type",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let receipt: Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    let at = format!("{}/{}", receipt["partition"], receipt["offset"]);
+
+    let o = run(&["-b", &b, "-c", cfg, "dlq", "list", &tenant, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(list["total"], 1, "{list}");
+    assert_eq!(list["deadLetters"][0]["path"], "/v");
+    let o = run(&["-b", &b, "-c", cfg, "dlq", "list", &tenant]);
+    assert!(stdout(&o).contains("not a number"), "{}", stdout(&o));
+
+    let fixed = dir.path().join("fixed.json");
+    std::fs::write(&fixed, r#"{"id":"a","v":1.5}"#).unwrap();
+    let replay = |json: bool| {
+        let mut args = vec![
+            "-b", &b, "-c", cfg, "dlq", "replay", &tenant, "--record", &at,
+        ];
+        args.extend(["--payload", fixed.to_str().unwrap()]);
+        if json {
+            args.push("--json");
+        }
+        run(&args)
+    };
+    let o = replay(true);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["results"][0]["status"], "replayed", "{report}");
+
+    let raw = format!("{tenant}.d.raw");
+    let o = run(&["-b", &b, "-c", cfg, "topics", "messages", &raw, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(page["count"], 1, "{page}");
+    let m = &page["messages"][0];
+    assert_eq!(m["value"], r#"{"id":"a","v":1.5}"#);
+    let header = |name: &str| {
+        m["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == name)
+            .map(|h| h["value"].clone())
+    };
+    assert_eq!(header("ingestion_id"), Some(Value::from("0190-cli")));
+    assert_eq!(
+        header("replay.of"),
+        Some(Value::from(format!("{dlq}/{at}")))
+    );
+
+    let o = replay(false);
+    assert!(!o.status.success(), "a second replay must fail");
+    assert!(stdout(&o).contains("already_replayed"), "{}", stdout(&o));
+}

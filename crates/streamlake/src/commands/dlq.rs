@@ -212,7 +212,7 @@ pub(crate) async fn run(conn: &Connection, cmd: &DlqCommand) -> anyhow::Result<E
                 for r in &report.results {
                     t.add_row([
                         format!("{}/{}", r.partition, r.offset),
-                        format!("{:?}", r.status),
+                        r.status.as_str().to_owned(),
                         r.written_to.clone().unwrap_or_default(),
                         r.message.clone().unwrap_or_default(),
                     ]);
