@@ -894,6 +894,7 @@ impl Ops {
             .collect();
         let mut records =
             read_ranges(&self.settings, topic, ranges, Duration::from_secs(5)).await?;
+        records.sort_by_key(|r| (r.partition, r.offset));
         if records.len() > limit {
             if q.offset.is_some() {
                 records.truncate(limit);

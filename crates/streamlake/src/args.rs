@@ -63,9 +63,111 @@ pub(crate) enum Command {
     /// Dead letters of a tenant: list them with their reasons, replay them through validation.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Labs: what Kafka guarantees and what it does not, shown on the running system with
+    /// numbers. Each works in its own uniquely named topics and groups.
+    #[command(subcommand)]
+    Lab(LabCommand),
     /// Benchmarks, each against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LabCommand {
+    /// Keyed messages: each key's partition and offsets, counts per partition, and that a key
+    /// always lands in the same partition; the same messages without a key for comparison.
+    Partitioning {
+        /// Messages of each kind (keyed, keyless).
+        #[arg(long, short = 'n', default_value_t = 30)]
+        messages: usize,
+        /// Keys, as a range (order-100..order-109) or a list (a,b,c); used in turn.
+        #[arg(long, default_value = "order-100..order-109")]
+        keys: String,
+        /// Partitions of the lab's topics.
+        #[arg(long, short = 'p', default_value_t = 3)]
+        partitions: i32,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Per-key sequence numbers produced concurrently, consumed and checked: order holds per
+    /// key, not across keys; every violation is named with its key and offsets.
+    Ordering {
+        /// Distinct keys.
+        #[arg(long, default_value_t = 6)]
+        keys: usize,
+        /// Messages per key.
+        #[arg(long, default_value_t = 50)]
+        per_key: u64,
+        /// Partitions of the lab's topic.
+        #[arg(long, short = 'p', default_value_t = 3)]
+        partitions: i32,
+        /// Write one key's sequence numbers 1 and 2 in the wrong order, to see the checker
+        /// catch it.
+        #[arg(long)]
+        inject_out_of_order: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// A consumer group under steady load scaled from one consumer to P+1 and back: the
+    /// assignment after each change, rebalance time, lag per partition over time.
+    Rebalance {
+        /// Partitions of the lab's topic (P).
+        #[arg(long, short = 'p', default_value_t = 3)]
+        partitions: i32,
+        /// Records produced per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// Milliseconds each consumer spends per record (capacity 1000/work-ms records/s).
+        #[arg(long, default_value_t = 8)]
+        work_ms: u64,
+        /// Seconds each step is observed.
+        #[arg(long, default_value_t = 3)]
+        step_secs: u64,
+        /// Stop at P+1 consumers instead of scaling back down.
+        #[arg(long)]
+        no_scale_down: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// At-most-once, at-least-once and effectively-once with the worker process killed at a
+    /// chosen point: produced, processed, lost and duplicated, with the ids.
+    Semantics {
+        /// Records per mode.
+        #[arg(long, short = 'n', default_value_t = 200)]
+        records: usize,
+        /// Records per batch.
+        #[arg(long, default_value_t = 10)]
+        batch: usize,
+        /// Where the worker is killed.
+        #[arg(long, default_value = "during-produce", value_parser = ["after-poll", "during-produce", "after-processing", "before-commit"])]
+        crash_at: String,
+        /// In which batch (1-based).
+        #[arg(long, default_value_t = 5)]
+        crash_batch: u64,
+        /// Only these modes (repeatable). Default: all three.
+        #[arg(long = "mode", value_parser = ["at-most-once", "at-least-once", "effectively-once"])]
+        modes: Vec<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// The semantics lab's worker process (started by `lab semantics`).
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        group: String,
+        #[arg(long, value_parser = ["at-most-once", "at-least-once", "effectively-once"])]
+        mode: String,
+        #[arg(long)]
+        sink: PathBuf,
+        #[arg(long)]
+        batch: usize,
+        #[arg(long, value_parser = ["after-poll", "during-produce", "after-processing", "before-commit"])]
+        crash_at: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        crash_batch: u64,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -1,0 +1,20 @@
+//! Labs (SPEC O4): what Kafka guarantees and what it does not, shown on the running system with
+//! numbers. Each lab works in its own uniquely named topics and groups, finishes in under a
+//! minute with its defaults, and returns a report that prints as tables or serialises to JSON.
+//!
+//! # Layout
+//! - [`partitioning`]: keyed messages land by key; keyless ones do not.
+//! - [`ordering`]: order holds per key, not across keys; a checker that names violations.
+//! - [`rebalance`]: a group scaled from one consumer to P+1 and back under load: assignments,
+//!   rebalance times, lag per partition.
+//! - [`semantics`]: at-most-once, at-least-once and effectively-once with a worker process
+//!   killed at a chosen point; lost and duplicated records by id.
+//! - `lab`: what every lab shares: unique names, topic creation, clean-up.
+
+mod lab;
+pub mod ordering;
+pub mod partitioning;
+pub mod rebalance;
+pub mod semantics;
+
+pub use lab::{Lab, LabError};

@@ -1,0 +1,456 @@
+//! `lab semantics`: the same workload under at-most-once (commit, then process), at-least-once
+//! (process, then commit) and effectively-once (at-least-once into a sink that drops ids it
+//! already holds). A worker process consumes the input in batches and appends each record's id
+//! to a sink file; it is killed (SIGKILL, no clean-up) at a chosen point of a chosen batch, then
+//! a fresh worker finishes the input from the group's committed offsets. The sink is then
+//! compared with what was produced: lost and duplicated ids, counted from the actual run.
+//!
+//! Exactly-once with Kafka transactions is reported as unavailable on the embedded broker,
+//! which delivers records of aborted transactions to `read_committed` consumers
+//! (docs/BROKER.md): a transactional run there would claim a guarantee it does not have.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde::Serialize;
+use streamlake_kafka::{BrokerKind, Headers, KafkaSettings, Producer};
+
+use crate::{Lab, LabError};
+
+/// Delivery semantics of a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Commit the batch's offsets, then process it.
+    AtMostOnce,
+    /// Process the batch, then commit.
+    AtLeastOnce,
+    /// At-least-once into a sink that skips ids it already holds.
+    EffectivelyOnce,
+}
+
+impl Mode {
+    /// The mode's name on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::AtMostOnce => "at-most-once",
+            Mode::AtLeastOnce => "at-least-once",
+            Mode::EffectivelyOnce => "effectively-once",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Mode::AtMostOnce, Mode::AtLeastOnce, Mode::EffectivelyOnce]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
+}
+
+/// Where the worker is killed, within the crash batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CrashPoint {
+    /// The batch was polled; nothing else happened.
+    AfterPoll,
+    /// Half of the batch was written to the sink.
+    DuringProduce,
+    /// The whole batch was written to the sink.
+    AfterProcessing,
+    /// Just before the batch's offsets are committed.
+    BeforeCommit,
+}
+
+impl CrashPoint {
+    /// The point's name on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrashPoint::AfterPoll => "after-poll",
+            CrashPoint::DuringProduce => "during-produce",
+            CrashPoint::AfterProcessing => "after-processing",
+            CrashPoint::BeforeCommit => "before-commit",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            CrashPoint::AfterPoll,
+            CrashPoint::DuringProduce,
+            CrashPoint::AfterProcessing,
+            CrashPoint::BeforeCommit,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+}
+
+/// What one worker process does.
+#[derive(Debug, Clone)]
+pub struct WorkerArgs {
+    /// Input topic.
+    pub topic: String,
+    /// Group whose committed offsets it starts from and commits to.
+    pub group: String,
+    /// Semantics.
+    pub mode: Mode,
+    /// Sink file: one id per line.
+    pub sink: PathBuf,
+    /// Records per batch.
+    pub batch: usize,
+    /// Kill itself at this point of batch `crash_batch` (1-based); `None`: run to the end.
+    pub crash: Option<(CrashPoint, u64)>,
+}
+
+fn kill_self() -> ! {
+    let _ = std::io::stdout().flush();
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
+    // SIGKILL cannot be caught; this is never reached.
+    std::process::abort()
+}
+
+/// The worker: consumes `topic` from the group's committed offsets (partitions assigned
+/// directly, so a restarted worker resumes at once instead of waiting for the killed one's
+/// session to expire), appends ids to the sink, commits per the mode, and exits when it reached
+/// the high watermarks it saw at start. Blocking; meant to run as its own process.
+pub fn worker(settings: &KafkaSettings, args: &WorkerArgs) -> Result<u64, LabError> {
+    let mut cfg = settings.consumer_config();
+    cfg.set("group.id", &args.group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest");
+    let consumer: BaseConsumer = cfg.create()?;
+    let md = consumer.fetch_metadata(Some(&args.topic), Duration::from_secs(10))?;
+    let partitions: Vec<i32> = md
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut ends = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        let (_, high) = consumer.fetch_watermarks(&args.topic, *p, Duration::from_secs(10))?;
+        ends.insert(*p, high);
+        tpl.add_partition_offset(&args.topic, *p, Offset::Stored)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    if args.mode == Mode::EffectivelyOnce {
+        if let Ok(text) = std::fs::read_to_string(&args.sink) {
+            seen.extend(text.lines().map(str::to_owned));
+        }
+    }
+    let mut sink = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.sink)
+        .map_err(|e| LabError::Other(format!("sink {}: {e}", args.sink.display())))?;
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut batch_no = 0u64;
+    let mut written = 0u64;
+    let mut idle_polls = 0;
+    loop {
+        let done = ends
+            .iter()
+            .all(|(p, high)| *high == 0 || next.get(p).is_some_and(|n| n >= high));
+        if done {
+            return Ok(written);
+        }
+        let mut batch = Vec::new();
+        while batch.len() < args.batch {
+            match consumer.poll(Duration::from_millis(if batch.is_empty() {
+                500
+            } else {
+                50
+            })) {
+                Some(Ok(m)) => {
+                    let id = m
+                        .headers()
+                        .and_then(|h| {
+                            use rdkafka::message::Headers as _;
+                            h.iter()
+                                .find(|h| h.key == "ingestion_id")
+                                .and_then(|h| h.value)
+                                .map(|v| String::from_utf8_lossy(v).into_owned())
+                        })
+                        .unwrap_or_default();
+                    batch.push((m.partition(), m.offset(), id));
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => break,
+            }
+        }
+        if batch.is_empty() {
+            idle_polls += 1;
+            if idle_polls > 40 {
+                return Err(LabError::Other(
+                    "the worker read nothing for 20 s before reaching the end of the input".into(),
+                ));
+            }
+            continue;
+        }
+        idle_polls = 0;
+        batch_no += 1;
+        let crash_here = |point: CrashPoint| {
+            args.crash
+                .is_some_and(|(at, n)| at == point && n == batch_no)
+        };
+        if crash_here(CrashPoint::AfterPoll) {
+            kill_self();
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (p, o, _) in &batch {
+            next.insert(*p, o + 1);
+        }
+        for (p, n) in &next {
+            offsets.add_partition_offset(&args.topic, *p, Offset::Offset(*n))?;
+        }
+        let commit = |offsets: &TopicPartitionList| -> Result<(), LabError> {
+            if crash_here(CrashPoint::BeforeCommit) {
+                kill_self();
+            }
+            consumer.commit(offsets, CommitMode::Sync)?;
+            Ok(())
+        };
+        if args.mode == Mode::AtMostOnce {
+            commit(&offsets)?;
+        }
+        let half = batch.len() / 2;
+        for (i, (_, _, id)) in batch.iter().enumerate() {
+            if i == half && crash_here(CrashPoint::DuringProduce) {
+                kill_self();
+            }
+            if args.mode == Mode::EffectivelyOnce && !seen.insert(id.clone()) {
+                continue;
+            }
+            writeln!(sink, "{id}").map_err(|e| LabError::Other(format!("sink: {e}")))?;
+            written += 1;
+        }
+        sink.flush()
+            .map_err(|e| LabError::Other(format!("sink: {e}")))?;
+        if crash_here(CrashPoint::AfterProcessing) {
+            kill_self();
+        }
+        if args.mode != Mode::AtMostOnce {
+            commit(&offsets)?;
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct SemanticsOptions {
+    /// Records produced per mode.
+    pub records: usize,
+    /// Records per batch.
+    pub batch: usize,
+    /// Where the worker is killed.
+    pub crash_at: CrashPoint,
+    /// In which batch (1-based).
+    pub crash_batch: u64,
+    /// Modes to run.
+    pub modes: Vec<Mode>,
+    /// Program and arguments that start `streamlake` against the lab's cluster (the lab adds
+    /// `lab worker ...`).
+    pub worker_command: Vec<String>,
+}
+
+impl SemanticsOptions {
+    /// Defaults, with the given worker command.
+    pub fn new(worker_command: Vec<String>) -> Self {
+        Self {
+            records: 200,
+            batch: 10,
+            crash_at: CrashPoint::DuringProduce,
+            crash_batch: 5,
+            modes: vec![Mode::AtMostOnce, Mode::AtLeastOnce, Mode::EffectivelyOnce],
+            worker_command,
+        }
+    }
+}
+
+/// One mode's run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModeReport {
+    /// Semantics.
+    pub mode: Mode,
+    /// Input topic.
+    pub topic: String,
+    /// Records produced.
+    pub produced: usize,
+    /// Whether the first worker was killed as planned (false: it finished before the crash
+    /// point, e.g. fewer batches than `crash_batch`).
+    pub crashed: bool,
+    /// Distinct ids in the sink.
+    pub processed: usize,
+    /// Lines in the sink.
+    pub sink_rows: usize,
+    /// Produced ids missing from the sink.
+    pub lost: Vec<String>,
+    /// Ids in the sink more than once.
+    pub duplicated: Vec<String>,
+}
+
+/// The lab's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct SemanticsReport {
+    /// Where the worker was killed.
+    pub crash_at: CrashPoint,
+    /// In which batch.
+    pub crash_batch: u64,
+    /// Records per batch.
+    pub batch: usize,
+    /// One entry per mode.
+    pub modes: Vec<ModeReport>,
+    /// Exactly-once with Kafka transactions: whether it ran, and why not.
+    pub transactions: String,
+    /// What was done with the topics.
+    pub clean_up: String,
+}
+
+async fn run_worker(
+    opts: &SemanticsOptions,
+    args: &WorkerArgs,
+) -> Result<std::process::ExitStatus, LabError> {
+    let (program, rest) = opts
+        .worker_command
+        .split_first()
+        .ok_or_else(|| LabError::Other("no worker command".to_owned()))?;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(rest).args([
+        "lab",
+        "worker",
+        "--topic",
+        &args.topic,
+        "--group",
+        &args.group,
+        "--mode",
+        args.mode.as_str(),
+        "--sink",
+        &args.sink.display().to_string(),
+        "--batch",
+        &args.batch.to_string(),
+    ]);
+    if let Some((at, n)) = args.crash {
+        cmd.args(["--crash-at", at.as_str(), "--crash-batch", &n.to_string()]);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| LabError::Other(format!("cannot start the worker {program}: {e}")))?;
+    match tokio::time::timeout(Duration::from_secs(90), child.wait()).await {
+        Ok(status) => status.map_err(|e| LabError::Other(format!("worker: {e}"))),
+        Err(_) => Err(LabError::Other(
+            "the worker did not finish within 90 s".to_owned(),
+        )),
+    }
+}
+
+fn was_killed(status: &std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt as _;
+    status.signal() == Some(nix::sys::signal::Signal::SIGKILL as i32)
+}
+
+async fn run_mode(
+    lab: &mut Lab,
+    opts: &SemanticsOptions,
+    mode: Mode,
+    dir: &Path,
+) -> Result<ModeReport, LabError> {
+    let topic = lab.topic(mode.as_str(), 3).await?;
+    let producer = Producer::new(&lab.settings)?.with_deadline(Duration::from_secs(30));
+    let ids: Vec<String> = (0..opts.records).map(|i| format!("rec-{i:05}")).collect();
+    let sends = ids.iter().map(|id| {
+        let (producer, topic) = (&producer, &topic);
+        async move {
+            let headers = Headers::new().with("ingestion_id", id);
+            let payload = format!(r#"{{"id":"{id}"}}"#);
+            producer
+                .send(topic, Some(id.as_bytes()), payload.as_bytes(), &headers)
+                .await
+        }
+    });
+    futures::future::try_join_all(sends).await?;
+
+    let mut args = WorkerArgs {
+        topic: topic.clone(),
+        group: lab.group(mode.as_str()),
+        mode,
+        sink: dir.join(format!("{}.sink", mode.as_str())),
+        batch: opts.batch,
+        crash: Some((opts.crash_at, opts.crash_batch)),
+    };
+    let first = run_worker(opts, &args).await?;
+    let crashed = was_killed(&first);
+    if !crashed && !first.success() {
+        return Err(LabError::Other(format!("the worker failed: {first}")));
+    }
+    args.crash = None;
+    let second = run_worker(opts, &args).await?;
+    if !second.success() {
+        return Err(LabError::Other(format!(
+            "the restarted worker failed: {second}"
+        )));
+    }
+    let text = std::fs::read_to_string(&args.sink)
+        .map_err(|e| LabError::Other(format!("sink {}: {e}", args.sink.display())))?;
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for line in text.lines() {
+        *counts.entry(line).or_default() += 1;
+    }
+    Ok(ModeReport {
+        mode,
+        topic,
+        produced: ids.len(),
+        crashed,
+        processed: counts.len(),
+        sink_rows: text.lines().count(),
+        lost: ids
+            .iter()
+            .filter(|id| !counts.contains_key(id.as_str()))
+            .cloned()
+            .collect(),
+        duplicated: counts
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(id, _)| (*id).to_owned())
+            .collect(),
+    })
+}
+
+/// Runs the lab.
+pub async fn run(lab: &mut Lab, opts: &SemanticsOptions) -> Result<SemanticsReport, LabError> {
+    if opts.records == 0 || opts.batch < 2 || opts.crash_batch == 0 {
+        return Err(LabError::Other(
+            "give at least one record, batches of at least 2 and a crash batch from 1".to_owned(),
+        ));
+    }
+    let dir = std::env::temp_dir().join(&lab.prefix);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| LabError::Other(format!("{}: {e}", dir.display())))?;
+    let mut modes = Vec::new();
+    for mode in &opts.modes {
+        modes.push(run_mode(lab, opts, *mode, &dir).await?);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let transactions = if lab.settings.kind == BrokerKind::Embedded {
+        "not run: the embedded broker delivers records of aborted transactions to read_committed consumers (docs/BROKER.md), so it cannot give exactly-once with transactions".to_owned()
+    } else {
+        "not run: this lab does not drive Kafka transactions yet; effectively-once above is the guarantee StreamLake's sinks give".to_owned()
+    };
+    Ok(SemanticsReport {
+        crash_at: opts.crash_at,
+        crash_batch: opts.crash_batch,
+        batch: opts.batch,
+        modes,
+        transactions,
+        clean_up: lab.clean_up().await,
+    })
+}
