@@ -435,6 +435,7 @@ async fn topic(
             }
             h2 { "Configs" }
             @match &configs {
+                Ok(c) if c.configs.is_empty() => p.muted { "The broker reports no configs set on this topic (its defaults apply)." },
                 Ok(c) => table {
                     tr { th { "config" } th { "value" } }
                     @for (k, v) in &c.configs { tr { td { (k) } td { (v) } } }

@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use tokio::process::Command;
 use std::time::Duration;
 
 use common::Platform;
@@ -26,9 +26,10 @@ fn chromium() -> PathBuf {
     panic!("no Chromium found: install Debian's chromium (scripts/setup.sh does) or set STREAMLAKE_CHROMIUM");
 }
 
-fn browser(args: &[&str]) -> std::process::Output {
+/// Runs Chromium; the test's runtime keeps serving the console meanwhile.
+async fn browser(args: &[&str]) -> std::process::Output {
     let profile = tempfile::tempdir().unwrap();
-    let out = Command::new(chromium())
+    let run = Command::new(chromium())
         .args([
             "--headless",
             "--no-sandbox",
@@ -38,7 +39,11 @@ fn browser(args: &[&str]) -> std::process::Output {
             &format!("--user-data-dir={}", profile.path().display()),
         ])
         .args(args)
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("chromium finished within 60 s")
         .expect("run chromium");
     assert!(
         out.status.success(),
@@ -58,15 +63,16 @@ fn artifacts() -> PathBuf {
 
 /// The page at `path` as the browser rendered it (signed in with `token`), and a screenshot of
 /// it saved as `name.png`.
-fn render(p: &Platform, token: &str, path: &str, name: &str) -> String {
+async fn render(p: &Platform, token: &str, path: &str, name: &str) -> String {
     let url = format!("{}/console/login?token={token}&next={path}", p.base);
-    let dom = String::from_utf8(browser(&["--dump-dom", &url]).stdout).unwrap();
+    let dom = String::from_utf8(browser(&["--dump-dom", &url]).await.stdout).unwrap();
     let shot = artifacts().join(format!("{name}.png"));
     browser(&[
         &format!("--screenshot={}", shot.display()),
         "--window-size=1280,1400",
         &url,
-    ]);
+    ])
+    .await;
     let png = std::fs::read(&shot).unwrap();
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
@@ -105,7 +111,7 @@ async fn the_console_renders_real_data_in_a_browser() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     commit(&p, 5).await;
 
-    let topics = render(&p, &p.admin, "/console/topics", "topics");
+    let topics = render(&p, &p.admin, "/console/topics", "topics").await;
     assert!(
         topics.contains(&p.raw_topic()),
         "topics page lacks {}",
@@ -115,7 +121,7 @@ async fn the_console_renders_real_data_in_a_browser() {
     assert!(topics.contains("Topics ("));
 
     let raw = p.raw_topic();
-    let topic = render(&p, &p.admin, &format!("/console/topics/{raw}"), "topic");
+    let topic = render(&p, &p.admin, &format!("/console/topics/{raw}"), "topic").await;
     assert!(topic.contains("Messages per partition"), "{topic}");
     assert!(
         topic.contains("12 messages"),
@@ -124,24 +130,22 @@ async fn the_console_renders_real_data_in_a_browser() {
     assert!(topic.contains("high watermark"));
     assert!(topic.contains("distinct keys"), "no key distribution");
 
-    let groups = render(&p, &p.key, "/console/groups", "groups");
+    let groups = render(&p, &p.key, "/console/groups", "groups").await;
     assert!(groups.contains(&p.group), "groups page lacks {}", p.group);
     assert!(groups.contains("pipeline main"));
 
-    let group = render(
-        &p,
+    let group = render(&p,
         &p.admin,
         &format!("/console/groups/{}", p.group),
         "group",
-    );
+    ).await;
     assert!(group.contains("total lag: <b>7</b>"), "{group}");
 
-    let dlq = render(
-        &p,
+    let dlq = render(&p,
         &p.key,
         &format!("/console/tenants/{}/dlq", p.tenant),
         "dlq",
-    );
+    ).await;
     assert!(dlq.contains("/value"), "dead letter path missing");
     assert!(
         dlq.contains(r#"{"sensor_id": 99, "value": "hot"}"#.replace('"', "&quot;").as_str())
@@ -149,16 +153,15 @@ async fn the_console_renders_real_data_in_a_browser() {
     );
     assert!(dlq.contains("Replay"));
 
-    let messages = render(
-        &p,
+    let messages = render(&p,
         &p.admin,
         &format!("/console/topics/{raw}/messages?limit=5"),
         "messages",
-    );
+    ).await;
     assert!(messages.contains("ingestion_id"), "headers not shown");
     assert!(messages.contains("&quot;sensor_id&quot;") || messages.contains("\"sensor_id\""));
 
-    let overview = render(&p, &p.key, "/console", "overview");
+    let overview = render(&p, &p.key, "/console", "overview").await;
     assert!(overview.contains("events in"));
     assert!(
         !overview.contains(&p.other),
