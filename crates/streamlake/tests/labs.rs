@@ -58,7 +58,7 @@ async fn the_ordering_checker_finds_an_injected_out_of_order_record() {
     );
     assert!(v.iter().all(|v| v.key == "key-0"), "{v:?}");
     assert_eq!((v[0].expected, v[0].got), (1, 2));
-    assert_eq!(v[0].offset, v[0].previous_offset + 1);
+    assert!(v[0].offset > v[0].previous_offset, "{v:?}");
     assert_eq!(v[0].partition, r.key_partitions["key-0"]);
 }
 
