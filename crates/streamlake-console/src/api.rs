@@ -131,6 +131,8 @@ pub fn router(ops: Arc<Ops>) -> Router {
         .route("/api/kafka/provision", post(provision))
         .route("/api/kafka/groups", get(groups))
         .route("/api/kafka/groups/{id}", get(group))
+        .route("/api/labs", get(labs))
+        .route("/api/labs/{name}", post(run_lab))
         .route("/api/tenants", get(tenants))
         .route("/api/tenants/{tenant}/overview", get(overview))
         .route("/api/tenants/{tenant}/dlq", get(dlq))
@@ -235,6 +237,24 @@ async fn group(
     headers: HeaderMap,
 ) -> Response {
     answer!(ops, headers, |who| ops.group(&who, &id))
+}
+
+async fn labs(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
+    answer!(ops, headers, |_who| async {
+        let labs: Vec<_> = crate::labs::LABS
+            .iter()
+            .map(|(name, shows)| json!({"name": name, "shows": shows}))
+            .collect();
+        Ok::<_, OpsError>(json!({"labs": labs}))
+    })
+}
+
+async fn run_lab(
+    State(ops): State<Arc<Ops>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer!(ops, headers, |who| ops.run_lab(&who, &name))
 }
 
 async fn tenants(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {

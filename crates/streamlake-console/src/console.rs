@@ -54,6 +54,8 @@ pub fn router(ops: Arc<Ops>) -> Router {
         .route("/console/groups", get(groups))
         .route("/console/groups/{id}", get(group))
         .route("/console/group", get(group_lookup))
+        .route("/console/labs", get(labs))
+        .route("/console/labs/{name}", post(run_lab))
         .route("/console/tenants/{tenant}/dlq", get(dlq))
         .route("/console/tenants/{tenant}/dlq/replay", post(replay))
         .with_state(ops)
@@ -101,6 +103,7 @@ fn page(who: Option<&Principal>, title: &str, body: Markup) -> Html<String> {
                             a href="/console" { "Overview" }
                             a href="/console/topics" { "Topics" }
                             a href="/console/groups" { "Consumer groups" }
+                            a href="/console/labs" { "Labs" }
                             span.who { "signed in as " (who_text) " · " a href="/console/logout" { "sign out" } }
                         }
                     }
@@ -605,6 +608,55 @@ fn short(topic: &str) -> &str {
         &topic[topic.len() - 14..]
     } else {
         topic
+    }
+}
+
+async fn labs(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
+    let who = match signed_in(&ops, &headers) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    page(
+        Some(&who),
+        "Labs",
+        html! {
+            p { "Each lab runs on this cluster in its own new topics and group, with its defaults, and shows what Kafka guarantees and what it does not. The CLI runs them with options: " code { "streamlake lab --help" } "." }
+            @if who != Principal::Admin { p.note { "Running a lab needs the admin token." } }
+            table {
+                tr { th { "lab" } th { "shows" } th {} }
+                @for (name, shows) in crate::labs::LABS {
+                    tr {
+                        td { b { (name) } }
+                        td { (shows) }
+                        td { form method="post" action=(format!("/console/labs/{name}")) { button type="submit" { "Run" } } }
+                    }
+                }
+            }
+        },
+    )
+    .into_response()
+}
+
+async fn run_lab(
+    State(ops): State<Arc<Ops>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let who = match signed_in(&ops, &headers) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    match ops.run_lab(&who, &name).await {
+        Ok(report) => page(
+            Some(&who),
+            &format!("Lab {name}"),
+            html! {
+                p { a href="/console/labs" { "← all labs" } }
+                pre style="max-width:1100px" { (serde_json::to_string_pretty(&report).unwrap_or_default()) }
+            },
+        )
+        .into_response(),
+        Err(e) => error_page(&who, &e),
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`ops`]: [`Ops`], the service: topics, partitions, configs, groups and lag, message
 //!   browsing, each call scoped by the [`Principal`] asking (admin or one tenant).
 //! - [`dlq`]: dead letters and their replay through validation, with replay markers.
+//! - [`labs`]: the labs, run from the API and the console.
 //! - [`overview`]: per-tenant counts and throughput.
 //! - `history`: the lag and throughput samples behind the console's charts.
 //! - [`api`]: the `/api` router (JSON).
@@ -14,6 +15,7 @@ pub mod api;
 pub mod console;
 pub mod dlq;
 mod history;
+pub mod labs;
 pub mod ops;
 pub mod overview;
 

@@ -451,6 +451,8 @@ pub struct Ops {
     /// list groups).
     seen_groups: Mutex<BTreeSet<String>>,
     owners: BTreeMap<String, (TenantId, TopicRole)>,
+    /// How to start a worker process for the semantics lab.
+    pub(crate) lab_worker: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for Ops {
@@ -490,6 +492,7 @@ impl Ops {
             replay_lock: tokio::sync::Mutex::new(()),
             seen_groups: Mutex::new(BTreeSet::new()),
             owners,
+            lab_worker: None,
         })
     }
 

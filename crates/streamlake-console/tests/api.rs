@@ -484,7 +484,34 @@ async fn the_openapi_document_lists_every_route() {
         "/api/tenants/{tenant}/overview",
         "/api/tenants/{tenant}/dlq",
         "/api/tenants/{tenant}/dlq/replay",
+        "/api/labs",
+        "/api/labs/{name}",
     ] {
         assert!(paths.contains_key(route), "{route} missing");
     }
+}
+
+#[tokio::test]
+async fn labs_run_from_the_api_for_the_admin_only() {
+    let p = Platform::start().await;
+    let (status, list) = p.get("/api/labs", Some(&p.key)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["labs"].as_array().unwrap().len(), 4, "{list}");
+    let (status, _) = p
+        .post("/api/labs/partitioning", Some(&p.key), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = p.post("/api/labs/nothing", Some(&p.admin), json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, r) = p
+        .post("/api/labs/partitioning", Some(&p.admin), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["same_key_same_partition"], true, "{r}");
+    assert_eq!(r["read_back"], 30);
+    // This test server cannot start worker processes: said, not pretended.
+    let (status, body) = p
+        .post("/api/labs/semantics", Some(&p.admin), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
 }

@@ -6,8 +6,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use tokio::process::Command;
 use std::time::Duration;
+use tokio::process::Command;
 
 use common::Platform;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -134,18 +134,22 @@ async fn the_console_renders_real_data_in_a_browser() {
     assert!(groups.contains(&p.group), "groups page lacks {}", p.group);
     assert!(groups.contains("pipeline main"));
 
-    let group = render(&p,
+    let group = render(
+        &p,
         &p.admin,
         &format!("/console/groups/{}", p.group),
         "group",
-    ).await;
+    )
+    .await;
     assert!(group.contains("total lag: <b>7</b>"), "{group}");
 
-    let dlq = render(&p,
+    let dlq = render(
+        &p,
         &p.key,
         &format!("/console/tenants/{}/dlq", p.tenant),
         "dlq",
-    ).await;
+    )
+    .await;
     assert!(dlq.contains("/value"), "dead letter path missing");
     assert!(
         dlq.contains(r#"{"sensor_id": 99, "value": "hot"}"#.replace('"', "&quot;").as_str())
@@ -153,13 +157,18 @@ async fn the_console_renders_real_data_in_a_browser() {
     );
     assert!(dlq.contains("Replay"));
 
-    let messages = render(&p,
+    let messages = render(
+        &p,
         &p.admin,
         &format!("/console/topics/{raw}/messages?limit=5"),
         "messages",
-    ).await;
+    )
+    .await;
     assert!(messages.contains("ingestion_id"), "headers not shown");
     assert!(messages.contains("&quot;sensor_id&quot;") || messages.contains("\"sensor_id\""));
+
+    let labs = render(&p, &p.admin, "/console/labs", "labs").await;
+    assert!(labs.contains("partitioning") && labs.contains("semantics"));
 
     let overview = render(&p, &p.key, "/console", "overview").await;
     assert!(overview.contains("events in"));

@@ -115,7 +115,15 @@ pub fn check(records: &[(Sequenced, i32, i64)]) -> OrderCheck {
             }
             None => {}
         }
-        last.insert(&m.key, (m.seq, *offset, *partition));
+        // The highest sequence number so far is what the next one must follow, so one record
+        // written out of place is reported where it arrived early and where it arrived late,
+        // not at every record after it.
+        if last
+            .get(m.key.as_str())
+            .is_none_or(|(seq, _, _)| m.seq > *seq)
+        {
+            last.insert(&m.key, (m.seq, *offset, *partition));
+        }
         if let Some(max) = max_global {
             if m.global < max {
                 out.cross_key_inversions += 1;

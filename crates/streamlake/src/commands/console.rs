@@ -23,7 +23,12 @@ pub(crate) fn ops(
     gateway: Arc<Gateway>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<Ops>> {
-    let ops = Arc::new(Ops::new(config.clone(), settings.clone(), gateway)?);
+    let mut ops = Ops::new(config.clone(), settings.clone(), gateway)?;
+    match super::lab::worker_command(config, settings) {
+        Ok(cmd) => ops = ops.with_lab_worker(cmd),
+        Err(e) => tracing::warn!(error = %e, "the semantics lab cannot run from the console"),
+    }
+    let ops = Arc::new(ops);
     let (sampler, shutdown) = (Arc::clone(&ops), shutdown.clone());
     tokio::spawn(async move { sampler.run_sampler(shutdown).await });
     Ok(ops)

@@ -8,7 +8,7 @@ use streamlake_labs::semantics::{CrashPoint, Mode, SemanticsOptions, WorkerArgs}
 use streamlake_labs::{ordering, partitioning, rebalance, semantics, Lab};
 
 use super::Connection;
-use crate::args::{Cli, LabCommand};
+use crate::args::LabCommand;
 use crate::output::{json, table};
 
 fn list<T: std::fmt::Display>(items: &[T]) -> String {
@@ -19,26 +19,25 @@ fn list<T: std::fmt::Display>(items: &[T]) -> String {
         .join(", ")
 }
 
-/// The command line that starts a semantics worker against the same cluster and config.
-fn worker_command(cli: &Cli, conn: &Connection) -> anyhow::Result<Vec<String>> {
+/// The command line that starts a semantics worker against the same cluster and configuration.
+pub(crate) fn worker_command(
+    config: &streamlake_config::Config,
+    settings: &streamlake_kafka::KafkaSettings,
+) -> anyhow::Result<Vec<String>> {
     let exe = std::env::current_exe().context("locating the streamlake executable")?;
     let mut cmd = vec![
         exe.display().to_string(),
         "--bootstrap-servers".to_owned(),
-        conn.settings.bootstrap_servers.clone(),
+        settings.bootstrap_servers.clone(),
     ];
-    if let Some(cfg) = super::config_path(cli) {
+    if let Some(file) = &config.file {
         cmd.push("--config".to_owned());
-        cmd.push(cfg.display().to_string());
+        cmd.push(file.display().to_string());
     }
     Ok(cmd)
 }
 
-pub(crate) async fn run(
-    cli: &Cli,
-    conn: &Connection,
-    cmd: &LabCommand,
-) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(conn: &Connection, cmd: &LabCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         LabCommand::Partitioning {
             messages,
@@ -89,7 +88,10 @@ pub(crate) async fn run(
                 "Receipts match what was read back: {}.",
                 if r.receipts_match { "yes" } else { "NO" }
             );
-            println!("Keyless messages ({}) go where the producer's partitioner puts them: librdkafka's sticky partitioner fills one partition per batch, so they bunch up instead of following any key.", r.keyless_topic);
+            println!(
+                "Keyless messages ({}) have no key to hash: the producer's partitioner spreads them (librdkafka's sticky partitioner fills one partition per batch, then moves on), so nothing keeps related messages together or in order.",
+                r.keyless_topic
+            );
             println!("{}", r.clean_up);
         }
         LabCommand::Ordering {
@@ -226,6 +228,13 @@ pub(crate) async fn run(
                         .map_or_else(|| "did not settle".to_owned(), |ms| ms.to_string()),
                     lag,
                     format!("{:+}", s.lag_change),
+                    s.lag.last().map_or_else(String::new, |l| {
+                        l.partitions
+                            .iter()
+                            .map(|(p, lag)| format!("p{p}: {lag}"))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    }),
                 ]);
             }
             println!("{t}\n");
@@ -243,7 +252,7 @@ pub(crate) async fn run(
             modes,
             output,
         } => {
-            let mut opts = SemanticsOptions::new(worker_command(cli, conn)?);
+            let mut opts = SemanticsOptions::new(worker_command(&conn.config, &conn.settings)?);
             opts.records = *records;
             opts.batch = *batch;
             opts.crash_at = CrashPoint::parse(crash_at).context("--crash-at")?;

@@ -37,7 +37,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Produce(args) => produce::run(&connect(&cli).await?, args).await,
         Command::Consume(args) => consume::run(&connect(&cli).await?, args).await,
         Command::Bench(cmd) => bench::run(cmd).await,
-        Command::Lab(cmd) => lab::run(&cli, &connect(&cli).await?, cmd).await,
+        Command::Lab(cmd) => lab::run(&connect(&cli).await?, cmd).await,
         Command::Console(args) => console::run(&connect(&cli).await?, args).await,
         Command::Tenants(args) => dlq::tenants(&connect(&cli).await?, args).await,
         Command::Dlq(cmd) => dlq::run(&connect(&cli).await?, cmd).await,
@@ -48,7 +48,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// The configuration file in effect: `--config`, else `./streamlake.toml` if present.
-pub(crate) fn config_path(cli: &Cli) -> Option<PathBuf> {
+fn config_path(cli: &Cli) -> Option<PathBuf> {
     cli.config.clone().or_else(|| {
         let default = Path::new("streamlake.toml");
         default.is_file().then(|| default.to_path_buf())

@@ -1,0 +1,89 @@
+//! The labs (SPEC O4) from the API and the console: each runs with its defaults and returns its
+//! report. Admin only: labs create topics and load the cluster.
+
+use serde_json::Value;
+use streamlake_labs::{ordering, partitioning, rebalance, semantics, Lab};
+
+use crate::ops::{ErrorKind, Ops, OpsError, OpsResult, Principal};
+
+/// The labs, with what each shows.
+pub const LABS: &[(&str, &str)] = &[
+    (
+        "partitioning",
+        "30 messages over 10 keys: each key's partition and offsets, counts per partition, keyless messages for comparison.",
+    ),
+    (
+        "ordering",
+        "6 keys x 50 sequence numbers produced concurrently: order holds per key, not across keys.",
+    ),
+    (
+        "rebalance",
+        "A group scaled from 1 to 4 consumers and back on 3 partitions under 200 records/s: assignments, rebalance times, lag (about 50 s).",
+    ),
+    (
+        "semantics",
+        "At-most-once, at-least-once and effectively-once with the worker process killed mid-batch: lost and duplicated records by id.",
+    ),
+];
+
+fn failed(e: streamlake_labs::LabError) -> OpsError {
+    OpsError::new(ErrorKind::Unavailable, format!("the lab failed: {e}"))
+}
+
+fn json<T: serde::Serialize>(r: T) -> OpsResult<Value> {
+    serde_json::to_value(r).map_err(|e| OpsError::new(ErrorKind::Unavailable, e.to_string()))
+}
+
+impl Ops {
+    /// Sets the command that starts a `streamlake` worker process against this cluster, which
+    /// the semantics lab kills and restarts.
+    pub fn with_lab_worker(mut self, command: Vec<String>) -> Self {
+        self.lab_worker = Some(command);
+        self
+    }
+
+    /// Runs lab `name` with its defaults and returns its report.
+    pub async fn run_lab(&self, who: &Principal, name: &str) -> OpsResult<Value> {
+        self.check_admin(who, "running a lab")?;
+        if !LABS.iter().any(|(n, _)| *n == name) {
+            return Err(OpsError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no lab \"{name}\"; there are {}",
+                    LABS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        let mut lab = Lab::new(&self.settings, name).map_err(failed)?;
+        match name {
+            "partitioning" => json(
+                partitioning::run(&mut lab, &partitioning::PartitioningOptions::default())
+                    .await
+                    .map_err(failed)?,
+            ),
+            "ordering" => json(
+                ordering::run(&mut lab, &ordering::OrderingOptions::default())
+                    .await
+                    .map_err(failed)?,
+            ),
+            "rebalance" => json(
+                rebalance::run(&mut lab, &rebalance::RebalanceOptions::default())
+                    .await
+                    .map_err(failed)?,
+            ),
+            _ => {
+                let Some(worker) = self.lab_worker.clone() else {
+                    return Err(OpsError::new(
+                        ErrorKind::Unsupported,
+                        "this server cannot start worker processes; run `streamlake lab semantics`",
+                    ));
+                };
+                json(
+                    semantics::run(&mut lab, &semantics::SemanticsOptions::new(worker))
+                        .await
+                        .map_err(failed)?,
+                )
+            }
+        }
+    }
+}
