@@ -49,37 +49,15 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Compiles every schema and creates the clients. Logs development keys in use, tenants
-    /// without a key and keys that cannot spread load; never logs a key from the environment.
+    /// Compiles every schema and creates the clients. Quiet: a server calls
+    /// [`Gateway::announce`] to log what an operator should know at start-up.
     pub fn new(config: &Config, kafka: &KafkaSettings) -> Result<Self, GatewayError> {
         let schemas = SchemaRegistry::from_config(config).map_err(GatewayError::Schemas)?;
         let mut keys = Keys::default();
         let mut tenants = BTreeMap::new();
         for t in config.tenants.values() {
-            match &t.api_key {
-                Some(key) => {
-                    keys.insert(t.id.clone(), key.expose_secret());
-                    if key.source == ApiKeySource::Development {
-                        tracing::warn!(
-                            tenant = %t.id,
-                            dev_api_key = key.expose_secret(),
-                            env = t.api_key_env.as_deref().unwrap_or("-"),
-                            "tenant uses its development API key; set the environment variable to replace it"
-                        );
-                    }
-                }
-                None => tracing::warn!(
-                    tenant = %t.id,
-                    env = t.api_key_env.as_deref().unwrap_or("-"),
-                    "tenant has no API key: its requests are refused until the key's environment variable is set"
-                ),
-            }
-            for ((tenant, dataset), schema) in schemas.iter() {
-                if tenant == &t.id {
-                    if let Some(w) = schema.key_warning() {
-                        tracing::warn!(%tenant, %dataset, warning = w, "key policy");
-                    }
-                }
+            if let Some(key) = &t.api_key {
+                keys.insert(t.id.clone(), key.expose_secret());
             }
             tenants.insert(
                 t.id.clone(),
@@ -104,6 +82,32 @@ impl Gateway {
             settings: config.gateway.clone(),
             metrics: Metrics::new(),
         })
+    }
+
+    /// Logs development keys in use, tenants without a key and keys that cannot spread load;
+    /// never logs a key from the environment.
+    pub fn announce(&self, config: &Config) {
+        for t in config.tenants.values() {
+            match &t.api_key {
+                Some(key) if key.source == ApiKeySource::Development => tracing::warn!(
+                    tenant = %t.id,
+                    dev_api_key = key.expose_secret(),
+                    env = t.api_key_env.as_deref().unwrap_or("-"),
+                    "tenant uses its development API key; set the environment variable to replace it"
+                ),
+                Some(_) => {}
+                None => tracing::warn!(
+                    tenant = %t.id,
+                    env = t.api_key_env.as_deref().unwrap_or("-"),
+                    "tenant has no API key: its requests are refused until the key's environment variable is set"
+                ),
+            }
+        }
+        for ((tenant, dataset), schema) in self.schemas.iter() {
+            if let Some(w) = schema.key_warning() {
+                tracing::warn!(%tenant, %dataset, warning = w, "key policy");
+            }
+        }
     }
 
     /// The tenant whose API key `token` is (compared in constant time), for other HTTP

@@ -61,6 +61,7 @@ pub(crate) async fn run(conn: &Connection, args: &ConsoleArgs) -> anyhow::Result
     let shutdown = CancellationToken::new();
     streamlake_kafka::shutdown::cancel_on_signals(shutdown.clone());
     let gateway = Arc::new(Gateway::new(&conn.config, &conn.settings)?);
+    gateway.announce(&conn.config);
     let ops = ops(&conn.config, &conn.settings, gateway, &shutdown)?;
     let addr = args.listen.unwrap_or(conn.config.http.listen);
     let listener = tokio::net::TcpListener::bind(addr)

@@ -15,6 +15,7 @@ pub(crate) async fn run(conn: &Connection) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     streamlake_kafka::shutdown::cancel_on_signals(shutdown.clone());
     let gateway = Arc::new(Gateway::new(&conn.config, &conn.settings)?);
+    gateway.announce(&conn.config);
     let task = start(&conn.config, gateway, axum::Router::new(), shutdown).await?;
     task.await.context("gateway task")??;
     Ok(ExitCode::SUCCESS)

@@ -79,6 +79,7 @@ async fn serve(
     // One gateway (schemas compiled once, one producer) for HTTP, the console's replays and
     // the sources.
     let ingest = Arc::new(streamlake_gateway::Gateway::new(config, settings)?);
+    ingest.announce(config);
     let ops = super::console::ops(config, settings, Arc::clone(&ingest), shutdown)?;
     let gateway = super::gateway::start(
         config,
