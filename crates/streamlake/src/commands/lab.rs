@@ -204,6 +204,7 @@ pub(crate) async fn run(conn: &Connection, cmd: &LabCommand) -> anyhow::Result<E
                 "rebalance ms",
                 "lag at start → end",
                 "lag change",
+                "lag at end",
             ]);
             for s in &r.steps {
                 let assignment: Vec<String> = s
