@@ -129,8 +129,9 @@ pub(crate) enum LabCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// At-most-once, at-least-once and effectively-once with the worker process killed at a
-    /// chosen point: produced, processed, lost and duplicated, with the ids.
+    /// At-most-once, at-least-once, effectively-once and exactly-once with transactions, the
+    /// worker process killed at a chosen point: produced, processed, lost and duplicated, with
+    /// the ids.
     Semantics {
         /// Records per mode.
         #[arg(long, short = 'n', default_value_t = 200)]
@@ -144,8 +145,8 @@ pub(crate) enum LabCommand {
         /// In which batch (1-based).
         #[arg(long, default_value_t = 5)]
         crash_batch: u64,
-        /// Only these modes (repeatable). Default: all three.
-        #[arg(long = "mode", value_parser = ["at-most-once", "at-least-once", "effectively-once"])]
+        /// Only these modes (repeatable). Default: all four.
+        #[arg(long = "mode", value_parser = ["at-most-once", "at-least-once", "effectively-once", "exactly-once-transactions"])]
         modes: Vec<String>,
         #[command(flatten)]
         output: OutputArgs,
@@ -157,7 +158,7 @@ pub(crate) enum LabCommand {
         topic: String,
         #[arg(long)]
         group: String,
-        #[arg(long, value_parser = ["at-most-once", "at-least-once", "effectively-once"])]
+        #[arg(long, value_parser = ["at-most-once", "at-least-once", "effectively-once", "exactly-once-transactions"])]
         mode: String,
         #[arg(long)]
         sink: PathBuf,

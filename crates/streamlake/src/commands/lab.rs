@@ -308,6 +308,12 @@ pub(crate) async fn run(conn: &Connection, cmd: &LabCommand) -> anyhow::Result<E
             println!("\nat-most-once commits before processing: a crash in between loses the rest of the batch.");
             println!("at-least-once commits after processing: a crash in between processes part of the batch twice.");
             println!("effectively-once is at-least-once into a sink that drops ids it already holds (as StreamLake's PostgreSQL sink does with ingestion_id).");
+            if r.modes
+                .iter()
+                .any(|m| m.mode == Mode::ExactlyOnceTransactions)
+            {
+                println!("exactly-once-transactions produces the output and commits the offsets in one transaction per batch; a killed worker's open transaction is aborted, and read_committed readers never see it.");
+            }
             println!("exactly-once with transactions: {}", r.transactions);
             println!("{}", r.clean_up);
         }
