@@ -15,17 +15,22 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::dlq::{DeadLetterQuery, ReplayRequest, ReplayStatus};
-use crate::ops::{CreateTopic, ErrorKind, MessageQuery, Ops, OpsError, Principal};
+use crate::dlq::{DeadLetterList, DeadLetterQuery, ReplayReport, ReplayRequest, ReplayStatus};
+use crate::ops::{
+    CreateTopic, ErrorKind, GroupDetail, GroupList, MessagePage, MessageQuery, Ops, OpsError,
+    Principal, TopicConfigs, TopicList, TopicMetadata,
+};
+use crate::overview::TenantOverview;
 
 const OPENAPI: &str = include_str!("openapi.json");
 
@@ -47,15 +52,6 @@ impl IntoResponse for OpsError {
     }
 }
 
-fn unauthenticated(message: &str) -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Bearer")],
-        Json(json!({"error": {"code": "unauthenticated", "message": message}})),
-    )
-        .into_response()
-}
-
 /// The bearer token of a request, if it carries one.
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -67,57 +63,86 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Why a request was not authenticated.
-enum Unauthenticated {
+pub(crate) enum Unauthenticated {
     Missing,
     Unknown,
 }
 
 impl IntoResponse for Unauthenticated {
     fn into_response(self) -> Response {
-        unauthenticated(match self {
+        let message = match self {
             Unauthenticated::Missing => {
                 "send the admin token or a tenant's API key as `Authorization: Bearer <token>`"
             }
             Unauthenticated::Unknown => {
                 "the token is neither the admin token nor a tenant's API key"
             }
-        })
+        };
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({"error": {"code": "unauthenticated", "message": message}})),
+        )
+            .into_response()
     }
 }
 
-fn principal(ops: &Ops, headers: &HeaderMap) -> Result<Principal, Unauthenticated> {
-    let token = bearer(headers).ok_or(Unauthenticated::Missing)?;
-    ops.principal(token).ok_or(Unauthenticated::Unknown)
+/// The principal a request's bearer token names; 401 without one.
+struct Authed(Principal);
+
+impl FromRequestParts<Arc<Ops>> for Authed {
+    type Rejection = Unauthenticated;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ops: &Arc<Ops>,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers).ok_or(Unauthenticated::Missing)?;
+        ops.principal(token)
+            .map(Authed)
+            .ok_or(Unauthenticated::Unknown)
+    }
 }
 
-fn bad_query(e: QueryRejection) -> Response {
-    OpsError::new(
-        ErrorKind::BadRequest,
-        format!("bad query: {}", e.body_text()),
-    )
-    .into_response()
+/// A query string; a malformed one is a JSON 400 that says what was wrong.
+struct ApiQuery<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = OpsError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|e| {
+                OpsError::new(
+                    ErrorKind::BadRequest,
+                    format!("bad query: {}", e.body_text()),
+                )
+            })
+    }
 }
 
-fn bad_body(e: JsonRejection) -> Response {
-    OpsError::new(
-        ErrorKind::BadRequest,
-        format!("bad body: {}", e.body_text()),
-    )
-    .into_response()
+/// A JSON body; a malformed one is a JSON 400 that says what was wrong.
+struct ApiJson<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = OpsError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(b)| ApiJson(b))
+            .map_err(|e| {
+                OpsError::new(
+                    ErrorKind::BadRequest,
+                    format!("bad body: {}", e.body_text()),
+                )
+            })
+    }
 }
 
-/// Runs an authenticated call and answers with its JSON or its error.
-macro_rules! answer {
-    ($ops:expr, $headers:expr, |$who:ident| $call:expr) => {{
-        match principal(&$ops, &$headers) {
-            Err(r) => r.into_response(),
-            Ok($who) => match $call.await {
-                Ok(v) => Json(v).into_response(),
-                Err(e) => e.into_response(),
-            },
-        }
-    }};
-}
+type Answer<T> = Result<Json<T>, OpsError>;
 
 /// The `/api` router.
 pub fn router(ops: Arc<Ops>) -> Router {
@@ -144,56 +169,42 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-async fn topics(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
-    answer!(ops, headers, |who| ops.topics(&who))
+async fn topics(State(ops): State<Arc<Ops>>, Authed(who): Authed) -> Answer<TopicList> {
+    ops.topics(&who).await.map(Json)
 }
 
 async fn create_topic(
     State(ops): State<Arc<Ops>>,
-    headers: HeaderMap,
-    body: Result<Json<CreateTopic>, JsonRejection>,
-) -> Response {
-    let who = match principal(&ops, &headers) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(e) => return bad_body(e),
-    };
-    match ops.create_topic(&who, &req).await {
-        Ok(m) => (StatusCode::CREATED, Json(m)).into_response(),
-        Err(e) => e.into_response(),
-    }
+    Authed(who): Authed,
+    ApiJson(req): ApiJson<CreateTopic>,
+) -> Result<(StatusCode, Json<TopicMetadata>), OpsError> {
+    let created = ops.create_topic(&who, &req).await?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 async fn metadata(
     State(ops): State<Arc<Ops>>,
+    Authed(who): Authed,
     Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    answer!(ops, headers, |who| ops.topic_metadata(&who, &name))
+) -> Answer<TopicMetadata> {
+    ops.topic_metadata(&who, &name).await.map(Json)
 }
 
 async fn configs(
     State(ops): State<Arc<Ops>>,
+    Authed(who): Authed,
     Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    answer!(ops, headers, |who| ops.topic_configs(&who, &name))
+) -> Answer<TopicConfigs> {
+    ops.topic_configs(&who, &name).await.map(Json)
 }
 
 async fn messages(
     State(ops): State<Arc<Ops>>,
+    Authed(who): Authed,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    query: Result<Query<MessageQuery>, QueryRejection>,
-) -> Response {
-    let Query(q) = match query {
-        Ok(q) => q,
-        Err(e) => return bad_query(e),
-    };
-    answer!(ops, headers, |who| ops.messages(&who, &name, &q))
+    ApiQuery(q): ApiQuery<MessageQuery>,
+) -> Answer<MessagePage> {
+    ops.messages(&who, &name, &q).await.map(Json)
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,117 +215,90 @@ struct DistributionQuery {
 
 async fn distribution(
     State(ops): State<Arc<Ops>>,
+    Authed(who): Authed,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    query: Result<Query<DistributionQuery>, QueryRejection>,
-) -> Response {
-    let Query(q) = match query {
-        Ok(q) => q,
-        Err(e) => return bad_query(e),
-    };
-    answer!(ops, headers, |who| ops.distribution(
-        &who,
-        &name,
-        q.sample.unwrap_or(10_000)
-    ))
+    ApiQuery(q): ApiQuery<DistributionQuery>,
+) -> Answer<streamlake_kafka::Distribution> {
+    ops.distribution(&who, &name, q.sample.unwrap_or(10_000))
+        .await
+        .map(Json)
 }
 
-async fn provision(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
-    answer!(ops, headers, |who| async {
-        ops.provision(&who)
-            .await
-            .map(|results| json!({"results": results}))
-    })
+async fn provision(State(ops): State<Arc<Ops>>, Authed(who): Authed) -> Answer<Value> {
+    let results = ops.provision(&who).await?;
+    Ok(Json(json!({"results": results})))
 }
 
-async fn groups(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
-    answer!(ops, headers, |who| ops.groups(&who))
+async fn groups(State(ops): State<Arc<Ops>>, Authed(who): Authed) -> Answer<GroupList> {
+    ops.groups(&who).await.map(Json)
 }
 
 async fn group(
     State(ops): State<Arc<Ops>>,
+    Authed(who): Authed,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    answer!(ops, headers, |who| ops.group(&who, &id))
+) -> Answer<GroupDetail> {
+    ops.group(&who, &id).await.map(Json)
 }
 
-async fn labs(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
-    answer!(ops, headers, |_who| async {
-        let labs: Vec<_> = crate::labs::LABS
-            .iter()
-            .map(|(name, shows)| json!({"name": name, "shows": shows}))
-            .collect();
-        Ok::<_, OpsError>(json!({"labs": labs}))
-    })
+async fn labs(Authed(_): Authed) -> Json<Value> {
+    let labs: Vec<Value> = crate::labs::LABS
+        .iter()
+        .map(|(name, shows)| json!({"name": name, "shows": shows}))
+        .collect();
+    Json(json!({"labs": labs}))
 }
 
 async fn run_lab(
     State(ops): State<Arc<Ops>>,
+    Authed(who): Authed,
     Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    answer!(ops, headers, |who| ops.run_lab(&who, &name))
+) -> Answer<Value> {
+    ops.run_lab(&who, &name).await.map(Json)
 }
 
-async fn tenants(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
-    answer!(ops, headers, |who| async {
-        let tenants = ops.tenants(&who);
-        Ok::<_, OpsError>(json!({"count": tenants.len(), "tenants": tenants}))
-    })
+async fn tenants(State(ops): State<Arc<Ops>>, Authed(who): Authed) -> Json<Value> {
+    let tenants = ops.tenants(&who);
+    Json(json!({"count": tenants.len(), "tenants": tenants}))
 }
 
 async fn overview(
     State(ops): State<Arc<Ops>>,
+    Authed(who): Authed,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    answer!(ops, headers, |who| ops.tenant_overview(&who, &tenant))
+) -> Answer<TenantOverview> {
+    ops.tenant_overview(&who, &tenant).await.map(Json)
 }
 
 async fn dlq(
     State(ops): State<Arc<Ops>>,
+    Authed(who): Authed,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
-    query: Result<Query<DeadLetterQuery>, QueryRejection>,
-) -> Response {
-    let Query(q) = match query {
-        Ok(q) => q,
-        Err(e) => return bad_query(e),
-    };
-    answer!(ops, headers, |who| ops.dead_letters(&who, &tenant, &q))
+    ApiQuery(q): ApiQuery<DeadLetterQuery>,
+) -> Answer<DeadLetterList> {
+    ops.dead_letters(&who, &tenant, &q).await.map(Json)
 }
 
+/// 409 when every selected dead letter was refused as replayed before; else 200 with each
+/// one's outcome.
 async fn replay(
     State(ops): State<Arc<Ops>>,
+    Authed(who): Authed,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
-    body: Result<Json<ReplayRequest>, JsonRejection>,
-) -> Response {
-    let who = match principal(&ops, &headers) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
+    ApiJson(req): ApiJson<ReplayRequest>,
+) -> Result<(StatusCode, Json<ReplayReport>), OpsError> {
+    let report = ops.replay(&who, &tenant, &req).await?;
+    let refused_all = !report.results.is_empty()
+        && report.results.iter().all(|r| {
+            matches!(
+                r.status,
+                ReplayStatus::AlreadyReplayed | ReplayStatus::NotADeadLetter
+            )
+        });
+    let status = if refused_all {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
     };
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(e) => return bad_body(e),
-    };
-    match ops.replay(&who, &tenant, &req).await {
-        Ok(report) => {
-            let refused_all = !report.results.is_empty()
-                && report.results.iter().all(|r| {
-                    matches!(
-                        r.status,
-                        ReplayStatus::AlreadyReplayed | ReplayStatus::NotADeadLetter
-                    )
-                });
-            let status = if refused_all {
-                StatusCode::CONFLICT
-            } else {
-                StatusCode::OK
-            };
-            (status, Json(report)).into_response()
-        }
-        Err(e) => e.into_response(),
-    }
+    Ok((status, Json(report)))
 }

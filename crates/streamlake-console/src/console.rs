@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -72,12 +73,23 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-/// The signed-in principal, or a redirect to the sign-in page.
-fn signed_in(ops: &Ops, headers: &HeaderMap) -> Result<Principal, Redirect> {
-    cookie_token(headers)
-        .or_else(|| crate::api::bearer(headers).map(str::to_owned))
-        .and_then(|t| ops.principal(&t))
-        .ok_or_else(|| Redirect::to("/console/login"))
+/// The signed-in principal (the cookie's token, or a bearer token); without one, a redirect to
+/// the sign-in page.
+struct SignedIn(Principal);
+
+impl FromRequestParts<Arc<Ops>> for SignedIn {
+    type Rejection = Redirect;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ops: &Arc<Ops>,
+    ) -> Result<Self, Self::Rejection> {
+        cookie_token(&parts.headers)
+            .or_else(|| crate::api::bearer(&parts.headers).map(str::to_owned))
+            .and_then(|t| ops.principal(&t))
+            .map(SignedIn)
+            .ok_or_else(|| Redirect::to("/console/login"))
+    }
 }
 
 fn page(who: Option<&Principal>, title: &str, body: Markup) -> Html<String> {
@@ -287,11 +299,7 @@ async fn logout() -> Response {
         .into_response()
 }
 
-async fn overview(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
-    let who = match signed_in(&ops, &headers) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
+async fn overview(State(ops): State<Arc<Ops>>, SignedIn(who): SignedIn) -> Response {
     let mut sections = Vec::new();
     for t in ops.tenants(&who) {
         match ops.tenant_overview(&who, &t.tenant).await {
@@ -335,11 +343,7 @@ async fn overview(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
     .into_response()
 }
 
-async fn topics(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
-    let who = match signed_in(&ops, &headers) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
+async fn topics(State(ops): State<Arc<Ops>>, SignedIn(who): SignedIn) -> Response {
     let list = match ops.topics(&who).await {
         Ok(l) => l,
         Err(e) => return error_page(&who, &e),
@@ -382,12 +386,8 @@ async fn topics(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
 async fn topic(
     State(ops): State<Arc<Ops>>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    SignedIn(who): SignedIn,
 ) -> Response {
-    let who = match signed_in(&ops, &headers) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
     let meta = match ops.topic_metadata(&who, &name).await {
         Ok(m) => m,
         Err(e) => return error_page(&who, &e),
@@ -453,13 +453,9 @@ async fn topic(
 async fn messages(
     State(ops): State<Arc<Ops>>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    SignedIn(who): SignedIn,
     Query(q): Query<MessageQuery>,
 ) -> Response {
-    let who = match signed_in(&ops, &headers) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
     let result = ops.messages(&who, &name, &q).await;
     let page_body = html! {
         form method="get" class="card" {
@@ -508,11 +504,7 @@ fn pretty(value: Option<&str>, is_json: bool) -> String {
     }
 }
 
-async fn groups(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
-    let who = match signed_in(&ops, &headers) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
+async fn groups(State(ops): State<Arc<Ops>>, SignedIn(who): SignedIn) -> Response {
     let list = match ops.groups(&who).await {
         Ok(l) => l,
         Err(e) => return error_page(&who, &e),
@@ -554,12 +546,8 @@ async fn group_lookup(Query(q): Query<LookupQuery>) -> Response {
 async fn group(
     State(ops): State<Arc<Ops>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    SignedIn(who): SignedIn,
 ) -> Response {
-    let who = match signed_in(&ops, &headers) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
     let g = match ops.group(&who, &id).await {
         Ok(g) => g,
         Err(e) => return error_page(&who, &e),
@@ -611,11 +599,7 @@ fn short(topic: &str) -> &str {
     }
 }
 
-async fn labs(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
-    let who = match signed_in(&ops, &headers) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
+async fn labs(SignedIn(who): SignedIn) -> Response {
     page(
         Some(&who),
         "Labs",
@@ -640,12 +624,8 @@ async fn labs(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
 async fn run_lab(
     State(ops): State<Arc<Ops>>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    SignedIn(who): SignedIn,
 ) -> Response {
-    let who = match signed_in(&ops, &headers) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
     match ops.run_lab(&who, &name).await {
         Ok(report) => page(
             Some(&who),
@@ -663,13 +643,9 @@ async fn run_lab(
 async fn dlq(
     State(ops): State<Arc<Ops>>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
+    SignedIn(who): SignedIn,
     Query(q): Query<DeadLetterQuery>,
 ) -> Response {
-    let who = match signed_in(&ops, &headers) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
     dlq_page(&ops, &who, &tenant, &q, None).await
 }
 
@@ -749,13 +725,9 @@ struct ReplayForm {
 async fn replay(
     State(ops): State<Arc<Ops>>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
+    SignedIn(who): SignedIn,
     Form(form): Form<ReplayForm>,
 ) -> Response {
-    let who = match signed_in(&ops, &headers) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
     let req = if form.all == Some(true) {
         Ok(ReplayRequest {
             records: Vec::new(),

@@ -229,11 +229,7 @@ fn now() -> String {
 impl Ops {
     async fn scan(&self, topic: &str) -> OpsResult<Scan> {
         let info = self.admin.describe_topic(topic).await?;
-        let ranges = info
-            .partitions
-            .iter()
-            .map(|p| (p.id, (p.low, p.high)))
-            .collect();
+        let ranges = info.ranges();
         let records = read_ranges(&self.settings, topic, ranges, Duration::from_secs(5)).await?;
         let mut scan = Scan {
             letters: BTreeMap::new(),

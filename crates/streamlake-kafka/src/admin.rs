@@ -77,6 +77,15 @@ impl TopicInfo {
     pub fn message_count(&self) -> i64 {
         self.partitions.iter().map(|p| p.high - p.low).sum()
     }
+
+    /// Every partition's records held now, as `partition -> (low, high)`, for
+    /// [`crate::read_ranges`].
+    pub fn ranges(&self) -> BTreeMap<i32, (i64, i64)> {
+        self.partitions
+            .iter()
+            .map(|p| (p.id, (p.low, p.high)))
+            .collect()
+    }
 }
 
 /// A consumer group as listed by the broker.

@@ -205,11 +205,7 @@ pub async fn run(lab: &mut Lab, opts: &OrderingOptions) -> Result<OrderingReport
     futures::future::try_join_all(per_key).await?;
 
     let info = lab.admin.describe_topic(&topic).await?;
-    let ranges = info
-        .partitions
-        .iter()
-        .map(|p| (p.id, (p.low, p.high)))
-        .collect();
+    let ranges = info.ranges();
     let records: Vec<Record> =
         read_ranges(&lab.settings, &topic, ranges, Duration::from_secs(10)).await?;
     let mut read = Vec::with_capacity(records.len());

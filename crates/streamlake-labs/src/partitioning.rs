@@ -152,11 +152,7 @@ pub async fn run(
     let keyless_receipts = futures::future::try_join_all(keyless).await?;
 
     let info = lab.admin.describe_topic(&topic).await?;
-    let ranges = info
-        .partitions
-        .iter()
-        .map(|p| (p.id, (p.low, p.high)))
-        .collect();
+    let ranges = info.ranges();
     let mut records = read_ranges(&lab.settings, &topic, ranges, Duration::from_secs(10)).await?;
     records.sort_by_key(|r| (r.partition, r.offset));
 

@@ -125,6 +125,92 @@ fn kill_self() -> ! {
     std::process::abort()
 }
 
+/// A worker's input: where each partition ended when the worker started, how far the worker
+/// got, and its batches.
+struct Input {
+    topic: String,
+    ends: BTreeMap<i32, i64>,
+    next: BTreeMap<i32, i64>,
+    batches: u64,
+    idle_polls: u32,
+}
+
+impl Input {
+    fn open(consumer: &BaseConsumer, topic: &str) -> Result<Self, LabError> {
+        let timeout = Duration::from_secs(10);
+        let md = consumer.fetch_metadata(Some(topic), timeout)?;
+        let mut ends = BTreeMap::new();
+        for t in md.topics() {
+            for p in t.partitions() {
+                let (_, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+                ends.insert(p.id(), high);
+            }
+        }
+        Ok(Self {
+            topic: topic.to_owned(),
+            ends,
+            next: BTreeMap::new(),
+            batches: 0,
+            idle_polls: 0,
+        })
+    }
+
+    /// Every partition read to where it ended.
+    fn read_to_end(&self) -> bool {
+        self.ends
+            .iter()
+            .all(|(p, high)| *high == 0 || self.next.get(p).is_some_and(|n| n >= high))
+    }
+
+    /// Up to `size` records as (partition, offset, ingestion_id); empty when nothing came
+    /// within half a second, an error when nothing came for 30 s.
+    fn next_batch(
+        &mut self,
+        consumer: &BaseConsumer,
+        size: usize,
+    ) -> Result<Vec<(i32, i64, String)>, LabError> {
+        let mut batch = Vec::new();
+        while batch.len() < size {
+            let wait = Duration::from_millis(if batch.is_empty() { 500 } else { 50 });
+            match consumer.poll(wait) {
+                Some(Ok(m)) => batch.push((m.partition(), m.offset(), ingestion_id(&m))),
+                Some(Err(e)) => return Err(e.into()),
+                None => break,
+            }
+        }
+        if batch.is_empty() {
+            self.idle_polls += 1;
+            if self.idle_polls > 60 {
+                return Err(LabError::Other(
+                    "the worker read nothing for 30 s before reaching the end of its input".into(),
+                ));
+            }
+        } else {
+            self.idle_polls = 0;
+            self.batches += 1;
+            for (p, o, _) in &batch {
+                self.next.insert(*p, o + 1);
+            }
+        }
+        Ok(batch)
+    }
+
+    /// The offsets to commit after the batches read so far.
+    fn offsets(&self) -> Result<TopicPartitionList, LabError> {
+        let mut tpl = TopicPartitionList::new();
+        for (p, n) in &self.next {
+            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*n))?;
+        }
+        Ok(tpl)
+    }
+
+    /// Whether `args` asks to be killed at `point` of the current batch.
+    fn crash_at(&self, args: &WorkerArgs, point: CrashPoint) -> bool {
+        args.crash
+            .is_some_and(|(at, n)| at == point && n == self.batches)
+    }
+}
+
 /// The worker: consumes `topic` from the group's committed offsets (partitions assigned
 /// directly, so a restarted worker resumes at once instead of waiting for the killed one's
 /// session to expire), appends ids to the sink, commits per the mode, and exits when it reached
@@ -138,17 +224,9 @@ pub fn worker(settings: &KafkaSettings, args: &WorkerArgs) -> Result<u64, LabErr
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest");
     let consumer: BaseConsumer = cfg.create()?;
-    let md = consumer.fetch_metadata(Some(&args.topic), Duration::from_secs(10))?;
-    let partitions: Vec<i32> = md
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    let mut ends = BTreeMap::new();
+    let mut input = Input::open(&consumer, &args.topic)?;
     let mut tpl = TopicPartitionList::new();
-    for p in &partitions {
-        let (_, high) = consumer.fetch_watermarks(&args.topic, *p, Duration::from_secs(10))?;
-        ends.insert(*p, high);
+    for p in input.ends.keys() {
         tpl.add_partition_offset(&args.topic, *p, Offset::Stored)?;
     }
     consumer.assign(&tpl)?;
@@ -158,89 +236,53 @@ pub fn worker(settings: &KafkaSettings, args: &WorkerArgs) -> Result<u64, LabErr
             seen.extend(text.lines().map(str::to_owned));
         }
     }
+    let sink_error =
+        |e: std::io::Error| LabError::Other(format!("sink {}: {e}", args.sink.display()));
     let mut sink = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&args.sink)
-        .map_err(|e| LabError::Other(format!("sink {}: {e}", args.sink.display())))?;
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    let mut batch_no = 0u64;
+        .map_err(sink_error)?;
     let mut written = 0u64;
-    let mut idle_polls = 0;
-    loop {
-        let done = ends
-            .iter()
-            .all(|(p, high)| *high == 0 || next.get(p).is_some_and(|n| n >= high));
-        if done {
-            return Ok(written);
-        }
-        let mut batch = Vec::new();
-        while batch.len() < args.batch {
-            match consumer.poll(Duration::from_millis(if batch.is_empty() {
-                500
-            } else {
-                50
-            })) {
-                Some(Ok(m)) => batch.push((m.partition(), m.offset(), ingestion_id(&m))),
-                Some(Err(e)) => return Err(e.into()),
-                None => break,
-            }
-        }
+    while !input.read_to_end() {
+        let batch = input.next_batch(&consumer, args.batch)?;
         if batch.is_empty() {
-            idle_polls += 1;
-            if idle_polls > 40 {
-                return Err(LabError::Other(
-                    "the worker read nothing for 20 s before reaching the end of the input".into(),
-                ));
-            }
             continue;
         }
-        idle_polls = 0;
-        batch_no += 1;
-        let crash_here = |point: CrashPoint| {
-            args.crash
-                .is_some_and(|(at, n)| at == point && n == batch_no)
-        };
-        if crash_here(CrashPoint::AfterPoll) {
+        if input.crash_at(args, CrashPoint::AfterPoll) {
             kill_self();
         }
-        let mut offsets = TopicPartitionList::new();
-        for (p, o, _) in &batch {
-            next.insert(*p, o + 1);
-        }
-        for (p, n) in &next {
-            offsets.add_partition_offset(&args.topic, *p, Offset::Offset(*n))?;
-        }
-        let commit = |offsets: &TopicPartitionList| -> Result<(), LabError> {
-            if crash_here(CrashPoint::BeforeCommit) {
+        let offsets = input.offsets()?;
+        let commit = || -> Result<(), LabError> {
+            if input.crash_at(args, CrashPoint::BeforeCommit) {
                 kill_self();
             }
-            consumer.commit(offsets, CommitMode::Sync)?;
+            consumer.commit(&offsets, CommitMode::Sync)?;
             Ok(())
         };
         if args.mode == Mode::AtMostOnce {
-            commit(&offsets)?;
+            commit()?;
         }
         let half = batch.len() / 2;
         for (i, (_, _, id)) in batch.iter().enumerate() {
-            if i == half && crash_here(CrashPoint::DuringProduce) {
+            if i == half && input.crash_at(args, CrashPoint::DuringProduce) {
                 kill_self();
             }
             if args.mode == Mode::EffectivelyOnce && !seen.insert(id.clone()) {
                 continue;
             }
-            writeln!(sink, "{id}").map_err(|e| LabError::Other(format!("sink: {e}")))?;
+            writeln!(sink, "{id}").map_err(sink_error)?;
             written += 1;
         }
-        sink.flush()
-            .map_err(|e| LabError::Other(format!("sink: {e}")))?;
-        if crash_here(CrashPoint::AfterProcessing) {
+        sink.flush().map_err(sink_error)?;
+        if input.crash_at(args, CrashPoint::AfterProcessing) {
             kill_self();
         }
         if args.mode != Mode::AtMostOnce {
-            commit(&offsets)?;
+            commit()?;
         }
     }
+    Ok(written)
 }
 
 /// Reads a record's `ingestion_id` header.
@@ -277,77 +319,42 @@ fn transactional_worker(settings: &KafkaSettings, args: &WorkerArgs) -> Result<u
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "500");
     let consumer: BaseConsumer = cfg.create()?;
-    let md = consumer.fetch_metadata(Some(&args.topic), timeout)?;
-    let mut ends = BTreeMap::new();
-    for t in md.topics() {
-        for p in t.partitions() {
-            let (_, high) = consumer.fetch_watermarks(&args.topic, p.id(), timeout)?;
-            ends.insert(p.id(), high);
-        }
-    }
+    let mut input = Input::open(&consumer, &args.topic)?;
     // A group member, so the transaction commits the offsets with the group's generation.
     consumer.subscribe(&[&args.topic])?;
-    let committed_all = |consumer: &BaseConsumer| -> bool {
+    let ends = input.ends.clone();
+    let committed_to_end = |consumer: &BaseConsumer| -> bool {
         let mut tpl = TopicPartitionList::new();
         for p in ends.keys() {
             tpl.add_partition(&args.topic, *p);
         }
-        consumer
-            .committed_offsets(tpl, timeout)
-            .map(|c| {
-                c.elements().iter().all(|e| match e.offset() {
-                    Offset::Offset(o) => ends.get(&e.partition()).is_some_and(|h| o >= *h),
-                    _ => ends.get(&e.partition()).is_some_and(|h| *h == 0),
-                })
+        consumer.committed_offsets(tpl, timeout).is_ok_and(|c| {
+            c.elements().iter().all(|e| {
+                let high = ends.get(&e.partition()).copied().unwrap_or(0);
+                match e.offset() {
+                    Offset::Offset(o) => o >= high,
+                    _ => high == 0,
+                }
             })
-            .unwrap_or(false)
+        })
     };
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    let (mut batch_no, mut written, mut idle_polls) = (0u64, 0u64, 0);
-    loop {
-        if ends
-            .iter()
-            .all(|(p, high)| *high == 0 || next.get(p).is_some_and(|n| n >= high))
-        {
-            return Ok(written);
-        }
-        let mut batch = Vec::new();
-        while batch.len() < args.batch {
-            match consumer.poll(Duration::from_millis(if batch.is_empty() {
-                500
-            } else {
-                50
-            })) {
-                Some(Ok(m)) => batch.push((m.partition(), m.offset(), ingestion_id(&m))),
-                Some(Err(e)) => return Err(e.into()),
-                None => break,
-            }
-        }
+    let mut written = 0u64;
+    while !input.read_to_end() {
+        let batch = input.next_batch(&consumer, args.batch)?;
         if batch.is_empty() {
-            idle_polls += 1;
-            if idle_polls % 4 == 0 && committed_all(&consumer) {
-                return Ok(written);
-            }
-            if idle_polls > 60 {
-                return Err(LabError::Other(
-                    "the worker read nothing for 30 s before reaching the end of the input".into(),
-                ));
+            // A restarted worker may find everything committed already.
+            if input.idle_polls % 4 == 0 && committed_to_end(&consumer) {
+                break;
             }
             continue;
         }
-        idle_polls = 0;
-        batch_no += 1;
-        let crash_here = |point: CrashPoint| {
-            args.crash
-                .is_some_and(|(at, n)| at == point && n == batch_no)
-        };
-        if crash_here(CrashPoint::AfterPoll) {
+        if input.crash_at(args, CrashPoint::AfterPoll) {
             kill_self();
         }
         producer.begin_transaction()?;
         let half = batch.len() / 2;
-        for (i, (p, o, id)) in batch.iter().enumerate() {
-            if i == half && crash_here(CrashPoint::DuringProduce) {
+        for (i, (_, _, id)) in batch.iter().enumerate() {
+            if i == half && input.crash_at(args, CrashPoint::DuringProduce) {
                 // What was sent so far reaches the broker inside the open transaction.
                 let _ = producer.flush(timeout);
                 kill_self();
@@ -359,26 +366,22 @@ fn transactional_worker(settings: &KafkaSettings, args: &WorkerArgs) -> Result<u
                         .payload(id.as_str()),
                 )
                 .map_err(|(e, _)| LabError::Kafka(e))?;
-            next.insert(*p, o + 1);
             written += 1;
         }
         let _ = producer.flush(timeout);
-        if crash_here(CrashPoint::AfterProcessing) {
+        if input.crash_at(args, CrashPoint::AfterProcessing) {
             kill_self();
-        }
-        let mut offsets = TopicPartitionList::new();
-        for (p, n) in &next {
-            offsets.add_partition_offset(&args.topic, *p, Offset::Offset(*n))?;
         }
         let group = consumer
             .group_metadata()
             .ok_or_else(|| LabError::Other("the consumer has no group metadata".to_owned()))?;
-        producer.send_offsets_to_transaction(&offsets, &group, timeout)?;
-        if crash_here(CrashPoint::BeforeCommit) {
+        producer.send_offsets_to_transaction(&input.offsets()?, &group, timeout)?;
+        if input.crash_at(args, CrashPoint::BeforeCommit) {
             kill_self();
         }
         producer.commit_transaction(timeout)?;
     }
+    Ok(written)
 }
 
 /// Why exactly-once with transactions does not run on the embedded broker.
@@ -562,11 +565,7 @@ async fn run_mode(
         let info = streamlake_kafka::Admin::new(&settings)?
             .describe_topic(&output)
             .await?;
-        let ranges = info
-            .partitions
-            .iter()
-            .map(|p| (p.id, (p.low, p.high)))
-            .collect();
+        let ranges = info.ranges();
         streamlake_kafka::read_ranges(&settings, &output, ranges, Duration::from_secs(3))
             .await?
             .iter()
