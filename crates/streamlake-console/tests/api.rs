@@ -6,8 +6,6 @@ mod common;
 use std::time::Duration;
 
 use common::Platform;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::Message;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use streamlake_kafka::Record;
@@ -259,22 +257,7 @@ async fn group_lag_is_produced_minus_committed() {
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // M = 4 consumed and committed by the group.
-    let mut cfg = p.stack.settings.consumer_config();
-    cfg.set("group.id", &p.group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest");
-    let consumer: StreamConsumer = cfg.create().unwrap();
-    consumer.subscribe(&[&p.raw_topic()]).unwrap();
-    for _ in 0..4 {
-        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
-            .await
-            .expect("a record within 30 s")
-            .unwrap();
-        consumer.store_offset_from_message(&m).unwrap();
-        let _ = m.offset();
-    }
-    consumer.commit_consumer_state(CommitMode::Sync).unwrap();
-    drop(consumer);
+    p.commit(4).await;
 
     let (status, group) = p
         .get(&format!("/api/kafka/groups/{}", p.group), Some(&p.key))

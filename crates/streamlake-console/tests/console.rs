@@ -10,7 +10,6 @@ use std::time::Duration;
 use tokio::process::Command;
 
 use common::Platform;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -82,23 +81,6 @@ async fn render(p: &Platform, token: &str, path: &str, name: &str) -> String {
     dom
 }
 
-async fn commit(p: &Platform, n: usize) {
-    let mut cfg = p.stack.settings.consumer_config();
-    cfg.set("group.id", &p.group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest");
-    let consumer: StreamConsumer = cfg.create().unwrap();
-    consumer.subscribe(&[&p.raw_topic()]).unwrap();
-    for _ in 0..n {
-        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
-            .await
-            .expect("a record")
-            .unwrap();
-        consumer.store_offset_from_message(&m).unwrap();
-    }
-    consumer.commit_consumer_state(CommitMode::Sync).unwrap();
-}
-
 #[tokio::test]
 async fn the_console_renders_real_data_in_a_browser() {
     let p = Platform::start().await;
@@ -109,7 +91,7 @@ async fn the_console_renders_real_data_in_a_browser() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _) = p.ingest(r#"{"sensor_id": 99, "value": "hot"}"#).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    commit(&p, 5).await;
+    p.commit(5).await;
 
     let topics = render(&p, &p.admin, "/console/topics", "topics").await;
     assert!(

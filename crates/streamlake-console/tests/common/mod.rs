@@ -4,6 +4,9 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -136,32 +139,49 @@ enabled = false
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
-        let mut req = reqwest::Client::new().get(format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        send(
+            reqwest::Client::new().get(format!("{}{path}", self.base)),
+            token,
         )
+        .await
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
-        let mut req = reqwest::Client::new()
+        let req = reqwest::Client::new()
             .post(format!("{}{path}", self.base))
             .json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        send(req, token).await
     }
+
+    /// Consumes `n` records of the raw topic as the configured group and commits them.
+    pub async fn commit(&self, n: usize) {
+        let mut cfg = self.stack.settings.consumer_config();
+        cfg.set("group.id", &self.group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest");
+        let consumer: StreamConsumer = cfg.create().unwrap();
+        consumer.subscribe(&[&self.raw_topic()]).unwrap();
+        for _ in 0..n {
+            let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+                .await
+                .expect("a record within 30 s")
+                .unwrap();
+            consumer.store_offset_from_message(&m).unwrap();
+        }
+        consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+    }
+}
+
+/// Sends `req` with the bearer `token`; the answer's status and body (JSON, else the text).
+async fn send(mut req: reqwest::RequestBuilder, token: Option<&str>) -> (StatusCode, Value) {
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
