@@ -1,6 +1,7 @@
 //! Request bodies into events. Each event keeps its original bytes, which are what is produced
 //! (the gateway never re-serialises a payload), next to its parsed value for validation.
 
+use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use streamlake_schema::Violation;
@@ -37,8 +38,8 @@ impl Framing {
 /// One event of a request.
 #[derive(Debug)]
 pub(crate) struct Event {
-    /// The event's bytes as sent.
-    pub(crate) bytes: Vec<u8>,
+    /// The event's bytes as sent (a slice of the request body, not a copy).
+    pub(crate) bytes: Bytes,
     /// Its parsed value, or why it is not JSON.
     pub(crate) value: Result<Value, Violation>,
     /// The `ingestion_id` to use: a source retrying an event keeps its id; `None` makes one.
@@ -68,14 +69,17 @@ impl Event {
     pub(crate) fn from_bytes(bytes: Vec<u8>) -> Self {
         let value = serde_json::from_slice(&bytes).map_err(|e| not_json(&e, "the event"));
         Self {
-            bytes,
+            bytes: Bytes::from(bytes),
             value,
             ingestion_id: None,
         }
     }
 }
 
-pub(crate) fn parse(body: &[u8], framing: Framing) -> Parsed {
+/// Splits a body into events; each event's bytes are a slice of `body`.
+pub(crate) fn parse(body: &Bytes, framing: Framing) -> Parsed {
+    // Where `part` (a subslice of `body`) sits in it.
+    let slice = |part: &[u8]| body.slice_ref(part);
     match framing {
         Framing::Json => {
             let trimmed = body.trim_ascii_start();
@@ -86,7 +90,7 @@ pub(crate) fn parse(body: &[u8], framing: Framing) -> Parsed {
                             items
                                 .into_iter()
                                 .map(|raw| Event {
-                                    bytes: raw.get().as_bytes().to_vec(),
+                                    bytes: slice(raw.get().as_bytes()),
                                     value: serde_json::from_str(raw.get())
                                         .map_err(|e| not_json(&e, "the event")),
                                     ingestion_id: None,
@@ -96,7 +100,7 @@ pub(crate) fn parse(body: &[u8], framing: Framing) -> Parsed {
                     }
                     Err(e) => {
                         return Parsed::Single(Event {
-                            bytes: body.to_vec(),
+                            bytes: body.clone(),
                             value: Err(not_json(&e, "the body")),
                             ingestion_id: None,
                         })
@@ -104,7 +108,7 @@ pub(crate) fn parse(body: &[u8], framing: Framing) -> Parsed {
                 }
             }
             Parsed::Single(Event {
-                bytes: body.to_vec(),
+                bytes: body.clone(),
                 value: serde_json::from_slice(body).map_err(|e| not_json(&e, "the body")),
                 ingestion_id: None,
             })
@@ -114,7 +118,7 @@ pub(crate) fn parse(body: &[u8], framing: Framing) -> Parsed {
                 .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
                 .filter(|line| !line.trim_ascii().is_empty())
                 .map(|line| Event {
-                    bytes: line.to_vec(),
+                    bytes: slice(line),
                     value: serde_json::from_slice(line).map_err(|e| not_json(&e, "the line")),
                     ingestion_id: None,
                 })
@@ -129,22 +133,26 @@ mod tests {
 
     #[test]
     fn array_elements_keep_their_original_bytes() {
-        let Parsed::Batch(events) = parse(br#"[ {"a": 1,  "b":2} , {"c":3}]"#, Framing::Json)
-        else {
+        let Parsed::Batch(events) = parse(
+            &Bytes::from_static(br#"[ {"a": 1,  "b":2} , {"c":3}]"#),
+            Framing::Json,
+        ) else {
             panic!("expected a batch");
         };
-        assert_eq!(events[0].bytes, br#"{"a": 1,  "b":2}"#);
-        assert_eq!(events[1].bytes, br#"{"c":3}"#);
+        assert_eq!(&events[0].bytes[..], br#"{"a": 1,  "b":2}"#);
+        assert_eq!(&events[1].bytes[..], br#"{"c":3}"#);
     }
 
     #[test]
     fn ndjson_lines_are_events_and_bad_lines_are_invalid_events() {
-        let Parsed::Batch(events) = parse(b"{\"a\":1}\r\n\n{oops\n{\"b\":2}\n", Framing::Ndjson)
-        else {
+        let Parsed::Batch(events) = parse(
+            &Bytes::from_static(b"{\"a\":1}\r\n\n{oops\n{\"b\":2}\n"),
+            Framing::Ndjson,
+        ) else {
             panic!("expected a batch");
         };
         assert_eq!(events.len(), 3);
-        assert_eq!(events[0].bytes, b"{\"a\":1}");
+        assert_eq!(&events[0].bytes[..], b"{\"a\":1}");
         assert_eq!(events[1].value.as_ref().unwrap_err().rule, "json");
         assert!(events[2].value.is_ok());
     }
@@ -152,7 +160,7 @@ mod tests {
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        let Parsed::Batch(events) = parse(deep.as_bytes(), Framing::Json) else {
+        let Parsed::Batch(events) = parse(&Bytes::from(deep.clone()), Framing::Json) else {
             panic!("an array is a batch");
         };
         assert!(events[0]
@@ -162,7 +170,7 @@ mod tests {
             .reason
             .contains("recursion limit"));
         let deep_object = format!("{}1{}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
-        let Parsed::Single(e) = parse(deep_object.as_bytes(), Framing::Json) else {
+        let Parsed::Single(e) = parse(&Bytes::from(deep_object.clone()), Framing::Json) else {
             panic!("single");
         };
         assert!(e.value.is_err());

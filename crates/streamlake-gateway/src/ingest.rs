@@ -27,6 +27,8 @@ pub(crate) struct Target<'a> {
     pub(crate) producer_service: &'a str,
     /// Headers added after the metadata headers (a replay's provenance).
     pub(crate) extra_headers: &'a [(String, String)],
+    /// The tenant's produce-latency histogram.
+    pub(crate) produce_latency: &'a prometheus::Histogram,
 }
 
 impl Target<'_> {
@@ -207,10 +209,7 @@ pub(crate) async fn ingest(gw: &Gateway, t: &Target<'_>, mut event: Event) -> Ou
                 .producer
                 .send(t.raw_topic, Some(key.as_bytes()), &event.bytes, &headers)
                 .await;
-            gw.metrics
-                .produce_latency
-                .with_label_values(&[t.tenant.as_str()])
-                .observe(started.elapsed().as_secs_f64());
+            t.produce_latency.observe(started.elapsed().as_secs_f64());
             match sent {
                 Ok(receipt) => {
                     tracing::debug!(tenant = %t.tenant, dataset = %t.dataset, topic = %receipt.topic, partition = receipt.partition, offset = receipt.offset, %ingestion_id, "event accepted");

@@ -223,6 +223,7 @@ async fn handle<'a>(
         ingested_at: Target::now(),
         producer_service: &gw.settings.producer_service,
         extra_headers: &[],
+        produce_latency: &route.produce_latency,
     };
     (label, events(gw, &target, framing, headers, body).await)
 }

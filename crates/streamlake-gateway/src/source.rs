@@ -82,6 +82,7 @@ impl Gateway {
             ingested_at: Target::now(),
             producer_service,
             extra_headers,
+            produce_latency: &route.produce_latency,
         })
     }
 

@@ -1,6 +1,7 @@
 //! `streamlake bench gateway`: the gateway's throughput against its ceiling, measured in one run
 //! on one broker (DESIGN: performance method). The baseline is a bare librdkafka producer with
-//! the same producer settings writing the same events (without the gateway's headers); the
+//! the same producer settings writing the same records (payload, key and the gateway's seven
+//! metadata headers); a headerless run is reported beside it for reference. The
 //! gateway runs as its own process so its CPU time and memory are its own. The HTTP load comes
 //! from this process, on the same machine: the ratio is what matters, not the absolute figures.
 
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use futures::stream::{FuturesUnordered, StreamExt};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use streamlake_config::{BrokerConfig, BrokerStorage};
 use streamlake_kafka::{provision, Admin, BrokerKind, EmbeddedBroker, KafkaSettings};
@@ -122,11 +124,35 @@ impl Side {
     }
 }
 
+/// The seven metadata headers the gateway attaches to each record (SPEC I2), with a fresh
+/// `ingestion_id`, so the baseline writes the same records the gateway writes.
+fn gateway_headers() -> OwnedHeaders {
+    let id = uuid::Uuid::now_v7().to_string();
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    [
+        ("tenant", "bench"),
+        ("dataset", "air-quality"),
+        ("schema_version", "1"),
+        ("ingestion_id", id.as_str()),
+        ("producer_service", "streamlake-gateway"),
+        ("ingested_at", now.as_str()),
+        ("content-type", "application/json"),
+    ]
+    .into_iter()
+    .fold(OwnedHeaders::new_with_capacity(7), |h, (key, value)| {
+        h.insert(Header {
+            key,
+            value: Some(value),
+        })
+    })
+}
+
 async fn baseline(
     settings: &KafkaSettings,
     topic: &str,
     events: &[(String, Vec<u8>)],
     duration: Duration,
+    with_headers: bool,
 ) -> anyhow::Result<Side> {
     let producer: FutureProducer = settings.producer_config().create()?;
     let cpu0 = cpu_seconds("self")?;
@@ -138,11 +164,13 @@ async fn baseline(
         while in_flight.len() < 20_000 {
             let (key, body) = &events[i % events.len()];
             i += 1;
-            match producer.send_result(
-                FutureRecord::to(topic)
-                    .key(key.as_bytes())
-                    .payload(body.as_slice()),
-            ) {
+            let mut record = FutureRecord::to(topic)
+                .key(key.as_bytes())
+                .payload(body.as_slice());
+            if with_headers {
+                record = record.headers(gateway_headers());
+            }
+            match producer.send_result(record) {
                 Ok(f) => in_flight.push(f),
                 Err(_) => break,
             }
@@ -199,11 +227,17 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
     // Memory storage keeps every record in RAM: the baseline writes the fastest, so cap it.
     let baseline_duration = duration.min(Duration::from_secs(30));
     eprintln!(
-        "baseline: bare librdkafka producer for {} s",
+        "baseline: bare librdkafka producer with the gateway's headers for {} s",
         baseline_duration.as_secs()
     );
-    let base = baseline(&settings, baseline_topic, &events, baseline_duration).await?;
+    let base = baseline(&settings, baseline_topic, &events, baseline_duration, true).await?;
     eprintln!("  {:.0} events/s", base.rate());
+    eprintln!(
+        "reference: bare producer without headers for {} s",
+        baseline_duration.as_secs()
+    );
+    let bare = baseline(&settings, baseline_topic, &events, baseline_duration, false).await?;
+    eprintln!("  {:.0} events/s", bare.rate());
 
     eprintln!(
         "gateway: {} clients, {} events per request, for {} s",
@@ -346,14 +380,18 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         "### Gateway vs bare producer ({})\n\n\
          `{command}` — {} storage on loopback, 2 cores shared by broker, gateway and load generator; events of {avg} bytes, 1,000 keys; schema validation on.\n\n\
          | | events/s | CPU s per 1M events | p50 request | p99 request | peak RSS |\n|---|---|---|---|---|---|\n\
-         | bare librdkafka producer (baseline, {} s) | {:.0} | {:.1} | | | |\n\
+         | bare librdkafka producer, the gateway's 7 headers per record (baseline, {} s) | {:.0} | {:.1} | | | |\n\
+         | bare librdkafka producer, key and payload only (reference, {} s) | {:.0} | {:.1} | | | |\n\
          | gateway, {} clients x {} events/request | {:.0} | {:.1} | {:.1} ms | {:.1} ms | {} MiB |\n\n\
-         Ratio gateway / baseline: **{:.2}**. Gateway RSS: {} MiB at start of load, {} MiB at the end, {} MiB peak during load (sampled each second over {} s; VmHWM {} MiB). Failed requests: {errors}.{}\n",
+         Ratio gateway / baseline: **{:.2}** (against the headerless reference: {:.2}). Gateway RSS: {} MiB at start of load, {} MiB at the end, {} MiB peak during load (sampled each second over {} s; VmHWM {} MiB). Failed requests: {errors}.{}\n",
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
         args.storage,
         baseline_duration.as_secs(),
         base.rate(),
         base.cpu_per_million(),
+        baseline_duration.as_secs(),
+        bare.rate(),
+        bare.cpu_per_million(),
         args.concurrency,
         args.batch_size,
         gw.rate(),
@@ -362,6 +400,7 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         pct(0.99),
         peak_kb / 1024,
         gw.rate() / base.rate(),
+        gw.rate() / bare.rate(),
         rss_start / 1024,
         rss_end / 1024,
         rss_samples.iter().max().copied().unwrap_or(0) / 1024,
