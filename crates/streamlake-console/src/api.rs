@@ -253,7 +253,7 @@ async fn run_lab(
     State(ops): State<Arc<Ops>>,
     Authed(who): Authed,
     Path(name): Path<String>,
-) -> Answer<Value> {
+) -> Answer<crate::labs::LabReport> {
     ops.run_lab(&who, &name).await.map(Json)
 }
 

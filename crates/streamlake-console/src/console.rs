@@ -632,11 +632,71 @@ async fn run_lab(
             &format!("Lab {name}"),
             html! {
                 p { a href="/console/labs" { "← all labs" } }
-                pre style="max-width:1100px" { (serde_json::to_string_pretty(&report).unwrap_or_default()) }
+                (lab_report(&report))
             },
         )
         .into_response(),
         Err(e) => error_page(&who, &e),
+    }
+}
+
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A lab's report as tables and sentences.
+fn lab_report(report: &crate::labs::LabReport) -> Markup {
+    use crate::labs::LabReport;
+    match report {
+        LabReport::Partitioning(r) => html! {
+            p { (r.produced) " keyed messages to " code { (r.topic) } " (" (r.partitions) " partitions), " (r.read_back) " read back." }
+            p.ok { "Same key, same partition: " b { (if r.same_key_same_partition { "yes, for every key" } else { "NO" }) } "." }
+            table { tr { th { "key" } th { "partition" } th { "offsets" } }
+                @for k in &r.keys { tr { td { (k.key) } td { (join(&k.partitions)) } td { (join(&k.offsets)) } } } }
+            (bars("Keyed messages per partition", &r.per_partition.iter().map(|p| (format!("partition {}", p.partition), p.keyed as f64)).collect::<Vec<_>>()))
+            p { "Keyless messages per partition: " (r.per_partition.iter().map(|p| format!("p{}: {}", p.partition, p.keyless)).collect::<Vec<_>>().join(", ")) " (no key to hash: the producer's partitioner spreads them)." }
+            p.muted { (r.clean_up) }
+        },
+        LabReport::Ordering(r) => html! {
+            p { (r.keys) " keys × " (r.per_key) " sequence numbers produced concurrently to " code { (r.topic) } "; " (r.check.records) " read back." }
+            @if r.check.per_key_violations.is_empty() {
+                p.ok { "Per key: order holds." }
+            } @else {
+                p.error { "Per key: " (r.check.per_key_violations.len()) " violation(s)." }
+                table { tr { th { "key" } th { "expected" } th { "got" } th { "partition" } th { "offset" } th { "previous offset" } }
+                    @for v in &r.check.per_key_violations { tr { td { (v.key) } td { (v.expected) } td { (v.got) } td { (v.partition) } td { (v.offset) } td { (v.previous_offset) } } } }
+            }
+            p { "Across keys: " (r.check.cross_key_inversions) " records were read after a record produced later: Kafka orders a partition, not a topic." }
+            p.muted { (r.clean_up) }
+        },
+        LabReport::Rebalance(r) => html! {
+            p { code { (r.topic) } ", " (r.partitions) " partitions, " (r.rate) " records/s; one consumer handles about " (r.consumer_capacity) " records/s." }
+            table { tr { th { "change" } th { "assignment" } th { "idle" } th { "rebalance ms" } th { "lag start → end" } th { "lag at end" } }
+                @for s in &r.steps { tr {
+                    td { (s.change) }
+                    td { @for (m, p) in &s.assignment { (m) ": [" (join(p)) "]" br; } }
+                    td { (join(&s.idle)) }
+                    td { (s.rebalance_ms.map_or_else(|| "did not settle".to_owned(), |ms| ms.to_string())) }
+                    td { (s.lag.first().map_or(0, |l| l.total)) " → " (s.lag.last().map_or(0, |l| l.total)) }
+                    td { (s.lag.last().map(|l| l.partitions.iter().map(|(p, lag)| format!("p{p}: {lag}")).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
+                } } }
+            p.muted { (r.clean_up) }
+        },
+        LabReport::Semantics(r) => html! {
+            p { "The worker process was killed (SIGKILL) " (r.crash_at.as_str()) " in batch " (r.crash_batch) " (batches of " (r.batch) "), then restarted from the committed offsets." }
+            table { tr { th { "mode" } th { "crashed" } th { "produced" } th { "processed" } th { "sink rows" } th { "lost" } th { "duplicated" } }
+                @for m in &r.modes { tr {
+                    td { (m.mode.as_str()) } td { (if m.crashed { "yes" } else { "no" }) } td.num { (m.produced) } td.num { (m.processed) } td.num { (m.sink_rows) }
+                    td { (m.lost.len()) @if !m.lost.is_empty() { br; span.muted { (join(&m.lost)) } } }
+                    td { (m.duplicated.len()) @if !m.duplicated.is_empty() { br; span.muted { (join(&m.duplicated)) } } }
+                } } }
+            p.note { "Exactly-once with transactions: " (r.transactions) }
+            p.muted { (r.clean_up) }
+        },
     }
 }
 

@@ -1,7 +1,7 @@
 //! The labs (SPEC O4) from the API and the console: each runs with its defaults and returns its
 //! report. Admin only: labs create topics and load the cluster.
 
-use serde_json::Value;
+use serde::Serialize;
 use streamlake_labs::{ordering, partitioning, rebalance, semantics, Lab};
 
 use crate::ops::{ErrorKind, Ops, OpsError, OpsResult, Principal};
@@ -30,8 +30,18 @@ fn failed(e: streamlake_labs::LabError) -> OpsError {
     OpsError::new(ErrorKind::Unavailable, format!("the lab failed: {e}"))
 }
 
-fn json<T: serde::Serialize>(r: T) -> OpsResult<Value> {
-    serde_json::to_value(r).map_err(|e| OpsError::new(ErrorKind::Unavailable, e.to_string()))
+/// A lab's report (serialised as the report itself).
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum LabReport {
+    /// `partitioning`.
+    Partitioning(partitioning::PartitioningReport),
+    /// `ordering`.
+    Ordering(ordering::OrderingReport),
+    /// `rebalance`.
+    Rebalance(rebalance::RebalanceReport),
+    /// `semantics`.
+    Semantics(semantics::SemanticsReport),
 }
 
 impl Ops {
@@ -43,7 +53,7 @@ impl Ops {
     }
 
     /// Runs lab `name` with its defaults and returns its report.
-    pub async fn run_lab(&self, who: &Principal, name: &str) -> OpsResult<Value> {
+    pub async fn run_lab(&self, who: &Principal, name: &str) -> OpsResult<LabReport> {
         self.check_admin(who, "running a lab")?;
         if !LABS.iter().any(|(n, _)| *n == name) {
             return Err(OpsError::new(
@@ -56,21 +66,21 @@ impl Ops {
         }
         let mut lab = Lab::new(&self.settings, name).map_err(failed)?;
         match name {
-            "partitioning" => json(
+            "partitioning" => Ok(LabReport::Partitioning(
                 partitioning::run(&mut lab, &partitioning::PartitioningOptions::default())
                     .await
                     .map_err(failed)?,
-            ),
-            "ordering" => json(
+            )),
+            "ordering" => Ok(LabReport::Ordering(
                 ordering::run(&mut lab, &ordering::OrderingOptions::default())
                     .await
                     .map_err(failed)?,
-            ),
-            "rebalance" => json(
+            )),
+            "rebalance" => Ok(LabReport::Rebalance(
                 rebalance::run(&mut lab, &rebalance::RebalanceOptions::default())
                     .await
                     .map_err(failed)?,
-            ),
+            )),
             _ => {
                 let Some(worker) = self.lab_worker.clone() else {
                     return Err(OpsError::new(
@@ -78,11 +88,11 @@ impl Ops {
                         "this server cannot start worker processes; run `streamlake lab semantics`",
                     ));
                 };
-                json(
+                Ok(LabReport::Semantics(
                     semantics::run(&mut lab, &semantics::SemanticsOptions::new(worker))
                         .await
                         .map_err(failed)?,
-                )
+                ))
             }
         }
     }

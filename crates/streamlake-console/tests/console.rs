@@ -228,6 +228,29 @@ async fn the_console_signs_in_and_replays_a_corrected_dead_letter() {
         "{page}"
     );
 
+    // A tenant may not run labs; the admin may, and gets the report as tables.
+    let r = client
+        .post(format!("{}/console/labs/partitioning", p.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let admin_cookie = format!("streamlake_token={}", p.admin);
+    let r = client
+        .post(format!("{}/console/labs/partitioning", p.base))
+        .header("cookie", &admin_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("Same key, same partition: <b>yes, for every key</b>"),
+        "{page}"
+    );
+    assert!(page.contains("order-109"), "{page}");
+
     // Another tenant's dead letters: refused with a page that says why.
     let r = client
         .get(format!("{}/console/tenants/{}/dlq", p.base, p.other))

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use axum::http::StatusCode;
 use serde::Serialize;
 use streamlake_core::{headers as h, DatasetId, DeadLetter, Stage, TenantId};
-use streamlake_kafka::{DeliveryReceipt, Headers, ProduceError};
+use streamlake_kafka::{DeliveryReceipt, Header, Headers, OwnedHeaders, ProduceError};
 use streamlake_schema::{DatasetSchema, Violation};
 
 use crate::body::Event;
@@ -174,20 +174,49 @@ enum ErrorReport<'a> {
     },
 }
 
-/// The metadata headers of an event (SPEC I2).
+/// The metadata headers of an event (SPEC I2), then the target's extra headers, as name and
+/// value pairs: one list for both forms below.
+fn metadata_pairs<'a>(
+    t: &'a Target<'_>,
+    ingestion_id: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    [
+        (h::TENANT, t.tenant.as_str()),
+        (h::DATASET, t.dataset.as_str()),
+        (h::SCHEMA_VERSION, t.schema.version()),
+        (h::INGESTION_ID, ingestion_id),
+        (h::PRODUCER_SERVICE, t.producer_service),
+        (h::INGESTED_AT, t.ingested_at.as_str()),
+        (h::CONTENT_TYPE, "application/json"),
+    ]
+    .into_iter()
+    .chain(
+        t.extra_headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str())),
+    )
+}
+
+/// The metadata headers as [`Headers`], for dead letters (which add the error headers).
 fn metadata(t: &Target<'_>, ingestion_id: &str) -> Headers {
-    let mut headers = Headers::new()
-        .with(h::TENANT, t.tenant.as_str())
-        .with(h::DATASET, t.dataset.as_str())
-        .with(h::SCHEMA_VERSION, t.schema.version())
-        .with(h::INGESTION_ID, ingestion_id)
-        .with(h::PRODUCER_SERVICE, t.producer_service)
-        .with(h::INGESTED_AT, &t.ingested_at)
-        .with(h::CONTENT_TYPE, "application/json");
-    for (name, value) in t.extra_headers {
-        headers.push(name.as_str(), value);
+    let mut headers = Headers::new();
+    for (name, value) in metadata_pairs(t, ingestion_id) {
+        headers.push(name, value);
     }
     headers
+}
+
+/// The metadata headers straight into librdkafka's form: the accepted event's hot path.
+fn owned_metadata(t: &Target<'_>, ingestion_id: &str) -> OwnedHeaders {
+    metadata_pairs(t, ingestion_id).fold(
+        OwnedHeaders::new_with_capacity(7 + t.extra_headers.len()),
+        |headers, (key, value)| {
+            headers.insert(Header {
+                key,
+                value: Some(value),
+            })
+        },
+    )
 }
 
 /// Validates, keys and writes one event, or dead-letters it.
@@ -196,7 +225,6 @@ pub(crate) async fn ingest(gw: &Gateway, t: &Target<'_>, mut event: Event) -> Ou
         .ingestion_id
         .take()
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let headers = metadata(t, &ingestion_id);
     let checked = event
         .value
         .as_ref()
@@ -207,7 +235,12 @@ pub(crate) async fn ingest(gw: &Gateway, t: &Target<'_>, mut event: Event) -> Ou
             let started = Instant::now();
             let sent = gw
                 .producer
-                .send(t.raw_topic, Some(key.as_bytes()), &event.bytes, &headers)
+                .send_owned(
+                    t.raw_topic,
+                    Some(key.as_bytes()),
+                    &event.bytes,
+                    Some(owned_metadata(t, &ingestion_id)),
+                )
                 .await;
             t.produce_latency.observe(started.elapsed().as_secs_f64());
             match sent {
@@ -233,6 +266,7 @@ pub(crate) async fn ingest(gw: &Gateway, t: &Target<'_>, mut event: Event) -> Ou
                 .as_ref()
                 .ok()
                 .and_then(|v| t.schema.key_of(v).ok());
+            let headers = metadata(t, &ingestion_id);
             dead_letter(gw, t, &event.bytes, key, headers, ingestion_id, violation).await
         }
     }

@@ -40,5 +40,7 @@ pub use producer::{DeliveryReceipt, ProduceError, Producer};
 pub use provision::{provision, Drift, ProvisionOutcome, ProvisionReport};
 /// librdkafka's error type, for callers that report client creation failures.
 pub use rdkafka::error::KafkaError;
+/// librdkafka's record headers, for [`Producer::send_owned`].
+pub use rdkafka::message::{Header, OwnedHeaders};
 pub use record::{Headers, Record};
 pub use settings::{BrokerKind, KafkaSettings};

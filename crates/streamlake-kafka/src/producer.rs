@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use serde::Serialize;
 
@@ -172,12 +173,25 @@ impl Producer {
         payload: &[u8],
         headers: &Headers,
     ) -> Result<DeliveryReceipt, ProduceError> {
+        let owned = (!headers.0.is_empty()).then(|| headers.to_owned_headers());
+        self.send_owned(topic, key, payload, owned).await
+    }
+
+    /// [`Producer::send`] with headers already in librdkafka's form, for hot paths that build
+    /// them directly instead of through [`Headers`].
+    pub async fn send_owned(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> Result<DeliveryReceipt, ProduceError> {
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(payload);
         if let Some(key) = key {
             record = record.key(key);
         }
-        if !headers.0.is_empty() {
-            record = record.headers(headers.to_owned_headers());
+        if let Some(headers) = headers {
+            record = record.headers(headers);
         }
         let instance = self.instance();
         let delivery = instance
