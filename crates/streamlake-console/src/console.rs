@@ -158,7 +158,14 @@ fn bars(title: &str, values: &[(String, f64)]) -> Markup {
         .map(|(_, v)| *v)
         .fold(0.0_f64, f64::max)
         .max(1.0);
-    let (w, bar_h, gap, label_w) = (640.0, 22.0, 6.0, 120.0);
+    // About 7 px per character of a 13 px label.
+    let longest = values
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    let label_w = (longest as f64 * 7.2 + 16.0).clamp(90.0, 420.0);
+    let (w, bar_h, gap) = (label_w + 520.0, 22.0, 6.0);
     let h = values.len() as f64 * (bar_h + gap) + gap;
     html! {
         svg role="img" aria-label=(title) width=(w) height=(h) viewBox=(format!("0 0 {w} {h}")) style="background:#fff;border:1px solid #d7dde5" {
@@ -555,12 +562,7 @@ async fn group(
     let lag_bars: Vec<(String, f64)> = g
         .partitions
         .iter()
-        .map(|p| {
-            (
-                format!("{} / {}", short(&p.topic), p.partition),
-                p.lag as f64,
-            )
-        })
+        .map(|p| (format!("{} / {}", p.topic, p.partition), p.lag as f64))
         .collect();
     page(
         Some(&who),
@@ -589,14 +591,6 @@ async fn group(
         },
     )
     .into_response()
-}
-
-fn short(topic: &str) -> &str {
-    if topic.len() > 14 {
-        &topic[topic.len() - 14..]
-    } else {
-        topic
-    }
 }
 
 async fn labs(SignedIn(who): SignedIn) -> Response {

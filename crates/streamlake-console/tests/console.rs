@@ -92,6 +92,8 @@ async fn the_console_renders_real_data_in_a_browser() {
     let (status, _) = p.ingest(r#"{"sensor_id": 99, "value": "hot"}"#).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     p.commit(5).await;
+    // A few lag samples for the group page's chart.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
 
     let topics = render(&p, &p.admin, "/console/topics", "topics").await;
     assert!(
@@ -124,6 +126,10 @@ async fn the_console_renders_real_data_in_a_browser() {
     )
     .await;
     assert!(group.contains("total lag: <b>7</b>"), "{group}");
+    assert!(
+        group.contains("Total lag: now 7.0 records"),
+        "no lag-over-time chart: {group}"
+    );
 
     let dlq = render(
         &p,

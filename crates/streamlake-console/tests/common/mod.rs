@@ -91,6 +91,9 @@ enabled = false
             .unwrap(),
         );
         let shutdown = CancellationToken::new();
+        // Lag and throughput samples every second (`sample_interval_secs = 1`).
+        let (sampler, stop) = (Arc::clone(&ops), shutdown.clone());
+        tokio::spawn(async move { sampler.run_sampler(stop).await });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(streamlake_gateway::serve_with(
