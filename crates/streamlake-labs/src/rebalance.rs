@@ -292,7 +292,10 @@ pub async fn run(lab: &mut Lab, opts: &RebalanceOptions) -> Result<RebalanceRepo
         };
         let settled = Instant::now();
         let mut lag = Vec::new();
-        for _ in 0..=opts.step_secs {
+        for second in 0..=opts.step_secs {
+            if second > 0 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
             let l = lab
                 .admin
                 .group_lag(&group, std::slice::from_ref(&topic))
@@ -302,7 +305,6 @@ pub async fn run(lab: &mut Lab, opts: &RebalanceOptions) -> Result<RebalanceRepo
                 partitions: l.partitions.iter().map(|p| (p.partition, p.lag)).collect(),
                 total: l.total_lag,
             });
-            tokio::time::sleep(Duration::from_secs(1)).await;
         }
         let lag_change = match (lag.first(), lag.last()) {
             (Some(a), Some(b)) => b.total - a.total,
