@@ -12,6 +12,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 
 use crate::dlq::{DeadLetterQuery, ReplayReport, ReplayRequest, ReplaySelection};
@@ -70,8 +71,15 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
         .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_owned())
+        .map(|(_, v)| percent_decode_str(v).decode_utf8_lossy().into_owned())
 }
+
+/// Everything but unreserved characters is escaped, so any token survives the cookie.
+const COOKIE_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// The signed-in principal (the cookie's token, or a bearer token); without one, a redirect to
 /// the sign-in page.
@@ -245,7 +253,10 @@ fn set_cookie(token: &str, next: &str) -> Response {
         [
             (
                 header::SET_COOKIE,
-                format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"),
+                format!(
+                    "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+                    utf8_percent_encode(token, COOKIE_VALUE)
+                ),
             ),
             (header::LOCATION, next.to_owned()),
         ],
@@ -831,4 +842,31 @@ async fn replay(
         Some(report),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_token_survives_the_cookie() {
+        for token in ["plain-token_1.2~", "k;ey with spaces=and,commas", "ключ/ü"] {
+            let response = set_cookie(token, "/console/topics");
+            let set = response.headers()[header::SET_COOKIE].to_str().unwrap();
+            let value = set.split(';').next().unwrap();
+            assert!(
+                !value[COOKIE.len() + 1..].contains([';', ' ', ',']),
+                "{set}"
+            );
+            let mut headers = HeaderMap::new();
+            headers.insert(header::COOKIE, format!("other=1; {value}").parse().unwrap());
+            assert_eq!(cookie_token(&headers).as_deref(), Some(token));
+            assert_eq!(response.headers()[header::LOCATION], "/console/topics");
+        }
+        // Only console pages are followed after sign-in.
+        assert_eq!(
+            set_cookie("t", "https://elsewhere.example/").headers()[header::LOCATION],
+            "/console"
+        );
+    }
 }
