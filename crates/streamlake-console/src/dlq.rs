@@ -61,10 +61,7 @@ pub struct DeadLetterView {
 
 impl DeadLetterView {
     fn from_record(r: &Record) -> Self {
-        let text = |name: &str| {
-            r.header(name)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-        };
+        let text = |name: &str| r.header_text(name);
         let view = MessageView::from(r);
         Self {
             partition: r.partition,
@@ -237,14 +234,10 @@ impl Ops {
             marker_offsets: Vec::new(),
         };
         for r in records {
-            if let Some(marked) = r.header(h::REPLAY_MARKER) {
+            if let Some(marked) = r.header_text(h::REPLAY_MARKER) {
                 scan.marker_offsets.push((r.partition, r.offset));
-                if let Some(pos) = parse_position(&String::from_utf8_lossy(marked)) {
-                    let text = |name| {
-                        r.header(name)
-                            .map(|v| String::from_utf8_lossy(v).into_owned())
-                            .unwrap_or_default()
-                    };
+                if let Some(pos) = parse_position(&marked) {
+                    let text = |name| r.header_text(name).unwrap_or_default();
                     scan.markers.insert(
                         pos,
                         ReplayMark {

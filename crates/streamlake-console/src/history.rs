@@ -98,21 +98,20 @@ impl Ops {
             highs: BTreeMap::new(),
             lag: BTreeMap::new(),
         };
-        match self.admin.list_topics().await {
-            Ok(topics) => {
-                for t in topics {
-                    sample
-                        .highs
-                        .insert(t.name.clone(), t.partitions.iter().map(|p| p.high).sum());
-                }
-            }
+        let topics = match self.admin.list_topics().await {
+            Ok(t) => t,
             Err(e) => {
                 tracing::debug!(error = %e, "console sample: topics not read");
                 return;
             }
+        };
+        for t in &topics {
+            sample
+                .highs
+                .insert(t.name.clone(), t.partitions.iter().map(|p| p.high).sum());
         }
         for group in self.known_groups() {
-            match self.admin.group_lag(&group, &[]).await {
+            match self.admin.group_lag_on(&group, &topics, true).await {
                 Ok(l) => {
                     sample.lag.insert(group, l.total_lag);
                 }

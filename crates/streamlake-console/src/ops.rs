@@ -13,7 +13,7 @@ use streamlake_core::{TenantId, TopicSpec};
 use streamlake_gateway::Gateway;
 use streamlake_kafka::{
     read_ranges, Admin, AdminError, BrokerKind, KafkaSettings, PartitionLag, Producer,
-    ProvisionReport, Record,
+    ProvisionReport, Record, TopicInfo,
 };
 use subtle::ConstantTimeEq;
 
@@ -659,11 +659,14 @@ impl Ops {
     /// A topic's configs.
     pub async fn topic_configs(&self, who: &Principal, name: &str) -> OpsResult<TopicConfigs> {
         self.check_topic(who, name)?;
-        // Unknown topics are 404 even where the broker answers DescribeConfigs oddly.
-        self.admin.describe_topic(name).await?;
+        let configs = self.admin.topic_configs(name).await?;
+        if configs.is_empty() {
+            // Some brokers describe an unknown topic as one without configs: make it a 404.
+            self.admin.describe_topic(name).await?;
+        }
         Ok(TopicConfigs {
             topic: name.to_owned(),
-            configs: self.admin.topic_configs(name).await?,
+            configs,
         })
     }
 
@@ -757,9 +760,11 @@ impl Ops {
         for g in self.known_groups() {
             names.entry(g).or_insert((None, None));
         }
+        // One metadata and watermark round for every group.
+        let topics = self.admin.list_topics().await?;
         let mut groups = Vec::new();
         for (group, (state, members)) in names {
-            let detail = match self.group_lag(who, &group).await {
+            let detail = match self.group_lag(who, &group, &topics).await {
                 Ok(d) => d,
                 Err(e) if e.kind == ErrorKind::Forbidden => continue,
                 Err(e) => return Err(e),
@@ -782,23 +787,32 @@ impl Ops {
         })
     }
 
-    /// Committed offsets and lag of `group` on the topics the principal may see.
-    async fn group_lag(&self, who: &Principal, group: &str) -> OpsResult<GroupDetail> {
-        let configured = self.group_topics(group);
-        let topics = match who {
-            Principal::Admin => Vec::new(),
+    /// Committed offsets and lag of `group` on the topics the principal may see, out of
+    /// `topics` (every topic, as listed once by the caller).
+    async fn group_lag(
+        &self,
+        who: &Principal,
+        group: &str,
+        topics: &[TopicInfo],
+    ) -> OpsResult<GroupDetail> {
+        let lag = match who {
+            Principal::Admin => self.admin.group_lag_on(group, topics, true).await?,
             Principal::Tenant(t) => {
-                let mine = self.visible_topics(who, configured.clone());
+                let mine = self.visible_topics(who, self.group_topics(group));
                 if mine.is_empty() {
                     return Err(OpsError::new(
                         ErrorKind::Forbidden,
                         format!("group \"{group}\" does not read any of tenant {t}'s topics"),
                     ));
                 }
-                mine
+                let infos: Vec<TopicInfo> = topics
+                    .iter()
+                    .filter(|i| mine.contains(&i.name))
+                    .cloned()
+                    .collect();
+                self.admin.group_lag_on(group, &infos, false).await?
             }
         };
-        let lag = self.admin.group_lag(group, &topics).await?;
         Ok(GroupDetail {
             group: group.to_owned(),
             state: None,
@@ -814,7 +828,8 @@ impl Ops {
     /// One group: state and members where the broker tells, committed offset, high watermark
     /// and lag per partition, total lag. A group without commits is 404.
     pub async fn group(&self, who: &Principal, group: &str) -> OpsResult<GroupDetail> {
-        let mut detail = self.group_lag(who, group).await?;
+        let topics = self.admin.list_topics().await?;
+        let mut detail = self.group_lag(who, group, &topics).await?;
         if detail.partitions.is_empty() && detail.runs.is_none() {
             return Err(OpsError::new(
                 ErrorKind::NotFound,

@@ -440,8 +440,20 @@ impl Admin {
             }
             v
         };
+        self.group_lag_on(group, &infos, topics.is_empty()).await
+    }
+
+    /// [`Admin::group_lag`] over topics already described, so that many groups share one
+    /// metadata and watermark round; with `only_committed`, topics where the group committed
+    /// nothing are left out.
+    pub async fn group_lag_on(
+        &self,
+        group: &str,
+        infos: &[TopicInfo],
+        only_committed: bool,
+    ) -> Result<GroupLag, AdminError> {
         let mut tpl = TopicPartitionList::new();
-        for t in &infos {
+        for t in infos {
             for p in &t.partitions {
                 tpl.add_partition(&t.name, p.id);
             }
@@ -466,9 +478,9 @@ impl Admin {
             }
         }
         let mut partitions = Vec::new();
-        for t in &infos {
+        for t in infos {
             let has_commit = commits.keys().any(|(topic, _)| topic == &t.name);
-            if topics.is_empty() && !has_commit {
+            if only_committed && !has_commit {
                 continue;
             }
             for p in &t.partitions {

@@ -94,6 +94,12 @@ impl Record {
             .and_then(|(_, v)| v.as_deref())
     }
 
+    /// The first value of header `name` as text (invalid UTF-8 replaced).
+    pub fn header_text(&self, name: &str) -> Option<String> {
+        self.header(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
     /// The key as UTF-8 text, if it is.
     pub fn key_str(&self) -> Option<&str> {
         self.key
