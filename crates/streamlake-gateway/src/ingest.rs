@@ -3,12 +3,12 @@
 //! the reason. Either way the outcome is known only once the broker acknowledged (DESIGN
 //! reliability rules 1 and 2).
 
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use axum::http::StatusCode;
 use serde::Serialize;
 use streamlake_core::{headers as h, DatasetId, DeadLetter, Stage, TenantId};
-use streamlake_kafka::{DeliveryReceipt, Header, Headers, OwnedHeaders, ProduceError};
+use streamlake_kafka::{DeliveryReceipt, Header, Headers, Outgoing, OwnedHeaders, ProduceError};
 use streamlake_schema::{DatasetSchema, Violation};
 
 use crate::body::Event;
@@ -220,56 +220,96 @@ fn owned_metadata(t: &Target<'_>, ingestion_id: &str) -> OwnedHeaders {
 }
 
 /// Validates, keys and writes one event, or dead-letters it.
-pub(crate) async fn ingest(gw: &Gateway, t: &Target<'_>, mut event: Event) -> Outcome {
-    let ingestion_id = event
-        .ingestion_id
-        .take()
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let checked = event
-        .value
-        .as_ref()
-        .map_err(Clone::clone)
-        .and_then(|v| t.schema.check(v));
-    match checked {
-        Ok(key) => {
-            let started = Instant::now();
-            let sent = gw
-                .producer
-                .send_owned(
-                    t.raw_topic,
-                    Some(key.as_bytes()),
-                    &event.bytes,
-                    Some(owned_metadata(t, &ingestion_id)),
-                )
-                .await;
-            t.produce_latency.observe(started.elapsed().as_secs_f64());
-            match sent {
-                Ok(receipt) => {
-                    tracing::debug!(tenant = %t.tenant, dataset = %t.dataset, topic = %receipt.topic, partition = receipt.partition, offset = receipt.offset, %ingestion_id, "event accepted");
-                    Outcome::Accepted {
-                        ingestion_id,
-                        receipt,
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(tenant = %t.tenant, dataset = %t.dataset, topic = %t.raw_topic, %ingestion_id, %error, may_have_been_written = error.possibly_persisted(), "produce failed");
-                    Outcome::Failed {
-                        ingestion_id,
-                        error,
-                    }
-                }
-            }
-        }
-        Err(violation) => {
-            let key = event
-                .value
-                .as_ref()
-                .ok()
-                .and_then(|v| t.schema.key_of(v).ok());
-            let headers = metadata(t, &ingestion_id);
-            dead_letter(gw, t, &event.bytes, key, headers, ingestion_id, violation).await
+pub(crate) async fn ingest(gw: &Gateway, t: &Target<'_>, event: Event) -> Outcome {
+    match ingest_all(gw, t, vec![event]).await.pop() {
+        Some(outcome) => outcome,
+        None => unreachable!("one outcome per event"),
+    }
+}
+
+/// An event that passed validation, reduced to what is written.
+struct Valid {
+    index: usize,
+    ingestion_id: String,
+    key: String,
+    bytes: bytes::Bytes,
+}
+
+/// Validates, keys and writes a request's events, dead-lettering the invalid ones; the
+/// outcomes are in the events' order. The valid events are queued in order, so per-key order
+/// holds, and wait for the broker together.
+pub(crate) async fn ingest_all(gw: &Gateway, t: &Target<'_>, events: Vec<Event>) -> Vec<Outcome> {
+    let count = events.len();
+    let mut valid = Vec::with_capacity(count);
+    let mut invalid = Vec::new();
+    for (index, mut event) in events.into_iter().enumerate() {
+        let ingestion_id = event
+            .ingestion_id
+            .take()
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let checked = event
+            .value
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|v| t.schema.check(v));
+        match checked {
+            Ok(key) => valid.push(Valid {
+                index,
+                ingestion_id,
+                key,
+                bytes: event.bytes,
+            }),
+            Err(violation) => invalid.push((index, event, ingestion_id, violation)),
         }
     }
+    let records = valid.iter().map(|v| Outgoing {
+        key: Some(v.key.as_bytes()),
+        payload: &v.bytes,
+        headers: Some(owned_metadata(t, &v.ingestion_id)),
+    });
+    let dead_letters =
+        invalid
+            .into_iter()
+            .map(|(index, event, ingestion_id, violation)| async move {
+                let key = event
+                    .value
+                    .as_ref()
+                    .ok()
+                    .and_then(|v| t.schema.key_of(v).ok());
+                let headers = metadata(t, &ingestion_id);
+                let outcome =
+                    dead_letter(gw, t, &event.bytes, key, headers, ingestion_id, violation).await;
+                (index, outcome)
+            });
+    let (sent, dead_lettered) = futures::join!(
+        gw.producer.send_all(t.raw_topic, records),
+        futures::future::join_all(dead_letters)
+    );
+    let mut outcomes: Vec<Option<Outcome>> = std::iter::repeat_with(|| None).take(count).collect();
+    for (v, sent) in valid.into_iter().zip(sent) {
+        t.produce_latency.observe(sent.latency.as_secs_f64());
+        let ingestion_id = v.ingestion_id;
+        outcomes[v.index] = Some(match sent.result {
+            Ok(receipt) => {
+                tracing::debug!(tenant = %t.tenant, dataset = %t.dataset, topic = %receipt.topic, partition = receipt.partition, offset = receipt.offset, %ingestion_id, "event accepted");
+                Outcome::Accepted {
+                    ingestion_id,
+                    receipt,
+                }
+            }
+            Err(error) => {
+                tracing::warn!(tenant = %t.tenant, dataset = %t.dataset, topic = %t.raw_topic, %ingestion_id, %error, may_have_been_written = error.possibly_persisted(), "produce failed");
+                Outcome::Failed {
+                    ingestion_id,
+                    error,
+                }
+            }
+        });
+    }
+    for (index, outcome) in dead_lettered {
+        outcomes[index] = Some(outcome);
+    }
+    outcomes.into_iter().flatten().collect()
 }
 
 /// Dead-letters a request body that could not be split into events (not UTF-8, too large).

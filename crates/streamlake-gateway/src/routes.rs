@@ -31,7 +31,7 @@ use streamlake_schema::Violation;
 use crate::auth::AuthError;
 use crate::body::{parse, Framing, Parsed};
 use crate::gateway::Gateway;
-use crate::ingest::{dead_letter_body, ingest as ingest_event, Outcome, Target};
+use crate::ingest::{dead_letter_body, ingest as ingest_event, ingest_all, Outcome, Target};
 
 const OPENAPI: &str = include_str!("openapi.json");
 
@@ -301,9 +301,7 @@ async fn events(
         )
         .into_response(),
         Parsed::Batch(events) => {
-            // Polled in order, so events are enqueued in request order: per-key order holds.
-            let outcomes =
-                futures::future::join_all(events.into_iter().map(|e| ingest_event(gw, t, e))).await;
+            let outcomes = ingest_all(gw, t, events).await;
             count_all(gw, t, &outcomes);
             batch_answer(gw, &outcomes)
         }

@@ -36,7 +36,7 @@ pub use consumer::{
 };
 pub use distribution::{distribution, Distribution};
 pub use embedded::{BrokerError, EmbeddedBroker};
-pub use producer::{DeliveryReceipt, ProduceError, Producer};
+pub use producer::{DeliveryReceipt, Outgoing, ProduceError, Producer, Sent};
 pub use provision::{provision, Drift, ProvisionOutcome, ProvisionReport};
 /// librdkafka's error type, for callers that report client creation failures.
 pub use rdkafka::error::KafkaError;

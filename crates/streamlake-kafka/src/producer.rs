@@ -9,7 +9,9 @@
 //! sends that failed were reported to their callers.
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt as _};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
@@ -28,6 +30,26 @@ pub struct DeliveryReceipt {
     pub partition: i32,
     /// Offset within the partition.
     pub offset: i64,
+}
+
+/// One record for [`Producer::send_all`].
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    /// The partition key.
+    pub key: Option<&'a [u8]>,
+    /// The value.
+    pub payload: &'a [u8],
+    /// The headers, in librdkafka's form.
+    pub headers: Option<OwnedHeaders>,
+}
+
+/// What became of one record of [`Producer::send_all`].
+#[derive(Debug)]
+pub struct Sent {
+    /// The acknowledgement, or why there is none.
+    pub result: Result<DeliveryReceipt, ProduceError>,
+    /// From the start of the batch to this record's acknowledgement (or failure).
+    pub latency: Duration,
 }
 
 /// Why a record was not acknowledged.
@@ -186,42 +208,98 @@ impl Producer {
         payload: &[u8],
         headers: Option<OwnedHeaders>,
     ) -> Result<DeliveryReceipt, ProduceError> {
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(payload);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        if let Some(headers) = headers {
-            record = record.headers(headers);
-        }
-        let instance = self.instance();
-        let delivery = instance
-            .producer
-            .send_result(record)
-            .map_err(|(e, _)| ProduceError::from_kafka(e, instance.producer.in_flight_count()))?;
-        let delivered = match self.deadline {
-            Some(d) => match tokio::time::timeout(d, delivery).await {
-                Ok(r) => r,
-                Err(_elapsed) => return Err(ProduceError::TimedOut),
-            },
-            None => delivery.await,
+        let record = Outgoing {
+            key,
+            payload,
+            headers,
         };
-        match delivered {
-            Err(_canceled) => Err(ProduceError::Closed),
-            Ok(Err((e, _))) => {
-                if let Some(why) = Self::unrecoverable(&instance) {
-                    self.replace(instance.generation, &why);
+        match self.send_all(topic, [record]).await.pop() {
+            Some(sent) => sent.result,
+            None => Err(ProduceError::Closed),
+        }
+    }
+
+    /// Sends `records` to `topic` and waits for every acknowledgement; the results are in the
+    /// records' order. All records are queued, in order, before the first wait, so records
+    /// with the same key keep their order in the partition; the deadline
+    /// ([`Producer::with_deadline`]) runs once for the whole batch.
+    pub async fn send_all<'a>(
+        &self,
+        topic: &str,
+        records: impl IntoIterator<Item = Outgoing<'a>>,
+    ) -> Vec<Sent> {
+        let started = Instant::now();
+        let instance = self.instance();
+        let mut results: Vec<Option<Result<DeliveryReceipt, ProduceError>>> = Vec::new();
+        let mut latencies = Vec::new();
+        let mut waiting = FuturesUnordered::new();
+        for record in records {
+            let mut r: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(topic).payload(record.payload);
+            if let Some(key) = record.key {
+                r = r.key(key);
+            }
+            if let Some(headers) = record.headers {
+                r = r.headers(headers);
+            }
+            let index = results.len();
+            match instance.producer.send_result(r) {
+                Ok(delivery) => {
+                    results.push(None);
+                    waiting.push(async move { (index, delivery.await) });
                 }
-                Err(ProduceError::from_kafka(
+                Err((e, _)) => results.push(Some(Err(ProduceError::from_kafka(
                     e,
                     instance.producer.in_flight_count(),
-                ))
+                )))),
             }
-            Ok(Ok(d)) => Ok(DeliveryReceipt {
-                topic: topic.to_owned(),
-                partition: d.partition,
-                offset: d.offset,
-            }),
+            latencies.push(Duration::ZERO);
         }
+        let mut failed = false;
+        let collect = async {
+            while let Some((index, delivered)) = waiting.next().await {
+                latencies[index] = started.elapsed();
+                results[index] = Some(match delivered {
+                    Err(_canceled) => Err(ProduceError::Closed),
+                    Ok(Err((e, _))) => {
+                        failed = true;
+                        Err(ProduceError::from_kafka(
+                            e,
+                            instance.producer.in_flight_count(),
+                        ))
+                    }
+                    Ok(Ok(d)) => Ok(DeliveryReceipt {
+                        topic: topic.to_owned(),
+                        partition: d.partition,
+                        offset: d.offset,
+                    }),
+                });
+            }
+        };
+        match self.deadline {
+            // Records still unacknowledged at the deadline stay `None`: timed out below.
+            Some(d) => {
+                let _ = tokio::time::timeout(d, collect).await;
+            }
+            None => collect.await,
+        }
+        if failed {
+            if let Some(why) = Self::unrecoverable(&instance) {
+                self.replace(instance.generation, &why);
+            }
+        }
+        let ended = started.elapsed();
+        results
+            .into_iter()
+            .zip(latencies)
+            .map(|(result, latency)| match result {
+                Some(result) => Sent { result, latency },
+                None => Sent {
+                    result: Err(ProduceError::TimedOut),
+                    latency: ended,
+                },
+            })
+            .collect()
     }
 
     /// Encodes `value` as JSON and sends it.

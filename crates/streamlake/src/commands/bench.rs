@@ -112,7 +112,10 @@ fn status_kb(pid: u32, field: &str) -> u64 {
 struct Side {
     events: u64,
     seconds: f64,
+    /// CPU seconds of the side's own process (the producer, or the gateway).
     cpu: f64,
+    /// CPU seconds of the broker meanwhile.
+    broker_cpu: f64,
 }
 
 impl Side {
@@ -120,7 +123,10 @@ impl Side {
         self.events as f64 / self.seconds
     }
     fn cpu_per_million(&self) -> f64 {
-        self.cpu / (self.events as f64 / 1e6)
+        self.per_million(self.cpu)
+    }
+    fn per_million(&self, cpu: f64) -> f64 {
+        cpu / (self.events as f64 / 1e6)
     }
 }
 
@@ -149,6 +155,7 @@ fn gateway_headers() -> OwnedHeaders {
 
 async fn baseline(
     settings: &KafkaSettings,
+    broker_pid: &str,
     topic: &str,
     events: &[(String, Vec<u8>)],
     duration: Duration,
@@ -156,6 +163,7 @@ async fn baseline(
 ) -> anyhow::Result<Side> {
     let producer: FutureProducer = settings.producer_config().create()?;
     let cpu0 = cpu_seconds("self")?;
+    let broker0 = cpu_seconds(broker_pid)?;
     let start = Instant::now();
     let mut in_flight = FuturesUnordered::new();
     let mut acked = 0u64;
@@ -183,12 +191,15 @@ async fn baseline(
     }
     let seconds = start.elapsed().as_secs_f64();
     let counted = acked;
+    let cpu = cpu_seconds("self")? - cpu0;
+    let broker_cpu = cpu_seconds(broker_pid)? - broker0;
     // Drain so the broker is idle before the gateway is measured.
     while in_flight.next().await.is_some() {}
     Ok(Side {
         events: counted,
         seconds,
-        cpu: cpu_seconds("self")? - cpu0,
+        cpu,
+        broker_cpu,
     })
 }
 
@@ -230,13 +241,33 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         "baseline: bare librdkafka producer with the gateway's headers for {} s",
         baseline_duration.as_secs()
     );
-    let base = baseline(&settings, baseline_topic, &events, baseline_duration, true).await?;
+    let broker_pid = broker
+        .pid()
+        .context("the embedded broker's pid")?
+        .to_string();
+    let base = baseline(
+        &settings,
+        &broker_pid,
+        baseline_topic,
+        &events,
+        baseline_duration,
+        true,
+    )
+    .await?;
     eprintln!("  {:.0} events/s", base.rate());
     eprintln!(
         "reference: bare producer without headers for {} s",
         baseline_duration.as_secs()
     );
-    let bare = baseline(&settings, baseline_topic, &events, baseline_duration, false).await?;
+    let bare = baseline(
+        &settings,
+        &broker_pid,
+        baseline_topic,
+        &events,
+        baseline_duration,
+        false,
+    )
+    .await?;
     eprintln!("  {:.0} events/s", bare.rate());
 
     eprintln!(
@@ -273,7 +304,7 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
             dir.path().join("gateway.log").display()
         );
     }
-    let bodies: Vec<Vec<u8>> = events
+    let bodies: Vec<bytes::Bytes> = events
         .chunks(args.batch_size)
         .map(|chunk| {
             let mut b = b"[".to_vec();
@@ -284,12 +315,14 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
                 b.extend_from_slice(e);
             }
             b.push(b']');
-            b
+            bytes::Bytes::from(b)
         })
         .filter(|b| b.len() > 2)
         .collect();
     let url = format!("http://{http}/v1/tenants/bench/datasets/air-quality/events");
     let cpu0 = cpu_seconds(&pid.to_string())?;
+    let load_cpu0 = cpu_seconds("self")?;
+    let broker_cpu0 = cpu_seconds(&broker_pid)?;
     let rss_start = status_kb(pid, "VmRSS:");
     let start = Instant::now();
     let stop = tokio_util::sync::CancellationToken::new();
@@ -329,11 +362,10 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         }));
     }
     let mut rss_samples = Vec::new();
-    let broker_pid = broker.pid().unwrap_or_default();
     let mut stopped_early = None;
     while start.elapsed() < duration {
         rss_samples.push(status_kb(pid, "VmRSS:"));
-        if status_kb(broker_pid, "VmRSS:") > BROKER_RSS_LIMIT_KB {
+        if status_kb(broker.pid().unwrap_or_default(), "VmRSS:") > BROKER_RSS_LIMIT_KB {
             stopped_early = Some(start.elapsed().as_secs());
             stop.cancel();
             break;
@@ -354,7 +386,9 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         events: accepted,
         seconds,
         cpu: cpu_seconds(&pid.to_string())? - cpu0,
+        broker_cpu: cpu_seconds(&broker_pid)? - broker_cpu0,
     };
+    let load_cpu = cpu_seconds("self")? - load_cpu0;
     let peak_kb = status_kb(pid, "VmHWM:");
     let rss_end = status_kb(pid, "VmRSS:");
     let _ = nix::sys::signal::kill(
@@ -379,23 +413,28 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
     let report = format!(
         "### Gateway vs bare producer ({})\n\n\
          `{command}` — {} storage on loopback, 2 cores shared by broker, gateway and load generator; events of {avg} bytes, 1,000 keys; schema validation on.\n\n\
-         | | events/s | CPU s per 1M events | p50 request | p99 request | peak RSS |\n|---|---|---|---|---|---|\n\
-         | bare librdkafka producer, the gateway's 7 headers per record (baseline, {} s) | {:.0} | {:.1} | | | |\n\
-         | bare librdkafka producer, key and payload only (reference, {} s) | {:.0} | {:.1} | | | |\n\
-         | gateway, {} clients x {} events/request | {:.0} | {:.1} | {:.1} ms | {:.1} ms | {} MiB |\n\n\
+         | | events/s | CPU s per 1M events | broker CPU s per 1M | p50 request | p99 request | peak RSS |\n|---|---|---|---|---|---|---|\n\
+         | bare librdkafka producer, the gateway's 7 headers per record (baseline, {} s) | {:.0} | {:.1} | {:.1} | | | |\n\
+         | bare librdkafka producer, key and payload only (reference, {} s) | {:.0} | {:.1} | {:.1} | | | |\n\
+         | gateway, {} clients x {} events/request | {:.0} | {:.1} | {:.1} | {:.1} ms | {:.1} ms | {} MiB |\n\n\
+         The HTTP load generator (this process) used {:.1} CPU s per 1M events on the same cores.\n\n\
          Ratio gateway / baseline: **{:.2}** (against the headerless reference: {:.2}). Gateway RSS: {} MiB at start of load, {} MiB at the end, {} MiB peak during load (sampled each second over {} s; VmHWM {} MiB). Failed requests: {errors}.{}\n",
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
         args.storage,
         baseline_duration.as_secs(),
         base.rate(),
         base.cpu_per_million(),
+        base.per_million(base.broker_cpu),
         baseline_duration.as_secs(),
         bare.rate(),
         bare.cpu_per_million(),
+        bare.per_million(bare.broker_cpu),
         args.concurrency,
         args.batch_size,
         gw.rate(),
         gw.cpu_per_million(),
+        gw.per_million(gw.broker_cpu),
+        gw.per_million(load_cpu),
         pct(0.50),
         pct(0.99),
         peak_kb / 1024,
