@@ -84,6 +84,10 @@ pub(crate) fn parse(body: &Bytes, framing: Framing) -> Parsed {
         Framing::Json => {
             let trimmed = body.trim_ascii_start();
             if trimmed.first() == Some(&b'[') {
+                if let Some(events) = split_array(body) {
+                    return Parsed::Batch(events);
+                }
+                // Not a well-formed array of values: the two-pass parse says what is wrong.
                 match serde_json::from_slice::<Vec<&RawValue>>(body) {
                     Ok(items) => {
                         return Parsed::Batch(
@@ -127,6 +131,48 @@ pub(crate) fn parse(body: &Bytes, framing: Framing) -> Parsed {
     }
 }
 
+/// A JSON array's elements as events, in one pass: each element is parsed into its value and
+/// its bytes are the span it was parsed from. `None` when `body` is not a well-formed array of
+/// JSON values (including an element nested too deeply).
+fn split_array(body: &Bytes) -> Option<Vec<Event>> {
+    let skip_space = |mut at: usize| {
+        while body.get(at).is_some_and(u8::is_ascii_whitespace) {
+            at += 1;
+        }
+        at
+    };
+    let mut at = skip_space(0);
+    if body.get(at) != Some(&b'[') {
+        return None;
+    }
+    at = skip_space(at + 1);
+    let mut events = Vec::new();
+    if body.get(at) == Some(&b']') {
+        at += 1;
+    } else {
+        loop {
+            let mut values = serde_json::Deserializer::from_slice(&body[at..]).into_iter::<Value>();
+            let value = values.next()?.ok()?;
+            let end = at + values.byte_offset();
+            events.push(Event {
+                bytes: body.slice(at..end),
+                value: Ok(value),
+                ingestion_id: None,
+            });
+            at = skip_space(end);
+            match body.get(at) {
+                Some(b',') => at = skip_space(at + 1),
+                Some(b']') => {
+                    at += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    (skip_space(at) == body.len()).then_some(events)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +187,41 @@ mod tests {
         };
         assert_eq!(&events[0].bytes[..], br#"{"a": 1,  "b":2}"#);
         assert_eq!(&events[1].bytes[..], br#"{"c":3}"#);
+    }
+
+    #[test]
+    fn the_one_pass_array_split_matches_the_raw_value_split() {
+        let well_formed = [
+            &b"[]"[..],
+            b" [ ] ",
+            b"[1]",
+            b"[ {\"a\": [1, {\"b\": \"],\"}]} ,\n\t\"x\" , null,true, -1.5e3 ] \n",
+            b"[{\"a\":1},{\"a\":1,\"a\":2}]",
+        ];
+        for body in well_formed {
+            let body = Bytes::copy_from_slice(body);
+            let events = split_array(&body).expect("a well-formed array");
+            let raw: Vec<&RawValue> = serde_json::from_slice(&body).unwrap();
+            assert_eq!(events.len(), raw.len());
+            for (event, raw) in events.iter().zip(raw) {
+                assert_eq!(&event.bytes[..], raw.get().as_bytes());
+                let expected: Value = serde_json::from_str(raw.get()).unwrap();
+                assert_eq!(event.value.as_ref().unwrap(), &expected);
+            }
+        }
+        let malformed = [
+            &b"[1,]"[..],
+            b"[1 2]",
+            b"[1",
+            b"[1] x",
+            b"[{\"a\":}]",
+            b"[,1]",
+            b"[01]",
+        ];
+        for body in malformed {
+            assert!(split_array(&Bytes::copy_from_slice(body)).is_none());
+            assert!(serde_json::from_slice::<Vec<&RawValue>>(body).is_err());
+        }
     }
 
     #[test]
