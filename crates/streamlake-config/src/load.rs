@@ -545,7 +545,7 @@ fn resolve_dataset(
             "a composite key needs at least one JSON pointer",
         );
     }
-    for p in &pointers {
+    for p in pointers {
         if !p.starts_with('/') {
             c.push(
                 &format!("{at}.key"),

@@ -194,10 +194,10 @@ pub enum KeySpec {
 
 impl KeySpec {
     /// The JSON pointers of the key, in order.
-    pub fn pointers(&self) -> Vec<&str> {
+    pub fn pointers(&self) -> &[String] {
         match self {
-            KeySpec::Pointer(p) => vec![p.as_str()],
-            KeySpec::Composite(ps) => ps.iter().map(String::as_str).collect(),
+            KeySpec::Pointer(p) => std::slice::from_ref(p),
+            KeySpec::Composite(ps) => ps,
         }
     }
 }

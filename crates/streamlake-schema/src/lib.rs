@@ -6,6 +6,7 @@
 //! dead-letter or answer requests: the gateway does that with what this crate returns.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use serde_json::Value;
 use streamlake_config::{Config, KeySpec};
@@ -93,9 +94,12 @@ impl DatasetSchema {
 
     /// The partition key: the pointed-to values, joined with `|` for a composite key.
     pub fn key_of(&self, event: &Value) -> Result<String, Violation> {
-        let mut parts = Vec::new();
-        for pointer in self.key.pointers() {
-            let part = match event.pointer(pointer) {
+        let mut key = String::new();
+        for (i, pointer) in self.key.pointers().iter().enumerate() {
+            if i > 0 {
+                key.push('|');
+            }
+            match event.pointer(pointer) {
                 None | Some(Value::Null) => {
                     return Err(Violation {
                         reason: format!("the key field {pointer} is missing or null"),
@@ -103,8 +107,13 @@ impl DatasetSchema {
                         rule: "key".to_owned(),
                     })
                 }
-                Some(Value::String(s)) => s.clone(),
-                Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
+                Some(Value::String(s)) => key.push_str(s),
+                Some(Value::Number(n)) => {
+                    let _ = write!(key, "{n}");
+                }
+                Some(Value::Bool(b)) => {
+                    let _ = write!(key, "{b}");
+                }
                 Some(_) => {
                     return Err(Violation {
                         reason: format!(
@@ -114,10 +123,9 @@ impl DatasetSchema {
                         rule: "key".to_owned(),
                     })
                 }
-            };
-            parts.push(part);
+            }
         }
-        Ok(parts.join("|"))
+        Ok(key)
     }
 }
 
