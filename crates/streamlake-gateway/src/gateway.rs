@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use streamlake_config::{ApiKeySource, Config, GatewayConfig};
 use streamlake_core::{DatasetId, TenantId};
-use streamlake_kafka::{Admin, AdminError, KafkaError, KafkaSettings, Producer};
+use streamlake_kafka::{
+    Admin, AdminError, KafkaError, KafkaSettings, Producer, GATEWAY_PRODUCER_DEFAULTS,
+};
 use streamlake_schema::{SchemaError, SchemaRegistry};
 use tokio::sync::Semaphore;
 
@@ -80,7 +82,7 @@ impl Gateway {
             keys,
             tenants,
             schemas,
-            producer: Producer::new(kafka)?
+            producer: Producer::from_config(kafka.producer_config_over(GATEWAY_PRODUCER_DEFAULTS))?
                 .with_deadline(Duration::from_millis(config.gateway.produce_timeout_ms)),
             admin: Admin::new(kafka)?,
             settings: config.gateway.clone(),

@@ -43,4 +43,4 @@ pub use rdkafka::error::KafkaError;
 /// librdkafka's record headers, for [`Producer::send_owned`].
 pub use rdkafka::message::{Header, OwnedHeaders};
 pub use record::{Headers, Record};
-pub use settings::{BrokerKind, KafkaSettings};
+pub use settings::{BrokerKind, KafkaSettings, GATEWAY_PRODUCER_DEFAULTS, PRODUCER_DEFAULTS};

@@ -119,7 +119,12 @@ impl std::fmt::Debug for Producer {
 impl Producer {
     /// Creates a producer; fails when a property is unknown or invalid.
     pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
-        let config = settings.producer_config();
+        Self::from_config(settings.producer_config())
+    }
+
+    /// Creates a producer from a complete librdkafka config (see
+    /// [`KafkaSettings::producer_config_over`]).
+    pub fn from_config(config: rdkafka::ClientConfig) -> Result<Self, KafkaError> {
         let producer = config.create()?;
         Ok(Self {
             current: Arc::new(RwLock::new(Instance {

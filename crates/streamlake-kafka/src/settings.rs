@@ -41,6 +41,12 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("message.timeout.ms", "30000"),
 ];
 
+/// The gateway's producer defaults, over [`PRODUCER_DEFAULTS`]: each HTTP request waits for its
+/// events' acknowledgements, so time spent lingering is added to every request; under load,
+/// records queued while earlier requests are in flight still leave in batches. Properties set
+/// in the configuration override these too.
+pub const GATEWAY_PRODUCER_DEFAULTS: &[(&str, &str)] = &[("linger.ms", "1")];
+
 impl KafkaSettings {
     /// Settings for a cluster at `bootstrap_servers`, with no extra properties.
     pub fn new(bootstrap_servers: impl Into<String>, kind: BrokerKind) -> Self {
@@ -82,8 +88,14 @@ impl KafkaSettings {
 
     /// A producer config: defaults, then common properties, then producer properties.
     pub fn producer_config(&self) -> ClientConfig {
+        self.producer_config_over(&[])
+    }
+
+    /// A producer config with a role's own `defaults` (e.g. [`GATEWAY_PRODUCER_DEFAULTS`])
+    /// between StreamLake's defaults and the configured properties.
+    pub fn producer_config_over(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut cfg = ClientConfig::new();
-        for (k, v) in PRODUCER_DEFAULTS {
+        for (k, v) in PRODUCER_DEFAULTS.iter().chain(defaults) {
             cfg.set(*k, *v);
         }
         if self.kind == BrokerKind::Embedded {
@@ -108,5 +120,25 @@ impl KafkaSettings {
             cfg.set(k, v);
         }
         cfg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_defaults_sit_between_streamlake_defaults_and_configured_properties() {
+        let mut settings = KafkaSettings::new("127.0.0.1:9092", BrokerKind::External);
+        let gateway = settings.producer_config_over(GATEWAY_PRODUCER_DEFAULTS);
+        assert_eq!(gateway.get("linger.ms"), Some("1"));
+        assert_eq!(gateway.get("acks"), Some("all"));
+        assert_eq!(settings.producer_config().get("linger.ms"), Some("5"));
+
+        settings
+            .producer
+            .insert("linger.ms".to_owned(), "20".to_owned());
+        let gateway = settings.producer_config_over(GATEWAY_PRODUCER_DEFAULTS);
+        assert_eq!(gateway.get("linger.ms"), Some("20"));
     }
 }

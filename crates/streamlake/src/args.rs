@@ -255,9 +255,13 @@ pub(crate) struct BenchPipelineArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchGatewayArgs {
-    /// Seconds each side is measured.
+    /// Seconds the gateway is measured in all (the bare producer: at most 30, since memory
+    /// storage keeps every record in RAM).
     #[arg(long, default_value_t = 30)]
     pub(crate) duration_secs: u64,
+    /// The sides take turns this many times, each for its share of the duration.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) rounds: u32,
     /// Concurrent keep-alive HTTP clients.
     #[arg(long, default_value_t = 8)]
     pub(crate) concurrency: usize,
@@ -268,9 +272,22 @@ pub(crate) struct BenchGatewayArgs {
     /// unsafe for correctness; sqlite is the default storage.
     #[arg(long, default_value = "memory")]
     pub(crate) storage: String,
+    /// A librdkafka producer property for both the baseline and the gateway, e.g.
+    /// `linger.ms=1` (repeatable).
+    #[arg(long = "producer-property", value_name = "NAME=VALUE", value_parser = parse_property)]
+    pub(crate) producer_properties: Vec<(String, String)>,
     /// Append the report (markdown) to this file, e.g. docs/BENCHMARKS.md.
     #[arg(long)]
     pub(crate) report: Option<PathBuf>,
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(format!("expected NAME=VALUE, e.g. linger.ms=1, got {s:?}")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

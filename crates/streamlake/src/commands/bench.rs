@@ -14,7 +14,9 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use streamlake_config::{BrokerConfig, BrokerStorage};
-use streamlake_kafka::{provision, Admin, BrokerKind, EmbeddedBroker, KafkaSettings};
+use streamlake_kafka::{
+    provision, Admin, BrokerKind, EmbeddedBroker, KafkaSettings, GATEWAY_PRODUCER_DEFAULTS,
+};
 
 use crate::args::{BenchCommand, BenchGatewayArgs};
 
@@ -109,6 +111,7 @@ fn status_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+#[derive(Debug, Default, Clone, Copy)]
 struct Side {
     events: u64,
     seconds: f64,
@@ -119,6 +122,12 @@ struct Side {
 }
 
 impl Side {
+    fn add(&mut self, other: Side) {
+        self.events += other.events;
+        self.seconds += other.seconds;
+        self.cpu += other.cpu;
+        self.broker_cpu += other.broker_cpu;
+    }
     fn rate(&self) -> f64 {
         self.events as f64 / self.seconds
     }
@@ -161,7 +170,10 @@ async fn baseline(
     duration: Duration,
     with_headers: bool,
 ) -> anyhow::Result<Side> {
-    let producer: FutureProducer = settings.producer_config().create()?;
+    // The gateway's own producer settings, so both sides write with the same configuration.
+    let producer: FutureProducer = settings
+        .producer_config_over(GATEWAY_PRODUCER_DEFAULTS)
+        .create()?;
     let cpu0 = cpu_seconds("self")?;
     let broker0 = cpu_seconds(broker_pid)?;
     let start = Instant::now();
@@ -203,6 +215,106 @@ async fn baseline(
     })
 }
 
+/// The HTTP load on the gateway: keep-alive clients posting batches of events.
+struct Load {
+    url: String,
+    bodies: Vec<bytes::Bytes>,
+    clients: Vec<reqwest::Client>,
+    batch: u64,
+    gateway_pid: u32,
+    broker_pid: u32,
+}
+
+/// What the gateway's rounds measured besides throughput and CPU.
+#[derive(Default)]
+struct Measured {
+    /// Request latencies in microseconds.
+    latencies: Vec<u64>,
+    errors: u64,
+    /// The gateway's RSS each second, in kB.
+    rss_samples: Vec<u64>,
+    /// This process's CPU seconds while it generated the load.
+    load_cpu: f64,
+    /// Seconds into a round at which the broker's memory limit stopped the load.
+    stopped_early: Option<u64>,
+}
+
+impl Load {
+    /// Drives the gateway for `duration`; the events it acknowledged, with the CPU time the
+    /// gateway and the broker spent.
+    async fn run(&self, duration: Duration, m: &mut Measured) -> anyhow::Result<Side> {
+        let gateway_pid = self.gateway_pid.to_string();
+        let broker_pid = self.broker_pid.to_string();
+        let cpu0 = cpu_seconds(&gateway_pid)?;
+        let broker0 = cpu_seconds(&broker_pid)?;
+        let load0 = cpu_seconds("self")?;
+        let start = Instant::now();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let mut tasks = Vec::new();
+        for (c, client) in self.clients.iter().enumerate() {
+            let client = client.clone();
+            let url = self.url.clone();
+            let bodies = self.bodies.clone();
+            let batch = self.batch;
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut accepted = 0u64;
+                let mut errors = 0u64;
+                let mut latencies = Vec::new();
+                let mut i = c;
+                while start.elapsed() < duration && !stop.is_cancelled() {
+                    let body = bodies[i % bodies.len()].clone();
+                    i += 1;
+                    let t = Instant::now();
+                    let r = client
+                        .post(&url)
+                        .bearer_auth(KEY)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await;
+                    match r {
+                        Ok(resp) if resp.status() == 200 => {
+                            let _ = resp.bytes().await;
+                            latencies.push(t.elapsed().as_micros() as u64);
+                            accepted += batch;
+                        }
+                        _ => errors += 1,
+                    }
+                }
+                (accepted, errors, latencies)
+            }));
+        }
+        while start.elapsed() < duration {
+            m.rss_samples.push(status_kb(self.gateway_pid, "VmRSS:"));
+            if status_kb(self.broker_pid, "VmRSS:") > BROKER_RSS_LIMIT_KB {
+                m.stopped_early = Some(start.elapsed().as_secs());
+                stop.cancel();
+                break;
+            }
+            tokio::time::sleep(
+                Duration::from_secs(1).min(duration.saturating_sub(start.elapsed())),
+            )
+            .await;
+        }
+        let mut accepted = 0;
+        for t in tasks {
+            let (a, e, l) = t.await?;
+            accepted += a;
+            m.errors += e;
+            m.latencies.extend(l);
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        m.load_cpu += cpu_seconds("self")? - load0;
+        Ok(Side {
+            events: accepted,
+            seconds,
+            cpu: cpu_seconds(&gateway_pid)? - cpu0,
+            broker_cpu: cpu_seconds(&broker_pid)? - broker0,
+        })
+    }
+}
+
 async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
     let storage = match args.storage.as_str() {
         "memory" => BrokerStorage::Memory,
@@ -216,14 +328,22 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
     let free = || -> anyhow::Result<std::net::SocketAddr> {
         Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
     };
-    let (broker, settings) = start_broker(dir.path(), storage).await?;
+    let (broker, mut settings) = start_broker(dir.path(), storage).await?;
+    settings
+        .producer
+        .extend(args.producer_properties.iter().cloned());
+    let producer_section: String = args
+        .producer_properties
+        .iter()
+        .map(|(name, value)| format!("{name:?} = {value:?}\n"))
+        .collect();
     let http = free()?;
     std::fs::write(dir.path().join("schema.json"), SCHEMA)?;
     let config_path = dir.path().join("bench.toml");
     std::fs::write(
         &config_path,
         format!(
-            "[kafka]\nbootstrap_servers = \"{}\"\n[http]\nlisten = \"{http}\"\n[gateway]\nmax_in_flight_per_tenant = {}\n[topic_defaults]\npartitions = 6\n[tenants.bench]\ndev_api_key = \"{KEY}\"\n[tenants.bench.datasets.air-quality]\nschema = \"schema.json\"\nkey = \"/sensor_id\"\n",
+            "[kafka]\nbootstrap_servers = \"{}\"\n[kafka.producer]\n{producer_section}[http]\nlisten = \"{http}\"\n[gateway]\nmax_in_flight_per_tenant = {}\n[topic_defaults]\npartitions = 6\n[tenants.bench]\ndev_api_key = \"{KEY}\"\n[tenants.bench.datasets.air-quality]\nschema = \"schema.json\"\nkey = \"/sensor_id\"\n",
             broker.bootstrap_servers(),
             args.concurrency.max(64),
         ),
@@ -237,43 +357,12 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
     let duration = Duration::from_secs(args.duration_secs);
     // Memory storage keeps every record in RAM: the baseline writes the fastest, so cap it.
     let baseline_duration = duration.min(Duration::from_secs(30));
-    eprintln!(
-        "baseline: bare librdkafka producer with the gateway's headers for {} s",
-        baseline_duration.as_secs()
-    );
+    let rounds = args.rounds.max(1);
     let broker_pid = broker
         .pid()
         .context("the embedded broker's pid")?
         .to_string();
-    let base = baseline(
-        &settings,
-        &broker_pid,
-        baseline_topic,
-        &events,
-        baseline_duration,
-        true,
-    )
-    .await?;
-    eprintln!("  {:.0} events/s", base.rate());
-    eprintln!(
-        "reference: bare producer without headers for {} s",
-        baseline_duration.as_secs()
-    );
-    let bare = baseline(
-        &settings,
-        &broker_pid,
-        baseline_topic,
-        &events,
-        baseline_duration,
-        false,
-    )
-    .await?;
-    eprintln!("  {:.0} events/s", bare.rate());
 
-    eprintln!(
-        "gateway: {} clients, {} events per request, for {} s",
-        args.concurrency, args.batch_size, args.duration_secs
-    );
     let log = std::fs::File::create(dir.path().join("gateway.log"))?;
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .args([
@@ -288,11 +377,11 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         .spawn()
         .context("starting the gateway process")?;
     let pid = child.id().context("gateway pid")?;
-    let client = reqwest::Client::new();
+    let probe = reqwest::Client::new();
     let ready = format!("http://{http}/healthz");
     let mut up = false;
     for _ in 0..100 {
-        if client.get(&ready).send().await.is_ok() {
+        if probe.get(&ready).send().await.is_ok() {
             up = true;
             break;
         }
@@ -304,91 +393,87 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
             dir.path().join("gateway.log").display()
         );
     }
-    let bodies: Vec<bytes::Bytes> = events
-        .chunks(args.batch_size)
-        .map(|chunk| {
-            let mut b = b"[".to_vec();
-            for (i, (_, e)) in chunk.iter().enumerate() {
-                if i > 0 {
-                    b.push(b',');
-                }
-                b.extend_from_slice(e);
-            }
-            b.push(b']');
-            bytes::Bytes::from(b)
-        })
-        .filter(|b| b.len() > 2)
-        .collect();
-    let url = format!("http://{http}/v1/tenants/bench/datasets/air-quality/events");
-    let cpu0 = cpu_seconds(&pid.to_string())?;
-    let load_cpu0 = cpu_seconds("self")?;
-    let broker_cpu0 = cpu_seconds(&broker_pid)?;
-    let rss_start = status_kb(pid, "VmRSS:");
-    let start = Instant::now();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let mut tasks = Vec::new();
-    for c in 0..args.concurrency {
-        let client = reqwest::Client::new();
-        let url = url.clone();
-        let bodies = bodies.clone();
-        let batch = args.batch_size as u64;
-        let stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut accepted = 0u64;
-            let mut errors = 0u64;
-            let mut latencies = Vec::new();
-            let mut i = c;
-            while start.elapsed() < duration && !stop.is_cancelled() {
-                let body = bodies[i % bodies.len()].clone();
-                i += 1;
-                let t = Instant::now();
-                let r = client
-                    .post(&url)
-                    .bearer_auth(KEY)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await;
-                match r {
-                    Ok(resp) if resp.status() == 200 => {
-                        let _ = resp.bytes().await;
-                        latencies.push(t.elapsed().as_micros() as u64);
-                        accepted += batch;
+    let load = Load {
+        url: format!("http://{http}/v1/tenants/bench/datasets/air-quality/events"),
+        bodies: events
+            .chunks(args.batch_size)
+            .map(|chunk| {
+                let mut b = b"[".to_vec();
+                for (i, (_, e)) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        b.push(b',');
                     }
-                    _ => errors += 1,
+                    b.extend_from_slice(e);
                 }
-            }
-            (accepted, errors, latencies)
-        }));
-    }
-    let mut rss_samples = Vec::new();
-    let mut stopped_early = None;
-    while start.elapsed() < duration {
-        rss_samples.push(status_kb(pid, "VmRSS:"));
-        if status_kb(broker.pid().unwrap_or_default(), "VmRSS:") > BROKER_RSS_LIMIT_KB {
-            stopped_early = Some(start.elapsed().as_secs());
-            stop.cancel();
+                b.push(b']');
+                bytes::Bytes::from(b)
+            })
+            .filter(|b| b.len() > 2)
+            .collect(),
+        clients: (0..args.concurrency)
+            .map(|_| reqwest::Client::new())
+            .collect(),
+        batch: args.batch_size as u64,
+        gateway_pid: pid,
+        broker_pid: broker.pid().unwrap_or_default(),
+    };
+
+    // The sides take turns, round after round, so a slower or faster stretch of the machine
+    // falls on all of them alike.
+    let (mut base, mut bare, mut gw) = (Side::default(), Side::default(), Side::default());
+    let mut measured = Measured::default();
+    let mut per_round = Vec::new();
+    let rss_start = status_kb(pid, "VmRSS:");
+    for round in 1..=rounds {
+        eprintln!(
+            "round {round}/{rounds}: baseline (bare producer with the gateway's headers) {:.1} s, reference (no headers) {:.1} s, gateway ({} clients x {} events) {:.1} s",
+            (baseline_duration / rounds).as_secs_f64(),
+            (baseline_duration / rounds).as_secs_f64(),
+            args.concurrency,
+            args.batch_size,
+            (duration / rounds).as_secs_f64(),
+        );
+        let b = baseline(
+            &settings,
+            &broker_pid,
+            baseline_topic,
+            &events,
+            baseline_duration / rounds,
+            true,
+        )
+        .await?;
+        let r = baseline(
+            &settings,
+            &broker_pid,
+            baseline_topic,
+            &events,
+            baseline_duration / rounds,
+            false,
+        )
+        .await?;
+        let g = load.run(duration / rounds, &mut measured).await?;
+        eprintln!(
+            "  baseline {:.0}/s, reference {:.0}/s, gateway {:.0}/s: ratio {:.2}",
+            b.rate(),
+            r.rate(),
+            g.rate(),
+            g.rate() / b.rate()
+        );
+        per_round.push(g.rate() / b.rate());
+        base.add(b);
+        bare.add(r);
+        gw.add(g);
+        if measured.stopped_early.is_some() {
             break;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let mut accepted = 0;
-    let mut errors = 0;
-    let mut latencies = Vec::new();
-    for t in tasks {
-        let (a, e, l) = t.await?;
-        accepted += a;
-        errors += e;
-        latencies.extend(l);
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    let gw = Side {
-        events: accepted,
-        seconds,
-        cpu: cpu_seconds(&pid.to_string())? - cpu0,
-        broker_cpu: cpu_seconds(&broker_pid)? - broker_cpu0,
-    };
-    let load_cpu = cpu_seconds("self")? - load_cpu0;
+    let Measured {
+        mut latencies,
+        errors,
+        rss_samples,
+        load_cpu,
+        stopped_early,
+    } = measured;
     let peak_kb = status_kb(pid, "VmHWM:");
     let rss_end = status_kb(pid, "VmRSS:");
     let _ = nix::sys::signal::kill(
@@ -406,44 +491,56 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or(0) as f64
             / 1000.0
     };
+    let properties: String = args
+        .producer_properties
+        .iter()
+        .map(|(name, value)| format!(" --producer-property {name}={value}"))
+        .collect();
     let command = format!(
-        "streamlake bench gateway --duration-secs {} --concurrency {} --batch-size {} --storage {}",
-        args.duration_secs, args.concurrency, args.batch_size, args.storage
+        "streamlake bench gateway --duration-secs {} --rounds {} --concurrency {} --batch-size {} --storage {}{properties}",
+        args.duration_secs, rounds, args.concurrency, args.batch_size, args.storage
     );
     let report = format!(
         "### Gateway vs bare producer ({})\n\n\
          `{command}` — {} storage on loopback, 2 cores shared by broker, gateway and load generator; events of {avg} bytes, 1,000 keys; schema validation on.\n\n\
          | | events/s | CPU s per 1M events | broker CPU s per 1M | p50 request | p99 request | peak RSS |\n|---|---|---|---|---|---|---|\n\
-         | bare librdkafka producer, the gateway's 7 headers per record (baseline, {} s) | {:.0} | {:.1} | {:.1} | | | |\n\
-         | bare librdkafka producer, key and payload only (reference, {} s) | {:.0} | {:.1} | {:.1} | | | |\n\
-         | gateway, {} clients x {} events/request | {:.0} | {:.1} | {:.1} | {:.1} ms | {:.1} ms | {} MiB |\n\n\
+         | bare librdkafka producer, the gateway's 7 headers per record (baseline, {:.0} s) | {:.0} | {:.1} | {:.1} | | | |\n\
+         | bare librdkafka producer, key and payload only (reference, {:.0} s) | {:.0} | {:.1} | {:.1} | | | |\n\
+         | gateway, {} clients x {} events/request ({:.0} s) | {:.0} | {:.1} | {:.1} | {:.1} ms | {:.1} ms | {} MiB |\n\n\
          The HTTP load generator (this process) used {:.1} CPU s per 1M events on the same cores.\n\n\
-         Ratio gateway / baseline: **{:.2}** (against the headerless reference: {:.2}). Gateway RSS: {} MiB at start of load, {} MiB at the end, {} MiB peak during load (sampled each second over {} s; VmHWM {} MiB). Failed requests: {errors}.{}\n",
+         Ratio gateway / baseline: **{:.2}** (per round: {}; against the headerless reference: {:.2}). The sides took turns over {} rounds. Gateway RSS: {} MiB at start of load, {} MiB at the end, {} MiB peak during load (sampled each second over {:.0} s of load; VmHWM {} MiB). Failed requests: {errors}.{}\n",
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
         args.storage,
-        baseline_duration.as_secs(),
+        base.seconds,
         base.rate(),
         base.cpu_per_million(),
         base.per_million(base.broker_cpu),
-        baseline_duration.as_secs(),
+        bare.seconds,
         bare.rate(),
         bare.cpu_per_million(),
         bare.per_million(bare.broker_cpu),
         args.concurrency,
         args.batch_size,
+        gw.seconds,
         gw.rate(),
         gw.cpu_per_million(),
         gw.per_million(gw.broker_cpu),
-        gw.per_million(load_cpu),
         pct(0.50),
         pct(0.99),
         peak_kb / 1024,
+        gw.per_million(load_cpu),
         gw.rate() / base.rate(),
+        per_round
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         gw.rate() / bare.rate(),
+        per_round.len(),
         rss_start / 1024,
         rss_end / 1024,
         rss_samples.iter().max().copied().unwrap_or(0) / 1024,
-        args.duration_secs,
+        gw.seconds,
         peak_kb / 1024,
         stopped_early.map_or_else(String::new, |t| format!(" The load stopped after {t} s: the broker's memory reached the bench's limit; use --storage sqlite for long runs.")),
     );
