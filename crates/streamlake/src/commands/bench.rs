@@ -453,11 +453,13 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         .await?;
         let g = load.run(duration / rounds, &mut measured).await?;
         eprintln!(
-            "  baseline {:.0}/s, reference {:.0}/s, gateway {:.0}/s: ratio {:.2}",
+            "  baseline {:.0}/s, reference {:.0}/s, gateway {:.0}/s: ratio {:.2} (broker CPU s per 1M: baseline {:.1}, gateway {:.1})",
             b.rate(),
             r.rate(),
             g.rate(),
-            g.rate() / b.rate()
+            g.rate() / b.rate(),
+            b.per_million(b.broker_cpu),
+            g.per_million(g.broker_cpu),
         );
         per_round.push(g.rate() / b.rate());
         base.add(b);
