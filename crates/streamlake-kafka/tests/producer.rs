@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use streamlake_core::TopicSpec;
-use streamlake_kafka::{Admin, Headers, ProduceError, Producer};
+use streamlake_kafka::{Admin, Headers, Outgoing, ProduceError, Producer};
 use streamlake_testkit::{settings, unique};
 
 async fn topic(partitions: i32) -> String {
@@ -115,4 +115,71 @@ async fn a_full_queue_is_reported_to_the_caller() {
     let err = results.iter().find_map(|r| r.as_ref().err()).unwrap();
     assert!(!err.possibly_persisted());
     assert!(err.to_string().contains("queue is full"), "{err}");
+}
+
+#[tokio::test]
+async fn a_batch_answers_in_its_records_order_and_keeps_each_keys_order() {
+    let topic = topic(3).await;
+    let s = settings().await;
+    let producer = Producer::new(&s).unwrap();
+    let records: Vec<(String, String)> = (0..60)
+        .map(|i| (format!("key-{}", i % 4), format!(r#"{{"seq":{i}}}"#)))
+        .collect();
+    let sent = producer
+        .send_all(
+            &topic,
+            records.iter().map(|(key, payload)| Outgoing {
+                key: Some(key.as_bytes()),
+                payload: payload.as_bytes(),
+                headers: None,
+            }),
+        )
+        .await;
+    assert_eq!(sent.len(), records.len());
+    // Each key's records take increasing offsets in one partition, in the batch's order.
+    let mut last: BTreeMap<&str, (i32, i64)> = BTreeMap::new();
+    for ((key, _), s) in records.iter().zip(&sent) {
+        let r = s.result.as_ref().unwrap();
+        if let Some(&(partition, offset)) = last.get(key.as_str()) {
+            assert_eq!(r.partition, partition, "key {key} changed partition");
+            assert!(r.offset > offset, "key {key} out of order: {r:?}");
+        }
+        last.insert(key, (r.partition, r.offset));
+    }
+    // The receipts point at the records they answer.
+    let mut reader = streamlake_testkit::Reader::new(&s, &topic).await;
+    let stored = reader.read(records.len(), Duration::from_secs(20)).await;
+    for ((_, payload), s) in records.iter().zip(&sent) {
+        let r = s.result.as_ref().unwrap();
+        let found = stored
+            .iter()
+            .find(|m| (m.partition, m.offset) == (r.partition, r.offset))
+            .expect("a record at every receipt");
+        assert_eq!(found.payload.as_deref(), Some(payload.as_bytes()));
+    }
+}
+
+#[tokio::test]
+async fn a_batch_reports_a_full_queue_per_record() {
+    let topic = topic(1).await;
+    let mut s = settings().await;
+    s.producer
+        .insert("queue.buffering.max.messages".into(), "2".into());
+    let producer = Producer::new(&s).unwrap();
+    let sent = producer
+        .send_all(
+            &topic,
+            (0..4).map(|_| Outgoing {
+                key: None,
+                payload: b"{}",
+                headers: None,
+            }),
+        )
+        .await;
+    let outcomes: Vec<bool> = sent.iter().map(|s| s.result.is_ok()).collect();
+    assert_eq!(outcomes, [true, true, false, false], "{sent:?}");
+    assert!(matches!(
+        sent[3].result,
+        Err(ProduceError::QueueFull { .. })
+    ));
 }
