@@ -257,10 +257,10 @@ pub(crate) struct BenchPipelineArgs {
 pub(crate) struct BenchGatewayArgs {
     /// Seconds the gateway is measured in all (the bare producer: at most 30, since memory
     /// storage keeps every record in RAM).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 40)]
     pub(crate) duration_secs: u64,
     /// The sides take turns this many times, each for its share of the duration.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 4)]
     pub(crate) rounds: u32,
     /// Concurrent keep-alive HTTP clients.
     #[arg(long, default_value_t = 8)]
