@@ -434,29 +434,23 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
             args.batch_size,
             (duration / rounds).as_secs_f64(),
         );
-        let (b, g) = if round % 2 == 1 {
-            let b = baseline(
-                &producer,
-                &broker_pid,
-                baseline_topic,
-                &events,
-                base_slice,
-                true,
-            )
-            .await?;
-            (b, load.run(duration / rounds, &mut measured).await?)
-        } else {
-            let g = load.run(duration / rounds, &mut measured).await?;
-            let b = baseline(
-                &producer,
-                &broker_pid,
-                baseline_topic,
-                &events,
-                base_slice,
-                true,
-            )
-            .await?;
-            (b, g)
+        // Odd rounds: the baseline first; even rounds: the gateway first.
+        let gateway_first = match round % 2 {
+            0 => Some(load.run(duration / rounds, &mut measured).await?),
+            _ => None,
+        };
+        let b = baseline(
+            &producer,
+            &broker_pid,
+            baseline_topic,
+            &events,
+            base_slice,
+            true,
+        )
+        .await?;
+        let g = match gateway_first {
+            Some(g) => g,
+            None => load.run(duration / rounds, &mut measured).await?,
         };
         eprintln!(
             "  baseline {:.0}/s, gateway {:.0}/s: ratio {:.2} (broker CPU s per 1M: baseline {:.1}, gateway {:.1})",
@@ -530,7 +524,7 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
          | bare librdkafka producer, key and payload only (reference, {:.0} s) | {:.0} | {:.1} | {:.1} | | | |\n\
          | gateway, {} clients x {} events/request ({:.0} s) | {:.0} | {:.1} | {:.1} | {:.1} ms | {:.1} ms | {} MiB |\n\n\
          The HTTP load generator (this process) used {:.1} CPU s per 1M events on the same cores.\n\n\
-         Ratio gateway / baseline: **{:.2}** (per round: {}; against the headerless reference, measured once after the rounds: {:.2}). The gateway and the baseline took turns over {} rounds, each going first in every other round. Gateway RSS: {} MiB at start of load, {} MiB at the end, {} MiB peak during load (sampled each second over {:.0} s of load; VmHWM {} MiB). Failed requests: {errors}.{}\n",
+         Ratio gateway / baseline: **{:.2}** (per round: {}; against the headerless reference, measured once after the rounds: {:.2}). The gateway and the baseline took turns over {} round(s), alternating which went first. Gateway RSS: {} MiB at start of load, {} MiB at the end, {} MiB peak during load (sampled each second over {:.0} s of load; VmHWM {} MiB). Failed requests: {errors}.{}\n",
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
         args.storage,
         base.seconds,
