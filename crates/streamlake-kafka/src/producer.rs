@@ -235,8 +235,8 @@ impl Producer {
     ) -> Vec<Sent> {
         let started = Instant::now();
         let instance = self.instance();
-        let mut results: Vec<Option<Result<DeliveryReceipt, ProduceError>>> = Vec::new();
-        let mut latencies = Vec::new();
+        // `None` until acknowledged or failed; still `None` at the deadline: timed out.
+        let mut results: Vec<Option<Sent>> = Vec::new();
         let mut waiting = FuturesUnordered::new();
         for record in records {
             let mut r: FutureRecord<'_, [u8], [u8]> =
@@ -253,18 +253,19 @@ impl Producer {
                     results.push(None);
                     waiting.push(async move { (index, delivery.await) });
                 }
-                Err((e, _)) => results.push(Some(Err(ProduceError::from_kafka(
-                    e,
-                    instance.producer.in_flight_count(),
-                )))),
+                Err((e, _)) => results.push(Some(Sent {
+                    result: Err(ProduceError::from_kafka(
+                        e,
+                        instance.producer.in_flight_count(),
+                    )),
+                    latency: started.elapsed(),
+                })),
             }
-            latencies.push(Duration::ZERO);
         }
         let mut failed = false;
         let collect = async {
             while let Some((index, delivered)) = waiting.next().await {
-                latencies[index] = started.elapsed();
-                results[index] = Some(match delivered {
+                let result = match delivered {
                     Err(_canceled) => Err(ProduceError::Closed),
                     Ok(Err((e, _))) => {
                         failed = true;
@@ -278,11 +279,14 @@ impl Producer {
                         partition: d.partition,
                         offset: d.offset,
                     }),
+                };
+                results[index] = Some(Sent {
+                    result,
+                    latency: started.elapsed(),
                 });
             }
         };
         match self.deadline {
-            // Records still unacknowledged at the deadline stay `None`: timed out below.
             Some(d) => {
                 let _ = tokio::time::timeout(d, collect).await;
             }
@@ -296,13 +300,11 @@ impl Producer {
         let ended = started.elapsed();
         results
             .into_iter()
-            .zip(latencies)
-            .map(|(result, latency)| match result {
-                Some(result) => Sent { result, latency },
-                None => Sent {
+            .map(|sent| {
+                sent.unwrap_or(Sent {
                     result: Err(ProduceError::TimedOut),
                     latency: ended,
-                },
+                })
             })
             .collect()
     }

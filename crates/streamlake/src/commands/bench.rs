@@ -2,8 +2,10 @@
 //! on one broker (DESIGN: performance method). The baseline is a bare librdkafka producer with
 //! the same producer settings writing the same records (payload, key and the gateway's seven
 //! metadata headers); a headerless run is reported beside it for reference. The
-//! gateway runs as its own process so its CPU time and memory are its own. The HTTP load comes
-//! from this process, on the same machine: the ratio is what matters, not the absolute figures.
+//! gateway runs as its own process so its CPU time and memory are its own; the two sides take
+//! turns over several rounds so the machine's slow and fast stretches fall on both. The HTTP
+//! load comes from this process, on the same machine: the ratio is what matters, not the
+//! absolute figures.
 
 use std::io::Write as _;
 use std::process::{ExitCode, Stdio};
