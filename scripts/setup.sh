@@ -2,9 +2,10 @@
 # Installs what StreamLake needs on a fresh Debian machine that has only the Rust toolchain:
 #   - the C toolchain and headers librdkafka is built with (build-essential, pkg-config,
 #     libssl-dev, zlib1g-dev), from Debian's packages, when missing;
-#   - the embedded broker, tansu 0.6.0, built from crates.io with SQLite and memory storage,
-#     into ${STREAMLAKE_TOOLS_DIR:-$HOME/.cache/streamlake}/tansu-0.6.0 (about 10-15 minutes
-#     the first time; skipped when already installed);
+#   - a Java 17+ runtime and Maven (Debian's openjdk-17-jre-headless and maven) when missing;
+#   - Apache Kafka 4.4.0, the broker StreamLake manages on one machine: its jars, fetched by
+#     Maven from Maven Central as named in crates/streamlake-broker/kafka/pom.xml, into
+#     ${STREAMLAKE_TOOLS_DIR:-$HOME/.cache/streamlake}/kafka-4.4.0/libs (skipped when there);
 #   - PostgreSQL on 127.0.0.1:5432 for the PostgreSQL sink and its tests: when nothing answers
 #     there, the Debian package is installed and its cluster started, and the `postgres` role
 #     gets the password `postgres` (the tests' default URL; override with
@@ -16,10 +17,10 @@
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 
-TANSU_VERSION=0.6.0
+KAFKA_VERSION=4.4.0
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TOOLS_DIR="${STREAMLAKE_TOOLS_DIR:-$HOME/.cache/streamlake}"
-TANSU_ROOT="$TOOLS_DIR/tansu-$TANSU_VERSION"
-TANSU_BIN="$TANSU_ROOT/bin/tansu"
+KAFKA_LIBS="$TOOLS_DIR/kafka-$KAFKA_VERSION/libs"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -42,16 +43,37 @@ ensure_debian_packages() {
   fi
 }
 
-ensure_tansu() {
-  if [ -x "$TANSU_BIN" ] && "$TANSU_BIN" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-    log "embedded broker: tansu $TANSU_VERSION at $TANSU_BIN"
+java_major() {
+  # `java -version` prints e.g. `openjdk version "17.0.15" 2025-04-15` (or "1.8.0_392") on stderr.
+  java -version 2>&1 | awk -F'"' '/version/ { split($2, v, "."); print (v[1] == 1 ? v[2] : v[1]); exit }'
+}
+
+ensure_java() {
+  if command -v java >/dev/null 2>&1 && [ "$(java_major)" -ge 17 ] 2>/dev/null; then
+    log "Java: $(java -version 2>&1 | head -n 1)"
+  else
+    ensure_debian_packages openjdk-17-jre-headless
+  fi
+  command -v mvn >/dev/null 2>&1 || ensure_debian_packages maven
+}
+
+ensure_kafka() {
+  # The marker is written last, so an interrupted copy is redone rather than half used.
+  if [ -f "$KAFKA_LIBS/.complete" ]; then
+    log "Apache Kafka $KAFKA_VERSION: $KAFKA_LIBS"
     return
   fi
-  log "building the embedded broker tansu $TANSU_VERSION into $TANSU_ROOT (first time only; 10-15 minutes)"
-  mkdir -p "$TOOLS_DIR"
-  cargo install tansu --version "$TANSU_VERSION" --features dynostore,libsql --locked \
-    --root "$TANSU_ROOT"
-  "$TANSU_BIN" --version >&2
+  log "fetching Apache Kafka $KAFKA_VERSION with Maven into $KAFKA_LIBS"
+  local staging="$KAFKA_LIBS.partial"
+  rm -rf "$staging"
+  mkdir -p "$staging"
+  mvn -q -B -Dstyle.color=never -f "$ROOT/crates/streamlake-broker/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$staging"
+  ls "$staging"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null
+  rm -rf "$KAFKA_LIBS"
+  mv "$staging" "$KAFKA_LIBS"
+  touch "$KAFKA_LIBS/.complete"
+  log "Apache Kafka $KAFKA_VERSION: $(ls "$KAFKA_LIBS" | wc -l) jars, $(du -sh "$KAFKA_LIBS" | cut -f1)"
 }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
@@ -96,6 +118,8 @@ ensure_mosquitto() {
   fi
   ensure_debian_packages mosquitto
   log "starting Mosquitto"
+  # Without systemd nothing creates the directory of its pid file, and it refuses to start.
+  as_root install -d -o mosquitto -g mosquitto /run/mosquitto
   as_root mosquitto -d -c /etc/mosquitto/mosquitto.conf
   wait_port 127.0.0.1 1883 || { log "Mosquitto did not start on 127.0.0.1:1883"; return 1; }
 }
@@ -114,4 +138,5 @@ if command -v dpkg-query >/dev/null 2>&1; then
 fi
 ensure_postgres
 ensure_mosquitto
-ensure_tansu
+ensure_java
+ensure_kafka

@@ -1,16 +1,58 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on this machine: installs what is missing (scripts/setup.sh), checks
-# formatting and lints, then runs every test. Integration tests start their own embedded broker
-# on a free loopback port, so nothing needs to be running beforehand.
+# formatting and lints, starts one Apache Kafka for the whole run (`streamlake broker`, on free
+# loopback ports, storage in a temporary directory) and runs every test against it. Tests that
+# stop, kill or replicate brokers (failover on three nodes) start their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/streamlake/target}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
-cargo test --workspace 2>&1 | tee "$log"
+cargo build -p streamlake
+
+work="$(mktemp -d)"
+broker_pid=""
+cleanup() {
+  if [ -n "$broker_pid" ]; then
+    kill -TERM "$broker_pid" 2>/dev/null || true
+    wait "$broker_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Two consecutive free ports for the node's client and controller listeners, below the
+# ephemeral range, so no client connection takes one before Kafka binds it.
+port="$(python3 - <<'PY'
+import random, socket
+for _ in range(200):
+    p = random.randrange(15000, 32000)
+    socks = [socket.socket(), socket.socket()]
+    try:
+        socks[0].bind(("127.0.0.1", p)); socks[1].bind(("127.0.0.1", p + 1)); print(p); break
+    except OSError:
+        pass
+    finally:
+        for s in socks: s.close()
+PY
+)"
+"$CARGO_TARGET_DIR/debug/streamlake" broker --data-dir "$work/data" --listen "127.0.0.1:$port" \
+  >"$work/broker.out" 2>&1 &
+broker_pid=$!
+for _ in $(seq 1 240); do
+  grep -q "Kafka is up" "$work/broker.out" && break
+  kill -0 "$broker_pid" 2>/dev/null || { cat "$work/broker.out" >&2; echo "the test broker did not start" >&2; exit 1; }
+  sleep 0.5
+done
+grep -q "Kafka is up" "$work/broker.out" || { cat "$work/broker.out" >&2; echo "the test broker did not start in 2 minutes" >&2; exit 1; }
+export STREAMLAKE_TEST_BOOTSTRAP="127.0.0.1:$port"
+echo "test broker: Apache Kafka at $STREAMLAKE_TEST_BOOTSTRAP" >&2
+
+log="$work/test.log"
+status=0
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
 # One closing line over every test binary (cargo prints one result line per binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "\ntotal: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

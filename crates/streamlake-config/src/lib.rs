@@ -51,11 +51,11 @@ pub const DEFAULT_DATA_DIR: &str = "./streamlake-data";
 pub struct Config {
     /// The file it was read from (schema paths are relative to its directory).
     pub file: Option<PathBuf>,
-    /// Where StreamLake keeps its state (the embedded broker's storage, sink files).
+    /// Where StreamLake keeps its state (the managed broker's storage, sink files).
     pub data_dir: PathBuf,
     /// Kafka connection.
     pub kafka: KafkaConfig,
-    /// Embedded broker settings.
+    /// The managed Kafka broker, used when `kafka.bootstrap_servers` is absent.
     pub broker: BrokerConfig,
     /// HTTP server settings.
     pub http: HttpConfig,
@@ -306,7 +306,7 @@ impl Config {
         TopicSpec {
             name: t.name.clone(),
             partitions: t.partitions.unwrap_or(d.partitions),
-            replication_factor: t.replication_factor.unwrap_or(d.replication_factor),
+            replication_factor: t.replication_factor.or(d.replication_factor),
             configs,
         }
     }

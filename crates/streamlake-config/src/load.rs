@@ -229,7 +229,7 @@ fn resolve(figment: &Figment, file: Option<&Path>) -> Result<Config, ConfigError
         &mut c,
         "topic_defaults",
         Some(topic_defaults.partitions),
-        Some(topic_defaults.replication_factor),
+        topic_defaults.replication_factor,
     );
     check_topics(&mut c, &topics);
 
@@ -309,10 +309,6 @@ fn extract_tenants(c: &mut Collector<'_>, raw: Option<&Value>) -> Vec<(String, T
     tenants
 }
 
-fn is_snappy(value: &str) -> bool {
-    value.trim().eq_ignore_ascii_case("snappy")
-}
-
 fn check_kafka(
     c: &mut Collector<'_>,
     kafka: &KafkaConfig,
@@ -324,7 +320,7 @@ fn check_kafka(
         if servers.trim().is_empty() {
             c.push(
                 "kafka.bootstrap_servers",
-                "is empty; remove the key to use the embedded broker",
+                "is empty; remove the key to use the managed broker",
             );
         }
         return;
@@ -332,28 +328,57 @@ fn check_kafka(
     if broker.startup_timeout_secs == 0 {
         c.push("broker.startup_timeout_secs", "must be at least 1");
     }
-    // The embedded broker cannot serve snappy batches to consumers (docs/BROKER.md).
-    const WHY: &str = "snappy is not supported by the embedded broker (its consumers stall on snappy batches); use lz4 or zstd";
-    for (section, props) in [
-        ("kafka.properties", &kafka.properties),
-        ("kafka.producer", &kafka.producer),
-    ] {
-        for prop in ["compression.type", "compression.codec"] {
-            if props.get(prop).is_some_and(|v| is_snappy(v)) {
-                c.push(&format!("{section}.{prop}"), WHY);
-            }
-        }
+    if broker.nodes != 1 && broker.nodes != 3 {
+        c.push(
+            "broker.nodes",
+            format!(
+                "is {}; the managed broker runs 1 node, or 3 for a replicated cluster",
+                broker.nodes
+            ),
+        );
     }
-    if defaults.compression == Some(Compression::Snappy) {
-        c.push("topic_defaults.compression", WHY);
+    if broker.heap_mb < 128 {
+        c.push(
+            "broker.heap_mb",
+            format!("is {}; a Kafka node needs at least 128 MiB", broker.heap_mb),
+        );
+    }
+    if broker.listen.port() == 0
+        || u32::from(broker.listen.port()) + 2 * u32::from(broker.nodes) > 65_536
+    {
+        c.push(
+            "broker.listen",
+            format!(
+                "port {} leaves no room for {} client and controller ports above it",
+                broker.listen.port(),
+                2 * broker.nodes
+            ),
+        );
+    }
+    if let Some(rf) = defaults
+        .replication_factor
+        .filter(|rf| *rf > i32::from(broker.nodes))
+    {
+        c.push(
+            "topic_defaults.replication_factor",
+            format!(
+                "is {rf}, more than the managed broker's {} node(s) (broker.nodes)",
+                broker.nodes
+            ),
+        );
     }
     for (i, t) in topics.iter().enumerate() {
-        if t.compression == Some(Compression::Snappy)
-            || t.configs
-                .get("compression.type")
-                .is_some_and(|v| is_snappy(v))
+        if let Some(rf) = t
+            .replication_factor
+            .filter(|rf| *rf > i32::from(broker.nodes))
         {
-            c.push(&format!("topics[{i}].compression"), WHY);
+            c.push(
+                &format!("topics[{i}].replication_factor"),
+                format!(
+                    "is {rf}, more than the managed broker's {} node(s) (broker.nodes)",
+                    broker.nodes
+                ),
+            );
         }
     }
 }

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
-    /// Comma-separated `host:port` list of an existing Kafka cluster. Absent: embedded broker.
+    /// Comma-separated `host:port` list of an existing Kafka cluster. Absent: the managed
+    /// broker (`[broker]`).
     pub bootstrap_servers: Option<String>,
     /// librdkafka properties applied to every client (TLS, SASL, `client.id`, ...).
     pub properties: BTreeMap<String, String>,
@@ -22,41 +23,45 @@ pub struct KafkaConfig {
     pub consumer: BTreeMap<String, String>,
 }
 
-/// Storage engine of the embedded broker.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BrokerStorage {
-    /// SQLite file under the data directory: durable and correct. The default.
-    #[default]
-    Sqlite,
-    /// In memory: fast but loses and duplicates records on fetch (see docs/BROKER.md). Only for
-    /// throughput experiments.
-    Memory,
-}
-
-/// `[broker]`: the embedded Kafka-compatible broker, used when `kafka.bootstrap_servers` is
-/// absent.
+/// `[broker]`: the Apache Kafka that StreamLake starts and supervises on this machine when
+/// `kafka.bootstrap_servers` is absent: KRaft nodes that are broker and controller at once, as
+/// child processes of `streamlake up` (docs/BROKER.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
-    /// Address the embedded broker listens on and advertises.
+    /// Client address of the first node; node `i` (from 0) listens on this port + `i`, and its
+    /// controller on this port + `nodes` + `i` (one node: 9092 for clients, 9093 controller).
     pub listen: SocketAddr,
-    /// Path of the `tansu` executable. Absent: `$PATH`, then the location `scripts/setup.sh`
-    /// installs to.
-    pub binary: Option<PathBuf>,
-    /// Storage engine.
-    pub storage: BrokerStorage,
-    /// Seconds to wait for the broker to answer after it was started.
+    /// Number of nodes: 1, or 3 for a replicated cluster (topics then default to replication
+    /// factor 3 with `min.insync.replicas = 2`).
+    pub nodes: u16,
+    /// Directory holding the Kafka jars. Absent: `$STREAMLAKE_TOOLS_DIR/kafka-4.4.0/libs`, by
+    /// default `~/.cache/streamlake/kafka-4.4.0/libs`, where `scripts/setup.sh` puts them.
+    pub kafka_libs: Option<PathBuf>,
+    /// The `java` executable (17 or later). Absent: `$JAVA_HOME/bin/java`, then `$PATH`.
+    pub java: Option<PathBuf>,
+    /// Maximum Java heap of each node, in MiB.
+    pub heap_mb: u32,
+    /// Seconds to wait for the cluster to answer after it was started.
     pub startup_timeout_secs: u64,
+    /// Seconds a node gets for its controlled shutdown after SIGTERM before it is killed.
+    pub shutdown_timeout_secs: u64,
+    /// More Kafka server properties for every node, by their Kafka names; they override
+    /// StreamLake's (e.g. `"log.retention.hours" = "24"`).
+    pub properties: BTreeMap<String, String>,
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
-            binary: None,
-            storage: BrokerStorage::Sqlite,
-            startup_timeout_secs: 30,
+            nodes: 1,
+            kafka_libs: None,
+            java: None,
+            heap_mb: 512,
+            startup_timeout_secs: 60,
+            shutdown_timeout_secs: 20,
+            properties: BTreeMap::new(),
         }
     }
 }
@@ -91,7 +96,7 @@ pub enum Compression {
     Lz4,
     /// zstd.
     Zstd,
-    /// snappy. Refused with the embedded broker, whose consumers cannot read it.
+    /// snappy.
     Snappy,
 }
 
@@ -139,8 +144,9 @@ impl CleanupPolicy {
 pub struct TopicDefaults {
     /// Partition count.
     pub partitions: i32,
-    /// Replication factor.
-    pub replication_factor: i32,
+    /// Replication factor; absent leaves the broker's `default.replication.factor` (on the
+    /// managed broker: the number of nodes).
+    pub replication_factor: Option<i32>,
     /// `retention.ms`; absent leaves the broker's default.
     pub retention_ms: Option<i64>,
     /// `compression.type`; absent leaves the broker's default.
@@ -153,7 +159,7 @@ impl Default for TopicDefaults {
     fn default() -> Self {
         Self {
             partitions: 3,
-            replication_factor: 1,
+            replication_factor: None,
             retention_ms: None,
             compression: None,
             cleanup_policy: None,

@@ -180,17 +180,34 @@ fn key_that_is_not_a_json_pointer_is_rejected() {
 }
 
 #[test]
-fn snappy_is_refused_for_the_embedded_broker_but_allowed_for_kafka() {
-    let toml = "[topic_defaults]\ncompression = \"snappy\"\n";
-    let (errors, _) = errors_of(toml);
-    assert!(
-        errors.mentions("topic_defaults.compression", "snappy is not supported"),
-        "{errors}"
-    );
-
+fn snappy_is_accepted_with_the_managed_broker_and_with_a_cluster() {
+    let toml = "[topic_defaults]\ncompression = \"snappy\"\n[kafka.producer]\n\"compression.type\" = \"snappy\"\n";
+    let (_dir, path) = write_config(toml);
+    assert!(load(&path).is_ok());
     let (_dir, path) = write_config(&format!(
         "[kafka]\nbootstrap_servers = \"kafka:9092\"\n{toml}"
     ));
+    assert!(load(&path).is_ok());
+}
+
+#[test]
+fn the_managed_broker_runs_one_or_three_nodes_and_cannot_replicate_beyond_them() {
+    let (errors, _) = errors_of("[broker]\nnodes = 2\nheap_mb = 64\n");
+    assert!(errors.mentions("broker.nodes", "1 node, or 3"), "{errors}");
+    assert!(
+        errors.mentions("broker.heap_mb", "at least 128"),
+        "{errors}"
+    );
+    let (errors, _) = errors_of("[topic_defaults]\nreplication_factor = 3\n");
+    assert!(
+        errors.mentions(
+            "topic_defaults.replication_factor",
+            "more than the managed broker's 1 node"
+        ),
+        "{errors}"
+    );
+    let (_dir, path) =
+        write_config("[broker]\nnodes = 3\n[topic_defaults]\nreplication_factor = 3\n");
     assert!(load(&path).is_ok());
 }
 

@@ -12,8 +12,8 @@ use streamlake_config::Config;
 use streamlake_core::{TenantId, TopicSpec};
 use streamlake_gateway::Gateway;
 use streamlake_kafka::{
-    read_ranges, Admin, AdminError, BrokerKind, KafkaSettings, PartitionLag, Producer,
-    ProvisionReport, Record, TopicInfo,
+    read_ranges, Admin, AdminError, KafkaSettings, PartitionLag, Producer, ProvisionReport, Record,
+    TopicInfo,
 };
 use subtle::ConstantTimeEq;
 
@@ -205,9 +205,9 @@ pub struct CreateTopic {
     /// Partition count (default 3).
     #[serde(default = "default_partitions")]
     pub num_partitions: i32,
-    /// Replication factor (default 1).
-    #[serde(default = "default_replication")]
-    pub replication_factor: i32,
+    /// Replication factor (default: the broker's `default.replication.factor`).
+    #[serde(default)]
+    pub replication_factor: Option<i32>,
     /// Topic configs by Kafka name.
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
@@ -215,10 +215,6 @@ pub struct CreateTopic {
 
 fn default_partitions() -> i32 {
     3
-}
-
-fn default_replication() -> i32 {
-    1
 }
 
 /// `GET /api/kafka/topics/{name}/configs`.
@@ -447,8 +443,8 @@ pub struct Ops {
     pub(crate) history: History,
     /// One replay at a time in this process, so a record is not replayed twice concurrently.
     pub(crate) replay_lock: tokio::sync::Mutex<()>,
-    /// Groups asked about that the configuration does not name (the embedded broker cannot
-    /// list groups).
+    /// Groups asked about that the configuration does not name, listed even after the broker
+    /// forgot them (an empty group's offsets expire).
     seen_groups: Mutex<BTreeSet<String>>,
     owners: BTreeMap<String, (TenantId, TopicRole)>,
     /// How to start a worker process for the semantics lab.
@@ -841,12 +837,7 @@ impl Ops {
             .expect("groups lock")
             .insert(group.to_owned());
         detail.lag_history = self.history.lag(group);
-        if self.settings.kind == BrokerKind::Embedded {
-            detail.note = Some(
-                "the embedded broker does not describe groups: state and members are unknown (docs/BROKER.md)"
-                    .to_owned(),
-            );
-        } else {
+        {
             match self.admin.describe_group(group).await {
                 Ok((summary, members)) => {
                     detail.state = Some(summary.state);

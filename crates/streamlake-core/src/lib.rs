@@ -3,17 +3,20 @@
 //! # Layout
 //! - [`id`]: validated identifiers ([`TenantId`], [`DatasetId`]) and Kafka topic-name rules.
 //! - [`naming`]: the per-tenant topic naming templates (`{tenant}.{dataset}.raw`, ...).
+//! - [`health`]: components' readiness as `/readyz` reports it.
 //! - [`headers`]: the metadata header names every stage reads and writes, in one place.
 //! - [`dead_letter`]: what a dead letter carries besides the original record.
 //! - [`topic`]: a declared topic with its desired partition count and configs.
 
 pub mod dead_letter;
 pub mod headers;
+pub mod health;
 pub mod id;
 pub mod naming;
 pub mod topic;
 
 pub use dead_letter::{DeadLetter, Stage};
+pub use health::{Condition, Health};
 pub use id::{validate_topic_name, DatasetId, IdError, TenantId};
 pub use naming::{TopicNaming, TopicRole};
 pub use topic::TopicSpec;

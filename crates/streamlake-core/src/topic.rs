@@ -12,8 +12,8 @@ pub struct TopicSpec {
     pub name: String,
     /// Declared partition count.
     pub partitions: i32,
-    /// Declared replication factor.
-    pub replication_factor: i32,
+    /// Declared replication factor; `None` leaves the broker's `default.replication.factor`.
+    pub replication_factor: Option<i32>,
     /// Kafka topic configs, by their Kafka names.
     pub configs: BTreeMap<String, String>,
 }

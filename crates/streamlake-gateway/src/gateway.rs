@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streamlake_config::{ApiKeySource, Config, GatewayConfig};
-use streamlake_core::{DatasetId, TenantId};
+use streamlake_core::{DatasetId, Health, TenantId};
 use streamlake_kafka::{
     Admin, AdminError, KafkaError, KafkaSettings, Producer, GATEWAY_PRODUCER_DEFAULTS,
 };
@@ -50,6 +50,8 @@ pub struct Gateway {
     pub(crate) admin: Admin,
     pub(crate) settings: GatewayConfig,
     pub(crate) metrics: Metrics,
+    /// What the platform's components report; `/readyz` is 503 while one is down.
+    pub(crate) health: Health,
 }
 
 impl Gateway {
@@ -87,7 +89,15 @@ impl Gateway {
             admin: Admin::new(kafka)?,
             settings: config.gateway.clone(),
             metrics,
+            health: Health::new(),
         })
+    }
+
+    /// Reports readiness from `health` too (e.g. the managed broker's nodes), besides the
+    /// gateway's own check that the broker answers.
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = health;
+        self
     }
 
     /// Logs development keys in use, tenants without a key and keys that cannot spread load;

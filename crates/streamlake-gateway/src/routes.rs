@@ -378,7 +378,15 @@ fn batch_answer(gw: &Gateway, outcomes: &[Outcome]) -> Response {
 }
 
 async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
-    match gw.admin.ping(Duration::from_secs(2)).await {
+    let ready = match gw.health.ready() {
+        Ok(()) => gw
+            .admin
+            .ping(Duration::from_secs(2))
+            .await
+            .map_err(|e| e.to_string()),
+        Err(down) => Err(down),
+    };
+    match ready {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
             let mut err = ApiError::new(

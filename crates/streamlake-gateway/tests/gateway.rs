@@ -584,23 +584,12 @@ async fn too_many_requests_in_flight_for_a_tenant_answers_429() {
 
 #[tokio::test]
 async fn a_stopped_broker_gives_503_never_2xx_and_the_gateway_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let listen = streamlake_testkit::free_local_addr();
-    let cfg = streamlake_config::BrokerConfig {
-        listen,
-        ..Default::default()
-    };
-    let broker = streamlake_kafka::EmbeddedBroker::start(&cfg, dir.path())
-        .await
-        .unwrap();
-    let kafka = KafkaSettings::new(
-        broker.bootstrap_servers(),
-        streamlake_kafka::BrokerKind::Embedded,
-    );
+    let mut broker = streamlake_testkit::PrivateBroker::start(1).await;
+    let kafka = broker.settings();
     let h = Harness::start_with(kafka, "[gateway]\nproduce_timeout_ms = 2000\n").await;
     h.still_serving().await;
 
-    broker.stop(Duration::from_secs(10)).await;
+    broker.stop().await;
     let (s, headers, r) = h
         .post("application/json", r#"{"sensor_id": 1, "value": 1}"#)
         .await;
@@ -611,9 +600,7 @@ async fn a_stopped_broker_gives_503_never_2xx_and_the_gateway_recovers() {
     let ready = reqwest::get(format!("{}/readyz", h.base)).await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 
-    let broker = streamlake_kafka::EmbeddedBroker::start(&cfg, dir.path())
-        .await
-        .unwrap();
+    broker.start_again().await;
     let recovered = streamlake_testkit::eventually(Duration::from_secs(30), || async {
         let (s, _, _) = h
             .post("application/json", r#"{"sensor_id": 2, "value": 2}"#)
@@ -635,7 +622,7 @@ async fn a_stopped_broker_gives_503_never_2xx_and_the_gateway_recovers() {
         ids.contains(&r["ingestion_id"].as_str().unwrap()),
         "{ids:?}"
     );
-    broker.stop(Duration::from_secs(10)).await;
+    broker.stop().await;
 }
 
 #[tokio::test]

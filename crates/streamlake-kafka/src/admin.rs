@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -14,7 +16,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use streamlake_core::TopicSpec;
 
-use crate::settings::{BrokerKind, KafkaSettings};
+use crate::settings::KafkaSettings;
 
 /// Why an admin operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,25 @@ pub enum AdminError {
 fn kafka(context: impl Into<String>) -> impl FnOnce(KafkaError) -> AdminError {
     let context = context.into();
     move |source| AdminError::Kafka { context, source }
+}
+
+/// Refuses a topic the broker would refuse, with the rule it breaks, before asking the broker.
+pub(crate) fn check_spec(spec: &TopicSpec) -> Result<(), AdminError> {
+    if spec.partitions < 1 {
+        return Err(AdminError::Invalid(format!(
+            "partition count {} for topic \"{}\" must be at least 1",
+            spec.partitions, spec.name
+        )));
+    }
+    if let Some(rf) = spec.replication_factor.filter(|rf| *rf < 1) {
+        return Err(AdminError::Invalid(format!(
+            "replication factor {rf} for topic \"{}\" must be at least 1",
+            spec.name
+        )));
+    }
+    streamlake_core::validate_topic_name(&spec.name)
+        .map_err(|e| AdminError::Invalid(format!("topic name \"{}\" {e}", spec.name)))?;
+    Ok(())
 }
 
 /// One partition of a topic.
@@ -142,7 +163,6 @@ impl std::fmt::Debug for Admin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Admin")
             .field("bootstrap_servers", &self.settings.bootstrap_servers)
-            .field("kind", &self.settings.kind)
             .finish()
     }
 }
@@ -241,24 +261,12 @@ impl Admin {
 
     /// Creates a topic with its partition count, replication factor and configs.
     pub async fn create_topic(&self, spec: &TopicSpec) -> Result<(), AdminError> {
-        if spec.partitions < 1 {
-            return Err(AdminError::Invalid(format!(
-                "partition count {} for topic \"{}\" must be at least 1",
-                spec.partitions, spec.name
-            )));
-        }
-        if spec.replication_factor < 1 {
-            return Err(AdminError::Invalid(format!(
-                "replication factor {} for topic \"{}\" must be at least 1",
-                spec.replication_factor, spec.name
-            )));
-        }
-        streamlake_core::validate_topic_name(&spec.name)
-            .map_err(|e| AdminError::Invalid(format!("topic name \"{}\" {e}", spec.name)))?;
+        check_spec(spec)?;
         let mut new = NewTopic::new(
             &spec.name,
             spec.partitions,
-            TopicReplication::Fixed(spec.replication_factor),
+            // -1 asks the broker for its `default.replication.factor` (KIP-464).
+            TopicReplication::Fixed(spec.replication_factor.unwrap_or(-1)),
         );
         for (k, v) in &spec.configs {
             new = new.set(k, v);
@@ -286,14 +294,34 @@ impl Admin {
         Ok(())
     }
 
-    /// Deletes a topic. Refused on the embedded broker, where deleting one topic deletes every
-    /// topic of the cluster (docs/BROKER.md).
-    pub async fn delete_topic(&self, name: &str) -> Result<(), AdminError> {
-        if self.settings.kind == BrokerKind::Embedded {
-            return Err(AdminError::Unsupported(format!(
-                "refusing to delete topic \"{name}\": on the embedded broker a topic delete removes every topic of the cluster (see docs/BROKER.md); use a Kafka cluster to delete single topics"
+    /// Raises a topic's partition count to `total`. Kafka cannot remove partitions, and keys
+    /// hash to new partitions afterwards, so per-key order holds only from then on.
+    pub async fn add_partitions(&self, name: &str, total: usize) -> Result<(), AdminError> {
+        let current = self.describe_topic(name).await?.partitions.len();
+        if total <= current {
+            return Err(AdminError::Invalid(format!(
+                "topic \"{name}\" has {current} partitions; the new count ({total}) must be larger (Kafka cannot remove partitions)"
             )));
         }
+        let opts = AdminOptions::new().operation_timeout(Some(self.timeout));
+        let results = self
+            .admin
+            .create_partitions([&NewPartitions::new(name, total)], &opts)
+            .await
+            .map_err(kafka(format!("cannot add partitions to topic \"{name}\"")))?;
+        for r in results {
+            if let Err((n, code)) = r {
+                return Err(AdminError::Kafka {
+                    context: format!("cannot add partitions to topic \"{n}\""),
+                    source: KafkaError::AdminOp(code),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a topic.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), AdminError> {
         let opts = AdminOptions::new().operation_timeout(Some(self.timeout));
         let results = self
             .admin
@@ -355,16 +383,11 @@ impl Admin {
     /// Consumer groups known to the broker.
     pub async fn list_groups(&self) -> Result<Vec<GroupSummary>, AdminError> {
         let meta = Arc::clone(&self.meta);
-        let kind = self.settings.kind;
         let timeout = self.timeout;
         blocking(move || {
-            let list = meta.fetch_group_list(None, timeout).map_err(|e| {
-                AdminError::Unsupported(if kind == BrokerKind::Embedded {
-                    format!("the embedded broker cannot list consumer groups (listing needs DescribeGroups, which it fails; see docs/BROKER.md): {e}. `groups describe GROUP` still shows a group's offsets and lag")
-                } else {
-                    format!("the broker did not list consumer groups: {e}")
-                })
-            })?;
+            let list = meta
+                .fetch_group_list(None, timeout)
+                .map_err(kafka("the broker did not list consumer groups"))?;
             let mut groups: Vec<GroupSummary> = list
                 .groups()
                 .iter()

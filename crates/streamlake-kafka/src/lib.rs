@@ -1,7 +1,7 @@
-//! StreamLake's Kafka layer (SPEC K1, K2, K3, C3, D1), on librdkafka through the `rdkafka` crate.
+//! StreamLake's Kafka layer, on librdkafka through the `rdkafka` crate.
 //!
 //! # Layout
-//! - [`settings`]: how to reach the cluster ([`KafkaSettings`]) and what kind of broker it is.
+//! - [`settings`]: how to reach the cluster ([`KafkaSettings`]) and the producer defaults.
 //! - [`producer`]: [`Producer`], acknowledged produce with backpressure surfaced to the caller.
 //! - [`record`]: [`Record`], an owned consumed record, and [`Headers`] for outgoing ones.
 //! - [`consumer`]: [`ConsumerRunner`], batches to a [`BatchHandler`], offsets stored only after
@@ -10,7 +10,6 @@
 //! - [`browse`]: a bounded range of records, read without a group.
 //! - [`distribution`]: how a topic's records spread over partitions and keys.
 //! - [`provision`]: create declared topics, report existing ones and drift.
-//! - [`embedded`]: [`EmbeddedBroker`], the managed single-node broker for one-machine use.
 //! - [`shutdown`]: SIGINT/SIGTERM to a cancellation token.
 //!
 //! What this crate does not do: validation, routing or any knowledge of tenants beyond topic
@@ -20,7 +19,6 @@ pub mod admin;
 pub mod browse;
 pub mod consumer;
 pub mod distribution;
-pub mod embedded;
 pub mod producer;
 pub mod provision;
 pub mod record;
@@ -35,7 +33,6 @@ pub use consumer::{
     BatchHandler, ConsumerError, ConsumerOptions, ConsumerRunner, HandlerError, RunStats,
 };
 pub use distribution::{distribution, Distribution};
-pub use embedded::{BrokerError, EmbeddedBroker};
 pub use producer::{DeliveryReceipt, Outgoing, ProduceError, Producer, Sent};
 pub use provision::{provision, Drift, ProvisionOutcome, ProvisionReport};
 /// librdkafka's error type, for callers that report client creation failures.
@@ -43,4 +40,4 @@ pub use rdkafka::error::KafkaError;
 /// librdkafka's record headers, for [`Producer::send_owned`].
 pub use rdkafka::message::{Header, OwnedHeaders};
 pub use record::{Headers, Record};
-pub use settings::{BrokerKind, KafkaSettings, GATEWAY_PRODUCER_DEFAULTS, PRODUCER_DEFAULTS};
+pub use settings::{KafkaSettings, GATEWAY_PRODUCER_DEFAULTS, PRODUCER_DEFAULTS};

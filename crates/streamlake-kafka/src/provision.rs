@@ -65,7 +65,11 @@ pub async fn provision(admin: &Admin, specs: &[TopicSpec]) -> Vec<ProvisionRepor
 
 async fn provision_one(admin: &Admin, spec: &TopicSpec) -> ProvisionReport {
     let mut notes = Vec::new();
-    let (outcome, info) = match admin.describe_topic(&spec.name).await {
+    let described = match crate::admin::check_spec(spec) {
+        Ok(()) => admin.describe_topic(&spec.name).await,
+        Err(e) => Err(e),
+    };
+    let (outcome, info) = match described {
         Err(AdminError::UnknownTopic(_)) => match admin.create_topic(spec).await {
             // Another instance may have created it between our look and our create.
             Ok(()) | Err(AdminError::TopicExists(_)) => (

@@ -5,23 +5,11 @@ use std::collections::BTreeMap;
 use rdkafka::ClientConfig;
 use streamlake_config::Config;
 
-/// What kind of broker the platform talks to. The embedded broker lacks some Kafka APIs and
-/// has one dangerous one (docs/BROKER.md); callers check this before using them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BrokerKind {
-    /// The single-node broker `streamlake up` manages (tansu).
-    Embedded,
-    /// A Kafka cluster given by `kafka.bootstrap_servers`.
-    External,
-}
-
 /// How to reach Kafka, with librdkafka properties from the configuration.
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
     /// `bootstrap.servers`.
     pub bootstrap_servers: String,
-    /// Which broker this is.
-    pub kind: BrokerKind,
     /// Properties for every client.
     pub common: BTreeMap<String, String>,
     /// Producer-only properties; they override [`PRODUCER_DEFAULTS`].
@@ -49,10 +37,9 @@ pub const GATEWAY_PRODUCER_DEFAULTS: &[(&str, &str)] = &[("linger.ms", "1")];
 
 impl KafkaSettings {
     /// Settings for a cluster at `bootstrap_servers`, with no extra properties.
-    pub fn new(bootstrap_servers: impl Into<String>, kind: BrokerKind) -> Self {
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
         Self {
             bootstrap_servers: bootstrap_servers.into(),
-            kind,
             common: BTreeMap::new(),
             producer: BTreeMap::new(),
             consumer: BTreeMap::new(),
@@ -60,16 +47,10 @@ impl KafkaSettings {
     }
 
     /// Settings from the configuration; `bootstrap_servers` is the configured cluster or the
-    /// embedded broker's address.
+    /// managed broker's address.
     pub fn from_config(config: &Config, bootstrap_servers: impl Into<String>) -> Self {
-        let kind = if config.uses_embedded_broker() {
-            BrokerKind::Embedded
-        } else {
-            BrokerKind::External
-        };
         Self {
             bootstrap_servers: bootstrap_servers.into(),
-            kind,
             common: config.kafka.properties.clone(),
             producer: config.kafka.producer.clone(),
             consumer: config.kafka.consumer.clone(),
@@ -98,14 +79,6 @@ impl KafkaSettings {
         for (k, v) in PRODUCER_DEFAULTS.iter().chain(defaults) {
             cfg.set(*k, *v);
         }
-        if self.kind == BrokerKind::Embedded {
-            // A delivery timeout makes librdkafka bump the idempotent producer's epoch, and the
-            // embedded broker's storage fails on the next produce of the bumped epoch and then
-            // refuses every request until restarted (docs/BROKER.md). So records wait in the
-            // queue until the broker is back; callers bound their wait with a deadline instead
-            // (`Producer::with_deadline`), and a full queue is still reported.
-            cfg.set("message.timeout.ms", "0");
-        }
         cfg.set("bootstrap.servers", &self.bootstrap_servers);
         for (k, v) in self.common.iter().chain(&self.producer) {
             cfg.set(k, v);
@@ -129,7 +102,7 @@ mod tests {
 
     #[test]
     fn role_defaults_sit_between_streamlake_defaults_and_configured_properties() {
-        let mut settings = KafkaSettings::new("127.0.0.1:9092", BrokerKind::External);
+        let mut settings = KafkaSettings::new("127.0.0.1:9092");
         let gateway = settings.producer_config_over(GATEWAY_PRODUCER_DEFAULTS);
         assert_eq!(gateway.get("linger.ms"), Some("1"));
         assert_eq!(gateway.get("acks"), Some("all"));

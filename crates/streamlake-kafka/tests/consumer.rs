@@ -45,7 +45,7 @@ async fn setup(n: usize) -> (KafkaSettings, String, Vec<String>) {
         .create_topic(&TopicSpec {
             name: topic.clone(),
             partitions: 3,
-            replication_factor: 1,
+            replication_factor: None,
             configs: BTreeMap::new(),
         })
         .await

@@ -15,7 +15,7 @@ async fn topic(partitions: i32) -> String {
         .create_topic(&TopicSpec {
             name: name.clone(),
             partitions,
-            replication_factor: 1,
+            replication_factor: None,
             configs: BTreeMap::new(),
         })
         .await

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use streamlake_kafka::{BrokerKind, Headers, KafkaSettings, Producer};
+use streamlake_kafka::{Headers, KafkaSettings, Producer};
 
 #[tokio::test]
 async fn a_fatal_idempotence_error_is_reported_and_the_producer_recovers() {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic("faults", 1, 1).unwrap();
-    let mut s = KafkaSettings::new(mock.bootstrap_servers(), BrokerKind::External);
+    let mut s = KafkaSettings::new(mock.bootstrap_servers());
     s.producer
         .insert("message.timeout.ms".into(), "5000".into());
     let producer = Producer::new(&s).unwrap();

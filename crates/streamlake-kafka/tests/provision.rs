@@ -11,7 +11,7 @@ fn spec(name: &str, partitions: i32, configs: &[(&str, &str)]) -> TopicSpec {
     TopicSpec {
         name: name.to_owned(),
         partitions,
-        replication_factor: 1,
+        replication_factor: None,
         configs: configs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

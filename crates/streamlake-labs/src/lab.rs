@@ -1,9 +1,8 @@
-//! What every lab shares: its unique names, the topics it creates, and clean-up that respects
-//! the embedded broker (where deleting one topic deletes every topic).
+//! What every lab shares: its unique names, the topics it creates, and their clean-up.
 
 use std::time::Duration;
 
-use streamlake_kafka::{Admin, AdminError, BrokerKind, KafkaSettings};
+use streamlake_kafka::{Admin, AdminError, KafkaSettings};
 
 /// Why a lab could not run.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +56,7 @@ impl Lab {
             .create_topic(&streamlake_core::TopicSpec {
                 name: name.clone(),
                 partitions,
-                replication_factor: 1,
+                replication_factor: None,
                 configs: Default::default(),
             })
             .await?;
@@ -78,15 +77,8 @@ impl Lab {
         format!("{}-{suffix}", self.prefix)
     }
 
-    /// Deletes the run's topics where deleting one topic is safe; on the embedded broker leaves
-    /// them and says so. Returns what was done, in words.
+    /// Deletes the run's topics. Returns what was done, in words.
     pub async fn clean_up(&self) -> String {
-        if self.settings.kind == BrokerKind::Embedded {
-            return format!(
-                "left the topics {} in place: on the embedded broker a topic delete removes every topic (docs/BROKER.md)",
-                self.topics.join(", ")
-            );
-        }
         let mut failed = Vec::new();
         for t in &self.topics {
             if let Err(e) = self.admin.delete_topic(t).await {

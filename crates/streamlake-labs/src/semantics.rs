@@ -6,10 +6,7 @@
 //! compared with what was produced: lost and duplicated ids, counted from the actual run.
 //!
 //! Exactly-once with Kafka transactions consumes, produces each id to an output topic and
-//! commits the offsets in one transaction per batch; the output is read `read_committed`. It
-//! runs against a Kafka cluster only: the embedded broker delivers records of aborted
-//! transactions to `read_committed` consumers (docs/BROKER.md), and the report says so
-//! ([`UNSUPPORTED`]).
+//! commits the offsets in one transaction per batch; the output is read `read_committed`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -20,7 +17,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Serialize;
-use streamlake_kafka::{BrokerKind, Headers, KafkaSettings, Producer};
+use streamlake_kafka::{Headers, KafkaSettings, Producer};
 
 use crate::{Lab, LabError};
 
@@ -384,9 +381,6 @@ fn transactional_worker(settings: &KafkaSettings, args: &WorkerArgs) -> Result<u
     Ok(written)
 }
 
-/// Why exactly-once with transactions does not run on the embedded broker.
-pub const UNSUPPORTED: &str = "not run: the embedded broker delivers records of aborted transactions to read_committed consumers (docs/BROKER.md), so it cannot give exactly-once with transactions; librdkafka's mock cluster was tried instead and does not keep offsets committed inside transactions (a restarted transactional worker re-read its input from the start), so it cannot show it either. Against a Kafka cluster the lab runs exactly-once-transactions";
-
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct SemanticsOptions {
@@ -616,19 +610,13 @@ pub async fn run(lab: &mut Lab, opts: &SemanticsOptions) -> Result<SemanticsRepo
     let dir = std::env::temp_dir().join(&lab.prefix);
     std::fs::create_dir_all(&dir)
         .map_err(|e| LabError::Other(format!("{}: {e}", dir.display())))?;
-    let embedded = lab.settings.kind == BrokerKind::Embedded;
     let mut modes = Vec::new();
     for mode in &opts.modes {
-        if embedded && *mode == Mode::ExactlyOnceTransactions {
-            continue;
-        }
         modes.push(run_mode(lab, opts, *mode, &dir).await?);
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let transactions = if embedded {
-        UNSUPPORTED.to_owned()
-    } else if opts.modes.contains(&Mode::ExactlyOnceTransactions) {
-        "ran on the lab's Kafka cluster (exactly-once-transactions above)".to_owned()
+    let transactions = if opts.modes.contains(&Mode::ExactlyOnceTransactions) {
+        "ran (exactly-once-transactions above)".to_owned()
     } else {
         "not run (not among the selected modes)".to_owned()
     };

@@ -12,7 +12,7 @@ use crate::runtime::{supervise, ProcessorHandler};
 use crate::ProcessorStats;
 
 /// How long a produce may wait for its acknowledgement before the batch is failed and read
-/// again (the embedded broker needs a caller deadline; see docs/BROKER.md).
+/// again.
 const PRODUCE_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Runs `pipeline` until `shutdown`, restarting after failures. Several processes running the

@@ -54,7 +54,7 @@ pub struct ProcessorHandler<P> {
 }
 
 impl<P: Processor> ProcessorHandler<P> {
-    /// A handler producing with `producer` (give it a deadline on the embedded broker).
+    /// A handler producing with `producer`.
     pub fn new(processor: P, producer: Producer, stats: Arc<ProcessorStats>) -> Self {
         Self {
             processor,

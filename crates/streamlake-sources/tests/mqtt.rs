@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use streamlake_config::BrokerConfig;
 use streamlake_gateway::Gateway;
-use streamlake_kafka::{BrokerKind, EmbeddedBroker, KafkaSettings};
+use streamlake_kafka::KafkaSettings;
 use streamlake_sources::mqtt::{run_mqtt, MqttStats};
 use streamlake_testkit::{
-    eventually, free_local_addr, mqtt_addr, mqtt_publish, unique, Reader, Stack,
+    eventually, mqtt_addr, mqtt_publish, unique, PrivateBroker, Reader, Stack,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -130,19 +129,14 @@ async fn a_qos1_message_published_while_kafka_is_down_is_written_when_it_returns
     )
     .unwrap();
     let config = streamlake_config::load(&path).unwrap();
-    let broker_cfg = BrokerConfig {
-        listen: free_local_addr(),
-        ..BrokerConfig::default()
-    };
-    let data = dir.path().join("data");
-    let broker = EmbeddedBroker::start(&broker_cfg, &data).await.unwrap();
-    let settings = KafkaSettings::new(broker.bootstrap_servers(), BrokerKind::Embedded);
+    let mut broker = PrivateBroker::start(1).await;
+    let settings = broker.settings();
     let admin = streamlake_kafka::Admin::new(&settings).unwrap();
     streamlake_kafka::provision(&admin, &config.declared_topics()).await;
 
     let (stats, shutdown, task) = start(&config, &settings);
     subscribed(&stats, &prefix).await;
-    broker.stop(Duration::from_secs(10)).await;
+    broker.stop().await;
 
     let event = json!({"sensor_id": "while-down", "n": 1});
     mqtt_publish(
@@ -164,7 +158,7 @@ async fn a_qos1_message_published_while_kafka_is_down_is_written_when_it_returns
         "only the probe is acknowledged while Kafka is down"
     );
 
-    let broker = EmbeddedBroker::start(&broker_cfg, &data).await.unwrap();
+    broker.start_again().await;
     let mut reader = Reader::new(&settings, &raw).await;
     let mut written = reader.read(1, Duration::from_secs(60)).await;
     assert_eq!(written[0].json::<Value>().unwrap(), event);
@@ -192,5 +186,5 @@ async fn a_qos1_message_published_while_kafka_is_down_is_written_when_it_returns
     );
     shutdown.cancel();
     task.await.unwrap();
-    broker.stop(Duration::from_secs(10)).await;
+    broker.stop().await;
 }

@@ -1,69 +1,172 @@
-//! Test fixtures: one real broker per test process, unique names per test.
+//! Test fixtures: one real Apache Kafka for the whole test run, unique names per test.
 //!
-//! [`bootstrap`] returns the broker to test against: `STREAMLAKE_TEST_BOOTSTRAP` when set (the
-//! test script starts one broker for the whole suite), otherwise an embedded broker this process
-//! starts once, on a free port with its own temporary storage. Each test creates its own topics
-//! and groups with [`unique`], so tests run in parallel without seeing each other's data.
+//! [`bootstrap`] returns the broker to test against: `STREAMLAKE_TEST_BOOTSTRAP` when set
+//! (`scripts/test.sh` starts one managed broker for the whole suite and exports it), otherwise
+//! a managed broker this test process starts once, on free ports with its own temporary
+//! storage. Each test creates its own topics and groups with [`unique`], so tests run in
+//! parallel without seeing each other's data. Tests that stop or kill a broker start their own
+//! with [`PrivateBroker`].
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use streamlake_broker::ManagedKafka;
 use streamlake_config::BrokerConfig;
-use streamlake_kafka::{BrokerKind, EmbeddedBroker, KafkaSettings};
+use streamlake_core::Health;
+use streamlake_kafka::KafkaSettings;
 use tokio::sync::OnceCell;
 
 struct Shared {
     bootstrap: String,
-    // Kept alive for the whole test process.
-    _dir: Option<tempfile::TempDir>,
-    _broker: Option<EmbeddedBroker>,
 }
 
 static SHARED: OnceCell<Shared> = OnceCell::const_new();
 
-/// The broker's bootstrap servers, starting an embedded broker on first use.
+/// The broker's bootstrap servers, starting a managed broker on first use.
 pub async fn bootstrap() -> String {
     SHARED.get_or_init(start).await.bootstrap.clone()
 }
 
-/// Client settings for the test broker (an embedded broker, as the tests use tansu).
+/// Client settings for the test broker.
 pub async fn settings() -> KafkaSettings {
-    KafkaSettings::new(bootstrap().await, BrokerKind::Embedded)
+    KafkaSettings::new(bootstrap().await)
 }
 
 async fn start() -> Shared {
     if let Ok(b) = std::env::var("STREAMLAKE_TEST_BOOTSTRAP") {
         if !b.is_empty() {
-            return Shared {
-                bootstrap: b,
-                _dir: None,
-                _broker: None,
-            };
+            wait_for_metadata(&b).await;
+            return Shared { bootstrap: b };
         }
     }
-    let dir = tempfile::tempdir().expect("temporary directory for the test broker");
-    let cfg = BrokerConfig {
-        listen: free_local_addr(),
-        startup_timeout_secs: 60,
-        ..BrokerConfig::default()
-    };
-    let broker = EmbeddedBroker::start(&cfg, dir.path())
-        .await
-        .unwrap_or_else(|e| panic!("test broker: {e}"));
-    // Kept in a static, so never dropped: the broker process outlives the runtime of the test
-    // that started it, and its watchdog stops it when this test process exits.
+    // Each test has a runtime of its own, and the broker's supervisors are tasks: they live on
+    // a runtime of the broker's own that lasts as long as the test process (the broker's
+    // watchdog stops it when the process exits).
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("test-broker".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("the test broker's runtime");
+            rt.block_on(async move {
+                let _broker = PrivateBroker::start(1).await;
+                let _ = tx.send(_broker.bootstrap_servers().to_owned());
+                std::future::pending::<()>().await
+            });
+        })
+        .expect("the test broker's thread");
     Shared {
-        bootstrap: broker.bootstrap_servers().to_owned(),
-        _dir: Some(dir),
-        _broker: Some(broker),
+        bootstrap: rx.await.expect("the test broker started"),
+    }
+}
+
+/// The broker the test script started may still be starting: wait until it answers.
+async fn wait_for_metadata(bootstrap: &str) {
+    let admin = streamlake_kafka::Admin::new(&KafkaSettings::new(bootstrap)).expect("admin client");
+    let answered = eventually(Duration::from_secs(90), || async {
+        admin.ping(Duration::from_secs(2)).await.ok()
+    })
+    .await;
+    assert!(
+        answered.is_some(),
+        "the test broker at {bootstrap} (STREAMLAKE_TEST_BOOTSTRAP) does not answer"
+    );
+}
+
+/// A managed Kafka of a test's own, on free ports with temporary storage, for tests that stop,
+/// kill or restart brokers.
+#[derive(Debug)]
+pub struct PrivateBroker {
+    kafka: Option<ManagedKafka>,
+    bootstrap: String,
+    /// Its configuration (ports, node count), to start it again on the same storage.
+    pub config: BrokerConfig,
+    /// What the cluster reports about its nodes.
+    pub health: Health,
+    /// Holds the storage; the data directory is its path.
+    pub dir: tempfile::TempDir,
+}
+
+impl PrivateBroker {
+    /// Starts `nodes` nodes (1 or 3) and waits until they answer. Ports are chosen free but
+    /// can be taken before Kafka binds them; then it tries again on other ports.
+    pub async fn start(nodes: u16) -> Self {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let dir = tempfile::tempdir().expect("temporary directory for the test broker");
+            let config = BrokerConfig {
+                listen: free_port_block(2 * nodes),
+                nodes,
+                heap_mb: 384,
+                startup_timeout_secs: 120,
+                shutdown_timeout_secs: 15,
+                ..BrokerConfig::default()
+            };
+            let health = Health::new();
+            match ManagedKafka::start(&config, dir.path(), health.clone()).await {
+                Ok(kafka) => {
+                    return Self {
+                        bootstrap: kafka.bootstrap_servers(),
+                        kafka: Some(kafka),
+                        config,
+                        health,
+                        dir,
+                    }
+                }
+                Err(e) if attempt < 3 => eprintln!("test broker attempt {attempt}: {e}"),
+                Err(e) => panic!("test broker: {e}"),
+            }
+        }
+    }
+
+    /// The running cluster.
+    pub fn kafka(&self) -> &ManagedKafka {
+        self.kafka.as_ref().expect("the test broker is stopped")
+    }
+
+    /// `host:port,...` of its nodes (the same while it is stopped).
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// Client settings for this broker.
+    pub fn settings(&self) -> KafkaSettings {
+        KafkaSettings::new(&self.bootstrap)
+    }
+
+    /// Stops every node (controlled shutdown).
+    pub async fn stop(&mut self) {
+        if let Some(k) = self.kafka.take() {
+            k.stop().await;
+        }
+    }
+
+    /// Starts the stopped cluster again on the same storage and ports.
+    pub async fn start_again(&mut self) {
+        assert!(self.kafka.is_none(), "the test broker is running");
+        let kafka = ManagedKafka::start(&self.config, self.dir.path(), self.health.clone())
+            .await
+            .unwrap_or_else(|e| panic!("restarting the test broker: {e}"));
+        self.kafka = Some(kafka);
     }
 }
 
 /// A free TCP address on loopback.
-pub fn free_local_addr() -> std::net::SocketAddr {
+pub fn free_local_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local address")
+}
+
+/// The first of `n` consecutive free ports on loopback (a managed broker's nodes take
+/// consecutive client and controller ports).
+pub fn free_port_block(n: u16) -> SocketAddr {
+    streamlake_broker::layout::free_port_block(n)
+        .unwrap_or_else(|| panic!("no block of {n} free ports on loopback"))
 }
 
 /// A name unique to this test run: `{prefix}-{uuid}`.

@@ -13,7 +13,7 @@ pub(crate) struct Cli {
     #[arg(long, short = 'c', global = true, env = "STREAMLAKE_CONFIG")]
     pub(crate) config: Option<PathBuf>,
 
-    /// Kafka bootstrap servers; overrides the configuration (and the embedded broker's address).
+    /// Kafka bootstrap servers; overrides the configuration (and the managed broker's address).
     #[arg(long, short = 'b', global = true)]
     pub(crate) bootstrap_servers: Option<String>,
 
@@ -27,9 +27,12 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Start the platform: the embedded broker (unless Kafka is configured), then provision the
-    /// declared topics; runs until Ctrl-C or SIGTERM.
+    /// Start the platform: the managed Apache Kafka (unless a Kafka cluster is configured), then
+    /// provision the declared topics; runs until Ctrl-C or SIGTERM.
     Up(UpArgs),
+    /// Run only the managed Apache Kafka (one node, or three with --brokers 3) until Ctrl-C or
+    /// SIGTERM, for other StreamLake processes or any Kafka client to use.
+    Broker(BrokerArgs),
     /// Run the HTTP ingestion gateway alone, against the configured Kafka (or the embedded
     /// broker of a running `up`).
     Gateway,
@@ -56,7 +59,7 @@ pub(crate) enum Command {
     /// acknowledged as HTTP events are), with a progress bar and a summary.
     Generate(GenerateArgs),
     /// Serve the admin API (/api) and the web console (/console) alone, against the configured
-    /// Kafka (or the embedded broker of a running `up`, which serves them itself).
+    /// Kafka (or the managed broker of a running `up`, which serves them itself).
     Console(ConsoleArgs),
     /// Tenants: events in, accepted, rejected, dead-lettered and records per dataset.
     Tenants(TenantsArgs),
@@ -227,10 +230,10 @@ pub(crate) enum DlqCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
     /// The HTTP gateway (schema validation on) against a bare librdkafka producer writing the
-    /// same events to the same broker. Starts its own embedded broker and gateway process.
+    /// same events to the same broker. Starts its own one-node Kafka and gateway process.
     Gateway(BenchGatewayArgs),
     /// The processor against a bare consume -> produce loop over the same records, and each
-    /// sink against a bare consume of the clean topic. Starts its own embedded broker.
+    /// sink against a bare consume of the clean topic. Starts its own one-node Kafka.
     Pipeline(BenchPipelineArgs),
 }
 
@@ -255,8 +258,7 @@ pub(crate) struct BenchPipelineArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchGatewayArgs {
-    /// Seconds the gateway is measured in all (the bare producer: at most 30, since memory
-    /// storage keeps every record in RAM).
+    /// Seconds each side is measured in all.
     #[arg(long, default_value_t = 40)]
     pub(crate) duration_secs: u64,
     /// The sides take turns this many times, each for its share of the duration.
@@ -268,10 +270,6 @@ pub(crate) struct BenchGatewayArgs {
     /// Events per request (a JSON array).
     #[arg(long, default_value_t = 100)]
     pub(crate) batch_size: usize,
-    /// Broker storage: memory is the fastest (the gateway, not the broker, is measured) but
-    /// unsafe for correctness; sqlite is the default storage.
-    #[arg(long, default_value = "memory")]
-    pub(crate) storage: String,
     /// A librdkafka producer property for both the baseline and the gateway, e.g.
     /// `linger.ms=1` (repeatable).
     #[arg(long = "producer-property", value_name = "NAME=VALUE", value_parser = parse_property)]
@@ -333,9 +331,21 @@ pub(crate) struct StageArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
-    /// Data directory (embedded broker storage, sink files). Overrides `data_dir`.
+    /// Data directory (managed broker storage, sink files). Overrides `data_dir`.
     #[arg(long)]
     pub(crate) data_dir: Option<PathBuf>,
+    /// Nodes of the managed Kafka: 1, or 3 for replication. Overrides `broker.nodes`.
+    #[arg(long, value_name = "N")]
+    pub(crate) brokers: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BrokerArgs {
+    #[command(flatten)]
+    pub(crate) up: UpArgs,
+    /// Client address of the first node. Overrides `broker.listen`.
+    #[arg(long)]
+    pub(crate) listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -374,9 +384,10 @@ pub(crate) enum TopicsCommand {
         /// Partition count.
         #[arg(long, short = 'p', default_value_t = 3)]
         partitions: i32,
-        /// Replication factor.
-        #[arg(long, short = 'r', default_value_t = 1)]
-        replication_factor: i32,
+        /// Replication factor. Default: the broker's `default.replication.factor` (on the
+        /// managed broker, its number of nodes).
+        #[arg(long, short = 'r')]
+        replication_factor: Option<i32>,
         /// Topic config as KEY=VALUE (repeatable), e.g. retention.ms=86400000.
         #[arg(long = "topic-config", value_name = "KEY=VALUE")]
         configs: Vec<String>,
@@ -412,10 +423,19 @@ pub(crate) enum TopicsCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// Delete a topic (refused on the embedded broker, see docs/BROKER.md).
+    /// Delete a topic.
     Delete {
         /// Topic name.
         name: String,
+    },
+    /// Raise a topic's partition count (Kafka cannot lower it; keys hash to the new partitions
+    /// from then on, so per-key order holds only from then on).
+    AddPartitions {
+        /// Topic name.
+        name: String,
+        /// The new total partition count.
+        #[arg(long, value_name = "N")]
+        to: usize,
     },
 }
 

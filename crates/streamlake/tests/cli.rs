@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 use streamlake_kafka::Admin;
 use streamlake_testkit::{
-    bootstrap, eventually, example, free_local_addr, mqtt_addr, mqtt_publish, postgres,
-    postgres_url, settings, unique, Reader,
+    bootstrap, eventually, example, free_local_addr, free_port_block, mqtt_addr, mqtt_publish,
+    postgres, postgres_url, settings, unique, Reader,
 };
 
 fn streamlake(args: &[&str]) -> Command {
@@ -228,16 +228,23 @@ async fn groups_describe_shows_produced_minus_committed() {
 }
 
 #[tokio::test]
-async fn topics_delete_is_refused_on_the_embedded_broker() {
+async fn topics_delete_removes_that_topic_and_no_other() {
     let b = bootstrap().await;
-    let topic = unique("keep");
-    assert!(run(&["-b", &b, "topics", "create", &topic, "-p", "1"])
-        .status
-        .success());
-    let o = run(&["-b", &b, "topics", "delete", &topic]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("removes every topic"), "{}", stderr(&o));
-    let o = run(&["-b", &b, "topics", "describe", &topic]);
+    let (gone, kept) = (unique("gone"), unique("kept"));
+    for t in [&gone, &kept] {
+        assert!(run(&["-b", &b, "topics", "create", t, "-p", "1"])
+            .status
+            .success());
+    }
+    let o = run(&["-b", &b, "topics", "delete", &gone]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let deleted = eventually(Duration::from_secs(30), || async {
+        let o = run(&["-b", &b, "topics", "describe", &gone]);
+        (!o.status.success() && stderr(&o).contains("does not exist")).then_some(())
+    })
+    .await;
+    assert!(deleted.is_some(), "{gone} is still there");
+    let o = run(&["-b", &b, "topics", "describe", &kept]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -256,7 +263,7 @@ async fn producing_to_a_missing_topic_fails_fast_with_its_name() {
 #[tokio::test]
 async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
     let data = tempfile::tempdir().unwrap();
-    let listen = free_local_addr();
+    let listen = free_port_block(2);
     let http = free_local_addr();
     let config = example("air-quality/streamlake.toml");
     let (mqtt_client, mqtt_prefix) = (unique("up"), unique("up"));
@@ -311,7 +318,10 @@ async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
     for t in found {
         assert_eq!(t.partitions.len(), 6, "{}", t.name);
     }
-    assert!(data.path().join("broker/broker.db").exists());
+    assert!(data
+        .path()
+        .join("broker/node-1/data/meta.properties")
+        .exists());
 
     // The gateway answers with the development key `up` printed.
     let event = r#"{"tenant_id":"tenantA","timestamp":"2026-02-26 22:05:03","location_id":49,"lat":48.53,"lon":9.2,"sensor_id":107,"pm10_P1":84.76,"pm2_5_P2":14.3,"source":"sensor.community/v2"}"#;
@@ -466,7 +476,7 @@ async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
         "up prints the development key: {log}"
     );
     assert!(log.contains("gateway stopped"), "{log}");
-    assert!(log.contains("embedded broker stopped"), "{log}");
+    assert!(log.contains("Kafka broker stopped"), "{log}");
     assert!(log.contains("StreamLake stopped"), "{log}");
     assert!(
         std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(500)).is_err(),
@@ -477,7 +487,7 @@ async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
 #[tokio::test]
 async fn up_on_the_seed_pipeline_writes_one_csv_file_per_data_type() {
     let data = tempfile::tempdir().unwrap();
-    let listen = free_local_addr();
+    let listen = free_port_block(2);
     let http = free_local_addr();
     let config = example("seed-pipeline/streamlake.toml");
     let mut child = streamlake(&[
@@ -624,7 +634,7 @@ async fn topics_distribution_counts_partitions_and_keys_and_warns_about_a_consta
             .create_topic(&streamlake_core::TopicSpec {
                 name: t.clone(),
                 partitions: 4,
-                replication_factor: 1,
+                replication_factor: None,
                 configs: Default::default(),
             })
             .await
@@ -791,4 +801,112 @@ async fn dlq_list_and_replay_from_the_cli_match_the_api_and_refuse_a_second_repl
     let o = replay(false);
     assert!(!o.status.success(), "a second replay must fail");
     assert!(stdout(&o).contains("already_replayed"), "{}", stdout(&o));
+}
+
+/// Kafka processes started with this data directory's node configuration.
+fn kafka_processes_of(data: &std::path::Path) -> Vec<u32> {
+    let props = data.join("broker/node-1/server.properties");
+    let props = props.to_string_lossy();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, r)| r.starts_with('Z'));
+            !zombie && cmd.contains("kafka.Kafka") && cmd.contains(&*props)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_broker_left_by_a_killed_streamlake_is_stopped_before_the_next_one_starts() {
+    let data = tempfile::tempdir().unwrap();
+    let listen = free_port_block(2);
+    let start = |log: &str| {
+        streamlake(&[
+            "broker",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--listen",
+            &listen.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(data.path().join(log)).unwrap())
+        .spawn()
+        .unwrap()
+    };
+    let ready = |child: &mut Child| {
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        line.trim().to_owned()
+    };
+    let mut first = start("first.log");
+    assert_eq!(ready(&mut first), listen.to_string());
+    let orphan = kafka_processes_of(data.path());
+    assert_eq!(orphan.len(), 1);
+    // Killed without a chance to stop its broker.
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let mut second = start("second.log");
+    assert_eq!(ready(&mut second), listen.to_string());
+    let running = kafka_processes_of(data.path());
+    assert_eq!(
+        running.len(),
+        1,
+        "one broker on the data directory: {running:?}"
+    );
+    assert_ne!(
+        running, orphan,
+        "the orphan was stopped and a new node started"
+    );
+    let mut s = settings().await;
+    s.bootstrap_servers = listen.to_string();
+    Admin::new(&s)
+        .unwrap()
+        .ping(Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(second.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert!(second.wait().unwrap().success());
+    assert!(kafka_processes_of(data.path()).is_empty());
+}
+
+#[tokio::test]
+async fn topics_add_partitions_grows_a_topic_and_refuses_to_shrink_it() {
+    let b = bootstrap().await;
+    let topic = unique("grow");
+    assert!(run(&["-b", &b, "topics", "create", &topic, "-p", "2"])
+        .status
+        .success());
+    let o = run(&["-b", &b, "topics", "add-partitions", &topic, "--to", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("now has 4 partitions"),
+        "{}",
+        stdout(&o)
+    );
+    let grown = eventually(Duration::from_secs(30), || async {
+        let o = run(&["-b", &b, "topics", "describe", &topic, "--json"]);
+        let v: Value = serde_json::from_slice(&o.stdout).ok()?;
+        (v["partitions"].as_array()?.len() == 4).then_some(())
+    })
+    .await;
+    assert!(grown.is_some(), "{topic} did not grow to 4 partitions");
+    let o = run(&["-b", &b, "topics", "add-partitions", &topic, "--to", "3"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("has 4 partitions"), "{}", stderr(&o));
 }

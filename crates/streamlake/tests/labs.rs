@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 use streamlake_labs::semantics::{CrashPoint, Mode, SemanticsOptions};
@@ -26,7 +27,18 @@ async fn partitioning_puts_every_key_in_one_partition_and_counts_add_up() {
     }
     assert_eq!(r.per_partition.iter().map(|p| p.keyed).sum::<usize>(), 30);
     assert_eq!(r.per_partition.iter().map(|p| p.keyless).sum::<usize>(), 30);
-    assert!(r.clean_up.contains("left the topics"), "{}", r.clean_up);
+    assert!(
+        r.clean_up.starts_with("deleted the topics"),
+        "{}",
+        r.clean_up
+    );
+    let admin = streamlake_kafka::Admin::new(&settings().await).unwrap();
+    let gone = streamlake_testkit::eventually(Duration::from_secs(30), || async {
+        let left = admin.list_topics().await.ok()?;
+        (!left.iter().any(|t| t.name.starts_with(&lab.prefix))).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "the lab's topics are gone");
 }
 
 #[tokio::test]
@@ -99,7 +111,7 @@ fn worker_command(bootstrap: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_killed_worker_loses_under_at_most_once_duplicates_under_at_least_once_and_neither_effectively_once(
+async fn a_killed_worker_loses_under_at_most_once_duplicates_under_at_least_once_and_neither_exactly_or_effectively_once(
 ) {
     let b = bootstrap().await;
     let mut lab = Lab::new(&settings().await, "semantics").unwrap();
@@ -123,7 +135,11 @@ async fn a_killed_worker_loses_under_at_most_once_duplicates_under_at_least_once
     assert!(eo.crashed);
     assert!(eo.lost.is_empty() && eo.duplicated.is_empty(), "{eo:?}");
     assert_eq!((eo.processed, eo.sink_rows), (200, 200));
-    assert!(r.transactions.contains("embedded broker"));
+
+    let tx = mode(Mode::ExactlyOnceTransactions);
+    assert!(tx.crashed);
+    assert!(tx.lost.is_empty() && tx.duplicated.is_empty(), "{tx:?}");
+    assert!(r.transactions.starts_with("ran"), "{}", r.transactions);
 }
 
 #[tokio::test]

@@ -15,18 +15,15 @@ use anyhow::{bail, Context as _};
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use streamlake_config::{BrokerConfig, BrokerStorage};
-use streamlake_kafka::{
-    provision, Admin, BrokerKind, EmbeddedBroker, KafkaSettings, GATEWAY_PRODUCER_DEFAULTS,
-};
+use streamlake_broker::ManagedKafka;
+use streamlake_config::BrokerConfig;
+use streamlake_kafka::{provision, Admin, KafkaSettings, GATEWAY_PRODUCER_DEFAULTS};
 
 use crate::args::{BenchCommand, BenchGatewayArgs};
 
 const SCHEMA: &str =
     include_str!("../../../../examples/air-quality/schemas/tenant-a-air-quality.json");
 const KEY: &str = "bench-key";
-/// The broker's memory at which the load stops (memory storage keeps every record in RAM).
-const BROKER_RSS_LIMIT_KB: u64 = 8 * 1024 * 1024;
 
 pub(crate) async fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -56,19 +53,22 @@ pub(super) fn events(n: usize) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// Starts an embedded broker for a bench on a free port, its storage under `dir`.
+/// Starts a one-node managed Kafka for a bench, its storage under `dir`, on two free ports.
 pub(super) async fn start_broker(
     dir: &std::path::Path,
-    storage: BrokerStorage,
-) -> anyhow::Result<(EmbeddedBroker, KafkaSettings)> {
+) -> anyhow::Result<(ManagedKafka, KafkaSettings)> {
     let broker_cfg = BrokerConfig {
-        listen: std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?,
-        storage,
+        listen: streamlake_broker::layout::free_port_block(2)
+            .context("no two consecutive free ports on loopback")?,
         ..BrokerConfig::default()
     };
-    eprintln!("starting the embedded broker ({storage:?} storage)");
-    let broker = EmbeddedBroker::start(&broker_cfg, dir).await?;
-    let settings = KafkaSettings::new(broker.bootstrap_servers(), BrokerKind::Embedded);
+    eprintln!("starting a one-node Apache Kafka on {}", broker_cfg.listen);
+    let broker = ManagedKafka::start(&broker_cfg, dir, streamlake_core::Health::new()).await?;
+    eprintln!(
+        "Kafka ready in {:.1} s",
+        broker.startup_time().as_secs_f64()
+    );
+    let settings = KafkaSettings::new(broker.bootstrap_servers());
     Ok((broker, settings))
 }
 
@@ -84,7 +84,7 @@ pub(super) async fn provision_with(
         .create_topic(&streamlake_core::TopicSpec {
             name: extra.to_owned(),
             partitions: 6,
-            replication_factor: 1,
+            replication_factor: None,
             configs: Default::default(),
         })
         .await?;
@@ -233,8 +233,6 @@ struct Measured {
     rss_samples: Vec<u64>,
     /// This process's CPU seconds while it generated the load.
     load_cpu: f64,
-    /// Seconds into a round at which the broker's memory limit stopped the load.
-    stopped_early: Option<u64>,
 }
 
 impl Load {
@@ -285,11 +283,6 @@ impl Load {
         }
         while start.elapsed() < duration {
             m.rss_samples.push(status_kb(self.gateway_pid, "VmRSS:"));
-            if status_kb(self.broker_pid, "VmRSS:") > BROKER_RSS_LIMIT_KB {
-                m.stopped_early = Some(start.elapsed().as_secs());
-                stop.cancel();
-                break;
-            }
             tokio::time::sleep(
                 Duration::from_secs(1).min(duration.saturating_sub(start.elapsed())),
             )
@@ -314,11 +307,6 @@ impl Load {
 }
 
 async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
-    let storage = match args.storage.as_str() {
-        "memory" => BrokerStorage::Memory,
-        "sqlite" => BrokerStorage::Sqlite,
-        other => bail!("--storage must be memory or sqlite, not {other:?}"),
-    };
     if args.concurrency == 0 || args.batch_size == 0 {
         bail!("--concurrency and --batch-size must be at least 1");
     }
@@ -326,7 +314,7 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
     let free = || -> anyhow::Result<std::net::SocketAddr> {
         Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
     };
-    let (broker, mut settings) = start_broker(dir.path(), storage).await?;
+    let (broker, mut settings) = start_broker(dir.path()).await?;
     settings
         .producer
         .extend(args.producer_properties.iter().cloned());
@@ -353,12 +341,10 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
     let events = events(10_000);
     let avg = events.iter().map(|(_, b)| b.len()).sum::<usize>() / events.len();
     let duration = Duration::from_secs(args.duration_secs);
-    // Memory storage keeps every record in RAM: the baseline writes the fastest, so cap it.
-    let baseline_duration = duration.min(Duration::from_secs(30));
     let rounds = args.rounds.max(1);
     let broker_pid = broker
-        .pid()
-        .context("the embedded broker's pid")?
+        .pid(1)
+        .context("the managed broker's pid")?
         .to_string();
 
     let log = std::fs::File::create(dir.path().join("gateway.log"))?;
@@ -413,7 +399,7 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
             .collect(),
         batch: args.batch_size as u64,
         gateway_pid: pid,
-        broker_pid: broker.pid().unwrap_or_default(),
+        broker_pid: broker.pid(1).unwrap_or_default(),
     };
 
     // The sides take turns, round after round, and swap which goes first, so a slower or
@@ -427,7 +413,7 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
     let producer: FutureProducer = settings
         .producer_config_over(GATEWAY_PRODUCER_DEFAULTS)
         .create()?;
-    let base_slice = baseline_duration / rounds;
+    let base_slice = duration / rounds;
     for round in 1..=rounds {
         eprintln!(
             "round {round}/{rounds}: baseline (bare producer with the gateway's headers) {:.1} s, gateway ({} clients x {} events) {:.1} s",
@@ -465,9 +451,6 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         per_round.push(g.rate() / b.rate());
         base.add(b);
         gw.add(g);
-        if measured.stopped_early.is_some() {
-            break;
-        }
     }
     // Last, so the many records it writes do not weigh on the comparison.
     eprintln!(
@@ -490,7 +473,6 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         errors,
         rss_samples,
         load_cpu,
-        stopped_early,
     } = measured;
     let peak_kb = status_kb(pid, "VmHWM:");
     let rss_end = status_kb(pid, "VmRSS:");
@@ -499,7 +481,7 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         nix::sys::signal::Signal::SIGTERM,
     );
     let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
-    broker.stop(Duration::from_secs(10)).await;
+    broker.stop().await;
 
     latencies.sort_unstable();
     let pct = |p: f64| {
@@ -515,20 +497,20 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         .map(|(name, value)| format!(" --producer-property {name}={value}"))
         .collect();
     let command = format!(
-        "streamlake bench gateway --duration-secs {} --rounds {} --concurrency {} --batch-size {} --storage {}{properties}",
-        args.duration_secs, rounds, args.concurrency, args.batch_size, args.storage
+        "streamlake bench gateway --duration-secs {} --rounds {} --concurrency {} --batch-size {}{properties}",
+        args.duration_secs, rounds, args.concurrency, args.batch_size
     );
     let report = format!(
         "### Gateway vs bare producer ({})\n\n\
-         `{command}` — {} storage on loopback, 2 cores shared by broker, gateway and load generator; events of {avg} bytes, 1,000 keys; schema validation on.\n\n\
+         `{command}` — Apache Kafka {} (one node) on loopback, 2 cores shared by broker, gateway and load generator; events of {avg} bytes, 1,000 keys; schema validation on.\n\n\
          | | events/s | CPU s per 1M events | broker CPU s per 1M | p50 request | p99 request | peak RSS |\n|---|---|---|---|---|---|---|\n\
          | bare librdkafka producer, the gateway's 7 headers per record (baseline, {:.0} s) | {:.0} | {:.1} | {:.1} | | | |\n\
          | bare librdkafka producer, key and payload only (reference, {:.0} s) | {:.0} | {:.1} | {:.1} | | | |\n\
          | gateway, {} clients x {} events/request ({:.0} s) | {:.0} | {:.1} | {:.1} | {:.1} ms | {:.1} ms | {} MiB |\n\n\
          The HTTP load generator (this process) used {:.1} CPU s per 1M events on the same cores.\n\n\
-         Ratio gateway / baseline: **{:.2}** (per round: {}; against the headerless reference, measured once after the rounds: {:.2}). The gateway and the baseline took turns over {} round(s), alternating which went first. Gateway RSS: {} MiB at start of load, {} MiB at the end, {} MiB peak during load (sampled each second over {:.0} s of load; VmHWM {} MiB). Failed requests: {errors}.{}\n",
+         Ratio gateway / baseline: **{:.2}** (per round: {}; against the headerless reference, measured once after the rounds: {:.2}). The gateway and the baseline took turns over {} round(s), alternating which went first. Gateway RSS: {} MiB at start of load, {} MiB at the end, {} MiB peak during load (sampled each second over {:.0} s of load; VmHWM {} MiB). Failed requests: {errors}.\n",
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
-        args.storage,
+        streamlake_broker::KAFKA_VERSION,
         base.seconds,
         base.rate(),
         base.cpu_per_million(),
@@ -560,7 +542,6 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         rss_samples.iter().max().copied().unwrap_or(0) / 1024,
         gw.seconds,
         peak_kb / 1024,
-        stopped_early.map_or_else(String::new, |t| format!(" The load stopped after {t} s: the broker's memory reached the bench's limit; use --storage sqlite for long runs.")),
     );
     println!("{report}");
     if let Some(path) = &args.report {

@@ -1,7 +1,7 @@
 //! `streamlake bench pipeline`: the processor against its ceiling, a bare consume → produce
 //! loop over the same records on the same broker in the same run; then each sink's rows/s
 //! against a bare consume of the same clean topic. Everything runs in this process on an
-//! embedded broker it starts; records are tenant A's air-quality events with the headers the
+//! one-node Kafka it starts; records are tenant A's air-quality events with the headers the
 //! gateway attaches, processed as `examples/air-quality/streamlake.toml` configures.
 
 use std::io::Write as _;
@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail};
 use futures::future::try_join_all;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
-use streamlake_config::{BrokerStorage, Config, CsvSinkConfig, SinkKind};
+use streamlake_config::{Config, CsvSinkConfig, SinkKind};
 use streamlake_kafka::{Headers, KafkaSettings, Producer};
 use streamlake_pipeline::{run_pipeline, ProcessorStats};
 use streamlake_sinks::{run_sink, SinkStats};
@@ -208,8 +208,7 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
     let mut config: Config = streamlake_config::load(&path).map_err(|e| anyhow!("{e}"))?;
     config.data_dir = dir.path().join("data");
 
-    let (broker, settings) =
-        start_broker(&dir.path().join("broker"), BrokerStorage::Sqlite).await?;
+    let (broker, settings) = start_broker(dir.path()).await?;
     let bare_out = "bench.bare-out";
     let admin = provision_with(&settings, &config, bare_out).await?;
     let tenant = config
@@ -360,7 +359,7 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
     // Clients first, so none of them reports the broker going away.
     drop(producer);
     drop(admin);
-    broker.stop(Duration::from_secs(10)).await;
+    broker.stop().await;
 
     let command = format!(
         "streamlake bench pipeline --records {n}{}",
@@ -371,7 +370,7 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
         }
     );
     let mut report = format!(
-        "### Processor and sinks ({})\n\n`{command}` — sqlite storage on loopback, 2 cores shared by broker and bench; tenant-a air-quality events (about 250 bytes) with gateway headers, processed as the air-quality example configures ({emitted} clean, {dead} dead-lettered).\n\n| | records | records/s | CPU s per 1M records | ratio |\n|---|---|---|---|---|\n",
+        "### Processor and sinks ({})\n\n`{command}` — Apache Kafka (one node) on loopback, 2 cores shared by broker and bench; tenant-a air-quality events (about 250 bytes) with gateway headers, processed as the air-quality example configures ({emitted} clean, {dead} dead-lettered).\n\n| | records | records/s | CPU s per 1M records | ratio |\n|---|---|---|---|---|\n",
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
     );
     let (loop_rate, consume_rate) = (results[0].rate(), results[2].rate());

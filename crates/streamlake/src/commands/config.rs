@@ -15,7 +15,7 @@ pub(crate) fn run(cmd: &ConfigCommand) -> ExitCode {
                     file.display(),
                     config.tenants.len(),
                     if config.uses_embedded_broker() {
-                        "embedded broker".to_owned()
+                        "managed Kafka broker".to_owned()
                     } else {
                         format!(
                             "Kafka at {}",

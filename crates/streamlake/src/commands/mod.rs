@@ -30,6 +30,7 @@ use crate::args::{Cli, Command};
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Up(args) => up::run(&cli, args).await,
+        Command::Broker(args) => up::broker(&cli, args).await,
         Command::Gateway => gateway::run(&connect(&cli).await?).await,
         Command::Config(cmd) => Ok(config::run(cmd)),
         Command::Topics(cmd) => topics::run(&connect(&cli).await?, cmd).await,
@@ -71,24 +72,27 @@ pub(crate) struct Connection {
 }
 
 /// Resolves the cluster for commands that talk to a running platform: `--bootstrap-servers`,
-/// else `kafka.bootstrap_servers`, else the embedded broker of a running `streamlake up`.
+/// else `kafka.bootstrap_servers`, else the managed broker of a running `streamlake up` or `streamlake broker`.
 async fn connect(cli: &Cli) -> anyhow::Result<Connection> {
     let config = load_config(cli)?;
     let bootstrap = cli
         .bootstrap_servers
         .clone()
         .or_else(|| config.kafka.bootstrap_servers.clone())
-        .unwrap_or_else(|| config.broker.listen.to_string());
+        .unwrap_or_else(|| {
+            streamlake_broker::ClusterLayout::new(&config.broker, &config.data_dir)
+                .bootstrap_servers()
+        });
     if cli.bootstrap_servers.is_none() && config.uses_embedded_broker() {
         let addr = config.broker.listen;
         let reachable = tokio::task::spawn_blocking(move || {
             std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
         })
         .await
-        .context("checking the embedded broker")?;
+        .context("checking the managed broker")?;
         if !reachable {
             bail!(
-                "no broker answers at {addr}: start the platform with `streamlake up`, or pass --bootstrap-servers / set kafka.bootstrap_servers"
+                "no broker answers at {addr}: start the platform with `streamlake up` (or the broker alone with `streamlake broker`), or pass --bootstrap-servers / set kafka.bootstrap_servers"
             );
         }
     }

@@ -146,7 +146,9 @@ pub(crate) async fn run(conn: &Connection, cmd: &TopicsCommand) -> anyhow::Resul
                 configs: parsed,
             };
             admin.create_topic(&spec).await?;
-            println!("created topic {name} ({partitions} partitions, replication factor {replication_factor})");
+            let rf = replication_factor
+                .map_or_else(|| "the broker's default".to_owned(), |r| r.to_string());
+            println!("created topic {name} ({partitions} partitions, replication factor {rf})");
         }
         TopicsCommand::Distribution {
             name,
@@ -164,6 +166,10 @@ pub(crate) async fn run(conn: &Connection, cmd: &TopicsCommand) -> anyhow::Resul
         TopicsCommand::Delete { name } => {
             admin.delete_topic(name).await?;
             println!("deleted topic {name}");
+        }
+        TopicsCommand::AddPartitions { name, to } => {
+            admin.add_partitions(name, *to).await?;
+            println!("topic {name} now has {to} partitions");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,54 +1,96 @@
-//! `streamlake up`: everything on one machine. Order of start: embedded broker (when no Kafka is
-//! configured), topic provisioning, the HTTP gateway, the enabled pipelines and sinks; then wait
-//! for SIGINT/SIGTERM and stop in reverse order.
+//! `streamlake up`: everything on one machine. Order of start: the managed Kafka (when no
+//! cluster is configured), topic provisioning, the HTTP gateway, the enabled pipelines and
+//! sinks; then wait for SIGINT/SIGTERM and stop in reverse order, the broker last.
+//! `streamlake broker` is the first step alone.
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
-use streamlake_kafka::{provision, Admin, EmbeddedBroker, KafkaSettings, ProvisionOutcome};
+use anyhow::Context as _;
+use streamlake_broker::ManagedKafka;
+use streamlake_config::Config;
+use streamlake_core::Health;
+use streamlake_kafka::{provision, Admin, KafkaSettings, ProvisionOutcome};
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{Cli, UpArgs};
-
-/// How long the broker gets to stop after SIGTERM before it is killed.
-const BROKER_STOP_PATIENCE: Duration = Duration::from_secs(10);
+use crate::args::{BrokerArgs, Cli, UpArgs};
 
 pub(crate) async fn run(cli: &Cli, args: &UpArgs) -> anyhow::Result<ExitCode> {
-    let mut config = super::load_config(cli)?;
-    if let Some(dir) = &args.data_dir {
-        config.data_dir = dir.clone();
-    }
+    let config = configure(cli, args)?;
     let shutdown = CancellationToken::new();
     streamlake_kafka::shutdown::cancel_on_signals(shutdown.clone());
+    let health = Health::new();
 
     let broker = match (&cli.bootstrap_servers, config.uses_embedded_broker()) {
-        (None, true) => {
-            tracing::info!(data_dir = %config.data_dir.display(), listen = %config.broker.listen, "starting the embedded broker");
-            Some(EmbeddedBroker::start(&config.broker, &config.data_dir).await?)
-        }
+        (None, true) => Some(start_broker(&config, &health).await?),
         _ => None,
     };
     let bootstrap = cli
         .bootstrap_servers
         .clone()
         .or_else(|| config.kafka.bootstrap_servers.clone())
-        .or_else(|| broker.as_ref().map(|b| b.bootstrap_servers().to_owned()))
+        .or_else(|| broker.as_ref().map(ManagedKafka::bootstrap_servers))
         .unwrap_or_else(|| config.broker.listen.to_string());
     let settings = KafkaSettings::from_config(&config, bootstrap.clone());
 
-    let result = serve(&config, &settings, &shutdown).await;
+    let result = serve(&config, &settings, &health, &shutdown).await;
+    // The stages have stopped and committed: only now may the broker go.
     if let Some(broker) = broker {
-        broker.stop(BROKER_STOP_PATIENCE).await;
+        broker.stop().await;
     }
     result?;
     tracing::info!("StreamLake stopped");
     Ok(ExitCode::SUCCESS)
 }
 
+/// `streamlake broker`: the managed Kafka alone, until a signal.
+pub(crate) async fn broker(cli: &Cli, args: &BrokerArgs) -> anyhow::Result<ExitCode> {
+    let mut config = configure(cli, &args.up)?;
+    if let Some(listen) = args.listen {
+        config.broker.listen = listen;
+    }
+    let shutdown = CancellationToken::new();
+    streamlake_kafka::shutdown::cancel_on_signals(shutdown.clone());
+    let broker = start_broker(&config, &Health::new()).await?;
+    println!("{}", broker.bootstrap_servers());
+    tracing::info!(bootstrap = %broker.bootstrap_servers(), "Kafka is up; press Ctrl-C to stop");
+    shutdown.cancelled().await;
+    broker.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration with the command line's overrides.
+fn configure(cli: &Cli, args: &UpArgs) -> anyhow::Result<Config> {
+    let mut config = super::load_config(cli)?;
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(n) = args.brokers {
+        anyhow::ensure!(
+            n == 1 || n == 3,
+            "--brokers is {n}; the managed broker runs 1 node, or 3 for a replicated cluster"
+        );
+        config.broker.nodes = n;
+    }
+    Ok(config)
+}
+
+async fn start_broker(config: &Config, health: &Health) -> anyhow::Result<ManagedKafka> {
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        listen = %config.broker.listen,
+        nodes = config.broker.nodes,
+        "starting the managed Kafka broker"
+    );
+    ManagedKafka::start(&config.broker, &config.data_dir, health.clone())
+        .await
+        .context("starting the managed Kafka broker")
+}
+
 async fn serve(
-    config: &streamlake_config::Config,
+    config: &Config,
     settings: &KafkaSettings,
+    health: &Health,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let admin = Admin::new(settings)?;
@@ -78,7 +120,8 @@ async fn serve(
     });
     // One gateway (schemas compiled once, one producer) for HTTP, the console's replays and
     // the sources.
-    let ingest = Arc::new(streamlake_gateway::Gateway::new(config, settings)?);
+    let ingest =
+        Arc::new(streamlake_gateway::Gateway::new(config, settings)?.with_health(health.clone()));
     ingest.announce(config);
     let ops = super::console::ops(config, settings, Arc::clone(&ingest), shutdown)?;
     let gateway = super::gateway::start(

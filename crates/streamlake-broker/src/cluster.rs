@@ -1,0 +1,452 @@
+//! The managed cluster: starts its nodes, waits until every one answers, supervises them
+//! (a node that dies is reported, marked down in [`Health`] and restarted with back-off), and
+//! stops them last, after everything that uses them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+use streamlake_config::BrokerConfig;
+use streamlake_core::{Condition, Health};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::install::KafkaInstall;
+use crate::layout::{property, ClusterLayout, NodeLayout};
+use crate::node::{self, NodeProcess};
+use crate::BrokerError;
+
+/// The name the broker reports its condition under in [`Health`].
+pub const HEALTH_COMPONENT: &str = "broker";
+
+/// First wait before a dead node is started again; doubled after each failed restart.
+const RESTART_BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest wait between restarts.
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A node that ran this long before it died is restarted after the shortest wait again.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+/// A running managed Kafka: one node, or three.
+#[derive(Debug)]
+pub struct ManagedKafka {
+    layout: ClusterLayout,
+    startup: Duration,
+    pids: Arc<Mutex<BTreeMap<u16, u32>>>,
+    stop: CancellationToken,
+    supervisors: Vec<JoinHandle<()>>,
+    // Held while the cluster runs: a second StreamLake on the same data directory is refused.
+    _lock: File,
+}
+
+impl ManagedKafka {
+    /// Starts the cluster `cfg` describes with its storage under `{data_dir}/broker`
+    /// (formatted on first start), and returns once every node answers metadata requests.
+    /// `health` hears of nodes that die and come back.
+    pub async fn start(
+        cfg: &BrokerConfig,
+        data_dir: &Path,
+        health: Health,
+    ) -> Result<Self, BrokerError> {
+        let started = Instant::now();
+        let install = KafkaInstall::locate(cfg)?;
+        let layout = ClusterLayout::new(cfg, data_dir);
+        let patience = Duration::from_secs(cfg.shutdown_timeout_secs);
+        std::fs::create_dir_all(&layout.dir).map_err(BrokerError::io(&layout.dir))?;
+        let lock = lock_data_dir(&layout.dir)?;
+        for node in &layout.nodes {
+            node::stop_leftover(node, patience).await;
+        }
+        for node in &layout.nodes {
+            node::check_ports(node)?;
+        }
+        prepare_storage(&install, &layout).await?;
+
+        let mut processes = BTreeMap::new();
+        for node in &layout.nodes {
+            processes.insert(node.id, node::spawn(&install, &layout, node)?);
+        }
+        let deadline = started + Duration::from_secs(cfg.startup_timeout_secs);
+        if let Err(e) = wait_ready(&layout, &mut processes, deadline).await {
+            for (id, p) in processes {
+                if let Some(node) = layout.nodes.iter().find(|n| n.id == id) {
+                    p.terminate(node, Duration::from_secs(5)).await;
+                }
+            }
+            return Err(e);
+        }
+        let startup = started.elapsed();
+        tracing::info!(
+            bootstrap = %layout.bootstrap_servers(),
+            nodes = layout.nodes.len(),
+            dir = %layout.dir.display(),
+            startup_ms = startup.as_millis() as u64,
+            "Kafka broker ready"
+        );
+        health.set(HEALTH_COMPONENT, Condition::Up);
+
+        let pids = Arc::new(Mutex::new(
+            processes.iter().map(|(id, p)| (*id, p.pid)).collect(),
+        ));
+        let stop = CancellationToken::new();
+        let down = Arc::new(Mutex::new(BTreeSet::new()));
+        let supervisors = processes
+            .into_iter()
+            .filter_map(|(id, process)| {
+                let node = layout.nodes.iter().find(|n| n.id == id)?.clone();
+                let s = Supervisor {
+                    install: install.clone(),
+                    layout: layout.clone(),
+                    node,
+                    health: health.clone(),
+                    down: Arc::clone(&down),
+                    pids: Arc::clone(&pids),
+                    stop: stop.clone(),
+                    patience,
+                    ready_timeout: Duration::from_secs(cfg.startup_timeout_secs),
+                };
+                Some(tokio::spawn(s.run(process)))
+            })
+            .collect();
+        Ok(Self {
+            layout,
+            startup,
+            pids,
+            stop,
+            supervisors,
+            _lock: lock,
+        })
+    }
+
+    /// `host:port,...` of every node.
+    pub fn bootstrap_servers(&self) -> String {
+        self.layout.bootstrap_servers()
+    }
+
+    /// Time from the start call to every node answering.
+    pub fn startup_time(&self) -> Duration {
+        self.startup
+    }
+
+    /// The nodes, with their ports and directories.
+    pub fn nodes(&self) -> &[NodeLayout] {
+        &self.layout.nodes
+    }
+
+    /// The process id of node `id` (from 1) while it runs, for tests that kill it on purpose.
+    pub fn pid(&self, id: u16) -> Option<u32> {
+        self.pids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .copied()
+    }
+
+    /// Stops every node: SIGTERM (controlled shutdown), SIGKILL after `broker.shutdown_timeout_secs`.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for s in self.supervisors {
+            let _ = s.await;
+        }
+        tracing::info!("Kafka broker stopped");
+    }
+}
+
+/// Takes `{dir}/streamlake.lock`, held for as long as the cluster runs.
+fn lock_data_dir(dir: &Path) -> Result<File, BrokerError> {
+    let path = dir.join("streamlake.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(BrokerError::io(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(BrokerError::ForeignStorage {
+            dir: dir.to_path_buf(),
+            problem: "is in use by another running StreamLake (it holds streamlake.lock)".into(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(BrokerError::io(path)(e)),
+    }
+}
+
+/// Writes each node's configuration and formats the nodes' storage on first start; refuses
+/// storage formatted for another cluster or another node count without touching it.
+async fn prepare_storage(
+    install: &KafkaInstall,
+    layout: &ClusterLayout,
+) -> Result<(), BrokerError> {
+    let identity_path = layout.identity_path();
+    let identity = match std::fs::read_to_string(&identity_path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(BrokerError::io(identity_path)(e)),
+    };
+    let n = layout.nodes.len();
+    let mut formatted = Vec::new();
+    for node in &layout.nodes {
+        formatted.push((node, node::formatted_cluster_id(node)?));
+    }
+    // Checked in full before anything is written, so refused storage is left as it was.
+    let cluster_id = match &identity {
+        Some(text) => {
+            let id = property(text, "cluster.id").unwrap_or_default().to_owned();
+            let nodes: usize = property(text, "nodes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if nodes != n {
+                return Err(BrokerError::ForeignStorage {
+                    dir: layout.dir.clone(),
+                    problem: format!(
+                        "was formatted for a {nodes}-node cluster, and broker.nodes is {n}"
+                    ),
+                });
+            }
+            if let Some((node, Some(found))) = formatted
+                .iter()
+                .find(|(_, f)| f.as_ref().is_some_and(|f| *f != id))
+            {
+                return Err(BrokerError::ForeignStorage {
+                    dir: node.data_dir(),
+                    problem: format!(
+                        "belongs to Kafka cluster {found}, not to this data directory's cluster {id}"
+                    ),
+                });
+            }
+            id
+        }
+        None => {
+            if let Some((node, Some(found))) = formatted.iter().find(|(_, f)| f.is_some()) {
+                return Err(BrokerError::ForeignStorage {
+                    dir: node.data_dir(),
+                    problem: format!(
+                        "holds the storage of Kafka cluster {found}, which StreamLake did not create here ({} is missing)",
+                        identity_path.display()
+                    ),
+                });
+            }
+            let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(uuid::Uuid::new_v4().as_bytes());
+            std::fs::write(&identity_path, format!("cluster.id={id}\nnodes={n}\n"))
+                .map_err(BrokerError::io(&identity_path))?;
+            id
+        }
+    };
+    for node in &layout.nodes {
+        node::write_config(layout, node)?;
+    }
+    let to_format: Vec<&NodeLayout> = formatted
+        .iter()
+        .filter(|(_, f)| f.is_none())
+        .map(|(node, _)| *node)
+        .collect();
+    if !to_format.is_empty() {
+        tracing::info!(cluster_id = %cluster_id, nodes = to_format.len(), "formatting the broker storage");
+        let formats = to_format
+            .iter()
+            .map(|node| node::format(install, node, &cluster_id));
+        // One storage-tool JVM per node: run them together.
+        for r in futures::future::join_all(formats).await {
+            r?;
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the metadata of the cluster lists every node, failing early when a node exits.
+async fn wait_ready(
+    layout: &ClusterLayout,
+    processes: &mut BTreeMap<u16, NodeProcess>,
+    deadline: Instant,
+) -> Result<(), BrokerError> {
+    let want: BTreeSet<i32> = layout.nodes.iter().map(|n| i32::from(n.id)).collect();
+    loop {
+        for node in &layout.nodes {
+            if let Some(p) = processes.get_mut(&node.id) {
+                if let Ok(Some(status)) = p.child.try_wait() {
+                    return Err(BrokerError::NotReady {
+                        reason: format!(
+                            "node {} exited with {status}: {}",
+                            node.id,
+                            node::log_tail(&node.log_path())
+                        ),
+                        log: node.log_path(),
+                    });
+                }
+            }
+        }
+        if let Some(ids) = broker_ids(layout.bootstrap_servers()).await {
+            if want.is_subset(&ids) {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            let node = &layout.nodes[0];
+            return Err(BrokerError::NotReady {
+                reason: "the cluster did not answer in time (broker.startup_timeout_secs)".into(),
+                log: node.log_path(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The ids of the brokers that `bootstrap` reports in its metadata, or `None` when nothing answers.
+pub(crate) async fn broker_ids(bootstrap: String) -> Option<BTreeSet<i32>> {
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("log_level", "0")
+            .create()
+            .ok()?;
+        let md = consumer
+            .fetch_metadata(None, Duration::from_millis(1000))
+            .ok()?;
+        Some(md.brokers().iter().map(|b| b.id()).collect())
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Watches one node: reports its death, restarts it with back-off, stops it on request.
+struct Supervisor {
+    install: KafkaInstall,
+    layout: ClusterLayout,
+    node: NodeLayout,
+    health: Health,
+    down: Arc<Mutex<BTreeSet<u16>>>,
+    pids: Arc<Mutex<BTreeMap<u16, u32>>>,
+    stop: CancellationToken,
+    patience: Duration,
+    ready_timeout: Duration,
+}
+
+impl Supervisor {
+    async fn run(self, mut process: NodeProcess) {
+        let mut backoff = RESTART_BACKOFF_MIN;
+        let mut since = Instant::now();
+        loop {
+            let status = tokio::select! {
+                status = process.child.wait() => status,
+                () = self.stop.cancelled() => {
+                    process.terminate(&self.node, self.patience).await;
+                    return;
+                }
+            };
+            let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+            process.forget(&self.node).await;
+            self.pids
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&self.node.id);
+            if since.elapsed() >= STABLE_AFTER {
+                backoff = RESTART_BACKOFF_MIN;
+            }
+            let reason = format!(
+                "node {} ({}) exited with {status}",
+                self.node.id, self.node.client
+            );
+            tracing::error!(
+                node = self.node.id,
+                %status,
+                log = %self.node.log_path().display(),
+                last_lines = %node::log_tail(&self.node.log_path()),
+                restart_in_ms = backoff.as_millis() as u64,
+                "Kafka broker node died; restarting it"
+            );
+            self.mark(false, &reason);
+            process = loop {
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = self.stop.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+                match self.restart().await {
+                    Ok(p) => break p,
+                    Err(e) => {
+                        tracing::error!(node = self.node.id, error = %e, restart_in_ms = backoff.as_millis() as u64, "restarting the Kafka broker node failed");
+                    }
+                }
+            };
+            since = Instant::now();
+            self.pids
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(self.node.id, process.pid);
+            tracing::info!(
+                node = self.node.id,
+                pid = process.pid,
+                "Kafka broker node restarted and answering"
+            );
+            self.mark(true, "");
+        }
+    }
+
+    /// Starts the node again and waits until it answers for itself.
+    async fn restart(&self) -> Result<NodeProcess, BrokerError> {
+        node::write_config(&self.layout, &self.node)?;
+        let mut process = node::spawn(&self.install, &self.layout, &self.node)?;
+        let deadline = Instant::now() + self.ready_timeout;
+        loop {
+            if let Ok(Some(status)) = process.child.try_wait() {
+                let reason = format!(
+                    "it exited with {status}: {}",
+                    node::log_tail(&self.node.log_path())
+                );
+                process.forget(&self.node).await;
+                return Err(BrokerError::NotReady {
+                    reason,
+                    log: self.node.log_path(),
+                });
+            }
+            if broker_ids(self.node.client.to_string())
+                .await
+                .is_some_and(|ids| ids.contains(&i32::from(self.node.id)))
+            {
+                return Ok(process);
+            }
+            if Instant::now() > deadline || self.stop.is_cancelled() {
+                process.terminate(&self.node, self.patience).await;
+                return Err(BrokerError::NotReady {
+                    reason: "it did not answer in time".into(),
+                    log: self.node.log_path(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Records this node as up or down and reports the cluster's condition: down when a single
+    /// node is down or when a majority of nodes is; degraded while a minority is.
+    fn mark(&self, up: bool, reason: &str) {
+        let mut down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
+        if up {
+            down.remove(&self.node.id);
+        } else {
+            down.insert(self.node.id);
+        }
+        let n = self.layout.nodes.len();
+        let condition = if down.is_empty() {
+            Condition::Up
+        } else {
+            let text = if up {
+                format!("{} of {n} nodes down", down.len())
+            } else {
+                format!("{reason}; restarting it ({} of {n} nodes down)", down.len())
+            };
+            if down.len() * 2 >= n {
+                Condition::Down(text)
+            } else {
+                Condition::Degraded(text)
+            }
+        };
+        self.health.set(HEALTH_COMPONENT, condition);
+    }
+}

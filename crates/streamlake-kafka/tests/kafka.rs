@@ -1,0 +1,281 @@
+//! The Kafka semantics StreamLake's code paths rely on, against a real Apache Kafka: topic
+//! deletes that touch one topic, partition increases, consumer groups with state and members,
+//! offset resets, transactions under `read_committed`, and an idempotent producer that outlives
+//! a broker outage longer than its delivery timeout.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+use rdkafka::{Offset, TopicPartitionList};
+use streamlake_core::TopicSpec;
+use streamlake_kafka::{Admin, AdminError, Headers, KafkaSettings, Producer};
+use streamlake_testkit::{eventually, settings, unique, PrivateBroker, Reader};
+
+fn spec(name: &str, partitions: i32) -> TopicSpec {
+    TopicSpec {
+        name: name.to_owned(),
+        partitions,
+        replication_factor: None,
+        configs: BTreeMap::new(),
+    }
+}
+
+async fn produce_n(s: &KafkaSettings, topic: &str, n: usize) {
+    let p = Producer::new(s).unwrap();
+    for i in 0..n {
+        p.send(
+            topic,
+            Some(b"k"),
+            format!("{i}").as_bytes(),
+            &Headers::new(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_topic_deletes_that_topic_and_no_other() {
+    let s = settings().await;
+    let admin = Admin::new(&s).unwrap();
+    let (victim, bystander) = (unique("victim"), unique("bystander"));
+    admin.create_topic(&spec(&victim, 1)).await.unwrap();
+    admin.create_topic(&spec(&bystander, 1)).await.unwrap();
+    produce_n(&s, &bystander, 3).await;
+
+    admin.delete_topic(&victim).await.unwrap();
+    let gone = eventually(Duration::from_secs(30), || async {
+        matches!(
+            admin.describe_topic(&victim).await,
+            Err(AdminError::UnknownTopic(_))
+        )
+        .then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "{victim} still exists");
+    let kept = admin.describe_topic(&bystander).await.unwrap();
+    assert_eq!(kept.message_count(), 3, "{kept:?}");
+    assert!(matches!(
+        admin.delete_topic(&victim).await,
+        Err(AdminError::UnknownTopic(_))
+    ));
+}
+
+#[tokio::test]
+async fn partitions_can_be_added_but_never_removed() {
+    let s = settings().await;
+    let admin = Admin::new(&s).unwrap();
+    let topic = unique("grow");
+    admin.create_topic(&spec(&topic, 2)).await.unwrap();
+    produce_n(&s, &topic, 4).await;
+
+    admin.add_partitions(&topic, 5).await.unwrap();
+    let grown = eventually(Duration::from_secs(30), || async {
+        let info = admin.describe_topic(&topic).await.ok()?;
+        (info.partitions.len() == 5).then_some(info)
+    })
+    .await
+    .expect("the topic has 5 partitions");
+    assert_eq!(grown.message_count(), 4, "records stay where they were");
+
+    let err = admin.add_partitions(&topic, 3).await.unwrap_err();
+    assert!(matches!(err, AdminError::Invalid(_)), "{err}");
+    assert!(err.to_string().contains("has 5 partitions"), "{err}");
+}
+
+#[tokio::test]
+async fn groups_are_listed_and_described_with_state_and_members() {
+    let s = settings().await;
+    let admin = Admin::new(&s).unwrap();
+    let topic = unique("groups");
+    admin.create_topic(&spec(&topic, 2)).await.unwrap();
+    produce_n(&s, &topic, 2).await;
+    let group = unique("listed");
+    let mut cfg = s.consumer_config();
+    cfg.set("group.id", &group)
+        .set("client.id", "streamlake-test-member")
+        .set("auto.offset.reset", "earliest");
+    let consumer: StreamConsumer = cfg.create().unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+    // Receiving a record means the group has formed and assigned partitions.
+    tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+        .await
+        .expect("a record within a minute")
+        .unwrap();
+
+    let stable = eventually(Duration::from_secs(30), || async {
+        let groups = admin.list_groups().await.ok()?;
+        groups
+            .into_iter()
+            .find(|g| g.name == group && g.state == "Stable")
+    })
+    .await
+    .expect("the group is listed as Stable");
+    assert_eq!(stable.members, 1);
+    assert_eq!(stable.protocol_type, "consumer");
+    let (summary, members) = admin.describe_group(&group).await.unwrap();
+    assert_eq!(summary.state, "Stable");
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].1, "streamlake-test-member");
+}
+
+#[tokio::test]
+async fn an_inactive_groups_offsets_can_be_reset_and_lag_follows() {
+    let s = settings().await;
+    let admin = Admin::new(&s).unwrap();
+    let topic = unique("reset");
+    admin.create_topic(&spec(&topic, 1)).await.unwrap();
+    produce_n(&s, &topic, 6).await;
+    let group = unique("reset");
+    let commit = |offset: i64| {
+        let mut cfg = s.consumer_config();
+        cfg.set("group.id", &group);
+        let c: BaseConsumer = cfg.create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, Offset::Offset(offset))
+            .unwrap();
+        c.commit(&tpl, CommitMode::Sync).unwrap();
+    };
+    commit(6);
+    let lag = admin
+        .group_lag(&group, std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    assert_eq!(lag.total_lag, 0);
+    // Back to the start: the whole topic is lag again.
+    commit(0);
+    let lag = admin
+        .group_lag(&group, std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    assert_eq!(lag.partitions[0].committed, Some(0));
+    assert_eq!(lag.total_lag, 6);
+}
+
+#[tokio::test]
+async fn read_committed_consumers_see_committed_transactions_only() {
+    let mut s = settings().await;
+    let topic = unique("tx");
+    Admin::new(&s)
+        .unwrap()
+        .create_topic(&spec(&topic, 1))
+        .await
+        .unwrap();
+    let mut cfg = s.producer_config();
+    cfg.set("transactional.id", unique("tx"));
+    let producer: BaseProducer = cfg.create().unwrap();
+    producer.init_transactions(Duration::from_secs(30)).unwrap();
+    for (payload, commit) in [(&b"aborted"[..], false), (&b"committed"[..], true)] {
+        producer.begin_transaction().unwrap();
+        producer
+            .send(BaseRecord::<[u8], [u8]>::to(&topic).payload(payload))
+            .map_err(|(e, _)| e)
+            .unwrap();
+        producer.flush(Duration::from_secs(10)).unwrap();
+        if commit {
+            producer
+                .commit_transaction(Duration::from_secs(10))
+                .unwrap();
+        } else {
+            producer.abort_transaction(Duration::from_secs(10)).unwrap();
+        }
+    }
+
+    s.consumer
+        .insert("isolation.level".into(), "read_committed".into());
+    let seen = Reader::new(&s, &topic)
+        .await
+        .read(1, Duration::from_secs(30))
+        .await;
+    assert_eq!(seen[0].payload.as_deref(), Some(&b"committed"[..]));
+    let more = Reader::new(&s, &topic)
+        .await
+        .drain(Duration::from_secs(2))
+        .await;
+    let payloads: Vec<_> = more.iter().map(|r| r.payload.clone()).collect();
+    assert_eq!(payloads, [Some(b"committed".to_vec())]);
+}
+
+/// A delivery timeout makes librdkafka bump the idempotent producer's epoch; Kafka accepts the
+/// bumped epoch, so the producer StreamLake keeps for its whole life works again once the
+/// broker is back, and the record that timed out is reported, not silently dropped.
+#[tokio::test]
+async fn an_idempotent_producer_recovers_after_an_outage_longer_than_its_delivery_timeout() {
+    let mut broker = PrivateBroker::start(1).await;
+    let mut s = broker.settings();
+    s.producer
+        .insert("message.timeout.ms".into(), "2000".into());
+    let topic = unique("epoch");
+    Admin::new(&s)
+        .unwrap()
+        .create_topic(&spec(&topic, 1))
+        .await
+        .unwrap();
+    let producer = Producer::new(&s).unwrap();
+    producer
+        .send(&topic, Some(b"k"), b"before", &Headers::new())
+        .await
+        .unwrap();
+
+    broker.stop().await;
+    let timed_out = producer
+        .send(&topic, Some(b"k"), b"during", &Headers::new())
+        .await;
+    let err = timed_out.expect_err("the broker is down");
+    assert!(
+        err.possibly_persisted(),
+        "a timed-out record may have been written: {err}"
+    );
+
+    broker.start_again().await;
+    let after = eventually(Duration::from_secs(60), || async {
+        producer
+            .send(&topic, Some(b"k"), b"after", &Headers::new())
+            .await
+            .ok()
+    })
+    .await;
+    assert!(after.is_some(), "the producer never recovered");
+    let written = Reader::new(&s, &topic)
+        .await
+        .drain(Duration::from_secs(3))
+        .await;
+    let payloads: Vec<_> = written.iter().filter_map(|r| r.payload.clone()).collect();
+    assert_eq!(payloads.first().map(Vec::as_slice), Some(&b"before"[..]));
+    assert!(payloads.iter().any(|p| p == b"after"), "{payloads:?}");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn snappy_compressed_records_round_trip() {
+    let mut s = settings().await;
+    let topic = unique("snappy");
+    let mut topic_spec = spec(&topic, 2);
+    topic_spec
+        .configs
+        .insert("compression.type".into(), "snappy".into());
+    Admin::new(&s)
+        .unwrap()
+        .create_topic(&topic_spec)
+        .await
+        .unwrap();
+    s.producer
+        .insert("compression.type".into(), "snappy".into());
+    produce_n(&s, &topic, 20).await;
+    let read = Reader::new(&s, &topic)
+        .await
+        .read(20, Duration::from_secs(30))
+        .await;
+    let mut values: Vec<i64> = read
+        .iter()
+        .map(|r| {
+            String::from_utf8_lossy(r.payload.as_deref().unwrap())
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    values.sort_unstable();
+    assert_eq!(values, (0..20).collect::<Vec<_>>());
+}
