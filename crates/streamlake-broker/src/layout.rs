@@ -136,6 +136,10 @@ impl ClusterLayout {
         props.insert("transaction.state.log.num.partitions", "10".into());
         // A group's first member starts at once instead of waiting 3 s for others.
         props.insert("group.initial.rebalance.delay.ms", "0".into());
+        // On loopback a missed heartbeat means a dead process, not a slow network: fence a dead
+        // node's partitions (and move their leadership) after 3 s instead of Kafka's 9 s.
+        props.insert("broker.heartbeat.interval.ms", "1000".into());
+        props.insert("broker.session.timeout.ms", "3000".into());
         props.insert("num.network.threads", "2".into());
         props.insert("num.io.threads", "4".into());
         let mut text = format!(

@@ -9,8 +9,11 @@
 //!   rebalance times, lag per partition.
 //! - [`semantics`]: at-most-once, at-least-once and effectively-once with a worker process
 //!   killed at a chosen point; lost and duplicated records by id.
+//! - [`failover`]: a node of a replicated cluster killed under HTTP load: every acknowledged
+//!   event kept, answers bounded by the produce deadline, time without service.
 //! - `lab`: what every lab shares: unique names, topic creation, clean-up.
 
+pub mod failover;
 mod lab;
 pub mod ordering;
 pub mod partitioning;

@@ -154,6 +154,31 @@ pub(crate) enum LabCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// A broker node killed (SIGKILL) under steady HTTP load on a managed cluster of the lab's
+    /// own: every event answered 2xx must be found at its partition and offset with identical
+    /// bytes, answers must stay within the produce deadline; prints time without service.
+    Failover {
+        /// Broker nodes: 3 (replicated: service goes on) or 1 (service stops until the restart).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=3))]
+        nodes: u16,
+        /// Partitions of the lab's topic.
+        #[arg(long, short = 'p', default_value_t = 6)]
+        partitions: i32,
+        /// Concurrent HTTP clients, one event per request.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Seconds of load before the kill.
+        #[arg(long, default_value_t = 5)]
+        before_secs: u64,
+        /// Seconds of load after the kill.
+        #[arg(long, default_value_t = 20)]
+        after_secs: u64,
+        /// The gateway's produce deadline in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        produce_timeout_ms: u64,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// The semantics lab's worker process (started by `lab semantics`).
     #[command(hide = true)]
     Worker {

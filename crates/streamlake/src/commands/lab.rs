@@ -1,11 +1,11 @@
-//! `streamlake lab partitioning|ordering|rebalance|semantics`: runs a lab and prints its report
-//! as tables a newcomer can read, or as JSON.
+//! `streamlake lab partitioning|ordering|rebalance|semantics|failover`: runs a lab and prints its
+//! report as tables a newcomer can read, or as JSON.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use streamlake_labs::semantics::{CrashPoint, Mode, SemanticsOptions, WorkerArgs};
-use streamlake_labs::{ordering, partitioning, rebalance, semantics, Lab};
+use streamlake_labs::{failover, ordering, partitioning, rebalance, semantics, Lab};
 
 use super::Connection;
 use crate::args::LabCommand;
@@ -317,6 +317,7 @@ pub(crate) async fn run(conn: &Connection, cmd: &LabCommand) -> anyhow::Result<E
             println!("exactly-once with transactions: {}", r.transactions);
             println!("{}", r.clean_up);
         }
+        LabCommand::Failover { .. } => return failover(cmd).await,
         LabCommand::Worker {
             topic,
             group,
@@ -345,4 +346,107 @@ pub(crate) async fn run(conn: &Connection, cmd: &LabCommand) -> anyhow::Result<E
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `lab failover`: on a cluster of its own, so it never kills a broker anyone else uses.
+pub(crate) async fn failover(cmd: &LabCommand) -> anyhow::Result<ExitCode> {
+    let LabCommand::Failover {
+        nodes,
+        partitions,
+        clients,
+        before_secs,
+        after_secs,
+        produce_timeout_ms,
+        output,
+    } = cmd
+    else {
+        anyhow::bail!("not the failover lab");
+    };
+    let opts = failover::FailoverOptions {
+        nodes: *nodes,
+        partitions: *partitions,
+        clients: *clients,
+        before_kill: std::time::Duration::from_secs(*before_secs),
+        after_kill: std::time::Duration::from_secs(*after_secs),
+        produce_timeout: std::time::Duration::from_millis(*produce_timeout_ms),
+    };
+    let dir = tempfile::tempdir().context("a temporary directory for the lab's cluster")?;
+    eprintln!(
+        "starting a {}-node Kafka for the lab; {} s of load, the leading node killed after {} s",
+        opts.nodes,
+        before_secs + after_secs,
+        before_secs
+    );
+    let r = failover::run(&opts, dir.path()).await?;
+    let holds = r.lost.is_empty()
+        && r.duplicated.is_empty()
+        && r.unexpected == 0
+        && r.over_deadline == 0
+        && r.not_written_found == 0;
+    if output.json {
+        json(&r)?;
+    } else {
+        let mut t = table(["", "value"]);
+        for (k, v) in [
+            ("nodes", r.nodes.to_string()),
+            ("cluster start-up", format!("{} ms", r.startup_ms)),
+            (
+                "node killed",
+                format!("{} (leader of {} partitions)", r.killed_node, r.killed_led),
+            ),
+            ("requests", r.requests.to_string()),
+            ("answered 2xx", r.acknowledged.to_string()),
+            (
+                "answered 503, may have been written",
+                format!(
+                    "{} ({} of them in the topic)",
+                    r.maybe_written, r.maybe_written_found
+                ),
+            ),
+            (
+                "answered 503, not written",
+                format!(
+                    "{} ({} of them in the topic)",
+                    r.not_written, r.not_written_found
+                ),
+            ),
+            ("other answers or no answer", r.unexpected.to_string()),
+            ("2xx events lost or changed", r.lost.len().to_string()),
+            ("events written twice", r.duplicated.len().to_string()),
+            (
+                "slowest answer",
+                format!(
+                    "{} ms (deadline {} ms; {} later than deadline + 1 s)",
+                    r.slowest_ms, r.produce_timeout_ms, r.over_deadline
+                ),
+            ),
+            (
+                "longest time without a 2xx after the kill",
+                format!("{} ms", r.unavailable_ms),
+            ),
+            (
+                "killed node answering again after",
+                r.node_back_ms.map_or_else(
+                    || "not within 3 minutes".to_owned(),
+                    |ms| format!("{ms} ms"),
+                ),
+            ),
+        ] {
+            t.add_row([k.to_owned(), v]);
+        }
+        println!("{t}\n");
+        println!(
+            "{}",
+            if holds {
+                "Every event answered 2xx is in the topic at the partition and offset of its answer, with identical bytes, once; every answer came within the deadline."
+            } else {
+                "The promise did not hold: see the rows above (--json lists the ids)."
+            }
+        );
+    }
+    Ok(if holds {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -38,6 +38,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Produce(args) => produce::run(&connect(&cli).await?, args).await,
         Command::Consume(args) => consume::run(&connect(&cli).await?, args).await,
         Command::Bench(cmd) => bench::run(cmd).await,
+        // Failover kills brokers: it runs a cluster of its own, not the configured one.
+        Command::Lab(cmd @ crate::args::LabCommand::Failover { .. }) => lab::failover(cmd).await,
         Command::Lab(cmd) => lab::run(&connect(&cli).await?, cmd).await,
         Command::Console(args) => console::run(&connect(&cli).await?, args).await,
         Command::Tenants(args) => dlq::tenants(&connect(&cli).await?, args).await,

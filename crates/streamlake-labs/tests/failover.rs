@@ -1,0 +1,58 @@
+//! Fault tests on a managed cluster of their own: a broker node SIGKILLed under steady gateway
+//! load (acks=all, idempotence). Every event answered 2xx must be in the topic at its partition
+//! and offset with identical bytes, once; clients see only 2xx or 503 with
+//! `may_have_been_written`, none later than the produce deadline; service comes back.
+
+use std::time::Duration;
+
+use streamlake_labs::failover::{run, FailoverOptions, FailoverReport};
+
+fn assert_promise_holds(r: &FailoverReport, opts: &FailoverOptions) {
+    eprintln!("{r:#?}");
+    assert!(r.acknowledged > 0, "{r:?}");
+    assert!(r.lost.is_empty(), "acknowledged events lost: {:?}", r.lost);
+    assert!(r.duplicated.is_empty(), "written twice: {:?}", r.duplicated);
+    assert_eq!(r.unexpected, 0, "answers other than 2xx and 503");
+    assert_eq!(
+        r.over_deadline, 0,
+        "answers later than the produce deadline"
+    );
+    assert_eq!(r.not_written_found, 0, "503 said not written, yet it was");
+    assert!(
+        r.node_back_ms.is_some(),
+        "the killed node was not restarted"
+    );
+    assert!(
+        Duration::from_millis(r.unavailable_ms) < opts.after_kill,
+        "service did not come back: {} ms without a 2xx",
+        r.unavailable_ms
+    );
+}
+
+#[tokio::test]
+async fn a_killed_leader_of_three_nodes_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = FailoverOptions {
+        nodes: 3,
+        before_kill: Duration::from_secs(3),
+        after_kill: Duration::from_secs(10),
+        ..FailoverOptions::default()
+    };
+    let r = run(&opts, dir.path()).await.unwrap();
+    assert_promise_holds(&r, &opts);
+    assert!(r.killed_led > 0);
+}
+
+#[tokio::test]
+async fn a_killed_single_broker_is_restarted_and_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = FailoverOptions {
+        nodes: 1,
+        before_kill: Duration::from_secs(2),
+        after_kill: Duration::from_secs(15),
+        ..FailoverOptions::default()
+    };
+    let r = run(&opts, dir.path()).await.unwrap();
+    assert_promise_holds(&r, &opts);
+    assert_eq!(r.killed_led, opts.partitions as usize);
+}
