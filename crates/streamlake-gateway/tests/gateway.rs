@@ -35,6 +35,8 @@ struct Harness {
     kafka: KafkaSettings,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// What the platform's components report to the gateway's `/readyz`.
+    health: streamlake_core::Health,
     _dir: tempfile::TempDir,
 }
 
@@ -91,6 +93,7 @@ key = "/sensor_id"
             kafka,
             shutdown: CancellationToken::new(),
             server: None,
+            health: streamlake_core::Health::new(),
             _dir: dir,
         };
         h.serve().await;
@@ -98,7 +101,11 @@ key = "/sensor_id"
     }
 
     async fn serve(&mut self) {
-        let gateway = Arc::new(Gateway::new(&self.config, &self.kafka).unwrap());
+        let gateway = Arc::new(
+            Gateway::new(&self.config, &self.kafka)
+                .unwrap()
+                .with_health(self.health.clone()),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.base = format!("http://{}", listener.local_addr().unwrap());
         self.server = Some(tokio::spawn(streamlake_gateway::serve(
@@ -674,4 +681,36 @@ async fn every_request_answered_200_during_shutdown_is_in_kafka() {
             "acknowledged {id} is not in Kafka"
         );
     }
+}
+
+#[tokio::test]
+async fn readyz_is_503_with_the_reason_while_a_component_reports_itself_down() {
+    use streamlake_core::Condition;
+    let h = Harness::start("").await;
+    let readyz = || async { reqwest::get(format!("{}/readyz", h.base)).await.unwrap() };
+    assert_eq!(readyz().await.status(), StatusCode::OK);
+
+    h.health.set(
+        "broker",
+        Condition::Down("node 1 (127.0.0.1:9092) exited with signal: 9".into()),
+    );
+    let r = readyz().await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "broker_unavailable");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("node 1 (127.0.0.1:9092) exited"),
+        "{body}"
+    );
+
+    // One node of three down: degraded, still serving.
+    h.health
+        .set("broker", Condition::Degraded("1 of 3 nodes down".into()));
+    assert_eq!(readyz().await.status(), StatusCode::OK);
+    h.health.set("broker", Condition::Up);
+    assert_eq!(readyz().await.status(), StatusCode::OK);
 }

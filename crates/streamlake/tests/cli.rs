@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
@@ -261,7 +262,7 @@ async fn producing_to_a_missing_topic_fails_fast_with_its_name() {
 }
 
 #[tokio::test]
-async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
+async fn up_provisions_the_example_and_stops_cleanly_on_ctrl_c() {
     let data = tempfile::tempdir().unwrap();
     let listen = free_port_block(2);
     let http = free_local_addr();
@@ -287,6 +288,8 @@ async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
     .stdout(Stdio::null())
     // A file, not a pipe: nothing reads the log while `up` runs.
     .stderr(std::fs::File::create(data.path().join("up.log")).unwrap())
+    // Its own process group, as a terminal's foreground job: Ctrl-C signals the whole group.
+    .process_group(0)
     .spawn()
     .unwrap();
     let pid = child.id() as i32;
@@ -457,9 +460,11 @@ async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
     .await;
     assert!(parquet.is_some(), "a Parquet file under {}", lake.display());
 
-    nix::sys::signal::kill(
+    // Ctrl-C: SIGINT to the foreground process group. The broker runs in a group of its own, so
+    // StreamLake gets to stop its stages first and the broker last.
+    nix::sys::signal::killpg(
         nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
     let status = tokio::task::spawn_blocking(move || {
@@ -475,9 +480,19 @@ async fn up_provisions_the_example_and_stops_cleanly_on_sigterm() {
         log.contains("dev-tenant-a-key"),
         "up prints the development key: {log}"
     );
-    assert!(log.contains("gateway stopped"), "{log}");
-    assert!(log.contains("Kafka broker stopped"), "{log}");
-    assert!(log.contains("StreamLake stopped"), "{log}");
+    let at = |line: &str| {
+        log.find(line)
+            .unwrap_or_else(|| panic!("no {line:?} in the log: {log}"))
+    };
+    assert!(at("gateway stopped") < at("broker node stopped"), "{log}");
+    assert!(
+        at("broker node stopped") < at("StreamLake stopped"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("did not stop in time") && !log.contains("Kafka broker node died"),
+        "the broker stopped by its controlled shutdown, after the stages: {log}"
+    );
     assert!(
         std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(500)).is_err(),
         "the broker must be gone after up exits"
