@@ -231,8 +231,7 @@ async fn prepare_storage(
                     ),
                 });
             }
-            let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(uuid::Uuid::new_v4().as_bytes());
+            let id = new_cluster_id();
             std::fs::write(&identity_path, format!("cluster.id={id}\nnodes={n}\n"))
                 .map_err(BrokerError::io(&identity_path))?;
             id
@@ -257,6 +256,19 @@ async fn prepare_storage(
         }
     }
     Ok(())
+}
+
+/// A random cluster id as Kafka writes them (16 bytes, URL-safe base64 without padding), never
+/// starting with '-', which the storage tool would take for an option (Kafka's own
+/// `Uuid.randomUuid` avoids it the same way).
+fn new_cluster_id() -> String {
+    loop {
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(uuid::Uuid::new_v4().as_bytes());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
 }
 
 /// Waits until the metadata of the cluster lists every node, failing early when a node exits.
@@ -448,5 +460,24 @@ impl Supervisor {
             }
         };
         self.health.set(HEALTH_COMPONENT, condition);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_ids_are_kafka_uuids_that_never_look_like_an_option() {
+        for _ in 0..5_000 {
+            let id = new_cluster_id();
+            assert_eq!(id.len(), 22, "{id}");
+            assert!(!id.starts_with('-'), "{id}");
+            assert!(
+                id.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                "{id}"
+            );
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! StreamLake configuration (SPEC C1, C2, C4): one TOML file, overridden by `STREAMLAKE_*`
+//! StreamLake configuration: one TOML file, overridden by `STREAMLAKE_*`
 //! environment variables, validated as a whole.
 //!
 //! Layering: built-in defaults, then the file, then the environment. Nested keys are joined with
@@ -32,7 +32,7 @@ pub use sources::*;
 use streamlake_core::{DatasetId, TenantId, TopicNaming, TopicSpec};
 
 /// Columns every sink writes before the declared ones, so each row can be traced to its
-/// record (DESIGN reliability rule 6).
+/// record (reliability rule 6 in docs/ARCHITECTURE.md).
 pub const METADATA_COLUMNS: &[&str] = &[
     "ingestion_id",
     "tenant",

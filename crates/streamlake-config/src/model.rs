@@ -217,7 +217,7 @@ pub struct DatasetConfig {
     /// Schema version pinned for this dataset, carried in the `schema_version` header.
     #[serde(default = "default_schema_version")]
     pub schema_version: String,
-    /// Partition key (SPEC C4).
+    /// Partition key.
     pub key: KeySpec,
     /// Raw topic name; default from `[naming]`.
     pub raw_topic: Option<String>,
@@ -317,7 +317,7 @@ impl Default for AdminConfig {
     }
 }
 
-/// `[mqtt]`: ingestion over MQTT (SPEC I5). StreamLake subscribes to
+/// `[mqtt]`: ingestion over MQTT. StreamLake subscribes to
 /// `{topic_prefix}/{tenant}/{dataset}` with QoS 1 and a persistent session, and acknowledges a
 /// message only after Kafka acknowledged the event (or its dead letter).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,4 +1,4 @@
-//! Configuration of the processing stage and the sinks (SPEC P1, P2, K-CSV, K-LAKE, K-PG):
+//! Configuration of the processing stage and the sinks:
 //! per-dataset processing rules and columns, `[pipelines.NAME]` and `[sinks.NAME]`.
 //!
 //! Everything a processor or a sink does is declared here, so changing it needs no

@@ -1,4 +1,4 @@
-//! Configuration of pollers (SPEC S1): `[pollers.NAME]` fetches Sensor.Community's data list
+//! Configuration of pollers: `[pollers.NAME]` fetches Sensor.Community's data list
 //! (or replays a file) and maps each record into each configured tenant's message structure
 //! with a declarative mapping, no code per tenant.
 
@@ -102,7 +102,7 @@ pub enum GeneratorKind {
     Activity,
 }
 
-/// `[generators.NAME]`: a generator `streamlake up` runs as a source (SPEC S2).
+/// `[generators.NAME]`: a generator `streamlake up` runs as a source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorSourceConfig {

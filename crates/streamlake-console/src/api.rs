@@ -1,4 +1,4 @@
-//! The admin REST API under `/api` (SPEC O1). Every endpoint but the OpenAPI document needs
+//! The admin REST API under `/api`. Every endpoint but the OpenAPI document needs
 //! `Authorization: Bearer <token>`: the admin token sees everything, a tenant's API key its own
 //! tenant's topics, groups and dead letters. Bodies are JSON with camelCase names; errors are
 //! `{"error": {"code", "message"}}`.

@@ -1,4 +1,4 @@
-//! The web console under `/console` (SPEC O2): server-rendered HTML (maud) with inline SVG
+//! The web console under `/console`: server-rendered HTML (maud) with inline SVG
 //! charts, no scripts and nothing fetched from the network. It signs in with the same tokens as
 //! the API (kept in an HttpOnly, SameSite=Strict cookie) and shows what the API returns, through
 //! the same [`Ops`] calls.

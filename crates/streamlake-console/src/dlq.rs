@@ -1,4 +1,4 @@
-//! The dead-letter inspector and replay (SPEC I3, O1). A replayed dead letter goes back through
+//! The dead-letter inspector and replay. A replayed dead letter goes back through
 //! the gateway's validation, keeps its `ingestion_id` (so a sink that already holds it drops the
 //! copy) and carries `replay.of`; a marker record in the dead-letter topic (header
 //! `replay.marker`) records that it was replayed and where it went, so the same dead letter is

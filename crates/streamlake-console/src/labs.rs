@@ -1,4 +1,4 @@
-//! The labs (SPEC O4) from the API and the console: each runs with its defaults and returns its
+//! The labs from the API and the console: each runs with its defaults and returns its
 //! report. Admin only: labs create topics and load the cluster.
 
 use serde::Serialize;

@@ -1,4 +1,4 @@
-//! Operations (SPEC O1, O2, O3): the admin REST API, the web console and dead-letter replay,
+//! Operations: the admin REST API, the web console and dead-letter replay,
 //! over one service so that the API, the console and the CLI give the same answers.
 //!
 //! # Layout

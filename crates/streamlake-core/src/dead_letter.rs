@@ -1,4 +1,4 @@
-//! A dead letter: the original record plus why a stage refused it (SPEC I3). Nothing is dropped
+//! A dead letter: the original record plus why a stage refused it. Nothing is dropped
 //! silently; what a stage cannot accept travels to `{tenant}.dlq` with these fields as headers.
 
 use serde::{Deserialize, Serialize};

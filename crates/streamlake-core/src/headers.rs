@@ -1,4 +1,4 @@
-//! Names of the metadata headers attached to every record (SPEC I2, I3). Every stage reads and
+//! Names of the metadata headers attached to every record. Every stage reads and
 //! writes them through these constants so a rename happens in one place.
 
 /// Tenant that owns the record.

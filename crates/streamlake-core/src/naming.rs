@@ -1,4 +1,4 @@
-//! Per-tenant topic naming (SPEC C2): templates with `{tenant}` and `{dataset}` placeholders.
+//! Per-tenant topic naming: templates with `{tenant}` and `{dataset}` placeholders.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,7 +1,7 @@
 //! One event to Kafka: validated and keyed, it goes with its original bytes and the metadata
 //! headers to the dataset's raw topic; refused, it goes to the tenant's dead-letter topic with
-//! the reason. Either way the outcome is known only once the broker acknowledged (DESIGN
-//! reliability rules 1 and 2).
+//! the reason. Either way the outcome is known only once the broker acknowledged (reliability
+//! rules 1 and 2 in docs/ARCHITECTURE.md).
 
 use std::time::SystemTime;
 
@@ -174,7 +174,7 @@ enum ErrorReport<'a> {
     },
 }
 
-/// The metadata headers of an event (SPEC I2), then the target's extra headers, as name and
+/// The metadata headers of an event, then the target's extra headers, as name and
 /// value pairs: one list for both forms below.
 fn metadata_pairs<'a>(
     t: &'a Target<'_>,

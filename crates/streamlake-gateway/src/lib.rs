@@ -1,4 +1,4 @@
-//! HTTP ingestion (SPEC I1-I4, I6): the producer boundary. An event is authenticated, validated
+//! HTTP ingestion: the producer boundary. An event is authenticated, validated
 //! against its dataset's schema, keyed, given metadata headers and produced with its bytes
 //! unchanged to the dataset's raw topic; the client is answered only after the broker
 //! acknowledged. An invalid event goes to the tenant's dead-letter topic, acknowledged too,
@@ -31,7 +31,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Serves `gateway` on `listener` until `shutdown` is cancelled; then stops accepting, lets
-/// in-flight requests finish, and flushes the producer (DESIGN reliability rule 5).
+/// in-flight requests finish, and flushes the producer (reliability rule 5 in docs/ARCHITECTURE.md).
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,

@@ -1,4 +1,4 @@
-//! Prometheus metrics of the gateway (SPEC I6). Label values are bounded: tenant and dataset
+//! Prometheus metrics of the gateway. Label values are bounded: tenant and dataset
 //! ids from the configuration (unknown ones are counted as `unknown`), outcomes and status codes
 //! from fixed sets; never an error text.
 

@@ -1,4 +1,4 @@
-//! Cluster administration (SPEC K3): topics, partition metadata, configs, consumer groups,
+//! Cluster administration: topics, partition metadata, configs, consumer groups,
 //! committed offsets, watermarks and lag. Where the broker lacks an API, the call returns
 //! [`AdminError::Unsupported`] with the broker's answer instead of guessing.
 
@@ -318,6 +318,36 @@ impl Admin {
             }
         }
         Ok(())
+    }
+
+    /// Waits until the metadata shows `name` with at least `partitions` partitions, each with a
+    /// leader: a topic just created is announced to the brokers asynchronously.
+    pub async fn await_topic(
+        &self,
+        name: &str,
+        partitions: usize,
+        timeout: Duration,
+    ) -> Result<TopicInfo, AdminError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let last = self.describe_topic(name).await;
+            match &last {
+                Ok(t) if t.partitions.len() >= partitions
+                    && t.partitions.iter().all(|p| p.leader >= 0) =>
+                {
+                    return last
+                }
+                _ if tokio::time::Instant::now() >= deadline => {
+                    return last.and_then(|t| {
+                        Err(AdminError::Invalid(format!(
+                            "topic \"{name}\" shows {} of {partitions} partitions with a leader after {timeout:?}",
+                            t.partitions.iter().filter(|p| p.leader >= 0).count()
+                        )))
+                    })
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
     }
 
     /// Deletes a topic.

@@ -1,4 +1,4 @@
-//! The consumer runner (SPEC K2, DESIGN reliability rule 3): subscribe, gather a batch (up to
+//! The consumer runner (reliability rule 3 in docs/ARCHITECTURE.md): subscribe, gather a batch (up to
 //! `batch_max_size` records or `batch_max_wait`), hand it to a [`BatchHandler`], and store the
 //! batch's offsets only after the handler returned `Ok` and its [`BatchHandler::checkpoint`]
 //! said that everything handled so far is durable. Stored offsets are committed in the

@@ -1,4 +1,4 @@
-//! How a topic's records spread over its partitions and keys (SPEC C4, seeds/000 §6-7): exact
+//! How a topic's records spread over its partitions and keys: exact
 //! counts per partition from the watermarks, and the keys of a sample read from the beginning,
 //! with warnings for a constant key, too few distinct keys and a hot partition.
 

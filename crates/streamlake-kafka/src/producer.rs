@@ -1,4 +1,4 @@
-//! Acknowledged produce (SPEC K1). Every send resolves to the broker's acknowledgement or to an
+//! Acknowledged produce. Every send resolves to the broker's acknowledgement or to an
 //! error the caller must handle: a full local queue is [`ProduceError::QueueFull`], never a
 //! silent wait or drop. Dropping a librdkafka producer purges its queue, so owners call
 //! [`Producer::flush`] before letting go of it.
@@ -78,7 +78,7 @@ pub enum ProduceError {
 }
 
 impl ProduceError {
-    /// Whether the record may have been persisted despite the error (DESIGN reliability rule 4).
+    /// Whether the record may have been persisted despite the error (reliability rule 4 in docs/ARCHITECTURE.md).
     pub fn possibly_persisted(&self) -> bool {
         matches!(self, ProduceError::TimedOut | ProduceError::Closed)
     }

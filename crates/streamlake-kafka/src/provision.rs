@@ -1,6 +1,8 @@
-//! Topic provisioning (SPEC C3): create declared topics that are missing, leave existing ones
+//! Topic provisioning: create declared topics that are missing, leave existing ones
 //! alone, and report drift between what is declared and what the cluster has. Running it twice
 //! creates nothing the second time.
+
+use std::time::Duration;
 
 use serde::Serialize;
 use streamlake_core::TopicSpec;
@@ -74,7 +76,14 @@ async fn provision_one(admin: &Admin, spec: &TopicSpec) -> ProvisionReport {
             // Another instance may have created it between our look and our create.
             Ok(()) | Err(AdminError::TopicExists(_)) => (
                 ProvisionOutcome::Created,
-                admin.describe_topic(&spec.name).await.ok(),
+                admin
+                    .await_topic(
+                        &spec.name,
+                        spec.partitions.max(1) as usize,
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .ok(),
             ),
             Err(e) => (
                 ProvisionOutcome::Failed {

@@ -18,7 +18,7 @@ pub struct KafkaSettings {
     pub consumer: BTreeMap<String, String>,
 }
 
-/// Producer defaults (SPEC K1, DESIGN reliability rule 1). Idempotence is set explicitly:
+/// Producer defaults (reliability rule 1 in docs/ARCHITECTURE.md). Idempotence is set explicitly:
 /// librdkafka does not enable it by default.
 pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("acks", "all"),

@@ -60,15 +60,10 @@ impl Lab {
                 configs: Default::default(),
             })
             .await?;
-        for _ in 0..50 {
-            if let Ok(t) = self.admin.describe_topic(&name).await {
-                if t.partitions.len() == partitions as usize {
-                    break;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         self.topics.push(name.clone());
+        self.admin
+            .await_topic(&name, partitions.max(1) as usize, Duration::from_secs(30))
+            .await?;
         Ok(name)
     }
 

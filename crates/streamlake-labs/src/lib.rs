@@ -1,4 +1,4 @@
-//! Labs (SPEC O4): what Kafka guarantees and what it does not, shown on the running system with
+//! Labs: what Kafka guarantees and what it does not, shown on the running system with
 //! numbers. Each lab works in its own uniquely named topics and groups, finishes in under a
 //! minute with its defaults, and returns a report that prints as tables or serialises to JSON.
 //!

@@ -1,4 +1,4 @@
-//! StreamLake's processing stage (SPEC P1, P2): raw topics → clean topics, invalid records to
+//! StreamLake's processing stage: raw topics → clean topics, invalid records to
 //! the tenant's dead-letter topic.
 //!
 //! # Layout

@@ -1,4 +1,4 @@
-//! The config-driven processor (SPEC P1): per dataset, `normalize` conversions, semantic
+//! The config-driven processor: per dataset, `normalize` conversions, semantic
 //! `rules`, threshold `derive`s, then `data_type` and `processed_at`. Everything comes from
 //! `[tenants.T.datasets.D.processing]`; see `streamlake_config::ProcessingConfig`.
 

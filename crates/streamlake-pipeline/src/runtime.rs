@@ -1,4 +1,4 @@
-//! The consumer-group runtime of processors (SPEC P1, P2; DESIGN reliability rules 2 and 3):
+//! The consumer-group runtime of processors (reliability rules 2 and 3 in docs/ARCHITECTURE.md):
 //! a batch is read, every record's outputs and dead letters are produced, all their
 //! acknowledgements are awaited, and only then are the batch's offsets stored. A failed
 //! produce fails the batch: the runner stops without storing, and [`supervise`] starts it

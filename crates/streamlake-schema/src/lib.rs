@@ -1,4 +1,4 @@
-//! Dataset schemas (SPEC I2, C4): each dataset's JSON Schema compiled once at start-up, event
+//! Dataset schemas: each dataset's JSON Schema compiled once at start-up, event
 //! validation that reports where and which rule failed, and partition-key extraction by JSON
 //! pointer.
 //!
@@ -72,7 +72,7 @@ impl DatasetSchema {
         &self.version
     }
 
-    /// Why the configured key cannot spread load, if it cannot (SPEC C4).
+    /// Why the configured key cannot spread load, if it cannot.
     pub fn key_warning(&self) -> Option<&str> {
         self.key_warning.as_deref()
     }
@@ -154,7 +154,7 @@ fn violation_of(e: &jsonschema::ValidationError<'_>, more: usize) -> Violation {
 }
 
 /// A key that is `tenant_id`, or a field the schema pins to one value, sends every event of the
-/// dataset to one partition (seeds/000 §6).
+/// dataset to one partition.
 fn key_policy_warning(schema: &Value, key: &KeySpec) -> Option<String> {
     let pointers = key.pointers();
     let all_constant = pointers.iter().all(|p| {

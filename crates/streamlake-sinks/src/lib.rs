@@ -1,4 +1,4 @@
-//! StreamLake's sinks (SPEC K-CSV, K-LAKE, K-PG): clean records landed in files and tables,
+//! StreamLake's sinks: clean records landed in files and tables,
 //! offsets stored only after the sink made them durable (at-least-once), each row traceable
 //! to its `ingestion_id`.
 //!

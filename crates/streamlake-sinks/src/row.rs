@@ -1,5 +1,5 @@
 //! Rows: a clean record converted to the typed columns a sink writes, with the metadata that
-//! traces it to its record (DESIGN reliability rule 6).
+//! traces it to its record (reliability rule 6 in docs/ARCHITECTURE.md).
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;

@@ -1,4 +1,4 @@
-//! The `Sink` trait and its runtime (SPEC K-CSV, K-LAKE, K-PG; DESIGN reliability rule 3): a
+//! The `Sink` trait and its runtime (reliability rule 3 in docs/ARCHITECTURE.md): a
 //! batch is converted to rows and written; offsets are stored only after `flush` returned, so
 //! a crash replays what was not durable and loses nothing.
 

@@ -1,4 +1,4 @@
-//! StreamLake's sources (SPEC S1, S2, I5): events that are pulled or generated rather than
+//! StreamLake's sources: events that are pulled or generated rather than
 //! pushed over HTTP, ingested through the same path as HTTP (`Gateway::ingest`).
 //!
 //! # Layout

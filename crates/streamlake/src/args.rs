@@ -260,6 +260,28 @@ pub(crate) enum BenchCommand {
     /// The processor against a bare consume -> produce loop over the same records, and each
     /// sink against a bare consume of the clean topic. Starts its own one-node Kafka.
     Pipeline(BenchPipelineArgs),
+    /// End-to-end latency at a steady rate: HTTP acknowledgement to the record in the clean
+    /// topic, through the gateway and the air-quality processor. Starts its own one-node Kafka.
+    Latency(BenchLatencyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchLatencyArgs {
+    /// Events per second offered to the gateway.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) rate: u64,
+    /// Events per request (a JSON array).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) batch_size: usize,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) duration_secs: u64,
+    /// Seconds of load before the measurement (the processor joins its group meanwhile).
+    #[arg(long, default_value_t = 5)]
+    pub(crate) warmup_secs: u64,
+    /// Append the report (markdown) to this file, e.g. docs/BENCHMARKS.md.
+    #[arg(long)]
+    pub(crate) report: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

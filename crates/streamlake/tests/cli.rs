@@ -20,6 +20,30 @@ fn streamlake(args: &[&str]) -> Command {
     cmd
 }
 
+/// A process a test stops itself; killed when the test ends first (a failed assertion), so
+/// nothing it started keeps running: the broker of a killed `up` is stopped by its watchdog.
+struct Running(Option<Child>);
+
+impl Running {
+    fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    /// The process, no longer killed on drop.
+    fn take(mut self) -> Child {
+        self.0.take().expect("a running process")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn run(args: &[&str]) -> Output {
     streamlake(args).output().unwrap()
 }
@@ -268,30 +292,32 @@ async fn up_provisions_the_example_and_stops_cleanly_on_ctrl_c() {
     let http = free_local_addr();
     let config = example("air-quality/streamlake.toml");
     let (mqtt_client, mqtt_prefix) = (unique("up"), unique("up"));
-    let child = streamlake(&[
-        "up",
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        data.path().to_str().unwrap(),
-    ])
-    .env("STREAMLAKE_BROKER__LISTEN", listen.to_string())
-    .env("STREAMLAKE_HTTP__LISTEN", http.to_string())
-    .env("STREAMLAKE_POSTGRES_URL", postgres_url())
-    // Parquet files every second instead of every 30, so the test need not wait.
-    .env("STREAMLAKE_SINKS__LAKE__PARQUET__ROLL_SECS", "1")
-    .env("STREAMLAKE_MQTT__CLIENT_ID", &mqtt_client)
-    .env("STREAMLAKE_MQTT__TOPIC_PREFIX", &mqtt_prefix)
-    .env("STREAMLAKE_MQTT__HOST", mqtt_addr().0)
-    .env("STREAMLAKE_MQTT__PORT", mqtt_addr().1.to_string())
-    .env_remove("TENANT_A_API_KEY")
-    .stdout(Stdio::null())
-    // A file, not a pipe: nothing reads the log while `up` runs.
-    .stderr(std::fs::File::create(data.path().join("up.log")).unwrap())
-    // Its own process group, as a terminal's foreground job: Ctrl-C signals the whole group.
-    .process_group(0)
-    .spawn()
-    .unwrap();
+    let child = Running(Some(
+        streamlake(&[
+            "up",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ])
+        .env("STREAMLAKE_BROKER__LISTEN", listen.to_string())
+        .env("STREAMLAKE_HTTP__LISTEN", http.to_string())
+        .env("STREAMLAKE_POSTGRES_URL", postgres_url())
+        // Parquet files every second instead of every 30, so the test need not wait.
+        .env("STREAMLAKE_SINKS__LAKE__PARQUET__ROLL_SECS", "1")
+        .env("STREAMLAKE_MQTT__CLIENT_ID", &mqtt_client)
+        .env("STREAMLAKE_MQTT__TOPIC_PREFIX", &mqtt_prefix)
+        .env("STREAMLAKE_MQTT__HOST", mqtt_addr().0)
+        .env("STREAMLAKE_MQTT__PORT", mqtt_addr().1.to_string())
+        .env_remove("TENANT_A_API_KEY")
+        .stdout(Stdio::null())
+        // A file, not a pipe: nothing reads the log while `up` runs.
+        .stderr(std::fs::File::create(data.path().join("up.log")).unwrap())
+        // Its own process group, as a terminal's foreground job: Ctrl-C signals the whole group.
+        .process_group(0)
+        .spawn()
+        .unwrap(),
+    ));
     let pid = child.id() as i32;
 
     let mut s = settings().await;
@@ -468,7 +494,7 @@ async fn up_provisions_the_example_and_stops_cleanly_on_ctrl_c() {
     )
     .unwrap();
     let status = tokio::task::spawn_blocking(move || {
-        let mut child = child;
+        let mut child = child.take();
         child.wait()
     })
     .await
@@ -505,23 +531,25 @@ async fn up_on_the_seed_pipeline_writes_one_csv_file_per_data_type() {
     let listen = free_port_block(2);
     let http = free_local_addr();
     let config = example("seed-pipeline/streamlake.toml");
-    let mut child = streamlake(&[
-        "up",
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        data.path().to_str().unwrap(),
-    ])
-    .env("STREAMLAKE_BROKER__LISTEN", listen.to_string())
-    .env("STREAMLAKE_HTTP__LISTEN", http.to_string())
-    .env_remove("DEMO_API_KEY")
-    // The example's generators would add records; this test counts exact rows.
-    .env("STREAMLAKE_GENERATORS__SENSORS__ENABLED", "false")
-    .env("STREAMLAKE_GENERATORS__ACTIVITY__ENABLED", "false")
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(data.path().join("up.log")).unwrap())
-    .spawn()
-    .unwrap();
+    let child = Running(Some(
+        streamlake(&[
+            "up",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ])
+        .env("STREAMLAKE_BROKER__LISTEN", listen.to_string())
+        .env("STREAMLAKE_HTTP__LISTEN", http.to_string())
+        .env_remove("DEMO_API_KEY")
+        // The example's generators would add records; this test counts exact rows.
+        .env("STREAMLAKE_GENERATORS__SENSORS__ENABLED", "false")
+        .env("STREAMLAKE_GENERATORS__ACTIVITY__ENABLED", "false")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(data.path().join("up.log")).unwrap())
+        .spawn()
+        .unwrap(),
+    ));
 
     let now = chrono_now();
     let post = |dataset: &'static str, body: String| {
@@ -626,6 +654,7 @@ async fn up_on_the_seed_pipeline_writes_one_csv_file_per_data_type() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
+    let mut child = child.take();
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()

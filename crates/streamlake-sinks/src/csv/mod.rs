@@ -1,4 +1,4 @@
-//! CSV files (SPEC K-CSV): one file per path template (e.g. `processed_data_{data_type}.csv`),
+//! CSV files: one file per path template (e.g. `processed_data_{data_type}.csv`),
 //! a header row once per file, RFC 4180 quoting by the `csv` crate, rotation by size or UTC day.
 //!
 //! The active file always has the configured name; rotation renames it to

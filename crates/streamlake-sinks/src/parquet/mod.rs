@@ -1,4 +1,4 @@
-//! Parquet lake tables (SPEC K-LAKE): one table per tenant and dataset at
+//! Parquet lake tables: one table per tenant and dataset at
 //! `ROOT/{tenant}/{dataset}/date=YYYY-MM-DD/part-UUID.parquet`, Hive-style date partitions by
 //! the record's `ingested_at` (UTC), columns from the dataset's `columns` plus the metadata
 //! columns, Snappy-compressed.

@@ -1,4 +1,4 @@
-//! PostgreSQL tables (SPEC K-PG): one table per tenant and dataset (`SCHEMA.TABLE`, created
+//! PostgreSQL tables: one table per tenant and dataset (`SCHEMA.TABLE`, created
 //! when missing), rows inserted a batch at a time with one statement that unpacks a JSON array
 //! (`jsonb_to_recordset`), and `ON CONFLICT (ingestion_id) DO NOTHING`: a batch replayed after
 //! a crash inserts nothing twice, so at-least-once delivery gives exactly-once rows.

@@ -1,4 +1,4 @@
-//! Event generators (SPEC S2): sensor readings (temperature, humidity) and user activity
+//! Event generators: sensor readings (temperature, humidity) and user activity
 //! (clicks, views, purchases), at a given rate (or as fast as the broker takes them: heavy
 //! load), for a count or a duration, over a given number of distinct keys.
 

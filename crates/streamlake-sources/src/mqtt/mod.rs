@@ -1,4 +1,4 @@
-//! MQTT ingestion (SPEC I5): subscribe to `{prefix}/+/+` with QoS 1 on a persistent session,
+//! MQTT ingestion: subscribe to `{prefix}/+/+` with QoS 1 on a persistent session,
 //! run every message through the gateway's path for the tenant and dataset its topic names,
 //! and acknowledge it to the MQTT broker only after Kafka acknowledged the event or its dead
 //! letter. A message Kafka did not take is retried until it is; at shutdown it stays

@@ -1,4 +1,4 @@
-//! The Sensor.Community poller (SPEC S1): fetches the `static/v2/data.json` list (or replays a
+//! The Sensor.Community poller: fetches the `static/v2/data.json` list (or replays a
 //! file), maps each record into every configured tenant's message structure, and ingests each
 //! mapped event through the gateway's path. Records that cannot be mapped are dead-lettered
 //! with the mapping rule; records seen in the last polls (same id) are not emitted again; a

@@ -1,5 +1,5 @@
 //! `streamlake bench gateway`: the gateway's throughput against its ceiling, measured in one run
-//! on one broker (DESIGN: performance method). The baseline is a bare librdkafka producer with
+//! on one broker (the method in docs/BENCHMARKS.md). The baseline is a bare librdkafka producer with
 //! the same producer settings writing the same records (payload, key and the gateway's seven
 //! metadata headers); a headerless run is reported beside it for reference. The
 //! gateway runs as its own process so its CPU time and memory are its own; the two sides take
@@ -29,6 +29,7 @@ pub(crate) async fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Gateway(args) => gateway(args).await,
         BenchCommand::Pipeline(args) => super::bench_pipeline::run(args).await,
+        BenchCommand::Latency(args) => super::bench_latency::run(args).await,
     }
 }
 
@@ -141,7 +142,7 @@ impl Side {
     }
 }
 
-/// The seven metadata headers the gateway attaches to each record (SPEC I2), with a fresh
+/// The seven metadata headers the gateway attaches to each record, with a fresh
 /// `ingestion_id`, so the baseline writes the same records the gateway writes.
 fn gateway_headers() -> OwnedHeaders {
     let id = uuid::Uuid::now_v7().to_string();

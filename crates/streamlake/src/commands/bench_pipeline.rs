@@ -186,27 +186,28 @@ async fn wait_for(what: &str, timeout: Duration, done: impl Fn() -> bool) -> any
     Ok(())
 }
 
+/// The air-quality example written under `dir` with its schemas, loaded, its data under
+/// `dir/data`.
+pub(super) fn example_config(dir: &std::path::Path) -> anyhow::Result<Config> {
+    std::fs::create_dir_all(dir.join("schemas"))?;
+    std::fs::write(dir.join("schemas/tenant-a-air-quality.json"), SCHEMA_A)?;
+    std::fs::write(dir.join("schemas/tenant-b-air-quality.json"), SCHEMA_B)?;
+    std::fs::create_dir_all(dir.join("data"))?;
+    std::fs::write(dir.join("data/sensor-community-sample.json"), SAMPLE)?;
+    let path = dir.join("streamlake.toml");
+    std::fs::write(&path, EXAMPLE)?;
+    let mut config: Config = streamlake_config::load(&path).map_err(|e| anyhow!("{e}"))?;
+    config.data_dir = dir.join("data");
+    Ok(config)
+}
+
 pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
     if args.records == 0 {
         bail!("--records must be at least 1");
     }
     let n = args.records;
     let dir = tempfile::tempdir()?;
-    std::fs::create_dir_all(dir.path().join("schemas"))?;
-    std::fs::write(
-        dir.path().join("schemas/tenant-a-air-quality.json"),
-        SCHEMA_A,
-    )?;
-    std::fs::write(
-        dir.path().join("schemas/tenant-b-air-quality.json"),
-        SCHEMA_B,
-    )?;
-    std::fs::create_dir_all(dir.path().join("data"))?;
-    std::fs::write(dir.path().join("data/sensor-community-sample.json"), SAMPLE)?;
-    let path = dir.path().join("streamlake.toml");
-    std::fs::write(&path, EXAMPLE)?;
-    let mut config: Config = streamlake_config::load(&path).map_err(|e| anyhow!("{e}"))?;
-    config.data_dir = dir.path().join("data");
+    let config = example_config(dir.path())?;
 
     let (broker, settings) = start_broker(dir.path()).await?;
     let bare_out = "bench.bare-out";

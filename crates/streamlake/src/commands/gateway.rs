@@ -1,5 +1,5 @@
-//! `streamlake gateway`: HTTP ingestion as its own process (DESIGN: Kafka, not memory, connects
-//! the stages, so the gateway can run anywhere the cluster is reachable).
+//! `streamlake gateway`: HTTP ingestion as its own process (Kafka, not memory, connects the
+//! stages, so the gateway can run anywhere the cluster is reachable).
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! platform logic of its own.
 
 mod bench;
+mod bench_latency;
 mod bench_pipeline;
 mod config;
 mod console;

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::args::{BrokerArgs, Cli, UpArgs};
 
 pub(crate) async fn run(cli: &Cli, args: &UpArgs) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
     let config = configure(cli, args)?;
     let shutdown = CancellationToken::new();
     streamlake_kafka::shutdown::cancel_on_signals(shutdown.clone());
@@ -33,7 +34,7 @@ pub(crate) async fn run(cli: &Cli, args: &UpArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| config.broker.listen.to_string());
     let settings = KafkaSettings::from_config(&config, bootstrap.clone());
 
-    let result = serve(&config, &settings, &health, &shutdown).await;
+    let result = serve(&config, &settings, &health, &shutdown, started).await;
     // The stages have stopped and committed: only now may the broker go.
     if let Some(broker) = broker {
         broker.stop().await;
@@ -92,6 +93,7 @@ async fn serve(
     settings: &KafkaSettings,
     health: &Health,
     shutdown: &CancellationToken,
+    started: std::time::Instant,
 ) -> anyhow::Result<()> {
     let admin = Admin::new(settings)?;
     let reports = provision(&admin, &config.declared_topics()).await;
@@ -139,7 +141,12 @@ async fn serve(
         sinks = config.sinks.values().filter(|s| s.enabled).count(),
         "processors and sinks started"
     );
-    tracing::info!(bootstrap = %settings.bootstrap_servers, http = %config.http.listen, "StreamLake is up; press Ctrl-C to stop");
+    tracing::info!(
+        bootstrap = %settings.bootstrap_servers,
+        http = %config.http.listen,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "StreamLake is up; press Ctrl-C to stop"
+    );
     shutdown.cancelled().await;
     tracing::info!("shutting down");
     // The gateway stops accepting, finishes in-flight requests and flushes before the broker stops.
@@ -221,7 +228,7 @@ fn start_sources(
     tasks
 }
 
-/// SPEC C4 at start-up: how the records already in a raw topic spread over its partitions and
+/// At start-up: how the records already in a raw topic spread over its partitions and
 /// keys (a sample of 2,000), with a warning for a constant key or too few keys.
 async fn key_guard(settings: &KafkaSettings, topic: &str) {
     match streamlake_kafka::distribution(settings, topic, 2_000, 3).await {
