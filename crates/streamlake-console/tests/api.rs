@@ -274,7 +274,7 @@ async fn group_lag_is_produced_minus_committed() {
     assert_eq!(committed, 4, "{group}");
 
     // The console's sampler records lag over time (one sample a second here).
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    p.await_lag_samples(2).await;
     let (_, group) = p
         .get(&format!("/api/kafka/groups/{}", p.group), Some(&p.admin))
         .await;

@@ -288,7 +288,7 @@ fn ingestion_id(m: &rdkafka::message::BorrowedMessage<'_>) -> String {
     m.headers()
         .and_then(|h| {
             h.iter()
-                .find(|h| h.key == "ingestion_id")
+                .find(|h| h.key == streamlake_core::headers::INGESTION_ID)
                 .and_then(|h| h.value)
                 .map(|v| String::from_utf8_lossy(v).into_owned())
         })
@@ -521,7 +521,7 @@ async fn run_mode(
     let sends = ids.iter().map(|id| {
         let (producer, topic) = (&producer, &input);
         async move {
-            let headers = Headers::new().with("ingestion_id", id);
+            let headers = Headers::new().with(streamlake_core::headers::INGESTION_ID, id);
             let payload = format!(r#"{{"id":"{id}"}}"#);
             producer
                 .send(topic, Some(id.as_bytes()), payload.as_bytes(), &headers)

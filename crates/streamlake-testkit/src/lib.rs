@@ -329,13 +329,16 @@ impl Stack {
         for (i, r) in records.iter().enumerate() {
             let id = uuid::Uuid::now_v7().to_string();
             let headers = streamlake_kafka::Headers::new()
-                .with("tenant", tenant)
-                .with("dataset", dataset)
-                .with("schema_version", "1")
-                .with("ingestion_id", &id)
-                .with("producer_service", "testkit")
-                .with("ingested_at", "2026-11-23T10:00:00.000Z")
-                .with("content-type", "application/json");
+                .with(streamlake_core::headers::TENANT, tenant)
+                .with(streamlake_core::headers::DATASET, dataset)
+                .with(streamlake_core::headers::SCHEMA_VERSION, "1")
+                .with(streamlake_core::headers::INGESTION_ID, &id)
+                .with(streamlake_core::headers::PRODUCER_SERVICE, "testkit")
+                .with(
+                    streamlake_core::headers::INGESTED_AT,
+                    "2026-11-23T10:00:00.000Z",
+                )
+                .with(streamlake_core::headers::CONTENT_TYPE, "application/json");
             ids.push(id);
             let payload = serde_json::to_vec(r).expect("JSON");
             let key = format!("key-{i}");

@@ -19,10 +19,27 @@ async fn main() -> std::process::ExitCode {
     match commands::run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each said once: many error types already put their
+/// cause in their own message, and `{:#}` would then print it twice.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn init_tracing(verbose: u8) {
@@ -37,4 +54,32 @@ fn init_tracing(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read {path}: {source}")]
+    struct ReadError {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(ReadError {
+            path: "a.toml",
+            source: io,
+        })
+        .context("loading the configuration");
+        assert_eq!(
+            report(&e),
+            "loading the configuration: cannot read a.toml: no such file"
+        );
+        let plain = anyhow::anyhow!("no such file").context("reading a.toml");
+        assert_eq!(report(&plain), "reading a.toml: no such file");
+    }
 }

@@ -157,6 +157,21 @@ enabled = false
     }
 
     /// Consumes `n` records of the raw topic as the configured group and commits them.
+    /// Waits until the console's sampler has recorded at least `n` lag samples of the group.
+    pub async fn await_lag_samples(&self, n: usize) {
+        let sampled = streamlake_testkit::eventually(Duration::from_secs(60), || async {
+            let (_, group) = self
+                .get(
+                    &format!("/api/kafka/groups/{}", self.group),
+                    Some(&self.admin),
+                )
+                .await;
+            (group["lagHistory"].as_array()?.len() >= n).then_some(())
+        })
+        .await;
+        assert!(sampled.is_some(), "the sampler recorded {n} lag samples");
+    }
+
     pub async fn commit(&self, n: usize) {
         let mut cfg = self.stack.settings.consumer_config();
         cfg.set("group.id", &self.group)

@@ -147,14 +147,15 @@ impl Side {
 fn gateway_headers() -> OwnedHeaders {
     let id = uuid::Uuid::now_v7().to_string();
     let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    use streamlake_core::headers;
     [
-        ("tenant", "bench"),
-        ("dataset", "air-quality"),
-        ("schema_version", "1"),
-        ("ingestion_id", id.as_str()),
-        ("producer_service", "streamlake-gateway"),
-        ("ingested_at", now.as_str()),
-        ("content-type", "application/json"),
+        (headers::TENANT, "bench"),
+        (headers::DATASET, "air-quality"),
+        (headers::SCHEMA_VERSION, "1"),
+        (headers::INGESTION_ID, id.as_str()),
+        (headers::PRODUCER_SERVICE, "streamlake-gateway"),
+        (headers::INGESTED_AT, now.as_str()),
+        (headers::CONTENT_TYPE, "application/json"),
     ]
     .into_iter()
     .fold(OwnedHeaders::new_with_capacity(7), |h, (key, value)| {

@@ -117,7 +117,7 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
                         let at = start.elapsed();
                         let id = m.headers().and_then(|h| {
                             h.iter()
-                                .find(|h| h.key == "ingestion_id")
+                                .find(|h| h.key == streamlake_core::headers::INGESTION_ID)
                                 .and_then(|h| h.value)
                                 .map(|v| String::from_utf8_lossy(v).into_owned())
                         });

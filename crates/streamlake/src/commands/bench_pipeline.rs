@@ -231,16 +231,19 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
         try_join_all(chunk.iter().map(|&i| {
             let (key, body) = &evs[i % evs.len()];
             let headers = Headers::new()
-                .with("tenant", tenant.id.as_str())
-                .with("dataset", ds.id.as_str())
-                .with("schema_version", "1")
-                .with("ingestion_id", uuid::Uuid::now_v7().to_string())
-                .with("producer_service", "bench")
+                .with(streamlake_core::headers::TENANT, tenant.id.as_str())
+                .with(streamlake_core::headers::DATASET, ds.id.as_str())
+                .with(streamlake_core::headers::SCHEMA_VERSION, "1")
                 .with(
-                    "ingested_at",
+                    streamlake_core::headers::INGESTION_ID,
+                    uuid::Uuid::now_v7().to_string(),
+                )
+                .with(streamlake_core::headers::PRODUCER_SERVICE, "bench")
+                .with(
+                    streamlake_core::headers::INGESTED_AT,
                     streamlake_pipeline::json::rfc3339(chrono::Utc::now()),
                 )
-                .with("content-type", "application/json");
+                .with(streamlake_core::headers::CONTENT_TYPE, "application/json");
             let producer = producer.clone();
             let raw = raw.clone();
             async move {
