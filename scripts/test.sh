@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on this machine: installs what is missing (scripts/setup.sh), checks
-# formatting and lints, starts one Apache Kafka for the whole run (`streamlake broker`, on free
+# formatting, lints and the API docs' links, starts one Apache Kafka for the whole run (`streamlake broker`, on free
 # loopback ports, storage in a temporary directory) and runs every test against it. Tests that
 # stop, kill or replicate brokers (failover on three nodes) start their own.
 set -euo pipefail
@@ -9,6 +9,7 @@ scripts/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/streamlake/target}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 cargo build -p streamlake
 
 work="$(mktemp -d)"

@@ -8,8 +8,8 @@
 //!   the handler succeeded (at-least-once).
 //! - [`admin`]: [`Admin`], topics, configs, consumer groups, watermarks and lag.
 //! - [`browse`]: a bounded range of records, read without a group.
-//! - [`distribution`]: how a topic's records spread over partitions and keys.
-//! - [`provision`]: create declared topics, report existing ones and drift.
+//! - [`distribution`](mod@distribution): how a topic's records spread over partitions and keys.
+//! - [`provision`](mod@provision): create declared topics, report existing ones and drift.
 //! - [`shutdown`]: SIGINT/SIGTERM to a cancellation token.
 //!
 //! What this crate does not do: validation, routing or any knowledge of tenants beyond topic

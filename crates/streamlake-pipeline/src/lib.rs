@@ -7,7 +7,7 @@
 //!   [`supervise`], which restarts a failed consumer group member from its stored offsets.
 //! - [`rules`]: [`ConfigProcessor`], the config-driven processor (normalize, rules, derive).
 //! - [`json`]: JSON pointer writes and timestamp parsing, shared with the sinks.
-//! - [`run`]: [`run_pipeline`], a configured pipeline as one consumer group member.
+//! - `run`: [`run_pipeline`], a configured pipeline as one consumer group member.
 
 pub mod json;
 pub mod processor;

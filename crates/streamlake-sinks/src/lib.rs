@@ -8,7 +8,7 @@
 //! - [`row`]: a record as typed [`Row`] cells.
 //! - [`csv`], [`parquet`] (feature `parquet`), [`postgres`] (feature `postgres`): one folder per
 //!   store.
-//! - [`run`]: [`run_sink`], a configured sink as one consumer group member.
+//! - `run`: [`run_sink`], a configured sink as one consumer group member.
 
 pub mod csv;
 #[cfg(feature = "parquet")]

@@ -134,7 +134,7 @@ async fn serve(
     )
     .await?;
     super::console::announce(config, config.http.listen);
-    let stages = super::stages::start_all(&std::sync::Arc::new(config.clone()), settings, shutdown);
+    let stages = super::stages::start_all(&Arc::new(config.clone()), settings, shutdown);
     let sources = start_sources(config, &ingest, shutdown);
     tracing::info!(
         pipelines = config.pipelines.values().filter(|p| p.enabled).count(),
@@ -168,7 +168,7 @@ async fn serve(
 /// Starts the enabled generators, pollers and MQTT ingestion, sharing one gateway (schemas
 /// compiled once, one producer).
 fn start_sources(
-    config: &streamlake_config::Config,
+    config: &Config,
     gateway: &Arc<streamlake_gateway::Gateway>,
     shutdown: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
