@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on this machine: installs what is missing (scripts/setup.sh), checks
-# formatting, lints and the API docs' links, starts one Apache Kafka for the whole run (`streamlake broker`, on free
-# loopback ports, storage in a temporary directory) and runs every test against it. Tests that
-# stop, kill or replicate brokers (failover on three nodes) start their own.
+# formatting, lints and the API docs' links, starts one Apache Kafka for the whole run
+# (`streamlake broker`, on free loopback ports, storage in a temporary directory) and runs every
+# test against it. Tests that stop, kill or replicate brokers (failover on three nodes) start
+# their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
