@@ -12,7 +12,7 @@ use base64::Engine as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use streamlake_config::BrokerConfig;
-use streamlake_core::{Condition, Health};
+use streamlake_core::{Condition, Health, RetryPolicy};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -24,10 +24,8 @@ use crate::BrokerError;
 /// The name the broker reports its condition under in [`Health`].
 pub const HEALTH_COMPONENT: &str = "broker";
 
-/// First wait before a dead node is started again; doubled after each failed restart.
-const RESTART_BACKOFF_MIN: Duration = Duration::from_secs(1);
-/// Longest wait between restarts.
-const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Waits before a dead node is started again: 1 s, doubled after each failed restart, up to 30 s.
+const RESTART: RetryPolicy = RetryPolicy::new(Duration::from_secs(1), Duration::from_secs(30));
 /// A node that ran this long before it died is restarted after the shortest wait again.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 
@@ -342,7 +340,7 @@ struct Supervisor {
 
 impl Supervisor {
     async fn run(self, mut process: NodeProcess) {
-        let mut backoff = RESTART_BACKOFF_MIN;
+        let mut backoff = RESTART.backoff();
         let mut since = Instant::now();
         loop {
             let status = tokio::select! {
@@ -359,8 +357,9 @@ impl Supervisor {
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&self.node.id);
             if since.elapsed() >= STABLE_AFTER {
-                backoff = RESTART_BACKOFF_MIN;
+                backoff.reset();
             }
+            let mut pause = backoff.next_delay();
             let reason = format!(
                 "node {} ({}) exited with {status}",
                 self.node.id, self.node.client
@@ -370,20 +369,20 @@ impl Supervisor {
                 %status,
                 log = %self.node.log_path().display(),
                 last_lines = %node::log_tail(&self.node.log_path()),
-                restart_in_ms = backoff.as_millis() as u64,
+                restart_in_ms = pause.as_millis() as u64,
                 "Kafka broker node died; restarting it"
             );
             self.mark(false, &reason);
             process = loop {
                 tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(pause) => {}
                     () = self.stop.cancelled() => return,
                 }
-                backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
                 match self.restart().await {
                     Ok(p) => break p,
                     Err(e) => {
-                        tracing::error!(node = self.node.id, error = %e, restart_in_ms = backoff.as_millis() as u64, "restarting the Kafka broker node failed");
+                        pause = backoff.next_delay();
+                        tracing::error!(node = self.node.id, error = %e, restart_in_ms = pause.as_millis() as u64, "restarting the Kafka broker node failed");
                     }
                 }
             };

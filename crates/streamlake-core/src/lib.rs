@@ -6,6 +6,7 @@
 //! - [`health`]: components' readiness as `/readyz` reports it.
 //! - [`headers`]: the metadata header names every stage reads and writes, in one place.
 //! - [`dead_letter`]: what a dead letter carries besides the original record.
+//! - [`retry`]: [`RetryPolicy`], the back-off with jitter every retry loop uses.
 //! - [`topic`]: a declared topic with its desired partition count and configs.
 
 pub mod dead_letter;
@@ -13,10 +14,12 @@ pub mod headers;
 pub mod health;
 pub mod id;
 pub mod naming;
+pub mod retry;
 pub mod topic;
 
 pub use dead_letter::{DeadLetter, Stage};
 pub use health::{Condition, Health};
 pub use id::{validate_topic_name, DatasetId, IdError, TenantId};
 pub use naming::{TopicNaming, TopicRole};
+pub use retry::{Backoff, RetryPolicy};
 pub use topic::TopicSpec;

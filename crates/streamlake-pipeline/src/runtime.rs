@@ -8,7 +8,6 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::try_join_all;
 use streamlake_kafka::{
@@ -18,6 +17,7 @@ use streamlake_kafka::{
 use tokio_util::sync::CancellationToken;
 
 use crate::processor::{Outcome, Processor};
+use streamlake_core::RetryPolicy;
 
 /// Counters of a processor, shared with whoever reports them.
 #[derive(Debug, Default)]
@@ -157,7 +157,7 @@ where
     Fut: Future<Output = Result<H, HandlerError>>,
 {
     let mut total = RunStats::default();
-    let mut pause = Duration::from_millis(500);
+    let mut backoff = RetryPolicy::RECONNECT.backoff();
     while !shutdown.is_cancelled() {
         let attempt = async {
             let mut handler = make_handler().await?;
@@ -174,13 +174,13 @@ where
                 break;
             }
             Err(e) => {
+                let pause = backoff.next_delay();
                 tracing::error!(component = name, group = %options.group_id, error = %e,
                     retry_in = ?pause, "stopped after a failure; restarting from the last stored offsets");
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(pause) => {}
                 }
-                pause = (pause * 2).min(Duration::from_secs(30));
             }
         }
     }

@@ -5,10 +5,9 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use futures::future::join_all;
-use streamlake_core::{DatasetId, TenantId};
+use streamlake_core::{DatasetId, RetryPolicy, TenantId};
 use streamlake_gateway::{Gateway, Ingested};
 use tokio_util::sync::CancellationToken;
 
@@ -71,7 +70,7 @@ pub async fn drive<S: Source>(
             .into_iter()
             .map(|e| (e, Gateway::new_ingestion_id()))
             .collect();
-        let mut pause = Duration::from_millis(200);
+        let mut backoff = RetryPolicy::REDELIVER.backoff();
         while !pending.is_empty() {
             let results =
                 join_all(pending.iter().map(|(e, id)| {
@@ -103,8 +102,7 @@ pub async fn drive<S: Source>(
                     )
                     .into());
                 }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
         source.acknowledge();

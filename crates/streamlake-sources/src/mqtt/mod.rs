@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::stream::{FuturesOrdered, StreamExt};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
 use streamlake_config::MqttConfig;
-use streamlake_core::{DatasetId, TenantId};
+use streamlake_core::{DatasetId, RetryPolicy, TenantId};
 use streamlake_gateway::{Gateway, Ingested};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -48,7 +48,7 @@ pub fn route(prefix: &str, topic: &str) -> Option<(TenantId, DatasetId)> {
 }
 
 /// Runs MQTT ingestion until `shutdown`. Connection failures are logged and retried with
-/// back-off (0.5 s doubling to 30 s); they never end the run.
+/// back-off (`RetryPolicy::RECONNECT`); they never end the run.
 pub async fn run_mqtt(
     config: &MqttConfig,
     gateway: Arc<Gateway>,
@@ -95,7 +95,7 @@ async fn poll_connection(
     tx: mpsc::Sender<Publish>,
     shutdown: CancellationToken,
 ) {
-    let mut pause = Duration::from_millis(500);
+    let mut backoff = RetryPolicy::RECONNECT.backoff();
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -103,7 +103,7 @@ async fn poll_connection(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                pause = Duration::from_millis(500);
+                backoff.reset();
                 tracing::info!(session_present = ack.session_present, "MQTT connected");
                 if let Err(e) = client.subscribe(&filter, QoS::AtLeastOnce).await {
                     tracing::warn!(error = %e, "MQTT subscribe failed");
@@ -118,12 +118,12 @@ async fn poll_connection(
             }
             Ok(_) => {}
             Err(e) => {
+                let pause = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?pause, "MQTT connection failed; reconnecting");
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(pause) => {}
                 }
-                pause = (pause * 2).min(Duration::from_secs(30));
             }
         }
     }
@@ -178,7 +178,7 @@ async fn ingest_one(
         tracing::warn!(topic = %p.topic, bytes = p.payload.len(), "MQTT message on a topic that is not {prefix}/TENANT/DATASET; dropped");
         return true;
     };
-    let mut pause = Duration::from_millis(200);
+    let mut backoff = RetryPolicy::REDELIVER.backoff();
     let ingestion_id = Gateway::new_ingestion_id();
     loop {
         match gateway
@@ -206,12 +206,12 @@ async fn ingest_one(
             }
             Ok(Ingested::Failed { error, .. }) => {
                 stats.retries.fetch_add(1, Ordering::Relaxed);
+                let pause = backoff.next_delay();
                 tracing::warn!(topic = %p.topic, %error, retry_in = ?pause, "Kafka did not acknowledge an MQTT message; retrying before acknowledging it");
                 tokio::select! {
                     _ = shutdown.cancelled() => return false,
                     _ = tokio::time::sleep(pause) => {}
                 }
-                pause = (pause * 2).min(Duration::from_secs(10));
             }
         }
     }

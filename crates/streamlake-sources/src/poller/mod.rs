@@ -21,6 +21,7 @@ use streamlake_gateway::{Gateway, Ingested};
 use tokio_util::sync::CancellationToken;
 
 use mapping::map_record;
+use streamlake_core::RetryPolicy;
 
 /// The `producer_service` header of polled events.
 pub const PRODUCER_SERVICE: &str = "streamlake-poller";
@@ -116,7 +117,7 @@ async fn fetch(
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         return parse(&bytes).map(Some);
     }
-    let mut pause = Duration::from_secs(1);
+    let mut backoff = RetryPolicy::RECONNECT.backoff();
     let mut last_error = String::new();
     for attempt in 1..=cfg.retries {
         let mut request = client.get(&cfg.url);
@@ -150,12 +151,12 @@ async fn fetch(
             Err(e) => last_error = format!("GET {}: {e}", cfg.url),
         }
         if attempt < cfg.retries {
+            let pause = backoff.next_delay();
             tracing::warn!(poller = %poller.name, attempt, error = %last_error, retry_in = ?pause, "fetch failed; retrying");
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(pause) => {}
             }
-            pause = (pause * 2).min(Duration::from_secs(30));
         }
     }
     Err(last_error)
@@ -221,7 +222,7 @@ async fn ingest_record(
 ) {
     let bytes = serde_json::to_vec(record).unwrap_or_default();
     for (target, fields) in &poller.outputs {
-        let mut pause = Duration::from_millis(200);
+        let mut backoff = RetryPolicy::REDELIVER.backoff();
         let ingestion_id = Gateway::new_ingestion_id();
         loop {
             let result = match map_record(record, fields) {
@@ -266,8 +267,7 @@ async fn ingest_record(
                     if shutdown.is_cancelled() {
                         return;
                     }
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(10));
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
                 Err(unknown) => {
                     tracing::error!(poller = %poller.name, error = %unknown, "poller output names an unknown dataset");
