@@ -2,39 +2,18 @@
 //! with their records, restarts keep data, and the start refuses what it must not touch (a
 //! taken port, storage of another cluster, a data directory in use) with a clear error.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use streamlake_broker::{BrokerError, ManagedKafka, HEALTH_COMPONENT};
 use streamlake_config::BrokerConfig;
-use streamlake_core::{Condition, Health, TopicSpec};
-use streamlake_kafka::{Admin, Headers, KafkaSettings, Producer};
-use streamlake_testkit::{eventually, free_port_block, unique, PrivateBroker};
-
-fn spec(name: &str, partitions: i32) -> TopicSpec {
-    TopicSpec {
-        name: name.to_owned(),
-        partitions,
-        replication_factor: None,
-        configs: BTreeMap::new(),
-    }
-}
-
-async fn produce_n(s: &KafkaSettings, topic: &str, n: usize) {
-    let p = Producer::new(s).unwrap();
-    for i in 0..n {
-        p.send(
-            topic,
-            Some(format!("k{i}").as_bytes()),
-            b"v",
-            &Headers::new(),
-        )
-        .await
-        .unwrap();
-    }
-}
+use streamlake_core::{Condition, Health};
+use streamlake_kafka::Admin;
+use streamlake_testkit::{
+    eventually, free_port_block, produce_numbered, topic_spec, unique, PrivateBroker,
+};
 
 fn condition(health: &Health) -> Condition {
     health
@@ -54,8 +33,8 @@ async fn a_killed_node_is_reported_down_restarted_and_keeps_its_records() {
     let s = broker.settings();
     let admin = Admin::new(&s).unwrap();
     let topic = unique("supervised");
-    admin.create_topic(&spec(&topic, 2)).await.unwrap();
-    produce_n(&s, &topic, 10).await;
+    admin.create_topic(&topic_spec(&topic, 2)).await.unwrap();
+    produce_numbered(&s, &topic, 10).await;
     assert_eq!(condition(&broker.health), Condition::Up);
 
     let first = broker.kafka().pid(1).unwrap();
@@ -84,7 +63,7 @@ async fn a_killed_node_is_reported_down_restarted_and_keeps_its_records() {
     assert!(!std::path::Path::new(&format!("/proc/{first}")).exists());
     let info = admin.describe_topic(&topic).await.unwrap();
     assert_eq!(info.message_count(), 10, "{info:?}");
-    produce_n(&s, &topic, 1).await;
+    produce_numbered(&s, &topic, 1).await;
 }
 
 #[tokio::test]
@@ -94,10 +73,10 @@ async fn records_survive_a_clean_restart_on_the_same_storage() {
     let topic = unique("durable");
     Admin::new(&s)
         .unwrap()
-        .create_topic(&spec(&topic, 3))
+        .create_topic(&topic_spec(&topic, 3))
         .await
         .unwrap();
-    produce_n(&s, &topic, 12).await;
+    produce_numbered(&s, &topic, 12).await;
     broker.stop().await;
     broker.start_again().await;
     let info = Admin::new(&s)
@@ -202,7 +181,7 @@ async fn three_nodes_replicate_every_partition_and_ride_out_a_dead_node() {
     let s = broker.settings();
     let admin = Admin::new(&s).unwrap();
     let topic = unique("replicated");
-    admin.create_topic(&spec(&topic, 6)).await.unwrap();
+    admin.create_topic(&topic_spec(&topic, 6)).await.unwrap();
     let info = eventually(Duration::from_secs(30), || async {
         let info = admin.describe_topic(&topic).await.ok()?;
         info.partitions
@@ -229,7 +208,7 @@ async fn three_nodes_replicate_every_partition_and_ride_out_a_dead_node() {
         Some("2")
     );
 
-    produce_n(&s, &topic, 6).await;
+    produce_numbered(&s, &topic, 6).await;
     sigkill(broker.kafka().pid(2).unwrap());
     let degraded = eventually(Duration::from_secs(15), || async {
         matches!(condition(&broker.health), Condition::Degraded(_)).then_some(())
@@ -240,7 +219,7 @@ async fn three_nodes_replicate_every_partition_and_ride_out_a_dead_node() {
         "one dead node of three degrades, not downs, the cluster"
     );
     // Two in-sync replicas remain: acks=all writes still succeed.
-    produce_n(&s, &topic, 6).await;
+    produce_numbered(&s, &topic, 6).await;
     let back = eventually(Duration::from_secs(120), || async {
         (condition(&broker.health) == Condition::Up).then_some(())
     })

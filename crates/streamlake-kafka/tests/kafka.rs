@@ -3,47 +3,27 @@
 //! offset resets, transactions under `read_committed`, and an idempotent producer that outlives
 //! a broker outage longer than its delivery timeout.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
-use streamlake_core::TopicSpec;
-use streamlake_kafka::{Admin, AdminError, Headers, KafkaSettings, Producer};
-use streamlake_testkit::{eventually, settings, unique, PrivateBroker, Reader};
-
-fn spec(name: &str, partitions: i32) -> TopicSpec {
-    TopicSpec {
-        name: name.to_owned(),
-        partitions,
-        replication_factor: None,
-        configs: BTreeMap::new(),
-    }
-}
-
-async fn produce_n(s: &KafkaSettings, topic: &str, n: usize) {
-    let p = Producer::new(s).unwrap();
-    for i in 0..n {
-        p.send(
-            topic,
-            Some(b"k"),
-            format!("{i}").as_bytes(),
-            &Headers::new(),
-        )
-        .await
-        .unwrap();
-    }
-}
+use streamlake_kafka::{Admin, AdminError, Headers, Producer};
+use streamlake_testkit::{
+    eventually, produce_numbered, settings, topic_spec, unique, PrivateBroker, Reader,
+};
 
 #[tokio::test]
 async fn deleting_a_topic_deletes_that_topic_and_no_other() {
     let s = settings().await;
     let admin = Admin::new(&s).unwrap();
     let (victim, bystander) = (unique("victim"), unique("bystander"));
-    admin.create_topic(&spec(&victim, 1)).await.unwrap();
-    admin.create_topic(&spec(&bystander, 1)).await.unwrap();
-    produce_n(&s, &bystander, 3).await;
+    admin.create_topic(&topic_spec(&victim, 1)).await.unwrap();
+    admin
+        .create_topic(&topic_spec(&bystander, 1))
+        .await
+        .unwrap();
+    produce_numbered(&s, &bystander, 3).await;
 
     admin.delete_topic(&victim).await.unwrap();
     let gone = eventually(Duration::from_secs(30), || async {
@@ -68,8 +48,8 @@ async fn partitions_can_be_added_but_never_removed() {
     let s = settings().await;
     let admin = Admin::new(&s).unwrap();
     let topic = unique("grow");
-    admin.create_topic(&spec(&topic, 2)).await.unwrap();
-    produce_n(&s, &topic, 4).await;
+    admin.create_topic(&topic_spec(&topic, 2)).await.unwrap();
+    produce_numbered(&s, &topic, 4).await;
 
     admin.add_partitions(&topic, 5).await.unwrap();
     let grown = eventually(Duration::from_secs(30), || async {
@@ -90,8 +70,8 @@ async fn groups_are_listed_and_described_with_state_and_members() {
     let s = settings().await;
     let admin = Admin::new(&s).unwrap();
     let topic = unique("groups");
-    admin.create_topic(&spec(&topic, 2)).await.unwrap();
-    produce_n(&s, &topic, 2).await;
+    admin.create_topic(&topic_spec(&topic, 2)).await.unwrap();
+    produce_numbered(&s, &topic, 2).await;
     let group = unique("listed");
     let mut cfg = s.consumer_config();
     cfg.set("group.id", &group)
@@ -126,8 +106,8 @@ async fn an_inactive_groups_offsets_can_be_reset_and_lag_follows() {
     let s = settings().await;
     let admin = Admin::new(&s).unwrap();
     let topic = unique("reset");
-    admin.create_topic(&spec(&topic, 1)).await.unwrap();
-    produce_n(&s, &topic, 6).await;
+    admin.create_topic(&topic_spec(&topic, 1)).await.unwrap();
+    produce_numbered(&s, &topic, 6).await;
     let group = unique("reset");
     let commit = |offset: i64| {
         let mut cfg = s.consumer_config();
@@ -160,7 +140,7 @@ async fn read_committed_consumers_see_committed_transactions_only() {
     let topic = unique("tx");
     Admin::new(&s)
         .unwrap()
-        .create_topic(&spec(&topic, 1))
+        .create_topic(&topic_spec(&topic, 1))
         .await
         .unwrap();
     let mut cfg = s.producer_config();
@@ -210,7 +190,7 @@ async fn an_idempotent_producer_recovers_after_an_outage_longer_than_its_deliver
     let topic = unique("epoch");
     Admin::new(&s)
         .unwrap()
-        .create_topic(&spec(&topic, 1))
+        .create_topic(&topic_spec(&topic, 1))
         .await
         .unwrap();
     let producer = Producer::new(&s).unwrap();
@@ -252,7 +232,7 @@ async fn an_idempotent_producer_recovers_after_an_outage_longer_than_its_deliver
 async fn snappy_compressed_records_round_trip() {
     let mut s = settings().await;
     let topic = unique("snappy");
-    let mut topic_spec = spec(&topic, 2);
+    let mut topic_spec = topic_spec(&topic, 2);
     topic_spec
         .configs
         .insert("compression.type".into(), "snappy".into());
@@ -263,7 +243,7 @@ async fn snappy_compressed_records_round_trip() {
         .unwrap();
     s.producer
         .insert("compression.type".into(), "snappy".into());
-    produce_n(&s, &topic, 20).await;
+    produce_numbered(&s, &topic, 20).await;
     let read = Reader::new(&s, &topic)
         .await
         .read(20, Duration::from_secs(30))

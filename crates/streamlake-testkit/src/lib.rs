@@ -174,6 +174,32 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// A topic of `partitions` partitions with the broker's replication factor and no configs.
+pub fn topic_spec(name: &str, partitions: i32) -> streamlake_core::TopicSpec {
+    streamlake_core::TopicSpec {
+        name: name.to_owned(),
+        partitions,
+        replication_factor: None,
+        configs: Default::default(),
+    }
+}
+
+/// Produces `n` records to `topic`, record `i` keyed `k{i}` with the payload `{i}`, each
+/// acknowledged before the next.
+pub async fn produce_numbered(settings: &KafkaSettings, topic: &str, n: usize) {
+    let p = streamlake_kafka::Producer::new(settings).expect("producer");
+    for i in 0..n {
+        p.send(
+            topic,
+            Some(format!("k{i}").as_bytes()),
+            i.to_string().as_bytes(),
+            &streamlake_kafka::Headers::new(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("producing to {topic}: {e}"));
+    }
+}
+
 /// Path of a file in the repository's `examples/` directory.
 pub fn example(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

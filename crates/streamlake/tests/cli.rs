@@ -44,6 +44,30 @@ impl Drop for Running {
     }
 }
 
+/// `streamlake up` on an example's configuration, with its broker, HTTP server and data on the
+/// given addresses and directory; its log goes to `up.log` there.
+fn up_command(
+    example_config: &str,
+    data: &std::path::Path,
+    listen: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+) -> Command {
+    let config = example(example_config);
+    let mut cmd = streamlake(&[
+        "up",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    cmd.env("STREAMLAKE_BROKER__LISTEN", listen.to_string())
+        .env("STREAMLAKE_HTTP__LISTEN", http.to_string())
+        .stdout(Stdio::null())
+        // A file, not a pipe: nothing reads the log while `up` runs.
+        .stderr(std::fs::File::create(data.join("up.log")).unwrap());
+    cmd
+}
+
 fn run(args: &[&str]) -> Output {
     streamlake(args).output().unwrap()
 }
@@ -290,33 +314,22 @@ async fn up_provisions_the_example_and_stops_cleanly_on_ctrl_c() {
     let data = tempfile::tempdir().unwrap();
     let listen = free_port_block(2);
     let http = free_local_addr();
-    let config = example("air-quality/streamlake.toml");
     let (mqtt_client, mqtt_prefix) = (unique("up"), unique("up"));
     let child = Running(Some(
-        streamlake(&[
-            "up",
-            "--config",
-            config.to_str().unwrap(),
-            "--data-dir",
-            data.path().to_str().unwrap(),
-        ])
-        .env("STREAMLAKE_BROKER__LISTEN", listen.to_string())
-        .env("STREAMLAKE_HTTP__LISTEN", http.to_string())
-        .env("STREAMLAKE_POSTGRES_URL", postgres_url())
-        // Parquet files every second instead of every 30, so the test need not wait.
-        .env("STREAMLAKE_SINKS__LAKE__PARQUET__ROLL_SECS", "1")
-        .env("STREAMLAKE_MQTT__CLIENT_ID", &mqtt_client)
-        .env("STREAMLAKE_MQTT__TOPIC_PREFIX", &mqtt_prefix)
-        .env("STREAMLAKE_MQTT__HOST", mqtt_addr().0)
-        .env("STREAMLAKE_MQTT__PORT", mqtt_addr().1.to_string())
-        .env_remove("TENANT_A_API_KEY")
-        .stdout(Stdio::null())
-        // A file, not a pipe: nothing reads the log while `up` runs.
-        .stderr(std::fs::File::create(data.path().join("up.log")).unwrap())
-        // Its own process group, as a terminal's foreground job: Ctrl-C signals the whole group.
-        .process_group(0)
-        .spawn()
-        .unwrap(),
+        up_command("air-quality/streamlake.toml", data.path(), listen, http)
+            .env("STREAMLAKE_POSTGRES_URL", postgres_url())
+            // Parquet files every second instead of every 30, so the test need not wait.
+            .env("STREAMLAKE_SINKS__LAKE__PARQUET__ROLL_SECS", "1")
+            .env("STREAMLAKE_MQTT__CLIENT_ID", &mqtt_client)
+            .env("STREAMLAKE_MQTT__TOPIC_PREFIX", &mqtt_prefix)
+            .env("STREAMLAKE_MQTT__HOST", mqtt_addr().0)
+            .env("STREAMLAKE_MQTT__PORT", mqtt_addr().1.to_string())
+            .env_remove("TENANT_A_API_KEY")
+            // Its own process group, as a terminal's foreground job: Ctrl-C signals the whole
+            // group.
+            .process_group(0)
+            .spawn()
+            .unwrap(),
     ));
     let pid = child.id() as i32;
 
@@ -530,25 +543,14 @@ async fn up_on_the_seed_pipeline_writes_one_csv_file_per_data_type() {
     let data = tempfile::tempdir().unwrap();
     let listen = free_port_block(2);
     let http = free_local_addr();
-    let config = example("seed-pipeline/streamlake.toml");
     let child = Running(Some(
-        streamlake(&[
-            "up",
-            "--config",
-            config.to_str().unwrap(),
-            "--data-dir",
-            data.path().to_str().unwrap(),
-        ])
-        .env("STREAMLAKE_BROKER__LISTEN", listen.to_string())
-        .env("STREAMLAKE_HTTP__LISTEN", http.to_string())
-        .env_remove("DEMO_API_KEY")
-        // The example's generators would add records; this test counts exact rows.
-        .env("STREAMLAKE_GENERATORS__SENSORS__ENABLED", "false")
-        .env("STREAMLAKE_GENERATORS__ACTIVITY__ENABLED", "false")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(data.path().join("up.log")).unwrap())
-        .spawn()
-        .unwrap(),
+        up_command("seed-pipeline/streamlake.toml", data.path(), listen, http)
+            .env_remove("DEMO_API_KEY")
+            // The example's generators would add records; this test counts exact rows.
+            .env("STREAMLAKE_GENERATORS__SENSORS__ENABLED", "false")
+            .env("STREAMLAKE_GENERATORS__ACTIVITY__ENABLED", "false")
+            .spawn()
+            .unwrap(),
     ));
 
     let now = chrono_now();
@@ -617,6 +619,7 @@ async fn up_on_the_seed_pipeline_writes_one_csv_file_per_data_type() {
     );
 
     // `streamlake generate` drives the same pipeline.
+    let config = example("seed-pipeline/streamlake.toml");
     for (kind, n) in [("sensor", "20"), ("activity", "10")] {
         let o = streamlake(&[
             "--config",

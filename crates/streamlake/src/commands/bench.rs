@@ -92,6 +92,37 @@ pub(super) async fn provision_with(
     Ok(admin)
 }
 
+/// Prints a bench's report and appends it to `file` (e.g. docs/BENCHMARKS.md) when given.
+pub(super) fn publish(report: &str, file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    println!("{report}");
+    if let Some(path) = file {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        writeln!(f, "\n{report}")?;
+        eprintln!("appended to {}", path.display());
+    }
+    Ok(())
+}
+
+/// The first tenant of `config` and its first dataset: the one a bench writes to.
+pub(super) fn first_dataset(
+    config: &streamlake_config::Config,
+) -> anyhow::Result<(&streamlake_config::Tenant, &streamlake_config::Dataset)> {
+    let tenant = config
+        .tenants
+        .values()
+        .next()
+        .context("the configuration has no tenant")?;
+    let dataset = tenant
+        .datasets
+        .values()
+        .next()
+        .context("the tenant has no dataset")?;
+    Ok((tenant, dataset))
+}
+
 /// User and system CPU seconds of a process, from /proc.
 pub(super) fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -545,14 +576,6 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         gw.seconds,
         peak_kb / 1024,
     );
-    println!("{report}");
-    if let Some(path) = &args.report {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        writeln!(f, "\n{report}")?;
-        eprintln!("appended to {}", path.display());
-    }
+    publish(&report, args.report.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,6 @@
 //! topic, from the request's send to the record in the clean topic, and the request itself.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,7 +17,7 @@ use rdkafka::Message;
 use streamlake_pipeline::{run_pipeline, ProcessorStats};
 use tokio_util::sync::CancellationToken;
 
-use super::bench::{events, start_broker};
+use super::bench::{events, first_dataset, publish, start_broker};
 use super::bench_pipeline::example_config;
 use crate::args::BenchLatencyArgs;
 
@@ -47,16 +46,7 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
     let (broker, settings) = start_broker(dir.path()).await?;
     let admin = streamlake_kafka::Admin::new(&settings)?;
     streamlake_kafka::provision(&admin, &config.declared_topics()).await;
-    let tenant = config
-        .tenants
-        .values()
-        .next()
-        .ok_or_else(|| anyhow!("no tenant"))?;
-    let ds = tenant
-        .datasets
-        .values()
-        .next()
-        .ok_or_else(|| anyhow!("no dataset"))?;
+    let (tenant, ds) = first_dataset(&config)?;
     let clean = ds.clean_topic.clone();
     let url_path = format!("/v1/tenants/{}/datasets/{}/events", tenant.id, ds.id);
     let key = tenant
@@ -277,13 +267,6 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
         args.rate,
         expected,
     );
-    println!("{report}");
-    if let Some(path) = &args.report {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        writeln!(f, "{report}")?;
-    }
+    publish(&report, args.report.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,7 +4,6 @@
 //! one-node Kafka it starts; records are tenant A's air-quality events with the headers the
 //! gateway attaches, processed as `examples/air-quality/streamlake.toml` configures.
 
-use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use streamlake_pipeline::{run_pipeline, ProcessorStats};
 use streamlake_sinks::{run_sink, SinkStats};
 use tokio_util::sync::CancellationToken;
 
-use super::bench::{cpu_seconds, events, provision_with, start_broker};
+use super::bench::{cpu_seconds, events, first_dataset, provision_with, publish, start_broker};
 use crate::args::BenchPipelineArgs;
 
 const EXAMPLE: &str = include_str!("../../../../examples/air-quality/streamlake.toml");
@@ -212,16 +211,7 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
     let (broker, settings) = start_broker(dir.path()).await?;
     let bare_out = "bench.bare-out";
     let admin = provision_with(&settings, &config, bare_out).await?;
-    let tenant = config
-        .tenants
-        .values()
-        .next()
-        .ok_or_else(|| anyhow!("no tenant"))?;
-    let ds = tenant
-        .datasets
-        .values()
-        .next()
-        .ok_or_else(|| anyhow!("no dataset"))?;
+    let (tenant, ds) = first_dataset(&config)?;
     let (raw, clean) = (ds.raw_topic.clone(), ds.clean_topic.clone());
 
     eprintln!("writing {n} tenant-a events to {raw}");
@@ -392,14 +382,6 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
             m.cpu / (m.records as f64 / 1e6)
         ));
     }
-    println!("{report}");
-    if let Some(path) = &args.report {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        writeln!(f, "\n{report}")?;
-        eprintln!("appended to {}", path.display());
-    }
+    publish(&report, args.report.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }
