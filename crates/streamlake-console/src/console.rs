@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::dlq::{DeadLetterQuery, ReplayReport, ReplayRequest, ReplaySelection};
 use crate::history::Point;
-use crate::ops::{MessageQuery, Ops, OpsError, Principal};
+use crate::ops::{role_name, MessageQuery, Ops, OpsError, Principal};
 
 const COOKIE: &str = "streamlake_token";
 
@@ -379,7 +379,7 @@ async fn topics(State(ops): State<Arc<Ops>>, SignedIn(who): SignedIn) -> Respons
             tr {
                 td { a href=(format!("/console/topics/{}", t.name)) { (t.name) } }
                 td { (t.tenant.as_deref().unwrap_or("-")) }
-                td { span.tag { (t.role.as_str()) } }
+                td { span.tag { (role_name(t.role)) } }
                 td.num { (t.partitions) }
                 td.num { (t.messages) }
                 td { (get("retention.ms")) }
@@ -422,7 +422,7 @@ async fn topic(
         &format!("Topic {name}"),
         html! {
             p {
-                "Tenant: " (meta.tenant.as_deref().unwrap_or("-")) " · role: " span.tag { (meta.role.as_str()) }
+                "Tenant: " (meta.tenant.as_deref().unwrap_or("-")) " · role: " span.tag { (role_name(meta.role)) }
                 " · " (meta.partition_count) " partitions · " (meta.messages) " messages · "
                 a href=(format!("/console/topics/{name}/messages")) { "Browse messages →" }
             }

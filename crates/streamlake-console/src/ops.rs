@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use streamlake_config::Config;
-use streamlake_core::{TenantId, TopicSpec};
+use streamlake_core::{TenantId, TopicRole, TopicSpec};
 use streamlake_gateway::Gateway;
 use streamlake_kafka::{
     read_ranges, Admin, AdminError, KafkaSettings, PartitionLag, Producer, ProvisionReport, Record,
@@ -104,30 +104,14 @@ impl From<AdminError> for OpsError {
 /// Result of an operation.
 pub type OpsResult<T> = Result<T, OpsError>;
 
-/// What a topic is to the platform.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TopicRole {
-    /// A dataset's raw topic (the gateway writes it).
-    Raw,
-    /// A dataset's clean topic (a processor writes it).
-    Clean,
-    /// A tenant's dead-letter topic.
-    Dlq,
-    /// Declared in `[[topics]]` or not declared at all.
-    Other,
+/// A topic's role as the API and console name it: a tenant's raw, clean or dead-letter topic, or
+/// `other` (declared in `[[topics]]`, or not declared at all).
+pub fn role_name(role: Option<TopicRole>) -> &'static str {
+    role.map_or("other", TopicRole::as_str)
 }
 
-impl TopicRole {
-    /// The role as the API spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TopicRole::Raw => "raw",
-            TopicRole::Clean => "clean",
-            TopicRole::Dlq => "dlq",
-            TopicRole::Other => "other",
-        }
-    }
+fn serialize_role<S: serde::Serializer>(role: &Option<TopicRole>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(role_name(*role))
 }
 
 /// One topic in the topic list.
@@ -138,8 +122,9 @@ pub struct TopicSummary {
     pub name: String,
     /// Owning tenant, when the topic is one of a tenant's.
     pub tenant: Option<String>,
-    /// Raw, clean, dead-letter or other.
-    pub role: TopicRole,
+    /// Raw, clean, dead-letter, or none of them (`other`).
+    #[serde(serialize_with = "serialize_role")]
+    pub role: Option<TopicRole>,
     /// Partition count.
     pub partitions: usize,
     /// Records held (sum over partitions of high minus low watermark).
@@ -186,8 +171,9 @@ pub struct TopicMetadata {
     pub topic: String,
     /// Owning tenant, if any.
     pub tenant: Option<String>,
-    /// Role.
-    pub role: TopicRole,
+    /// Raw, clean, dead-letter, or none of them (`other`).
+    #[serde(serialize_with = "serialize_role")]
+    pub role: Option<TopicRole>,
     /// Partition count.
     pub partition_count: usize,
     /// Records held.
@@ -568,7 +554,7 @@ impl Ops {
                 TopicSummary {
                     name: t.name.clone(),
                     tenant: owner.map(|(t, _)| t.to_string()),
-                    role: owner.map_or(TopicRole::Other, |(_, r)| *r),
+                    role: owner.map(|(_, r)| *r),
                     partitions: t.partitions.len(),
                     messages: t.message_count(),
                 }
@@ -589,7 +575,7 @@ impl Ops {
         Ok(TopicMetadata {
             topic: info.name.clone(),
             tenant: owner.map(|(t, _)| t.to_string()),
-            role: owner.map_or(TopicRole::Other, |(_, r)| *r),
+            role: owner.map(|(_, r)| *r),
             partition_count: info.partitions.len(),
             messages: info.message_count(),
             partitions: info

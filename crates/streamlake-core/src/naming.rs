@@ -16,6 +16,17 @@ pub enum TopicRole {
     Dlq,
 }
 
+impl TopicRole {
+    /// The role as configuration and the API spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TopicRole::Raw => "raw",
+            TopicRole::Clean => "clean",
+            TopicRole::Dlq => "dlq",
+        }
+    }
+}
+
 /// Naming templates. `{tenant}` and `{dataset}` are replaced; the DLQ is per tenant, so its
 /// template has no `{dataset}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,7 +27,7 @@ pub(crate) async fn run(conn: &Connection, cmd: &TopicsCommand) -> anyhow::Resul
                     t.add_row([
                         topic.name.clone(),
                         topic.tenant.clone().unwrap_or_else(|| "-".to_owned()),
-                        topic.role.as_str().to_owned(),
+                        streamlake_console::ops::role_name(topic.role).to_owned(),
                         topic.partitions.to_string(),
                         topic.messages.to_string(),
                     ]);
