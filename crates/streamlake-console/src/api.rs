@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -31,6 +31,7 @@ use crate::ops::{
     Principal, TopicConfigs, TopicList, TopicMetadata,
 };
 use crate::overview::TenantOverview;
+use streamlake_gateway::bearer_token;
 
 const OPENAPI: &str = include_str!("openapi.json");
 
@@ -50,16 +51,6 @@ impl IntoResponse for OpsError {
         )
             .into_response()
     }
-}
-
-/// The bearer token of a request, if it carries one.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
 }
 
 /// Why a request was not authenticated.
@@ -97,7 +88,7 @@ impl FromRequestParts<Arc<Ops>> for Authed {
         parts: &mut Parts,
         ops: &Arc<Ops>,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(&parts.headers).ok_or(Unauthenticated::Missing)?;
+        let token = bearer_token(&parts.headers).ok_or(Unauthenticated::Missing)?;
         ops.principal(token)
             .map(Authed)
             .ok_or(Unauthenticated::Unknown)

@@ -93,7 +93,7 @@ impl FromRequestParts<Arc<Ops>> for SignedIn {
         ops: &Arc<Ops>,
     ) -> Result<Self, Self::Rejection> {
         cookie_token(&parts.headers)
-            .or_else(|| crate::api::bearer(&parts.headers).map(str::to_owned))
+            .or_else(|| streamlake_gateway::bearer_token(&parts.headers).map(str::to_owned))
             .and_then(|t| ops.principal(&t))
             .map(SignedIn)
             .ok_or_else(|| Redirect::to("/console/login"))

@@ -93,7 +93,7 @@ async fn the_console_renders_real_data_in_a_browser() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     p.commit(5).await;
     // A few lag samples for the group page's chart.
-    p.await_lag_samples(2).await;
+    p.await_lag_samples(7.0).await;
 
     let topics = render(&p, &p.admin, "/console/topics", "topics").await;
     assert!(

@@ -28,6 +28,18 @@ impl std::fmt::Debug for Keys {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case), if the
+/// request carries a non-empty one. Every HTTP surface reads credentials through this.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 impl Keys {
     pub(crate) fn insert(&mut self, tenant: TenantId, key: &str) {
         self.keys.push((tenant, key.as_bytes().to_vec()));
@@ -35,16 +47,7 @@ impl Keys {
 
     /// The tenant whose key the request carries.
     pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<&TenantId, AuthError> {
-        let value = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(AuthError::Missing)?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(AuthError::Missing)?;
+        let token = bearer_token(headers).ok_or(AuthError::Missing)?;
         self.lookup(token).ok_or(AuthError::Unknown)
     }
 
@@ -58,5 +61,27 @@ impl Keys {
             }
         }
         found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(axum::http::header::AUTHORIZATION, value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_with_the_scheme_in_any_case() {
+        assert_eq!(bearer_token(&with("Bearer abc")), Some("abc"));
+        assert_eq!(bearer_token(&with("bearer abc ")), Some("abc"));
+        assert_eq!(bearer_token(&with("BEARER abc")), Some("abc"));
+        assert_eq!(bearer_token(&with("Basic abc")), None);
+        assert_eq!(bearer_token(&with("Bearer ")), None);
+        assert_eq!(bearer_token(&with("Bearer")), None);
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
     }
 }

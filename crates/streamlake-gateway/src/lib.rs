@@ -21,6 +21,7 @@ mod metrics;
 mod routes;
 mod source;
 
+pub use auth::bearer_token;
 pub use gateway::{Gateway, GatewayError};
 pub use routes::app;
 pub use source::{Ingested, UnknownDataset};

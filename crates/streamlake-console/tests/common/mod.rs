@@ -156,9 +156,9 @@ enabled = false
         send(req, token).await
     }
 
-    /// Consumes `n` records of the raw topic as the configured group and commits them.
-    /// Waits until the console's sampler has recorded at least `n` lag samples of the group.
-    pub async fn await_lag_samples(&self, n: usize) {
+    /// Waits until the console's sampler has recorded at least two lag samples of the group,
+    /// the newest of them `lag`.
+    pub async fn await_lag_samples(&self, lag: f64) {
         let sampled = streamlake_testkit::eventually(Duration::from_secs(60), || async {
             let (_, group) = self
                 .get(
@@ -166,12 +166,14 @@ enabled = false
                     Some(&self.admin),
                 )
                 .await;
-            (group["lagHistory"].as_array()?.len() >= n).then_some(())
+            let history = group["lagHistory"].as_array()?;
+            (history.len() >= 2 && history.last()?["value"] == lag).then_some(())
         })
         .await;
-        assert!(sampled.is_some(), "the sampler recorded {n} lag samples");
+        assert!(sampled.is_some(), "the sampler recorded a lag of {lag}");
     }
 
+    /// Consumes `n` records of the raw topic as the configured group and commits them.
     pub async fn commit(&self, n: usize) {
         let mut cfg = self.stack.settings.consumer_config();
         cfg.set("group.id", &self.group)
