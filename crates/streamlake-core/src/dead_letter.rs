@@ -28,6 +28,40 @@ impl Stage {
     }
 }
 
+/// Why a stage refused a record: the failing field and the rule, in words. Becomes a
+/// [`DeadLetter`] once the stage is known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// Human-readable reason.
+    pub reason: String,
+    /// JSON pointer of the failing field (`""` for the whole record).
+    pub path: String,
+    /// The rule: a JSON Schema keyword (`type`, `required`, ...), a processing rule (`min`,
+    /// `allowed`, `normalize.CONVERSION`, ...), `key`, `json`.
+    pub rule: String,
+}
+
+impl Violation {
+    /// The field at `path` broke `rule`, for `reason`.
+    pub fn new(path: &str, rule: &str, reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            path: path.to_owned(),
+            rule: rule.to_owned(),
+        }
+    }
+
+    /// The dead letter `stage` writes for this violation.
+    pub fn dead_letter(self, stage: Stage) -> DeadLetter {
+        DeadLetter {
+            reason: self.reason,
+            path: self.path,
+            rule: self.rule,
+            stage,
+        }
+    }
+}
+
 /// Why a record was dead-lettered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {

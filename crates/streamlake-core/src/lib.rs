@@ -17,7 +17,7 @@ pub mod naming;
 pub mod retry;
 pub mod topic;
 
-pub use dead_letter::{DeadLetter, Stage};
+pub use dead_letter::{DeadLetter, Stage, Violation};
 pub use health::{Condition, Health};
 pub use id::{validate_topic_name, DatasetId, IdError, TenantId};
 pub use naming::{TopicNaming, TopicRole};

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use streamlake_schema::Violation;
+use streamlake_core::Violation;
 
 /// How the body is framed, from its Content-Type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

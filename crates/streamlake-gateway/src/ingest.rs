@@ -7,9 +7,9 @@ use std::time::SystemTime;
 
 use axum::http::StatusCode;
 use serde::Serialize;
-use streamlake_core::{headers as h, DatasetId, DeadLetter, Stage, TenantId};
+use streamlake_core::{headers as h, DatasetId, Stage, TenantId, Violation};
 use streamlake_kafka::{DeliveryReceipt, Header, Headers, Outgoing, OwnedHeaders, ProduceError};
-use streamlake_schema::{DatasetSchema, Violation};
+use streamlake_schema::DatasetSchema;
 
 use crate::body::Event;
 use crate::gateway::Gateway;
@@ -333,12 +333,7 @@ async fn dead_letter(
     ingestion_id: String,
     violation: Violation,
 ) -> Outcome {
-    let letter = DeadLetter {
-        reason: violation.reason.clone(),
-        path: violation.path.clone(),
-        rule: violation.rule.clone(),
-        stage: Stage::Gateway,
-    };
+    let letter = violation.clone().dead_letter(Stage::Gateway);
     for (name, value) in letter.headers() {
         headers.push(name, value);
     }

@@ -26,7 +26,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use streamlake_core::DatasetId;
-use streamlake_schema::Violation;
+use streamlake_core::Violation;
 
 use crate::auth::AuthError;
 use crate::body::{parse, Framing, Parsed};

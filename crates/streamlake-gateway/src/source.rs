@@ -100,7 +100,7 @@ impl Gateway {
         producer_service: &str,
     ) -> Result<Ingested, UnknownDataset> {
         let target = self.target(tenant, dataset, producer_service, &[])?;
-        let violation = streamlake_schema::Violation { reason, path, rule };
+        let violation = streamlake_core::Violation { reason, path, rule };
         Ok(convert(
             dead_letter_body(self, &target, bytes, violation).await,
         ))

@@ -16,6 +16,7 @@ mod run;
 pub mod runtime;
 
 pub use processor::{Outcome, Output, Processor};
-pub use rules::{ConfigProcessor, DatasetProcessing, Violation};
+pub use rules::{ConfigProcessor, DatasetProcessing};
 pub use run::run_pipeline;
 pub use runtime::{supervise, ProcessorHandler, ProcessorStats};
+pub use streamlake_core::Violation;

@@ -9,34 +9,12 @@ use serde_json::Value;
 use streamlake_config::{
     Config, Conversion, DeriveConfig, NormalizeConfig, Pipeline, ProcessingConfig, RuleConfig,
 };
-use streamlake_core::{headers, DeadLetter, Stage};
+use streamlake_core::{headers, Stage, Violation};
 use streamlake_kafka::Record;
 
 use crate::json::{number, parse_any_timestamp, parse_timestamp, rfc3339, set_pointer};
 use crate::processor::{Outcome, Output, Processor};
 use crate::runtime::original_headers;
-
-/// Why a record failed processing: becomes a dead letter with stage `processor`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    /// What was wrong.
-    pub reason: String,
-    /// JSON pointer of the field.
-    pub path: String,
-    /// The rule: `min`, `max`, `allowed`, `timestamp`, `required`, `normalize.CONVERSION`,
-    /// `derive`, `json`, `dataset`.
-    pub rule: String,
-}
-
-impl Violation {
-    fn new(path: &str, rule: &str, reason: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-            path: path.to_owned(),
-            rule: rule.to_owned(),
-        }
-    }
-}
 
 /// One dataset's processing, ready to apply.
 #[derive(Debug, Clone)]
@@ -304,12 +282,7 @@ impl ConfigProcessor {
     fn dead(&self, topic: &str, v: Violation) -> Outcome {
         Outcome::DeadLetter {
             topic: topic.to_owned(),
-            letter: DeadLetter {
-                reason: v.reason,
-                path: v.path,
-                rule: v.rule,
-                stage: Stage::Processor,
-            },
+            letter: v.dead_letter(Stage::Processor),
         }
     }
 }

@@ -12,16 +12,8 @@ use serde_json::Value;
 use streamlake_config::{Config, KeySpec};
 use streamlake_core::{DatasetId, TenantId};
 
-/// Why an event was refused: the failing field and the rule, ready for `error.*` headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    /// Human-readable reason.
-    pub reason: String,
-    /// JSON pointer of the failing field (`""` for the whole event).
-    pub path: String,
-    /// The rule: a JSON Schema keyword (`type`, `required`, ...), `key`, or `json`.
-    pub rule: String,
-}
+/// Why an event was refused (defined in core, with every stage's violations).
+pub use streamlake_core::Violation;
 
 /// A schema that could not be compiled.
 #[derive(Debug, thiserror::Error)]

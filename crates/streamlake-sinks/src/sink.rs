@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use streamlake_config::{ColumnConfig, Config, ReadTopic, Sink as SinkConfig};
-use streamlake_core::{headers, DeadLetter, Stage};
+use streamlake_core::{headers, Stage, Violation};
 use streamlake_kafka::{BatchHandler, HandlerError, Producer, Record};
 use streamlake_pipeline::runtime::original_headers;
 
@@ -179,12 +179,7 @@ impl DeadLetters {
         path: String,
         rule: &str,
     ) -> Result<(), SinkError> {
-        let letter = DeadLetter {
-            reason,
-            path,
-            rule: rule.to_owned(),
-            stage: Stage::Sink,
-        };
+        let letter = Violation::new(&path, rule, reason).dead_letter(Stage::Sink);
         tracing::warn!(sink = %self.sink, dlq, source_topic = %record.topic, partition = record.partition,
             offset = record.offset, reason = %letter.reason, path = %letter.path, rule = %letter.rule, "record dead-lettered");
         let mut headers = original_headers(record);
