@@ -90,130 +90,163 @@ fn answer<T: serde::Serialize>(status: StatusCode, body: T, retry_after: Option<
     r
 }
 
+/// Why a request was refused as a whole, before or instead of its events' own outcomes.
+#[derive(Debug, thiserror::Error)]
+enum RequestError {
+    #[error("send the tenant's API key as `Authorization: Bearer <key>`")]
+    MissingKey,
+    #[error("the API key is not valid for any tenant")]
+    UnknownKey,
+    #[error("this API key belongs to tenant {authed}, not {tenant}")]
+    WrongTenant { authed: String, tenant: String },
+    #[error("tenant {0} is not configured")]
+    UnknownTenant(String),
+    #[error("tenant {tenant} has no dataset {dataset:?}; its datasets are: {known}")]
+    UnknownDataset {
+        tenant: String,
+        dataset: String,
+        known: String,
+    },
+    #[error("dataset {0} has no schema")]
+    NoSchema(String),
+    #[error("tenant {tenant} has {limit} requests in flight already; retry later")]
+    TooManyInFlight {
+        tenant: String,
+        limit: usize,
+        retry_after: u64,
+    },
+    #[error("Content-Type must be application/json (one event or an array) or application/x-ndjson (one event per line), got {0:?}")]
+    UnsupportedMediaType(String),
+    #[error("cannot read the request body: {0}")]
+    UnreadableBody(String),
+    #[error("the body is empty; send one JSON event, a JSON array of events, or NDJSON")]
+    EmptyBody,
+    #[error("the batch holds no events")]
+    EmptyBatch,
+}
+
+impl From<AuthError> for RequestError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Missing => Self::MissingKey,
+            AuthError::Unknown => Self::UnknownKey,
+        }
+    }
+}
+
+impl IntoResponse for RequestError {
+    fn into_response(self) -> Response {
+        use RequestError as E;
+        let (status, code) = match &self {
+            E::MissingKey | E::UnknownKey => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            E::WrongTenant { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+            E::UnknownTenant(_) => (StatusCode::NOT_FOUND, "unknown_tenant"),
+            E::UnknownDataset { .. } | E::NoSchema(_) => (StatusCode::NOT_FOUND, "unknown_dataset"),
+            E::TooManyInFlight { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            E::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            E::UnreadableBody(_) => (StatusCode::BAD_REQUEST, "unreadable_body"),
+            E::EmptyBody => (StatusCode::BAD_REQUEST, "empty_body"),
+            E::EmptyBatch => (StatusCode::BAD_REQUEST, "empty_batch"),
+        };
+        let mut e = ApiError::new(status, code, self.to_string());
+        if let E::TooManyInFlight { retry_after, .. } = self {
+            e.retry_after = Some(retry_after);
+        }
+        e.into_response()
+    }
+}
+
+/// Counts a request as in flight for as long as it lives, so a request whose future is
+/// dropped (the client went away) leaves the gauge as it found it.
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 async fn ingest(
     State(gw): State<Arc<Gateway>>,
     Path((tenant, dataset)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    gw.metrics.in_flight.inc();
-    let (tenant_label, response) = handle(&gw, &tenant, &dataset, &headers, body).await;
-    gw.metrics.in_flight.dec();
+    let _in_flight = InFlight::enter(&gw.metrics.in_flight);
+    let authed = gw.keys.authenticate(&headers);
+    // Bounded label values: a configured tenant, or `unknown`.
+    let label = authed.as_ref().map_or("unknown", |t| t.as_str());
+    let response = match authed {
+        Ok(authed) => handle(&gw, authed, &tenant, &dataset, &headers, body)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+        Err(e) => RequestError::from(e).into_response(),
+    };
     gw.metrics
         .requests
-        .with_label_values(&[tenant_label, response.status().as_str()])
+        .with_label_values(&[label, response.status().as_str()])
         .inc();
     response
 }
 
-/// Handles one request; returns the tenant label for metrics (bounded: a configured tenant or
-/// `unknown`) with the response.
-async fn handle<'a>(
-    gw: &'a Gateway,
+/// Routes an authenticated request to its dataset and ingests its events.
+async fn handle(
+    gw: &Gateway,
+    authed: &streamlake_core::TenantId,
     tenant: &str,
     dataset: &str,
     headers: &HeaderMap,
     body: Body,
-) -> (&'a str, Response) {
-    let authed = match gw.keys.authenticate(headers) {
-        Ok(t) => t,
-        Err(AuthError::Missing) => {
-            return (
-                "unknown",
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    "send the tenant's API key as `Authorization: Bearer <key>`",
-                )
-                .into_response(),
-            )
-        }
-        Err(AuthError::Unknown) => {
-            return (
-                "unknown",
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    "the API key is not valid for any tenant",
-                )
-                .into_response(),
-            )
-        }
-    };
-    let label = authed.as_str();
+) -> Result<Response, RequestError> {
     if authed.as_str() != tenant {
-        return (
-            label,
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("this API key belongs to tenant {authed}, not {tenant}"),
-            )
-            .into_response(),
-        );
+        return Err(RequestError::WrongTenant {
+            authed: authed.to_string(),
+            tenant: tenant.to_owned(),
+        });
     }
-    let Some(route) = gw.tenants.get(authed) else {
-        return (
-            label,
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_tenant",
-                format!("tenant {tenant} is not configured"),
-            )
-            .into_response(),
-        );
-    };
-    let (dataset_id, raw_topic) = match DatasetId::new(dataset)
+    let route = gw
+        .tenants
+        .get(authed)
+        .ok_or_else(|| RequestError::UnknownTenant(tenant.to_owned()))?;
+    let (dataset_id, raw_topic) = DatasetId::new(dataset)
         .ok()
         .and_then(|d| route.raw_topics.get_key_value(&d))
-    {
-        Some(found) => found,
-        None => {
-            let known: Vec<&str> = route.raw_topics.keys().map(DatasetId::as_str).collect();
-            return (
-                label,
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "unknown_dataset",
-                    format!(
-                        "tenant {tenant} has no dataset {dataset:?}; its datasets are: {}",
-                        known.join(", ")
-                    ),
-                )
-                .into_response(),
-            );
-        }
-    };
-    let Some(schema) = gw.schemas.get(authed, dataset_id) else {
-        return (
-            label,
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_dataset",
-                format!("dataset {dataset} has no schema"),
-            )
-            .into_response(),
-        );
-    };
-    let Ok(_permit) = Arc::clone(&route.in_flight).try_acquire_owned() else {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
-            format!(
-                "tenant {tenant} has {} requests in flight already; retry later",
-                gw.settings.max_in_flight_per_tenant
-            ),
-        );
-        e.retry_after = Some(gw.settings.retry_after_secs);
-        return (label, e.into_response());
-    };
+        .ok_or_else(|| RequestError::UnknownDataset {
+            tenant: tenant.to_owned(),
+            dataset: dataset.to_owned(),
+            known: route
+                .raw_topics
+                .keys()
+                .map(DatasetId::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let schema = gw
+        .schemas
+        .get(authed, dataset_id)
+        .ok_or_else(|| RequestError::NoSchema(dataset.to_owned()))?;
+    let _permit = Arc::clone(&route.in_flight)
+        .try_acquire_owned()
+        .map_err(|_| RequestError::TooManyInFlight {
+            tenant: tenant.to_owned(),
+            limit: gw.settings.max_in_flight_per_tenant,
+            retry_after: gw.settings.retry_after_secs,
+        })?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let Some(framing) = Framing::from_content_type(content_type) else {
-        return (label, ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", format!("Content-Type must be application/json (one event or an array) or application/x-ndjson (one event per line), got {:?}", content_type)).into_response());
-    };
+    let framing = Framing::from_content_type(content_type)
+        .ok_or_else(|| RequestError::UnsupportedMediaType(content_type.to_owned()))?;
     let target = Target {
         tenant: authed,
         dataset: dataset_id,
@@ -225,7 +258,33 @@ async fn handle<'a>(
         extra_headers: &[],
         produce_latency: &route.produce_latency,
     };
-    (label, events(gw, &target, framing, headers, body).await)
+    events(gw, &target, framing, headers, body).await
+}
+
+/// The body, or `None` when it is larger than `limit`.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Option<bytes::Bytes>, RequestError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Ok(None);
+    }
+    match axum::body::to_bytes(body, limit).await {
+        Ok(b) => Ok(Some(b)),
+        Err(e) => {
+            let cause = e.into_inner();
+            if cause.is::<http_body_util::LengthLimitError>() {
+                Ok(None)
+            } else {
+                Err(RequestError::UnreadableBody(cause.to_string()))
+            }
+        }
+    }
 }
 
 async fn events(
@@ -234,28 +293,9 @@ async fn events(
     framing: Framing,
     headers: &HeaderMap,
     body: Body,
-) -> Response {
+) -> Result<Response, RequestError> {
     let limit = gw.settings.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let bytes = match declared {
-        Some(n) if n > limit => None,
-        _ => match axum::body::to_bytes(body, limit).await {
-            Ok(b) => Some(b),
-            Err(e) if e.to_string().contains("length limit") => None,
-            Err(e) => {
-                return ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "unreadable_body",
-                    format!("cannot read the request body: {e}"),
-                )
-                .into_response()
-            }
-        },
-    };
-    let Some(bytes) = bytes else {
+    let Some(bytes) = read_body(headers, body, limit).await? else {
         let violation = Violation {
             reason: format!("the body is larger than the limit of {limit} bytes (gateway.max_body_bytes); its payload was not kept"),
             path: String::new(),
@@ -263,15 +303,10 @@ async fn events(
         };
         let outcome = dead_letter_body(gw, t, b"", violation).await;
         count_all(gw, t, std::slice::from_ref(&outcome));
-        return body_level(gw, StatusCode::PAYLOAD_TOO_LARGE, outcome);
+        return Ok(body_level(gw, StatusCode::PAYLOAD_TOO_LARGE, outcome));
     };
     if bytes.trim_ascii().is_empty() {
-        return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "empty_body",
-            "the body is empty; send one JSON event, a JSON array of events, or NDJSON",
-        )
-        .into_response();
+        return Err(RequestError::EmptyBody);
     }
     if let Err(e) = std::str::from_utf8(&bytes) {
         let violation = Violation {
@@ -281,7 +316,7 @@ async fn events(
         };
         let outcome = dead_letter_body(gw, t, &bytes, violation).await;
         count_all(gw, t, std::slice::from_ref(&outcome));
-        return body_level(gw, StatusCode::BAD_REQUEST, outcome);
+        return Ok(body_level(gw, StatusCode::BAD_REQUEST, outcome));
     }
     match parse(&bytes, framing) {
         Parsed::Single(event) => {
@@ -289,21 +324,16 @@ async fn events(
             let outcome = ingest_event(gw, t, event).await;
             count_all(gw, t, std::slice::from_ref(&outcome));
             if malformed {
-                return body_level(gw, StatusCode::BAD_REQUEST, outcome);
+                return Ok(body_level(gw, StatusCode::BAD_REQUEST, outcome));
             }
             let retry = retry_after(gw, std::slice::from_ref(&outcome));
-            answer(outcome.status(), outcome.report(None), retry)
+            Ok(answer(outcome.status(), outcome.report(None), retry))
         }
-        Parsed::Batch(events) if events.is_empty() => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "empty_batch",
-            "the batch holds no events",
-        )
-        .into_response(),
+        Parsed::Batch(events) if events.is_empty() => Err(RequestError::EmptyBatch),
         Parsed::Batch(events) => {
             let outcomes = ingest_all(gw, t, events).await;
             count_all(gw, t, &outcomes);
-            batch_answer(gw, &outcomes)
+            Ok(batch_answer(gw, &outcomes))
         }
     }
 }
@@ -413,4 +443,28 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future as _;
+
+    use super::*;
+
+    #[test]
+    fn a_dropped_request_leaves_the_in_flight_gauge_as_it_found_it() {
+        let gauge = prometheus::IntGauge::new("g", "g").unwrap();
+        let request = async {
+            let _in_flight = InFlight::enter(&gauge);
+            std::future::pending::<()>().await;
+        };
+        let mut request = Box::pin(request);
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(request.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(gauge.get(), 1);
+        // The client went away: the server drops the request's future.
+        drop(request);
+        assert_eq!(gauge.get(), 0);
+    }
 }

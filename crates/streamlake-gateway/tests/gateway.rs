@@ -402,13 +402,16 @@ async fn each_bad_input_gets_its_own_answer_and_the_gateway_keeps_serving() {
         "{{\"sensor_id\": 1, \"value\": 1, \"pad\": \"{}\"}}",
         "x".repeat(4096)
     );
-    let (s, _, r) = h.post(j, big).await;
+    let (s, _, r) = h.post(j, big.clone()).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{r}");
     assert!(
         r["error"]["reason"].as_str().unwrap().contains("2048"),
         "{r}"
     );
     assert_eq!(r["error"]["rule"], "max_body_bytes");
+    // The same without a declared length (chunked): found out while reading, same answer.
+    let chunked = raw_chunked_post(&h, &h.url(&h.tenant, "readings"), big.as_bytes()).await;
+    assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
 
     // Deeply nested JSON: a clear answer, no stack overflow. As one event: 400; as the element
     // of a batch: that element's 422.
@@ -736,4 +739,24 @@ async fn readyz_is_503_with_the_reason_while_a_component_reports_itself_down() {
     assert_eq!(readyz().await.status(), StatusCode::OK);
     h.health.set("broker", Condition::Up);
     assert_eq!(readyz().await.status(), StatusCode::OK);
+}
+
+/// POSTs `body` as one chunk of a chunked request (no Content-Length) over a raw connection;
+/// returns the whole answer as text.
+async fn raw_chunked_post(h: &Harness, url: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n",
+        h.key,
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(body).await.unwrap();
+    conn.write_all(b"\r\n0\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
 }
