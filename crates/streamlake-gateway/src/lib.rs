@@ -53,7 +53,10 @@ pub async fn serve_with(
     axum::serve(listener, app(Arc::clone(&gateway)).merge(extra))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
-    gateway.flush();
+    // librdkafka's flush blocks its thread: not one of the runtime's workers.
+    if let Err(e) = tokio::task::spawn_blocking(move || gateway.flush()).await {
+        tracing::error!(error = %e, "flushing the gateway's producer failed");
+    }
     tracing::info!("gateway stopped");
     Ok(())
 }

@@ -42,8 +42,17 @@ pub async fn run_pipeline(
     .await;
     // Every batch waited for its acknowledgements, so this is a formality; never drop queued
     // records silently.
-    if let Err(e) = producer.flush(Duration::from_secs(10)) {
-        tracing::warn!(pipeline = %pipeline.name, error = %e, "producer flush at shutdown failed");
+    // librdkafka's flush blocks its thread: not one of the runtime's workers.
+    let flushed =
+        tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
+    match flushed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(pipeline = %pipeline.name, error = %e, "producer flush at shutdown failed")
+        }
+        Err(e) => {
+            tracing::warn!(pipeline = %pipeline.name, error = %e, "producer flush at shutdown failed")
+        }
     }
     Ok(total)
 }

@@ -189,11 +189,24 @@ impl Sink for CsvSink {
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {
+        // fsync blocks its thread for as long as the disk takes: not one of the runtime's workers.
+        let mut files = Vec::with_capacity(self.files.len());
         for (path, f) in &self.files {
-            f.file
-                .sync_data()
+            let file = f
+                .file
+                .try_clone()
                 .map_err(|e| format!("cannot sync {}: {e}", path.display()))?;
+            files.push((path.clone(), file));
         }
+        tokio::task::spawn_blocking(move || {
+            for (path, file) in files {
+                file.sync_data()
+                    .map_err(|e| format!("cannot sync {}: {e}", path.display()))?;
+            }
+            Ok::<_, String>(())
+        })
+        .await
+        .map_err(|e| format!("syncing the CSV files failed: {e}"))??;
         Ok(())
     }
 }
