@@ -70,9 +70,6 @@ pub(crate) enum Command {
     /// numbers. Each works in its own uniquely named topics and groups.
     #[command(subcommand)]
     Lab(LabCommand),
-    /// Benchmarks, each against a baseline measured in the same run.
-    #[command(subcommand)]
-    Bench(BenchCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -250,89 +247,6 @@ pub(crate) enum DlqCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum BenchCommand {
-    /// The HTTP gateway (schema validation on) against a bare librdkafka producer writing the
-    /// same events to the same broker. Starts its own one-node Kafka and gateway process.
-    Gateway(BenchGatewayArgs),
-    /// The processor against a bare consume -> produce loop over the same records, and each
-    /// sink against a bare consume of the clean topic. Starts its own one-node Kafka.
-    Pipeline(BenchPipelineArgs),
-    /// End-to-end latency at a steady rate: HTTP acknowledgement to the record in the clean
-    /// topic, through the gateway and the air-quality processor. Starts its own one-node Kafka.
-    Latency(BenchLatencyArgs),
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct BenchLatencyArgs {
-    /// Events per second offered to the gateway.
-    #[arg(long, default_value_t = 10_000)]
-    pub(crate) rate: u64,
-    /// Events per request (a JSON array).
-    #[arg(long, default_value_t = 10)]
-    pub(crate) batch_size: usize,
-    /// Seconds measured.
-    #[arg(long, default_value_t = 30)]
-    pub(crate) duration_secs: u64,
-    /// Seconds of load before the measurement (the processor joins its group meanwhile).
-    #[arg(long, default_value_t = 5)]
-    pub(crate) warmup_secs: u64,
-    /// Append the report (markdown) to this file, e.g. docs/BENCHMARKS.md.
-    #[arg(long)]
-    pub(crate) report: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct BenchPipelineArgs {
-    /// Records pushed through each stage.
-    #[arg(long, default_value_t = 100_000)]
-    pub(crate) records: u64,
-    /// PostgreSQL for the PostgreSQL sink (tables go to schema `streamlake_bench`).
-    #[arg(
-        long,
-        default_value = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
-    )]
-    pub(crate) postgres_url: String,
-    /// Leave the PostgreSQL sink out.
-    #[arg(long)]
-    pub(crate) skip_postgres: bool,
-    /// Append the report (markdown) to this file, e.g. docs/BENCHMARKS.md.
-    #[arg(long)]
-    pub(crate) report: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct BenchGatewayArgs {
-    /// Seconds each side is measured in all.
-    #[arg(long, default_value_t = 40)]
-    pub(crate) duration_secs: u64,
-    /// The sides take turns this many times, each for its share of the duration.
-    #[arg(long, default_value_t = 4)]
-    pub(crate) rounds: u32,
-    /// Concurrent keep-alive HTTP clients.
-    #[arg(long, default_value_t = 8)]
-    pub(crate) concurrency: usize,
-    /// Events per request (a JSON array).
-    #[arg(long, default_value_t = 100)]
-    pub(crate) batch_size: usize,
-    /// A librdkafka producer property for both the baseline and the gateway, e.g.
-    /// `linger.ms=1` (repeatable).
-    #[arg(long = "producer-property", value_name = "NAME=VALUE", value_parser = parse_property)]
-    pub(crate) producer_properties: Vec<(String, String)>,
-    /// Append the report (markdown) to this file, e.g. docs/BENCHMARKS.md.
-    #[arg(long)]
-    pub(crate) report: Option<PathBuf>,
-}
-
-fn parse_property(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((name, value)) if !name.trim().is_empty() => {
-            Ok((name.trim().to_owned(), value.trim().to_owned()))
-        }
-        _ => Err(format!("expected NAME=VALUE, e.g. linger.ms=1, got {s:?}")),
-    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

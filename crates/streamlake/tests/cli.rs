@@ -733,19 +733,6 @@ async fn topics_distribution_counts_partitions_and_keys_and_warns_about_a_consta
     assert!(!text.contains("constant key"), "{text}");
 }
 
-#[test]
-fn bench_pipeline_runs_on_the_air_quality_example_and_reports_ratios() {
-    let o = run(&["bench", "pipeline", "--records", "200", "--skip-postgres"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let report = stdout(&o);
-    assert!(
-        report.contains("| processor (air-quality pipeline) | 200 |"),
-        "{report}"
-    );
-    assert!(report.contains("of the bare loop"), "{report}");
-    assert!(report.contains("| parquet sink | 200 |"), "{report}");
-}
-
 #[tokio::test]
 async fn dlq_list_and_replay_from_the_cli_match_the_api_and_refuse_a_second_replay() {
     let b = bootstrap().await;

@@ -1,9 +1,6 @@
 //! Subcommands. Each maps its arguments onto library calls and formats the answer; none holds
 //! platform logic of its own.
 
-mod bench;
-mod bench_latency;
-mod bench_pipeline;
 mod config;
 mod console;
 mod consume;
@@ -38,7 +35,6 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Groups(cmd) => groups::run(&connect(&cli).await?, cmd).await,
         Command::Produce(args) => produce::run(&connect(&cli).await?, args).await,
         Command::Consume(args) => consume::run(&connect(&cli).await?, args).await,
-        Command::Bench(cmd) => bench::run(cmd).await,
         // Failover kills brokers: it runs a cluster of its own, not the configured one.
         Command::Lab(cmd @ crate::args::LabCommand::Failover { .. }) => lab::failover(cmd).await,
         Command::Lab(cmd) => lab::run(&connect(&cli).await?, cmd).await,

@@ -1,4 +1,4 @@
-//! `streamlake bench pipeline`: the processor against its ceiling, a bare consume → produce
+//! `streamlake-bench pipeline`: the processor against its ceiling, a bare consume → produce
 //! loop over the same records on the same broker in the same run; then each sink's rows/s
 //! against a bare consume of the same clean topic. Everything runs in this process on an
 //! one-node Kafka it starts; records are tenant A's air-quality events with the headers the
@@ -19,17 +19,17 @@ use streamlake_pipeline::{run_pipeline, ProcessorStats};
 use streamlake_sinks::{run_sink, SinkStats};
 use tokio_util::sync::CancellationToken;
 
-use super::bench::{cpu_seconds, events, first_dataset, provision_with, publish, start_broker};
-use crate::args::BenchPipelineArgs;
+use crate::common::{cpu_seconds, events, first_dataset, provision_with, publish, start_broker};
+use crate::BenchPipelineArgs;
 
-const EXAMPLE: &str = include_str!("../../../../examples/air-quality/streamlake.toml");
+const EXAMPLE: &str = include_str!("../../../examples/air-quality/streamlake.toml");
 const SCHEMA_A: &str =
-    include_str!("../../../../examples/air-quality/schemas/tenant-a-air-quality.json");
+    include_str!("../../../examples/air-quality/schemas/tenant-a-air-quality.json");
 const SCHEMA_B: &str =
-    include_str!("../../../../examples/air-quality/schemas/tenant-b-air-quality.json");
+    include_str!("../../../examples/air-quality/schemas/tenant-b-air-quality.json");
 /// The example's poller replay file: the configuration refers to it (the bench does not poll).
 const SAMPLE: &str =
-    include_str!("../../../../examples/air-quality/data/sensor-community-sample.json");
+    include_str!("../../../examples/air-quality/data/sensor-community-sample.json");
 
 struct Measured {
     label: String,
@@ -187,7 +187,7 @@ async fn wait_for(what: &str, timeout: Duration, done: impl Fn() -> bool) -> any
 
 /// The air-quality example written under `dir` with its schemas, loaded, its data under
 /// `dir/data`.
-pub(super) fn example_config(dir: &std::path::Path) -> anyhow::Result<Config> {
+pub(crate) fn example_config(dir: &std::path::Path) -> anyhow::Result<Config> {
     std::fs::create_dir_all(dir.join("schemas"))?;
     std::fs::write(dir.join("schemas/tenant-a-air-quality.json"), SCHEMA_A)?;
     std::fs::write(dir.join("schemas/tenant-b-air-quality.json"), SCHEMA_B)?;
@@ -356,7 +356,7 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
     broker.stop().await;
 
     let command = format!(
-        "streamlake bench pipeline --records {n}{}",
+        "streamlake-bench pipeline --records {n}{}",
         if args.skip_postgres {
             " --skip-postgres"
         } else {

@@ -1,4 +1,4 @@
-//! `streamlake bench gateway`: the gateway's throughput against its ceiling, measured in one run
+//! `streamlake-bench gateway`: the gateway's throughput against its ceiling, measured in one run
 //! on one broker (the method in docs/BENCHMARKS.md). The baseline is a bare librdkafka producer with
 //! the same producer settings writing the same records (payload, key and the gateway's seven
 //! metadata headers); a headerless run is reported beside it for reference. The
@@ -7,7 +7,6 @@
 //! load comes from this process, on the same machine: the ratio is what matters, not the
 //! absolute figures.
 
-use std::io::Write as _;
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,124 +14,14 @@ use anyhow::{bail, Context as _};
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use streamlake_broker::ManagedKafka;
-use streamlake_config::BrokerConfig;
-use streamlake_kafka::{provision, Admin, KafkaSettings, GATEWAY_PRODUCER_DEFAULTS};
+use streamlake_kafka::GATEWAY_PRODUCER_DEFAULTS;
 
-use crate::args::{BenchCommand, BenchGatewayArgs};
+use crate::common::{cpu_seconds, events, provision_with, publish, start_broker};
+use crate::BenchGatewayArgs;
 
 const SCHEMA: &str =
-    include_str!("../../../../examples/air-quality/schemas/tenant-a-air-quality.json");
+    include_str!("../../../examples/air-quality/schemas/tenant-a-air-quality.json");
 const KEY: &str = "bench-key";
-
-pub(crate) async fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
-    match cmd {
-        BenchCommand::Gateway(args) => gateway(args).await,
-        BenchCommand::Pipeline(args) => super::bench_pipeline::run(args).await,
-        BenchCommand::Latency(args) => super::bench_latency::run(args).await,
-    }
-}
-
-/// Realistic tenant-A air-quality events of about 250 bytes, 1,000 sensors.
-pub(super) fn events(n: usize) -> Vec<(String, Vec<u8>)> {
-    (0..n)
-        .map(|i| {
-            let sensor = 10_000 + (i % 1000);
-            let body = format!(
-                r#"{{"tenant_id":"tenantA","timestamp":"2026-02-26 22:{:02}:{:02}","location_id":{},"lat":{:.4},"lon":{:.4},"sensor_id":{sensor},"pm10_P1":{:.2},"pm2_5_P2":{:.2},"source":"sensor.community/v2","indoor":false,"altitude":{}}}"#,
-                i % 60,
-                (i / 60) % 60,
-                sensor * 3,
-                48.0 + (i % 97) as f64 / 100.0,
-                9.0 + (i % 89) as f64 / 100.0,
-                (i % 500) as f64 / 3.0,
-                (i % 300) as f64 / 7.0,
-                200 + i % 300,
-            );
-            (sensor.to_string(), body.into_bytes())
-        })
-        .collect()
-}
-
-/// Starts a one-node managed Kafka for a bench, its storage under `dir`, on two free ports.
-pub(super) async fn start_broker(
-    dir: &std::path::Path,
-) -> anyhow::Result<(ManagedKafka, KafkaSettings)> {
-    let broker_cfg = BrokerConfig {
-        listen: streamlake_broker::layout::free_port_block(2)
-            .context("no two consecutive free ports on loopback")?,
-        ..BrokerConfig::default()
-    };
-    eprintln!("starting a one-node Apache Kafka on {}", broker_cfg.listen);
-    let broker = ManagedKafka::start(&broker_cfg, dir, streamlake_core::Health::new()).await?;
-    eprintln!(
-        "Kafka ready in {:.1} s",
-        broker.startup_time().as_secs_f64()
-    );
-    let settings = KafkaSettings::new(broker.bootstrap_servers());
-    Ok((broker, settings))
-}
-
-/// Creates `config`'s topics and the bench's own 6-partition `extra` topic.
-pub(super) async fn provision_with(
-    settings: &KafkaSettings,
-    config: &streamlake_config::Config,
-    extra: &str,
-) -> anyhow::Result<Admin> {
-    let admin = Admin::new(settings)?;
-    provision(&admin, &config.declared_topics()).await;
-    admin
-        .create_topic(&streamlake_core::TopicSpec {
-            name: extra.to_owned(),
-            partitions: 6,
-            replication_factor: None,
-            configs: Default::default(),
-        })
-        .await?;
-    Ok(admin)
-}
-
-/// Prints a bench's report and appends it to `file` (e.g. docs/BENCHMARKS.md) when given.
-pub(super) fn publish(report: &str, file: Option<&std::path::Path>) -> anyhow::Result<()> {
-    println!("{report}");
-    if let Some(path) = file {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        writeln!(f, "\n{report}")?;
-        eprintln!("appended to {}", path.display());
-    }
-    Ok(())
-}
-
-/// The first tenant of `config` and its first dataset: the one a bench writes to.
-pub(super) fn first_dataset(
-    config: &streamlake_config::Config,
-) -> anyhow::Result<(&streamlake_config::Tenant, &streamlake_config::Dataset)> {
-    let tenant = config
-        .tenants
-        .values()
-        .next()
-        .context("the configuration has no tenant")?;
-    let dataset = tenant
-        .datasets
-        .values()
-        .next()
-        .context("the tenant has no dataset")?;
-    Ok((tenant, dataset))
-}
-
-/// User and system CPU seconds of a process, from /proc.
-pub(super) fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after_name = stat.rsplit(')').next().unwrap_or_default();
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).unwrap_or(&"0").parse::<f64>()?
-        + fields.get(12).unwrap_or(&"0").parse::<f64>()?;
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
-    Ok(ticks / hz)
-}
 
 /// A memory figure (kB) from /proc/PID/status, e.g. VmRSS or VmHWM.
 fn status_kb(pid: u32, field: &str) -> u64 {
@@ -339,7 +228,24 @@ impl Load {
     }
 }
 
-async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
+/// The `streamlake` binary the gateway runs as: `--streamlake`, else the one beside this bench
+/// (`cargo build --release -p streamlake -p streamlake-bench` puts them together).
+fn streamlake_binary(args: &BenchGatewayArgs) -> anyhow::Result<std::path::PathBuf> {
+    let path = match &args.streamlake {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("streamlake"),
+    };
+    if !path.is_file() {
+        bail!(
+            "the gateway runs as the streamlake binary, and there is none at {}: build it with `cargo build --release -p streamlake`, or give --streamlake PATH",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
+    let streamlake = streamlake_binary(args)?;
     if args.concurrency == 0 || args.batch_size == 0 {
         bail!("--concurrency and --batch-size must be at least 1");
     }
@@ -381,7 +287,7 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         .to_string();
 
     let log = std::fs::File::create(dir.path().join("gateway.log"))?;
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+    let mut child = tokio::process::Command::new(&streamlake)
         .args([
             "--config",
             config_path.to_str().unwrap_or_default(),
@@ -530,7 +436,7 @@ async fn gateway(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         .map(|(name, value)| format!(" --producer-property {name}={value}"))
         .collect();
     let command = format!(
-        "streamlake bench gateway --duration-secs {} --rounds {} --concurrency {} --batch-size {}{properties}",
+        "streamlake-bench gateway --duration-secs {} --rounds {} --concurrency {} --batch-size {}{properties}",
         args.duration_secs, rounds, args.concurrency, args.batch_size
     );
     let report = format!(

@@ -1,4 +1,4 @@
-//! `streamlake bench latency`: end-to-end latency at a steady rate. HTTP requests of tenant-A
+//! `streamlake-bench latency`: end-to-end latency at a steady rate. HTTP requests of tenant-A
 //! air-quality events go to the gateway at a fixed rate; the processor of the air-quality
 //! example turns them into clean records; a reader of the clean topic notes when each
 //! `ingestion_id` arrives. Everything runs in this process on a one-node Kafka it starts, so one
@@ -17,9 +17,9 @@ use rdkafka::Message;
 use streamlake_pipeline::{run_pipeline, ProcessorStats};
 use tokio_util::sync::CancellationToken;
 
-use super::bench::{events, first_dataset, publish, start_broker};
-use super::bench_pipeline::example_config;
-use crate::args::BenchLatencyArgs;
+use crate::common::{events, first_dataset, publish, start_broker};
+use crate::pipeline::example_config;
+use crate::BenchLatencyArgs;
 
 /// One request's events: when it was sent and acknowledged, and their ingestion ids.
 struct Request {
@@ -241,7 +241,7 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
     }
     let achieved = expected as f64 / load_secs;
     let command = format!(
-        "streamlake bench latency --rate {} --batch-size {} --duration-secs {} --warmup-secs {}",
+        "streamlake-bench latency --rate {} --batch-size {} --duration-secs {} --warmup-secs {}",
         args.rate, args.batch_size, args.duration_secs, args.warmup_secs
     );
     let report = format!(
