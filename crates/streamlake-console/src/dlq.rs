@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use streamlake_core::{headers as h, DatasetId, TenantId};
-use streamlake_gateway::Ingested;
+use streamlake_ingest::Ingested;
 use streamlake_kafka::{read_ranges, Headers, Record};
 
 use crate::ops::{ErrorKind, HeaderView, MessageView, Ops, OpsError, OpsResult, Principal};
@@ -411,7 +411,7 @@ impl Ops {
         let ingestion_id = view
             .ingestion_id
             .clone()
-            .unwrap_or_else(streamlake_gateway::Gateway::new_ingestion_id);
+            .unwrap_or_else(streamlake_ingest::Ingestor::new_ingestion_id);
         result.ingestion_id = Some(ingestion_id.clone());
         let at = now();
         let provenance = vec![
@@ -423,6 +423,7 @@ impl Ops {
         ];
         let outcome = self
             .gateway
+            .ingestor()
             .ingest_with_headers(
                 tenant,
                 &dataset,

@@ -1,4 +1,5 @@
-//! HTTP ingestion: the producer boundary. An event is authenticated, validated
+//! HTTP ingestion, a thin layer over the ingestion core (`streamlake-ingest`): an event is
+//! authenticated, validated
 //! against its dataset's schema, keyed, given metadata headers and produced with its bytes
 //! unchanged to the dataset's raw topic; the client is answered only after the broker
 //! acknowledged. An invalid event goes to the tenant's dead-letter topic, acknowledged too,
@@ -7,24 +8,20 @@
 //! # Layout
 //! - [`gateway`]: [`Gateway`], everything a request needs, built once from the configuration.
 //! - `auth`: bearer keys to tenants, compared in constant time.
-//! - `body`: request bodies (one JSON value, a JSON array, NDJSON) into events with their bytes.
-//! - `ingest`: one event to the raw topic or the dead-letter topic, with headers.
+//! - `answer`: an ingestion outcome as an HTTP status and response entry.
 //! - `routes`: the axum router ([`app`]), response codes and bodies.
 //! - `metrics`: Prometheus metrics.
 //! - [`serve`]: the server with graceful shutdown.
 
+mod answer;
 mod auth;
-mod body;
 pub mod gateway;
-mod ingest;
 mod metrics;
 mod routes;
-mod source;
 
 pub use auth::bearer_token;
 pub use gateway::{Gateway, GatewayError};
 pub use routes::app;
-pub use source::{Ingested, UnknownDataset};
 
 use std::sync::Arc;
 

@@ -2,20 +2,15 @@
 //! ids from the configuration (unknown ones are counted as `unknown`), outcomes and status codes
 //! from fixed sets; never an error text.
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 /// The gateway's metrics and their registry.
 #[derive(Debug)]
 pub(crate) struct Metrics {
-    registry: Registry,
-    /// Events by tenant, dataset and outcome (`accepted`, `rejected`, `failed`).
-    pub(crate) events: IntCounterVec,
+    /// Also holds the ingestion core's metrics (events, produce latency).
+    pub(crate) registry: Registry,
     /// Requests by tenant and HTTP status.
     pub(crate) requests: IntCounterVec,
-    /// Time from produce to acknowledgement, by tenant.
-    pub(crate) produce_latency: HistogramVec,
     /// Requests being handled.
     pub(crate) in_flight: IntGauge,
     /// Records queued in the producer or awaiting acknowledgement, read at scrape time.
@@ -26,25 +21,9 @@ impl Metrics {
     pub(crate) fn new() -> Self {
         let registry = Registry::new_custom(Some("streamlake_gateway".to_owned()), None)
             .expect("constant registry prefix");
-        let events = IntCounterVec::new(
-            Opts::new("events_total", "Events by tenant, dataset and outcome"),
-            &["tenant", "dataset", "outcome"],
-        )
-        .expect("constant metric definition");
         let requests = IntCounterVec::new(
             Opts::new("requests_total", "Requests by tenant and HTTP status"),
             &["tenant", "status"],
-        )
-        .expect("constant metric definition");
-        let produce_latency = HistogramVec::new(
-            HistogramOpts::new(
-                "produce_latency_seconds",
-                "Time from produce to broker acknowledgement",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["tenant"],
         )
         .expect("constant metric definition");
         let in_flight = IntGauge::new("in_flight_requests", "Requests being handled")
@@ -55,9 +34,7 @@ impl Metrics {
         )
         .expect("constant metric definition");
         for c in [
-            Box::new(events.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(requests.clone()),
-            Box::new(produce_latency.clone()),
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(in_flight.clone()),
             Box::new(queue_depth.clone()),
         ] {
@@ -67,9 +44,7 @@ impl Metrics {
         }
         Self {
             registry,
-            events,
             requests,
-            produce_latency,
             in_flight,
             queue_depth,
         }

@@ -28,10 +28,13 @@ use serde_json::json;
 use streamlake_core::DatasetId;
 use streamlake_core::Violation;
 
+use streamlake_ingest::{
+    dead_letter_body, ingest as ingest_event, ingest_all, parse, Framing, Outcome, Parsed, Target,
+};
+
+use crate::answer::{Answer as _, EventReport};
 use crate::auth::AuthError;
-use crate::body::{parse, Framing, Parsed};
 use crate::gateway::Gateway;
-use crate::ingest::{dead_letter_body, ingest as ingest_event, ingest_all, Outcome, Target};
 
 const OPENAPI: &str = include_str!("openapi.json");
 
@@ -107,8 +110,6 @@ enum RequestError {
         dataset: String,
         known: String,
     },
-    #[error("dataset {0} has no schema")]
-    NoSchema(String),
     #[error("tenant {tenant} has {limit} requests in flight already; retry later")]
     TooManyInFlight {
         tenant: String,
@@ -141,7 +142,7 @@ impl IntoResponse for RequestError {
             E::MissingKey | E::UnknownKey => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             E::WrongTenant { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             E::UnknownTenant(_) => (StatusCode::NOT_FOUND, "unknown_tenant"),
-            E::UnknownDataset { .. } | E::NoSchema(_) => (StatusCode::NOT_FOUND, "unknown_dataset"),
+            E::UnknownDataset { .. } => (StatusCode::NOT_FOUND, "unknown_dataset"),
             E::TooManyInFlight { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             E::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -213,29 +214,26 @@ async fn handle(
             tenant: tenant.to_owned(),
         });
     }
-    let route = gw
-        .tenants
+    if !gw.ingestor.has_tenant(authed) {
+        return Err(RequestError::UnknownTenant(tenant.to_owned()));
+    }
+    let unknown_dataset = || RequestError::UnknownDataset {
+        tenant: tenant.to_owned(),
+        dataset: dataset.to_owned(),
+        known: gw
+            .ingestor
+            .datasets_of(authed)
+            .iter()
+            .map(|d| d.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let dataset_id = DatasetId::new(dataset).map_err(|_| unknown_dataset())?;
+    let _permit = gw
+        .in_flight
         .get(authed)
-        .ok_or_else(|| RequestError::UnknownTenant(tenant.to_owned()))?;
-    let (dataset_id, raw_topic) = DatasetId::new(dataset)
-        .ok()
-        .and_then(|d| route.raw_topics.get_key_value(&d))
-        .ok_or_else(|| RequestError::UnknownDataset {
-            tenant: tenant.to_owned(),
-            dataset: dataset.to_owned(),
-            known: route
-                .raw_topics
-                .keys()
-                .map(DatasetId::as_str)
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
-    let schema = gw
-        .schemas
-        .get(authed, dataset_id)
-        .ok_or_else(|| RequestError::NoSchema(dataset.to_owned()))?;
-    let _permit = Arc::clone(&route.in_flight)
-        .try_acquire_owned()
+        .map(|slots| Arc::clone(slots).try_acquire_owned())
+        .ok_or_else(|| RequestError::UnknownTenant(tenant.to_owned()))?
         .map_err(|_| RequestError::TooManyInFlight {
             tenant: tenant.to_owned(),
             limit: gw.settings.max_in_flight_per_tenant,
@@ -247,17 +245,10 @@ async fn handle(
         .unwrap_or("");
     let framing = Framing::from_content_type(content_type)
         .ok_or_else(|| RequestError::UnsupportedMediaType(content_type.to_owned()))?;
-    let target = Target {
-        tenant: authed,
-        dataset: dataset_id,
-        raw_topic,
-        dlq_topic: &route.dlq_topic,
-        schema,
-        ingested_at: Target::now(),
-        producer_service: &gw.settings.producer_service,
-        extra_headers: &[],
-        produce_latency: &route.produce_latency,
-    };
+    let target = gw
+        .ingestor
+        .target(authed, &dataset_id, &gw.settings.producer_service, &[])
+        .map_err(|_| unknown_dataset())?;
     events(gw, &target, framing, headers, body).await
 }
 
@@ -301,7 +292,7 @@ async fn events(
             path: String::new(),
             rule: "max_body_bytes".to_owned(),
         };
-        let outcome = dead_letter_body(gw, t, b"", violation).await;
+        let outcome = dead_letter_body(&gw.ingestor, t, b"", violation).await;
         count_all(gw, t, std::slice::from_ref(&outcome));
         return Ok(body_level(gw, StatusCode::PAYLOAD_TOO_LARGE, outcome));
     };
@@ -314,14 +305,14 @@ async fn events(
             path: String::new(),
             rule: "utf8".to_owned(),
         };
-        let outcome = dead_letter_body(gw, t, &bytes, violation).await;
+        let outcome = dead_letter_body(&gw.ingestor, t, &bytes, violation).await;
         count_all(gw, t, std::slice::from_ref(&outcome));
         return Ok(body_level(gw, StatusCode::BAD_REQUEST, outcome));
     }
     match parse(&bytes, framing) {
         Parsed::Single(event) => {
             let malformed = event.value.is_err();
-            let outcome = ingest_event(gw, t, event).await;
+            let outcome = ingest_event(&gw.ingestor, t, event).await;
             count_all(gw, t, std::slice::from_ref(&outcome));
             if malformed {
                 return Ok(body_level(gw, StatusCode::BAD_REQUEST, outcome));
@@ -331,7 +322,7 @@ async fn events(
         }
         Parsed::Batch(events) if events.is_empty() => Err(RequestError::EmptyBatch),
         Parsed::Batch(events) => {
-            let outcomes = ingest_all(gw, t, events).await;
+            let outcomes = ingest_all(&gw.ingestor, t, events).await;
             count_all(gw, t, &outcomes);
             Ok(batch_answer(gw, &outcomes))
         }
@@ -350,17 +341,9 @@ fn body_level(gw: &Gateway, status: StatusCode, outcome: Outcome) -> Response {
     answer(status, body, None)
 }
 
-/// Counts a batch's outcomes with one counter update per outcome kind.
+/// Counts a request's outcomes in the ingestion metrics.
 fn count_all(gw: &Gateway, t: &Target<'_>, outcomes: &[Outcome]) {
-    for label in ["accepted", "rejected", "failed"] {
-        let n = outcomes.iter().filter(|o| o.label() == label).count() as u64;
-        if n > 0 {
-            gw.metrics
-                .events
-                .with_label_values(&[t.tenant.as_str(), t.dataset.as_str(), label])
-                .inc_by(n);
-        }
-    }
+    gw.ingestor.count(t, outcomes);
 }
 
 fn retry_after(gw: &Gateway, outcomes: &[Outcome]) -> Option<u64> {
@@ -376,7 +359,7 @@ struct BatchReport<'a> {
     accepted: usize,
     rejected: usize,
     failed: usize,
-    results: Vec<crate::ingest::EventReport<'a>>,
+    results: Vec<EventReport<'a>>,
 }
 
 fn batch_answer(gw: &Gateway, outcomes: &[Outcome]) -> Response {
@@ -433,7 +416,7 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     gw.metrics
         .queue_depth
-        .set(i64::from(gw.producer.in_flight()));
+        .set(i64::from(gw.ingestor.in_flight()));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         gw.metrics.render(),

@@ -1,5 +1,5 @@
 //! StreamLake's sources: events that are pulled or generated rather than
-//! pushed over HTTP, ingested through the same path as HTTP (`Gateway::ingest`).
+//! pushed over HTTP, ingested through the same path as HTTP (`Ingestor::ingest`).
 //!
 //! # Layout
 //! - [`source`]: the [`Source`] trait and [`drive`], which acknowledges a batch to its source

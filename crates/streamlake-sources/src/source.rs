@@ -1,5 +1,5 @@
 //! The `Source` trait and its driver: a source hands out batches of events, the driver
-//! ingests them through the gateway's path (validate, key, headers, acknowledged produce or
+//! ingests them through the ingestion core's path (validate, key, headers, acknowledged produce or
 //! dead letter), and only then acknowledges the batch, so a source's position never runs ahead
 //! of Kafka.
 
@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::join_all;
 use streamlake_core::{DatasetId, RetryPolicy, TenantId};
-use streamlake_gateway::{Gateway, Ingested};
+use streamlake_ingest::{Ingested, Ingestor};
 use tokio_util::sync::CancellationToken;
 
 /// A source's failure.
@@ -53,7 +53,7 @@ impl SourceStats {
 /// before the batch is acknowledged to the source.
 pub async fn drive<S: Source>(
     source: &mut S,
-    gateway: &Gateway,
+    ingestor: &Ingestor,
     tenant: &TenantId,
     dataset: &DatasetId,
     stats: &SourceStats,
@@ -68,13 +68,13 @@ pub async fn drive<S: Source>(
         // was written is a duplicate sinks can recognise.
         let mut pending: Vec<(Event, String)> = batch
             .into_iter()
-            .map(|e| (e, Gateway::new_ingestion_id()))
+            .map(|e| (e, Ingestor::new_ingestion_id()))
             .collect();
         let mut backoff = RetryPolicy::REDELIVER.backoff();
         while !pending.is_empty() {
             let results =
                 join_all(pending.iter().map(|(e, id)| {
-                    gateway.ingest(tenant, dataset, e.clone(), &service, id.clone())
+                    ingestor.ingest(tenant, dataset, e.clone(), &service, id.clone())
                 }))
                 .await;
             let mut failed = Vec::new();

@@ -49,12 +49,12 @@ fn start(
     CancellationToken,
     tokio::task::JoinHandle<()>,
 ) {
-    let gateway = Arc::new(Gateway::new(config, settings).unwrap());
+    let ingestor = Arc::clone(Gateway::new(config, settings).unwrap().ingestor());
     let stats = Arc::new(MqttStats::default());
     let shutdown = CancellationToken::new();
     let task = {
         let (mqtt, stats, shutdown) = (config.mqtt.clone(), stats.clone(), shutdown.clone());
-        tokio::spawn(async move { run_mqtt(&mqtt, gateway, stats, shutdown).await })
+        tokio::spawn(async move { run_mqtt(&mqtt, ingestor, stats, shutdown).await })
     };
     (stats, shutdown, task)
 }

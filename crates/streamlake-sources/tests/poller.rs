@@ -104,12 +104,16 @@ async fn both_tenants_get_their_structures_bad_records_are_dead_lettered_and_not
     ))
     .await;
     let poller = stack.config.pollers["sc"].clone();
-    let gateway = Arc::new(Gateway::new(&stack.config, &stack.settings).unwrap());
+    let ingestor = Arc::clone(
+        Gateway::new(&stack.config, &stack.settings)
+            .unwrap()
+            .ingestor(),
+    );
     let stats = Arc::new(PollerStats::default());
     let shutdown = CancellationToken::new();
     let task = {
         let (stats, shutdown) = (stats.clone(), shutdown.clone());
-        tokio::spawn(async move { run_poller(&poller, gateway, stats, shutdown).await })
+        tokio::spawn(async move { run_poller(&poller, ingestor, stats, shutdown).await })
     };
 
     // Tenant A: the record without a sensor id and the one whose P1 is "unknown" cannot be
@@ -220,12 +224,13 @@ async fn a_configured_generator_writes_its_count_through_the_gateway_path() {
     let stack = Stack::new(&toml).await;
     let (cfg, target) = stack.config.generators["g"].clone();
     let gateway = Gateway::new(&stack.config, &stack.settings).unwrap();
+    let ingestor = gateway.ingestor();
     let stats = streamlake_sources::SourceStats::default();
     streamlake_sources::run_generator(
         "g",
         &cfg,
         &target,
-        &gateway,
+        ingestor,
         &stats,
         &CancellationToken::new(),
     )

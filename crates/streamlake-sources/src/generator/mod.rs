@@ -167,7 +167,7 @@ pub async fn run_generator(
     name: &str,
     config: &streamlake_config::GeneratorSourceConfig,
     target: &streamlake_config::DatasetRef,
-    gateway: &streamlake_gateway::Gateway,
+    ingestor: &streamlake_ingest::Ingestor,
     stats: &crate::source::SourceStats,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<(), SourceError> {
@@ -187,7 +187,7 @@ pub async fn run_generator(
     tracing::info!(generator = name, dataset = %target, rate = config.rate, keys = config.keys, "generator starting");
     let result = crate::source::drive(
         &mut generator,
-        gateway,
+        ingestor,
         &target.tenant,
         &target.dataset,
         stats,

@@ -1,5 +1,5 @@
 //! MQTT ingestion: subscribe to `{prefix}/+/+` with QoS 1 on a persistent session,
-//! run every message through the gateway's path for the tenant and dataset its topic names,
+//! run every message through the ingestion core's path for the tenant and dataset its topic names,
 //! and acknowledge it to the MQTT broker only after Kafka acknowledged the event or its dead
 //! letter. A message Kafka did not take is retried until it is; at shutdown it stays
 //! unacknowledged, and the MQTT broker delivers it again to the next session. Acknowledgements
@@ -13,7 +13,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
 use streamlake_config::MqttConfig;
 use streamlake_core::{DatasetId, RetryPolicy, TenantId};
-use streamlake_gateway::{Gateway, Ingested};
+use streamlake_ingest::{Ingested, Ingestor};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +51,7 @@ pub fn route(prefix: &str, topic: &str) -> Option<(TenantId, DatasetId)> {
 /// back-off (`RetryPolicy::RECONNECT`); they never end the run.
 pub async fn run_mqtt(
     config: &MqttConfig,
-    gateway: Arc<Gateway>,
+    ingestor: Arc<Ingestor>,
     stats: Arc<MqttStats>,
     shutdown: CancellationToken,
 ) {
@@ -76,7 +76,7 @@ pub async fn run_mqtt(
         config.topic_prefix.clone(),
         config.max_in_flight.max(1),
         client.clone(),
-        gateway,
+        ingestor,
         stats,
         rx,
         shutdown.clone(),
@@ -134,7 +134,7 @@ async fn ingest_in_order(
     prefix: String,
     window: usize,
     client: AsyncClient,
-    gateway: Arc<Gateway>,
+    ingestor: Arc<Ingestor>,
     stats: Arc<MqttStats>,
     mut rx: mpsc::Receiver<Publish>,
     shutdown: CancellationToken,
@@ -145,9 +145,9 @@ async fn ingest_in_order(
             _ = shutdown.cancelled() => break,
             Some(p) = rx.recv(), if inflight.len() < window => {
                 stats.received.fetch_add(1, Ordering::Relaxed);
-                let (gateway, stats, prefix, shutdown) = (gateway.clone(), stats.clone(), prefix.clone(), shutdown.clone());
+                let (ingestor, stats, prefix, shutdown) = (ingestor.clone(), stats.clone(), prefix.clone(), shutdown.clone());
                 inflight.push_back(async move {
-                    let done = ingest_one(&prefix, &gateway, &stats, &p, &shutdown).await;
+                    let done = ingest_one(&prefix, &ingestor, &stats, &p, &shutdown).await;
                     (p, done)
                 });
             }
@@ -168,7 +168,7 @@ async fn ingest_in_order(
 /// Ingests one message until Kafka acknowledged it (true) or shutdown (false).
 async fn ingest_one(
     prefix: &str,
-    gateway: &Gateway,
+    ingestor: &Ingestor,
     stats: &MqttStats,
     p: &Publish,
     shutdown: &CancellationToken,
@@ -179,9 +179,9 @@ async fn ingest_one(
         return true;
     };
     let mut backoff = RetryPolicy::REDELIVER.backoff();
-    let ingestion_id = Gateway::new_ingestion_id();
+    let ingestion_id = Ingestor::new_ingestion_id();
     loop {
-        match gateway
+        match ingestor
             .ingest(
                 &tenant,
                 &dataset,

@@ -1,6 +1,6 @@
 //! The Sensor.Community poller: fetches the `static/v2/data.json` list (or replays a
 //! file), maps each record into every configured tenant's message structure, and ingests each
-//! mapped event through the gateway's path. Records that cannot be mapped are dead-lettered
+//! mapped event through the ingestion core's path. Records that cannot be mapped are dead-lettered
 //! with the mapping rule; records seen in the last polls (same id) are not emitted again; a
 //! failed fetch is retried with back-off and then logged, and the next poll comes as usual.
 //! A record counts as seen only once Kafka acknowledged all its events.
@@ -17,7 +17,7 @@ use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use reqwest::StatusCode;
 use serde_json::Value;
 use streamlake_config::Poller;
-use streamlake_gateway::{Gateway, Ingested};
+use streamlake_ingest::{Ingested, Ingestor};
 use tokio_util::sync::CancellationToken;
 
 use mapping::map_record;
@@ -58,7 +58,7 @@ struct Validators {
 /// Runs `poller` until `shutdown`: a poll at once, then every `interval_secs`.
 pub async fn run_poller(
     poller: &Poller,
-    gateway: Arc<Gateway>,
+    ingestor: Arc<Ingestor>,
     stats: Arc<PollerStats>,
     shutdown: CancellationToken,
 ) {
@@ -81,7 +81,7 @@ pub async fn run_poller(
         match fetch(poller, &client, &mut validators, &shutdown).await {
             Ok(Some(records)) => {
                 stats.polls.fetch_add(1, Ordering::Relaxed);
-                let ids = ingest_poll(poller, &gateway, &stats, &records, &seen, &shutdown).await;
+                let ids = ingest_poll(poller, &ingestor, &stats, &records, &seen, &shutdown).await;
                 seen.push_back(ids);
                 while seen.len() > REMEMBERED_POLLS {
                     seen.pop_front();
@@ -173,7 +173,7 @@ fn parse(bytes: &[u8]) -> Result<Vec<Value>, String> {
 /// Ingests one poll's new records; returns the ids of every record in the poll.
 async fn ingest_poll(
     poller: &Poller,
-    gateway: &Gateway,
+    ingestor: &Ingestor,
     stats: &PollerStats,
     records: &[Value],
     seen: &VecDeque<HashSet<String>>,
@@ -204,7 +204,7 @@ async fn ingest_poll(
         join_all(
             chunk
                 .iter()
-                .map(|r| ingest_record(poller, gateway, stats, r, shutdown)),
+                .map(|r| ingest_record(poller, ingestor, stats, r, shutdown)),
         )
         .await;
     }
@@ -215,7 +215,7 @@ async fn ingest_poll(
 /// Maps and ingests one record for every output, retrying what Kafka did not acknowledge.
 async fn ingest_record(
     poller: &Poller,
-    gateway: &Gateway,
+    ingestor: &Ingestor,
     stats: &PollerStats,
     record: &Value,
     shutdown: &CancellationToken,
@@ -223,11 +223,11 @@ async fn ingest_record(
     let bytes = serde_json::to_vec(record).unwrap_or_default();
     for (target, fields) in &poller.outputs {
         let mut backoff = RetryPolicy::REDELIVER.backoff();
-        let ingestion_id = Gateway::new_ingestion_id();
+        let ingestion_id = Ingestor::new_ingestion_id();
         loop {
             let result = match map_record(record, fields) {
                 Ok(event) => {
-                    gateway
+                    ingestor
                         .ingest(
                             &target.tenant,
                             &target.dataset,
@@ -239,7 +239,7 @@ async fn ingest_record(
                 }
                 Err(e) => {
                     tracing::warn!(poller = %poller.name, dataset = %target, error = %e, "record cannot be mapped; dead-lettered");
-                    gateway
+                    ingestor
                         .dead_letter(
                             &target.tenant,
                             &target.dataset,

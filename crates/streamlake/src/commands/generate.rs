@@ -93,7 +93,7 @@ pub(crate) async fn run(conn: &Connection, args: &GenerateArgs) -> anyhow::Resul
     let started = Instant::now();
     let result = drive(
         &mut generator,
-        &gateway,
+        gateway.ingestor(),
         &tenant,
         &dataset,
         &stats,

@@ -185,11 +185,11 @@ fn start_sources(
     if generators.is_empty() && pollers.is_empty() && !config.mqtt.enabled {
         return Vec::new();
     }
-    let gateway = Arc::clone(gateway);
+    let ingestor = Arc::clone(gateway.ingestor());
     let mut tasks = Vec::new();
     for (name, (cfg, target)) in generators {
-        let (gateway, name, cfg, target, shutdown) = (
-            gateway.clone(),
+        let (ingestor, name, cfg, target, shutdown) = (
+            ingestor.clone(),
             name.clone(),
             cfg.clone(),
             target.clone(),
@@ -197,30 +197,31 @@ fn start_sources(
         );
         tasks.push(tokio::spawn(async move {
             let stats = streamlake_sources::SourceStats::default();
-            if let Err(e) =
-                streamlake_sources::run_generator(&name, &cfg, &target, &gateway, &stats, &shutdown)
-                    .await
+            if let Err(e) = streamlake_sources::run_generator(
+                &name, &cfg, &target, &ingestor, &stats, &shutdown,
+            )
+            .await
             {
                 tracing::error!(generator = %name, error = %e, "generator stopped with an error");
             }
         }));
     }
     for poller in pollers {
-        let (gateway, poller, shutdown) = (gateway.clone(), poller.clone(), shutdown.clone());
+        let (ingestor, poller, shutdown) = (ingestor.clone(), poller.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
             let stats = Arc::new(streamlake_sources::poller::PollerStats::default());
-            streamlake_sources::poller::run_poller(&poller, gateway, stats, shutdown).await;
+            streamlake_sources::poller::run_poller(&poller, ingestor, stats, shutdown).await;
         }));
     }
     if config.mqtt.enabled {
-        let (gateway, mqtt, shutdown) = (gateway.clone(), config.mqtt.clone(), shutdown.clone());
+        let (ingestor, mqtt, shutdown) = (ingestor.clone(), config.mqtt.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
             let stats = Arc::new(streamlake_sources::mqtt::MqttStats::default());
-            streamlake_sources::mqtt::run_mqtt(&mqtt, gateway, stats, shutdown).await;
+            streamlake_sources::mqtt::run_mqtt(&mqtt, ingestor, stats, shutdown).await;
         }));
     }
     // Every source waited for its acknowledgements; the flush only makes sure of it.
-    let shutdown = shutdown.clone();
+    let (shutdown, gateway) = (shutdown.clone(), Arc::clone(gateway));
     tasks.push(tokio::spawn(async move {
         shutdown.cancelled().await;
         let _ = tokio::task::spawn_blocking(move || gateway.flush()).await;

@@ -5,173 +5,80 @@
 
 use std::time::SystemTime;
 
-use axum::http::StatusCode;
-use serde::Serialize;
 use streamlake_core::{headers as h, DatasetId, Stage, TenantId, Violation};
 use streamlake_kafka::{DeliveryReceipt, Header, Headers, Outgoing, OwnedHeaders, ProduceError};
 use streamlake_schema::DatasetSchema;
 
-use crate::body::Event;
-use crate::gateway::Gateway;
+use crate::event::Event;
+use crate::ingestor::Ingestor;
 
-/// Where one request's events go.
-pub(crate) struct Target<'a> {
-    pub(crate) tenant: &'a TenantId,
-    pub(crate) dataset: &'a DatasetId,
-    pub(crate) raw_topic: &'a str,
-    pub(crate) dlq_topic: &'a str,
-    pub(crate) schema: &'a DatasetSchema,
+/// Where one request's (or one source message's) events go.
+#[derive(Debug)]
+pub struct Target<'a> {
+    /// The tenant.
+    pub tenant: &'a TenantId,
+    /// The dataset.
+    pub dataset: &'a DatasetId,
+    /// The dataset's raw topic.
+    pub raw_topic: &'a str,
+    /// The tenant's dead-letter topic.
+    pub dlq_topic: &'a str,
+    /// The dataset's compiled schema.
+    pub schema: &'a DatasetSchema,
     /// Acceptance time of the request, RFC 3339 UTC; shared by its events.
-    pub(crate) ingested_at: String,
+    pub ingested_at: String,
     /// Value of the `producer_service` header.
-    pub(crate) producer_service: &'a str,
+    pub producer_service: &'a str,
     /// Headers added after the metadata headers (a replay's provenance).
-    pub(crate) extra_headers: &'a [(String, String)],
+    pub extra_headers: &'a [(String, String)],
     /// The tenant's produce-latency histogram.
-    pub(crate) produce_latency: &'a prometheus::Histogram,
+    pub produce_latency: &'a prometheus::Histogram,
 }
 
 impl Target<'_> {
     /// The request's acceptance time, formatted once per request.
-    pub(crate) fn now() -> String {
+    pub fn now() -> String {
         humantime::format_rfc3339_millis(SystemTime::now()).to_string()
     }
 }
 
 /// What became of one event.
 #[derive(Debug)]
-pub(crate) enum Outcome {
+pub enum Outcome {
     /// Written to the raw topic.
     Accepted {
+        /// The event's `ingestion_id`.
         ingestion_id: String,
+        /// Where the broker stored it.
         receipt: DeliveryReceipt,
     },
     /// Refused and written to the dead-letter topic.
     Rejected {
+        /// The event's `ingestion_id`.
         ingestion_id: String,
+        /// Why.
         violation: Violation,
+        /// Where the dead letter was written.
         dead_letter: DeliveryReceipt,
     },
     /// Not acknowledged by the broker (raw or dead-letter write).
     Failed {
+        /// The event's `ingestion_id`.
         ingestion_id: String,
+        /// Why; `possibly_persisted()` says whether it may have been written anyway.
         error: ProduceError,
     },
 }
 
 impl Outcome {
-    /// The event's own status: 200, 422, 429 (queue full) or 503.
-    pub(crate) fn status(&self) -> StatusCode {
-        match self {
-            Outcome::Accepted { .. } => StatusCode::OK,
-            Outcome::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Outcome::Failed {
-                error: ProduceError::QueueFull { .. },
-                ..
-            } => StatusCode::TOO_MANY_REQUESTS,
-            Outcome::Failed { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    /// The outcome's label in metrics.
-    pub(crate) fn label(&self) -> &'static str {
+    /// `accepted`, `rejected` or `failed`: the outcome label of metrics.
+    pub fn label(&self) -> &'static str {
         match self {
             Outcome::Accepted { .. } => "accepted",
             Outcome::Rejected { .. } => "rejected",
             Outcome::Failed { .. } => "failed",
         }
     }
-
-    /// The outcome as the response reports it; `index` is its position in a batch.
-    pub(crate) fn report(&self, index: Option<usize>) -> EventReport<'_> {
-        let mut r = EventReport {
-            index,
-            status: self.status().as_u16(),
-            ingestion_id: "",
-            topic: None,
-            partition: None,
-            offset: None,
-            error: None,
-            dead_letter: None,
-            may_have_been_written: None,
-        };
-        match self {
-            Outcome::Accepted {
-                ingestion_id,
-                receipt,
-            } => {
-                r.ingestion_id = ingestion_id;
-                r.topic = Some(&receipt.topic);
-                r.partition = Some(receipt.partition);
-                r.offset = Some(receipt.offset);
-            }
-            Outcome::Rejected {
-                ingestion_id,
-                violation,
-                dead_letter,
-            } => {
-                r.ingestion_id = ingestion_id;
-                r.error = Some(ErrorReport::Violation {
-                    reason: &violation.reason,
-                    path: &violation.path,
-                    rule: &violation.rule,
-                });
-                r.dead_letter = Some(dead_letter);
-            }
-            Outcome::Failed {
-                ingestion_id,
-                error,
-            } => {
-                r.ingestion_id = ingestion_id;
-                r.error = Some(ErrorReport::Failure {
-                    code: if matches!(error, ProduceError::QueueFull { .. }) {
-                        "queue_full"
-                    } else {
-                        "broker_unavailable"
-                    },
-                    message: error.to_string(),
-                });
-                r.may_have_been_written = Some(error.possibly_persisted());
-            }
-        }
-        r
-    }
-}
-
-/// One event's entry in a response.
-#[derive(Debug, Serialize)]
-pub(crate) struct EventReport<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) index: Option<usize>,
-    pub(crate) status: u16,
-    pub(crate) ingestion_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    topic: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    partition: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    offset: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<ErrorReport<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dead_letter: Option<&'a DeliveryReceipt>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    may_have_been_written: Option<bool>,
-}
-
-/// Why an event was not accepted.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-enum ErrorReport<'a> {
-    Violation {
-        reason: &'a str,
-        path: &'a str,
-        rule: &'a str,
-    },
-    Failure {
-        code: &'static str,
-        message: String,
-    },
 }
 
 /// The metadata headers of an event, then the target's extra headers, as name and
@@ -220,7 +127,7 @@ fn owned_metadata(t: &Target<'_>, ingestion_id: &str) -> OwnedHeaders {
 }
 
 /// Validates, keys and writes one event, or dead-letters it.
-pub(crate) async fn ingest(gw: &Gateway, t: &Target<'_>, event: Event) -> Outcome {
+pub async fn ingest(gw: &Ingestor, t: &Target<'_>, event: Event) -> Outcome {
     match ingest_all(gw, t, vec![event]).await.pop() {
         Some(outcome) => outcome,
         None => unreachable!("one outcome per event"),
@@ -238,7 +145,7 @@ struct Valid {
 /// Validates, keys and writes a request's events, dead-lettering the invalid ones; the
 /// outcomes are in the events' order. The valid events are queued in order, so per-key order
 /// holds, and wait for the broker together.
-pub(crate) async fn ingest_all(gw: &Gateway, t: &Target<'_>, events: Vec<Event>) -> Vec<Outcome> {
+pub async fn ingest_all(gw: &Ingestor, t: &Target<'_>, events: Vec<Event>) -> Vec<Outcome> {
     let count = events.len();
     let mut valid = Vec::with_capacity(count);
     let mut invalid = Vec::new();
@@ -313,8 +220,8 @@ pub(crate) async fn ingest_all(gw: &Gateway, t: &Target<'_>, events: Vec<Event>)
 }
 
 /// Dead-letters a request body that could not be split into events (not UTF-8, too large).
-pub(crate) async fn dead_letter_body(
-    gw: &Gateway,
+pub async fn dead_letter_body(
+    gw: &Ingestor,
     t: &Target<'_>,
     bytes: &[u8],
     violation: Violation,
@@ -325,7 +232,7 @@ pub(crate) async fn dead_letter_body(
 }
 
 async fn dead_letter(
-    gw: &Gateway,
+    gw: &Ingestor,
     t: &Target<'_>,
     bytes: &[u8],
     key: Option<String>,

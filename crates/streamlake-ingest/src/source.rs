@@ -5,9 +5,9 @@
 use streamlake_core::{DatasetId, TenantId};
 use streamlake_kafka::{DeliveryReceipt, ProduceError};
 
-use crate::body::Event;
-use crate::gateway::Gateway;
-use crate::ingest::{dead_letter_body, ingest, Outcome, Target};
+use crate::event::Event;
+use crate::ingest::{dead_letter_body, ingest, Outcome};
+use crate::ingestor::Ingestor;
 
 /// What became of one event from a source.
 #[derive(Debug)]
@@ -59,33 +59,7 @@ pub struct UnknownDataset {
     pub dataset: String,
 }
 
-impl Gateway {
-    /// Where events of `tenant`/`dataset` go.
-    fn target<'a>(
-        &'a self,
-        tenant: &'a TenantId,
-        dataset: &'a DatasetId,
-        producer_service: &'a str,
-        extra_headers: &'a [(String, String)],
-    ) -> Result<Target<'a>, UnknownDataset> {
-        let unknown = || UnknownDataset {
-            tenant: tenant.to_string(),
-            dataset: dataset.to_string(),
-        };
-        let route = self.tenants.get(tenant).ok_or_else(unknown)?;
-        Ok(Target {
-            tenant,
-            dataset,
-            raw_topic: route.raw_topics.get(dataset).ok_or_else(unknown)?,
-            dlq_topic: &route.dlq_topic,
-            schema: self.schemas.get(tenant, dataset).ok_or_else(unknown)?,
-            ingested_at: Target::now(),
-            producer_service,
-            extra_headers,
-            produce_latency: &route.produce_latency,
-        })
-    }
-
+impl Ingestor {
     /// Dead-letters bytes a source could not turn into an event (e.g. a record its mapping
     /// refused), with the reason, to the tenant's dead-letter topic (`error.stage = gateway`).
     #[allow(clippy::too_many_arguments)]
@@ -114,7 +88,7 @@ impl Gateway {
     }
 
     /// Ingests one event's bytes for `tenant`/`dataset` as HTTP would, with `ingestion_id`
-    /// (see [`Gateway::new_ingestion_id`]); `producer_service` becomes the `producer_service`
+    /// (see [`Ingestor::new_ingestion_id`]); `producer_service` becomes the `producer_service`
     /// header (e.g. `streamlake-generator-sensor`, `streamlake-mqtt`). Returns once the broker
     /// acknowledged the event or its dead letter, or gave up.
     pub async fn ingest(
@@ -129,7 +103,7 @@ impl Gateway {
             .await
     }
 
-    /// [`Gateway::ingest`] with `extra_headers` after the metadata headers, on the raw record
+    /// [`Ingestor::ingest`] with `extra_headers` after the metadata headers, on the raw record
     /// or on its dead letter (a dead-letter replay records its provenance this way).
     pub async fn ingest_with_headers(
         &self,
@@ -144,10 +118,7 @@ impl Gateway {
         let mut event = Event::from_bytes(bytes);
         event.ingestion_id = Some(ingestion_id);
         let outcome = ingest(self, &target, event).await;
-        self.metrics
-            .events
-            .with_label_values(&[tenant.as_str(), dataset.as_str(), outcome.label()])
-            .inc();
+        self.count(&target, std::slice::from_ref(&outcome));
         Ok(convert(outcome))
     }
 }

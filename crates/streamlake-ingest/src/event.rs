@@ -1,5 +1,6 @@
-//! Request bodies into events. Each event keeps its original bytes, which are what is produced
-//! (the gateway never re-serialises a payload), next to its parsed value for validation.
+//! Bodies into events: one JSON value, a JSON array, or NDJSON lines. Each event keeps its
+//! original bytes, which are what is produced (ingestion never re-serialises a payload), next to
+//! its parsed value for validation.
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -8,7 +9,7 @@ use streamlake_core::Violation;
 
 /// How the body is framed, from its Content-Type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Framing {
+pub enum Framing {
     /// `application/json`: one value, or an array of events.
     Json,
     /// `application/x-ndjson` (or `application/jsonl`): one event per line.
@@ -17,7 +18,7 @@ pub(crate) enum Framing {
 
 impl Framing {
     /// The framing of a Content-Type header value, ignoring parameters such as `charset`.
-    pub(crate) fn from_content_type(ct: &str) -> Option<Self> {
+    pub fn from_content_type(ct: &str) -> Option<Self> {
         let essence = ct
             .split(';')
             .next()
@@ -37,18 +38,18 @@ impl Framing {
 
 /// One event of a request.
 #[derive(Debug)]
-pub(crate) struct Event {
+pub struct Event {
     /// The event's bytes as sent (a slice of the request body, not a copy).
-    pub(crate) bytes: Bytes,
+    pub bytes: Bytes,
     /// Its parsed value, or why it is not JSON.
-    pub(crate) value: Result<Value, Violation>,
+    pub value: Result<Value, Violation>,
     /// The `ingestion_id` to use: a source retrying an event keeps its id; `None` makes one.
-    pub(crate) ingestion_id: Option<String>,
+    pub ingestion_id: Option<String>,
 }
 
 /// What a body holds.
 #[derive(Debug)]
-pub(crate) enum Parsed {
+pub enum Parsed {
     /// A single JSON value (answered with that event's own status).
     Single(Event),
     /// A JSON array or NDJSON lines (answered per event).
@@ -66,7 +67,7 @@ fn not_json(e: &serde_json::Error, what: &str) -> Violation {
 /// Splits a UTF-8 body into events. A JSON body that does not parse is one invalid event.
 impl Event {
     /// One event from its bytes (a source's message).
-    pub(crate) fn from_bytes(bytes: Vec<u8>) -> Self {
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
         let value = serde_json::from_slice(&bytes).map_err(|e| not_json(&e, "the event"));
         Self {
             bytes: Bytes::from(bytes),
@@ -77,7 +78,7 @@ impl Event {
 }
 
 /// Splits a body into events; each event's bytes are a slice of `body`.
-pub(crate) fn parse(body: &Bytes, framing: Framing) -> Parsed {
+pub fn parse(body: &Bytes, framing: Framing) -> Parsed {
     // Where `part` (a subslice of `body`) sits in it.
     let slice = |part: &[u8]| body.slice_ref(part);
     match framing {

@@ -1,0 +1,121 @@
+//! How an ingestion outcome is answered over HTTP: its status code and its entry in the
+//! response body. The outcome itself is transport-neutral (`streamlake_ingest::Outcome`).
+
+use axum::http::StatusCode;
+use serde::Serialize;
+use streamlake_ingest::Outcome;
+use streamlake_kafka::{DeliveryReceipt, ProduceError};
+
+/// An outcome as HTTP answers it.
+pub(crate) trait Answer {
+    /// The event's own status: 200, 422, 429 (queue full) or 503.
+    fn status(&self) -> StatusCode;
+    /// The outcome as the response reports it; `index` is its position in a batch.
+    fn report(&self, index: Option<usize>) -> EventReport<'_>;
+}
+
+impl Answer for Outcome {
+    /// The event's own status: 200, 422, 429 (queue full) or 503.
+    fn status(&self) -> StatusCode {
+        match self {
+            Outcome::Accepted { .. } => StatusCode::OK,
+            Outcome::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Outcome::Failed {
+                error: ProduceError::QueueFull { .. },
+                ..
+            } => StatusCode::TOO_MANY_REQUESTS,
+            Outcome::Failed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The outcome as the response reports it; `index` is its position in a batch.
+    fn report(&self, index: Option<usize>) -> EventReport<'_> {
+        let mut r = EventReport {
+            index,
+            status: self.status().as_u16(),
+            ingestion_id: "",
+            topic: None,
+            partition: None,
+            offset: None,
+            error: None,
+            dead_letter: None,
+            may_have_been_written: None,
+        };
+        match self {
+            Outcome::Accepted {
+                ingestion_id,
+                receipt,
+            } => {
+                r.ingestion_id = ingestion_id;
+                r.topic = Some(&receipt.topic);
+                r.partition = Some(receipt.partition);
+                r.offset = Some(receipt.offset);
+            }
+            Outcome::Rejected {
+                ingestion_id,
+                violation,
+                dead_letter,
+            } => {
+                r.ingestion_id = ingestion_id;
+                r.error = Some(ErrorReport::Violation {
+                    reason: &violation.reason,
+                    path: &violation.path,
+                    rule: &violation.rule,
+                });
+                r.dead_letter = Some(dead_letter);
+            }
+            Outcome::Failed {
+                ingestion_id,
+                error,
+            } => {
+                r.ingestion_id = ingestion_id;
+                r.error = Some(ErrorReport::Failure {
+                    code: if matches!(error, ProduceError::QueueFull { .. }) {
+                        "queue_full"
+                    } else {
+                        "broker_unavailable"
+                    },
+                    message: error.to_string(),
+                });
+                r.may_have_been_written = Some(error.possibly_persisted());
+            }
+        }
+        r
+    }
+}
+
+/// One event's entry in a response.
+#[derive(Debug, Serialize)]
+pub(crate) struct EventReport<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) index: Option<usize>,
+    pub(crate) status: u16,
+    pub(crate) ingestion_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    topic: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partition: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorReport<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dead_letter: Option<&'a DeliveryReceipt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    may_have_been_written: Option<bool>,
+}
+
+/// Why an event was not accepted.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ErrorReport<'a> {
+    Violation {
+        reason: &'a str,
+        path: &'a str,
+        rule: &'a str,
+    },
+    Failure {
+        code: &'static str,
+        message: String,
+    },
+}

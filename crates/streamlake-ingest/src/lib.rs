@@ -1,0 +1,21 @@
+//! The transport-neutral ingestion core: one event, or a batch, validated against its
+//! dataset's schema, keyed, given the metadata headers and produced with its bytes unchanged to
+//! the dataset's raw topic, or dead-lettered with the reason; done only once the broker
+//! acknowledged. HTTP, MQTT, pollers, generators and dead-letter replay all ingest through
+//! [`Ingestor`]; none of them knows another.
+//!
+//! # Layout
+//! - [`event`]: bodies (one JSON value, a JSON array, NDJSON) into events with their bytes.
+//! - [`ingestor`]: [`Ingestor`], built once: routes, schemas, the producer, metrics.
+//! - [`ingest`](mod@ingest): one request's events to the raw or the dead-letter topic: [`Outcome`]s.
+//! - `source`: the one-event API sources use ([`Ingested`]).
+
+pub mod event;
+pub mod ingest;
+pub mod ingestor;
+mod source;
+
+pub use event::{parse, Event, Framing, Parsed};
+pub use ingest::{dead_letter_body, ingest, ingest_all, Outcome, Target};
+pub use ingestor::{IngestError, Ingestor};
+pub use source::{Ingested, UnknownDataset};
