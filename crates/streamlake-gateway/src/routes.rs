@@ -43,7 +43,10 @@ pub fn app(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route(
             "/v1/tenants/{tenant}/datasets/{dataset}/events",
-            post(ingest),
+            post(ingest).route_layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&gw),
+                track_requests,
+            )),
         )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -176,27 +179,49 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// The authenticated tenant of a request, left on its response for the request metrics.
+#[derive(Clone)]
+struct TenantLabel(streamlake_core::TenantId);
+
+/// The ingestion route's metrics layer: requests in flight (a drop guard, so a request whose
+/// future is dropped is no longer counted) and requests by tenant and status. The tenant label
+/// is bounded: a configured tenant, or `unknown` before authentication succeeded.
+async fn track_requests(
+    State(gw): State<Arc<Gateway>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let _in_flight = InFlight::enter(&gw.metrics.in_flight);
+    let response = next.run(request).await;
+    let tenant = response
+        .extensions()
+        .get::<TenantLabel>()
+        .map_or("unknown", |t| t.0.as_str());
+    gw.metrics
+        .requests
+        .with_label_values(&[tenant, response.status().as_str()])
+        .inc();
+    response
+}
+
 async fn ingest(
     State(gw): State<Arc<Gateway>>,
     Path((tenant, dataset)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let _in_flight = InFlight::enter(&gw.metrics.in_flight);
-    let authed = gw.keys.authenticate(&headers);
-    // Bounded label values: a configured tenant, or `unknown`.
-    let label = authed.as_ref().map_or("unknown", |t| t.as_str());
-    let response = match authed {
-        Ok(authed) => handle(&gw, authed, &tenant, &dataset, &headers, body)
-            .await
-            .unwrap_or_else(IntoResponse::into_response),
+    match gw.keys.authenticate(&headers) {
+        Ok(authed) => {
+            let mut response = handle(&gw, authed, &tenant, &dataset, &headers, body)
+                .await
+                .unwrap_or_else(IntoResponse::into_response);
+            response
+                .extensions_mut()
+                .insert(TenantLabel(authed.clone()));
+            response
+        }
         Err(e) => RequestError::from(e).into_response(),
-    };
-    gw.metrics
-        .requests
-        .with_label_values(&[label, response.status().as_str()])
-        .inc();
-    response
+    }
 }
 
 /// Routes an authenticated request to its dataset and ingests its events.

@@ -535,6 +535,25 @@ async fn health_readiness_metrics_and_openapi_answer() {
     let rejected = format!("streamlake_gateway_events_total{{dataset=\"readings\",outcome=\"rejected\",tenant=\"{}\"}} 1", h.tenant);
     assert!(metrics.contains(&accepted), "{metrics}");
     assert!(metrics.contains(&rejected), "{metrics}");
+    // Requests by tenant and status; before authentication succeeds the tenant is `unknown`.
+    let refused = format!(
+        "streamlake_gateway_requests_total{{status=\"422\",tenant=\"{}\"}} 1",
+        h.tenant
+    );
+    assert!(metrics.contains(&refused), "{metrics}");
+    let unauthenticated = client
+        .post(h.url(&h.tenant, "readings"))
+        .header("content-type", "application/json")
+        .body(r#"{"sensor_id": 1, "value": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("streamlake_gateway_requests_total{status=\"401\",tenant=\"unknown\"}"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("streamlake_gateway_produce_latency_seconds_bucket"),
         "{metrics}"
