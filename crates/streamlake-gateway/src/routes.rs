@@ -460,6 +460,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_openapi_document_describes_exactly_the_routes_served() {
+        let served = streamlake_testkit::routes_in_source(include_str!("routes.rs"));
+        let documented = streamlake_testkit::openapi_operations(OPENAPI);
+        assert!(!served.is_empty());
+        let undocumented: Vec<_> = served.difference(&documented).collect();
+        let unserved: Vec<_> = documented.difference(&served).collect();
+        assert!(
+            undocumented.is_empty() && unserved.is_empty(),
+            "served but not in openapi.json: {undocumented:?}; in openapi.json but not served: {unserved:?}"
+        );
+    }
+
+    #[test]
     fn a_dropped_request_leaves_the_in_flight_gauge_as_it_found_it() {
         let gauge = prometheus::IntGauge::new("g", "g").unwrap();
         let request = async {

@@ -200,6 +200,63 @@ pub async fn produce_numbered(settings: &KafkaSettings, topic: &str, n: usize) {
     }
 }
 
+/// The (method, path) pairs an axum router's source registers with `.route("PATH", get(..).post(..))`,
+/// up to its first `#[cfg(test)]`: compared with the OpenAPI document, so neither can drift
+/// from the other unnoticed.
+pub fn routes_in_source(source: &str) -> std::collections::BTreeSet<(String, String)> {
+    let source = source.split("#[cfg(test)]").next().unwrap_or_default();
+    let mut routes = std::collections::BTreeSet::new();
+    for chunk in source.split(concat!(".route", "(")).skip(1) {
+        let Some(quoted) = chunk.trim_start().strip_prefix('"') else {
+            continue;
+        };
+        let Some((path, rest)) = quoted.split_once('"') else {
+            continue;
+        };
+        // The method routers up to the end of this `.route(...)` call.
+        let mut depth = 1usize;
+        let mut end = rest.len();
+        for (i, c) in rest.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = i;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let methods = &rest[..end];
+        for method in ["get", "post", "put", "delete", "patch"] {
+            let called = methods.match_indices(method).any(|(i, _)| {
+                let before = methods[..i].chars().next_back();
+                let after = methods[i + method.len()..].chars().next();
+                after == Some('(') && !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            });
+            if called {
+                routes.insert((method.to_owned(), path.to_owned()));
+            }
+        }
+    }
+    routes
+}
+
+/// The (method, path) pairs an OpenAPI document describes.
+pub fn openapi_operations(document: &str) -> std::collections::BTreeSet<(String, String)> {
+    let doc: serde_json::Value =
+        serde_json::from_str(document).expect("the OpenAPI document is JSON");
+    let mut ops = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths").iter() {
+        for method in item.as_object().expect("a path item").keys() {
+            ops.insert((method.clone(), path.clone()));
+        }
+    }
+    ops
+}
+
 /// Path of a file in the repository's `examples/` directory.
 pub fn example(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
