@@ -13,7 +13,9 @@
 #   - Mosquitto on 127.0.0.1:1883 for MQTT ingestion and its tests: when nothing answers there,
 #     the Debian package is installed and started (override with STREAMLAKE_TEST_MQTT);
 #   - Chromium (Debian's `chromium`), the headless browser the web console's tests render pages
-#     with, when missing (override with STREAMLAKE_CHROMIUM).
+#     with, when missing (override with STREAMLAKE_CHROMIUM);
+#   - cargo-deny, which checks the dependencies' licences and sources (built from crates.io once,
+#     about 2.5 minutes).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 
@@ -74,6 +76,17 @@ ensure_kafka() {
   mv "$staging" "$KAFKA_LIBS"
   touch "$KAFKA_LIBS/.complete"
   log "Apache Kafka $KAFKA_VERSION: $(ls "$KAFKA_LIBS" | wc -l) jars, $(du -sh "$KAFKA_LIBS" | cut -f1)"
+}
+
+CARGO_DENY_VERSION=0.20.2
+
+ensure_cargo_deny() {
+  if cargo deny --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then
+    log "cargo-deny $CARGO_DENY_VERSION"
+    return
+  fi
+  log "building cargo-deny $CARGO_DENY_VERSION (first time only; about 2.5 minutes)"
+  cargo install cargo-deny --version "$CARGO_DENY_VERSION" --locked --quiet
 }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
@@ -140,3 +153,4 @@ ensure_postgres
 ensure_mosquitto
 ensure_java
 ensure_kafka
+ensure_cargo_deny

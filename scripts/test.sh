@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on this machine: installs what is missing (scripts/setup.sh), checks
-# formatting, lints and the API docs' links, starts one Apache Kafka for the whole run
-# (`streamlake broker`, on free loopback ports, storage in a temporary directory) and runs every
-# test against it. Tests that stop, kill or replicate brokers (failover on three nodes) start
-# their own.
+# formatting, lints, the API docs' links and the dependencies' licences and sources, starts one
+# Apache Kafka for the whole run (`streamlake broker`, on free loopback ports, storage in a
+# temporary directory) and runs every test against it. Tests that stop, kill or replicate
+# brokers (failover on three nodes) start their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -11,6 +11,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/streamlake/target}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+cargo deny --log-level error check bans licenses sources
 cargo build -p streamlake
 
 work="$(mktemp -d)"
