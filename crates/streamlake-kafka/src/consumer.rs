@@ -58,6 +58,9 @@ pub struct ConsumerOptions {
     pub batch_max_wait: Duration,
     /// Where a group without committed offsets starts: earliest when true, latest otherwise.
     pub from_beginning: bool,
+    /// Longest wait at the end for the final commit and for leaving the group; past it the
+    /// runner returns anyway (the next member resumes from the last commit that succeeded).
+    pub close_timeout: Duration,
 }
 
 impl ConsumerOptions {
@@ -70,6 +73,7 @@ impl ConsumerOptions {
             batch_max_size: 500,
             batch_max_wait: Duration::from_millis(100),
             from_beginning: true,
+            close_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -247,8 +251,28 @@ impl ConsumerRunner {
         if result.is_ok() {
             result = self.checkpoint(handler, &mut pending, true).await;
         }
-        let committed = self.commit_stored();
-        tracing::info!(group = %self.options.group_id, batches = stats.batches, records = stats.records, "consumer stopped");
+        let Self { consumer, options } = self;
+        let group = options.group_id.clone();
+        // The synchronous commit and the close (leaving the group) block their thread for as
+        // long as the broker takes: not one of the runtime's workers, and not past the deadline.
+        let closing = tokio::task::spawn_blocking(move || {
+            let committed = commit_stored(&consumer);
+            drop(consumer);
+            committed
+        });
+        let committed = match tokio::time::timeout(options.close_timeout, closing).await {
+            Ok(Ok(committed)) => committed,
+            Ok(Err(e)) => {
+                tracing::error!(%group, error = %e, "the final commit did not run");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::warn!(%group, timeout_ms = options.close_timeout.as_millis() as u64,
+                    "the final commit and leaving the group did not finish in time; the next member resumes from the last commit");
+                Ok(())
+            }
+        };
+        tracing::info!(%group, batches = stats.batches, records = stats.records, "consumer stopped");
         result?;
         committed?;
         Ok(stats)
@@ -354,11 +378,12 @@ impl ConsumerRunner {
             }
         }
     }
+}
 
-    fn commit_stored(&self) -> Result<(), ConsumerError> {
-        match self.consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
-            Err(e) => Err(ConsumerError::Offsets(e)),
-        }
+/// Commits the stored offsets, waiting for the broker: call it off the async workers.
+fn commit_stored(consumer: &StreamConsumer<RunnerContext>) -> Result<(), ConsumerError> {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+        Err(e) => Err(ConsumerError::Offsets(e)),
     }
 }
