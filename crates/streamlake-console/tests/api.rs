@@ -37,7 +37,7 @@ async fn tokens_are_required_and_scope_what_a_tenant_sees() {
     }
 
     let (status, mine) = p.get("/api/kafka/topics", Some(&p.key)).await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::OK, "{mine}");
     assert_eq!(mine["count"], 3, "{mine}");
     let mut mine = names(&mine);
     mine.sort();

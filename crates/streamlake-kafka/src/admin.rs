@@ -219,9 +219,16 @@ impl Admin {
                 .fetch_metadata(only.as_deref(), timeout)
                 .map_err(kafka("cannot fetch metadata"))?;
             let mut topics = Vec::new();
-            for t in md.topics() {
+            // Listing every topic, one that is being deleted (or has no leader for a moment)
+            // is left out rather than failing the whole list; asked for by name, it is an error.
+            let listing = only.is_none();
+            'topics: for t in md.topics() {
                 if let Some(err) = t.error() {
                     let code = RDKafkaErrorCode::from(err);
+                    if listing {
+                        tracing::debug!(topic = t.name(), error = %code, "topic left out of the listing");
+                        continue;
+                    }
                     if code == RDKafkaErrorCode::UnknownTopicOrPartition {
                         return Err(AdminError::UnknownTopic(t.name().to_owned()));
                     }
@@ -230,14 +237,22 @@ impl Admin {
                         source: KafkaError::MetadataFetch(code),
                     });
                 }
-                if only.is_none() && t.name().starts_with("__") {
+                if listing && t.name().starts_with("__") {
                     continue;
                 }
                 let mut partitions = Vec::new();
                 for p in t.partitions() {
-                    let (low, high) = meta
-                        .fetch_watermarks(t.name(), p.id(), timeout)
-                        .map_err(kafka(format!("watermarks of {}/{}", t.name(), p.id())))?;
+                    let watermarks = meta.fetch_watermarks(t.name(), p.id(), timeout);
+                    let (low, high) = match watermarks {
+                        Ok(w) => w,
+                        Err(e) if listing => {
+                            tracing::debug!(topic = t.name(), partition = p.id(), error = %e, "topic left out of the listing");
+                            continue 'topics;
+                        }
+                        Err(e) => {
+                            return Err(kafka(format!("watermarks of {}/{}", t.name(), p.id()))(e))
+                        }
+                    };
                     partitions.push(PartitionInfo {
                         id: p.id(),
                         leader: p.leader(),

@@ -259,3 +259,38 @@ async fn snappy_compressed_records_round_trip() {
     values.sort_unstable();
     assert_eq!(values, (0..20).collect::<Vec<_>>());
 }
+
+/// Topics come and go while others list them (tests, labs, operators): a topic that is being
+/// deleted is left out of the listing, never the reason it fails.
+#[tokio::test]
+async fn listing_topics_survives_topics_being_deleted_meanwhile() {
+    let s = settings().await;
+    let admin = Admin::new(&s).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let churn = {
+        let (s, stop) = (s.clone(), stop.clone());
+        tokio::spawn(async move {
+            let admin = Admin::new(&s).unwrap();
+            let mut rounds = 0;
+            while !stop.is_cancelled() && rounds < 15 {
+                let name = unique("churn");
+                admin.create_topic(&topic_spec(&name, 3)).await.unwrap();
+                admin.delete_topic(&name).await.unwrap();
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let mut listings = 0;
+    while !churn.is_finished() {
+        let listed = admin.list_topics().await;
+        assert!(
+            listed.is_ok(),
+            "listing failed while topics churned: {listed:?}"
+        );
+        listings += 1;
+    }
+    stop.cancel();
+    assert!(churn.await.unwrap() > 0);
+    assert!(listings > 0);
+}
