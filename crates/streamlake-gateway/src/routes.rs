@@ -461,15 +461,7 @@ mod tests {
 
     #[test]
     fn the_openapi_document_describes_exactly_the_routes_served() {
-        let served = streamlake_testkit::routes_in_source(include_str!("routes.rs"));
-        let documented = streamlake_testkit::openapi_operations(OPENAPI);
-        assert!(!served.is_empty());
-        let undocumented: Vec<_> = served.difference(&documented).collect();
-        let unserved: Vec<_> = documented.difference(&served).collect();
-        assert!(
-            undocumented.is_empty() && unserved.is_empty(),
-            "served but not in openapi.json: {undocumented:?}; in openapi.json but not served: {unserved:?}"
-        );
+        streamlake_testkit::assert_openapi_describes_routes(include_str!("routes.rs"), OPENAPI);
     }
 
     #[test]

@@ -257,6 +257,20 @@ pub fn openapi_operations(document: &str) -> std::collections::BTreeSet<(String,
     ops
 }
 
+/// Panics, naming the differences, unless the routes `router_source` registers and the
+/// operations `openapi` describes are the same set.
+pub fn assert_openapi_describes_routes(router_source: &str, openapi: &str) {
+    let served = routes_in_source(router_source);
+    let documented = openapi_operations(openapi);
+    assert!(!served.is_empty(), "no routes found in the router's source");
+    let undocumented: Vec<_> = served.difference(&documented).collect();
+    let unserved: Vec<_> = documented.difference(&served).collect();
+    assert!(
+        undocumented.is_empty() && unserved.is_empty(),
+        "served but not in openapi.json: {undocumented:?}; in openapi.json but not served: {unserved:?}"
+    );
+}
+
 /// Path of a file in the repository's `examples/` directory.
 pub fn example(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
