@@ -64,16 +64,15 @@ impl ManagedKafka {
         }
         prepare_storage(&install, &layout).await?;
 
-        let mut processes = BTreeMap::new();
+        let mut processes = Vec::with_capacity(layout.nodes.len());
         for node in &layout.nodes {
-            processes.insert(node.id, node::spawn(&install, &layout, node)?);
+            processes.push((node.clone(), node::spawn(&install, &layout, node)?));
         }
         let deadline = started + Duration::from_secs(cfg.startup_timeout_secs);
-        if let Err(e) = wait_ready(&layout, &mut processes, deadline).await {
-            for (id, p) in processes {
-                if let Some(node) = layout.nodes.iter().find(|n| n.id == id) {
-                    p.terminate(node, Duration::from_secs(5)).await;
-                }
+        if let Err(e) = await_answering(&mut processes, layout.bootstrap_servers(), deadline).await
+        {
+            for (node, p) in processes {
+                p.terminate(&node, Duration::from_secs(5)).await;
             }
             return Err(e);
         }
@@ -88,14 +87,13 @@ impl ManagedKafka {
         health.set(HEALTH_COMPONENT, Condition::Up);
 
         let pids = Arc::new(Mutex::new(
-            processes.iter().map(|(id, p)| (*id, p.pid)).collect(),
+            processes.iter().map(|(node, p)| (node.id, p.pid)).collect(),
         ));
         let stop = CancellationToken::new();
         let down = Arc::new(Mutex::new(BTreeSet::new()));
         let supervisors = processes
             .into_iter()
-            .filter_map(|(id, process)| {
-                let node = layout.nodes.iter().find(|n| n.id == id)?.clone();
+            .map(|(node, process)| {
                 let s = Supervisor {
                     install: install.clone(),
                     layout: layout.clone(),
@@ -107,7 +105,7 @@ impl ManagedKafka {
                     patience,
                     ready_timeout: Duration::from_secs(cfg.startup_timeout_secs),
                 };
-                Some(tokio::spawn(s.run(process)))
+                tokio::spawn(s.run(process))
             })
             .collect();
         Ok(Self {
@@ -128,11 +126,6 @@ impl ManagedKafka {
     /// Time from the start call to every node answering.
     pub fn startup_time(&self) -> Duration {
         self.startup
-    }
-
-    /// The nodes, with their ports and directories.
-    pub fn nodes(&self) -> &[NodeLayout] {
-        &self.layout.nodes
     }
 
     /// The process id of node `id` (from 1) while it runs, for tests that kill it on purpose.
@@ -269,38 +262,37 @@ fn new_cluster_id() -> String {
     }
 }
 
-/// Waits until the metadata of the cluster lists every node, failing early when a node exits.
-async fn wait_ready(
-    layout: &ClusterLayout,
-    processes: &mut BTreeMap<u16, NodeProcess>,
+/// Waits until the metadata `bootstrap` answers with lists every one of `nodes`, failing early
+/// when one of their processes exits, and at `deadline`.
+async fn await_answering(
+    nodes: &mut [(NodeLayout, NodeProcess)],
+    bootstrap: String,
     deadline: Instant,
 ) -> Result<(), BrokerError> {
-    let want: BTreeSet<i32> = layout.nodes.iter().map(|n| i32::from(n.id)).collect();
+    let want: BTreeSet<i32> = nodes.iter().map(|(n, _)| i32::from(n.id)).collect();
     loop {
-        for node in &layout.nodes {
-            if let Some(p) = processes.get_mut(&node.id) {
-                if let Ok(Some(status)) = p.child.try_wait() {
-                    return Err(BrokerError::NotReady {
-                        reason: format!(
-                            "node {} exited with {status}: {}",
-                            node.id,
-                            node::log_tail(&node.log_path())
-                        ),
-                        log: node.log_path(),
-                    });
-                }
+        for (node, p) in nodes.iter_mut() {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                return Err(BrokerError::NotReady {
+                    reason: format!(
+                        "node {} exited with {status}: {}",
+                        node.id,
+                        node::log_tail(&node.log_path())
+                    ),
+                    log: node.log_path(),
+                });
             }
         }
-        if let Some(ids) = broker_ids(layout.bootstrap_servers()).await {
-            if want.is_subset(&ids) {
-                return Ok(());
-            }
+        if broker_ids(bootstrap.clone())
+            .await
+            .is_some_and(|ids| want.is_subset(&ids))
+        {
+            return Ok(());
         }
         if Instant::now() > deadline {
-            let node = &layout.nodes[0];
             return Err(BrokerError::NotReady {
-                reason: "the cluster did not answer in time (broker.startup_timeout_secs)".into(),
-                log: node.log_path(),
+                reason: "no answer within broker.startup_timeout_secs".into(),
+                log: nodes[0].0.log_path(),
             });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -403,34 +395,23 @@ impl Supervisor {
     /// Starts the node again and waits until it answers for itself.
     async fn restart(&self) -> Result<NodeProcess, BrokerError> {
         node::write_config(&self.layout, &self.node)?;
-        let mut process = node::spawn(&self.install, &self.layout, &self.node)?;
+        let process = node::spawn(&self.install, &self.layout, &self.node)?;
+        let mut nodes = [(self.node.clone(), process)];
         let deadline = Instant::now() + self.ready_timeout;
-        loop {
-            if let Ok(Some(status)) = process.child.try_wait() {
-                let reason = format!(
-                    "it exited with {status}: {}",
-                    node::log_tail(&self.node.log_path())
-                );
-                process.forget(&self.node).await;
-                return Err(BrokerError::NotReady {
-                    reason,
-                    log: self.node.log_path(),
-                });
-            }
-            if broker_ids(self.node.client.to_string())
-                .await
-                .is_some_and(|ids| ids.contains(&i32::from(self.node.id)))
-            {
-                return Ok(process);
-            }
-            if Instant::now() > deadline || self.stop.is_cancelled() {
+        let answering = tokio::select! {
+            r = await_answering(&mut nodes, self.node.client.to_string(), deadline) => r,
+            () = self.stop.cancelled() => Err(BrokerError::NotReady {
+                reason: "the cluster is stopping".into(),
+                log: self.node.log_path(),
+            }),
+        };
+        let [(_, process)] = nodes;
+        match answering {
+            Ok(()) => Ok(process),
+            Err(e) => {
                 process.terminate(&self.node, self.patience).await;
-                return Err(BrokerError::NotReady {
-                    reason: "it did not answer in time".into(),
-                    log: self.node.log_path(),
-                });
+                Err(e)
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
