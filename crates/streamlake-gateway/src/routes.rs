@@ -239,9 +239,11 @@ async fn handle(
             tenant: tenant.to_owned(),
         });
     }
-    if !gw.ingestor.has_tenant(authed) {
-        return Err(RequestError::UnknownTenant(tenant.to_owned()));
-    }
+    // The tenants with request slots are the configured ones.
+    let slots = gw
+        .in_flight
+        .get(authed)
+        .ok_or_else(|| RequestError::UnknownTenant(tenant.to_owned()))?;
     let unknown_dataset = || RequestError::UnknownDataset {
         tenant: tenant.to_owned(),
         dataset: dataset.to_owned(),
@@ -254,16 +256,14 @@ async fn handle(
             .join(", "),
     };
     let dataset_id = DatasetId::new(dataset).map_err(|_| unknown_dataset())?;
-    let _permit = gw
-        .in_flight
-        .get(authed)
-        .map(|slots| Arc::clone(slots).try_acquire_owned())
-        .ok_or_else(|| RequestError::UnknownTenant(tenant.to_owned()))?
-        .map_err(|_| RequestError::TooManyInFlight {
-            tenant: tenant.to_owned(),
-            limit: gw.settings.max_in_flight_per_tenant,
-            retry_after: gw.settings.retry_after_secs,
-        })?;
+    let _permit =
+        Arc::clone(slots)
+            .try_acquire_owned()
+            .map_err(|_| RequestError::TooManyInFlight {
+                tenant: tenant.to_owned(),
+                limit: gw.settings.max_in_flight_per_tenant,
+                retry_after: gw.settings.retry_after_secs,
+            })?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -318,7 +318,7 @@ async fn events(
             rule: "max_body_bytes".to_owned(),
         };
         let outcome = dead_letter_body(&gw.ingestor, t, b"", violation).await;
-        count_all(gw, t, std::slice::from_ref(&outcome));
+        gw.ingestor.count(t, std::slice::from_ref(&outcome));
         return Ok(body_level(gw, StatusCode::PAYLOAD_TOO_LARGE, outcome));
     };
     if bytes.trim_ascii().is_empty() {
@@ -331,14 +331,14 @@ async fn events(
             rule: "utf8".to_owned(),
         };
         let outcome = dead_letter_body(&gw.ingestor, t, &bytes, violation).await;
-        count_all(gw, t, std::slice::from_ref(&outcome));
+        gw.ingestor.count(t, std::slice::from_ref(&outcome));
         return Ok(body_level(gw, StatusCode::BAD_REQUEST, outcome));
     }
     match parse(&bytes, framing) {
         Parsed::Single(event) => {
             let malformed = event.value.is_err();
             let outcome = ingest_event(&gw.ingestor, t, event).await;
-            count_all(gw, t, std::slice::from_ref(&outcome));
+            gw.ingestor.count(t, std::slice::from_ref(&outcome));
             if malformed {
                 return Ok(body_level(gw, StatusCode::BAD_REQUEST, outcome));
             }
@@ -348,7 +348,7 @@ async fn events(
         Parsed::Batch(events) if events.is_empty() => Err(RequestError::EmptyBatch),
         Parsed::Batch(events) => {
             let outcomes = ingest_all(&gw.ingestor, t, events).await;
-            count_all(gw, t, &outcomes);
+            gw.ingestor.count(t, &outcomes);
             Ok(batch_answer(gw, &outcomes))
         }
     }
@@ -364,11 +364,6 @@ fn body_level(gw: &Gateway, status: StatusCode, outcome: Outcome) -> Response {
     let mut body = outcome.report(None);
     body.status = status.as_u16();
     answer(status, body, None)
-}
-
-/// Counts a request's outcomes in the ingestion metrics.
-fn count_all(gw: &Gateway, t: &Target<'_>, outcomes: &[Outcome]) {
-    gw.ingestor.count(t, outcomes);
 }
 
 fn retry_after(gw: &Gateway, outcomes: &[Outcome]) -> Option<u64> {

@@ -124,11 +124,6 @@ impl Ingestor {
         })
     }
 
-    /// Whether `tenant` is configured.
-    pub fn has_tenant(&self, tenant: &TenantId) -> bool {
-        self.routes.contains_key(tenant)
-    }
-
     /// The datasets of `tenant`, in order.
     pub fn datasets_of(&self, tenant: &TenantId) -> Vec<&DatasetId> {
         self.routes

@@ -345,21 +345,19 @@ impl Admin {
     ) -> Result<TopicInfo, AdminError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let last = self.describe_topic(name).await;
-            match &last {
-                Ok(t) if t.partitions.len() >= partitions
-                    && t.partitions.iter().all(|p| p.leader >= 0) =>
-                {
-                    return last
+            let info = self.describe_topic(name).await;
+            let led = |t: &TopicInfo| t.partitions.iter().filter(|p| p.leader >= 0).count();
+            match info {
+                Ok(t) if t.partitions.len() >= partitions && led(&t) == t.partitions.len() => {
+                    return Ok(t)
                 }
-                _ if tokio::time::Instant::now() >= deadline => {
-                    return last.and_then(|t| {
-                        Err(AdminError::Invalid(format!(
-                            "topic \"{name}\" shows {} of {partitions} partitions with a leader after {timeout:?}",
-                            t.partitions.iter().filter(|p| p.leader >= 0).count()
-                        )))
-                    })
+                Ok(t) if tokio::time::Instant::now() >= deadline => {
+                    return Err(AdminError::Invalid(format!(
+                        "topic \"{name}\" shows {} of {partitions} partitions with a leader after {timeout:?}",
+                        led(&t)
+                    )))
                 }
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }

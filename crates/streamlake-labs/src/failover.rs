@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use streamlake_broker::ManagedKafka;
-use streamlake_core::{Condition, Health};
+use streamlake_core::Health;
 use streamlake_kafka::{provision, read_ranges, Admin, KafkaSettings};
 use tokio_util::sync::CancellationToken;
 
@@ -245,7 +245,7 @@ async fn drive(
         tokio::spawn(async move {
             let mut seen_down = false;
             loop {
-                let up = health.ready().is_ok() && health.problems().is_empty();
+                let up = health.problems().is_empty();
                 if !up {
                     seen_down = true;
                 } else if seen_down {
@@ -267,7 +267,7 @@ async fn drive(
     let node_back = node_back.await.map_err(|e| other(&e))?;
     // Every node back before reading, so every partition can be read.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !matches!(health.problems().first(), None | Some((_, Condition::Up))) {
+    while !health.problems().is_empty() {
         if Instant::now() > deadline {
             break;
         }

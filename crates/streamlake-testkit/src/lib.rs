@@ -17,15 +17,12 @@ use streamlake_core::Health;
 use streamlake_kafka::KafkaSettings;
 use tokio::sync::OnceCell;
 
-struct Shared {
-    bootstrap: String,
-}
-
-static SHARED: OnceCell<Shared> = OnceCell::const_new();
+/// The bootstrap servers of the test run's broker.
+static BOOTSTRAP: OnceCell<String> = OnceCell::const_new();
 
 /// The broker's bootstrap servers, starting a managed broker on first use.
 pub async fn bootstrap() -> String {
-    SHARED.get_or_init(start).await.bootstrap.clone()
+    BOOTSTRAP.get_or_init(start).await.clone()
 }
 
 /// Client settings for the test broker.
@@ -33,11 +30,11 @@ pub async fn settings() -> KafkaSettings {
     KafkaSettings::new(bootstrap().await)
 }
 
-async fn start() -> Shared {
+async fn start() -> String {
     if let Ok(b) = std::env::var("STREAMLAKE_TEST_BOOTSTRAP") {
         if !b.is_empty() {
             wait_for_metadata(&b).await;
-            return Shared { bootstrap: b };
+            return b;
         }
     }
     // Each test has a runtime of its own, and the broker's supervisors are tasks: they live on
@@ -53,15 +50,15 @@ async fn start() -> Shared {
                 .build()
                 .expect("the test broker's runtime");
             rt.block_on(async move {
-                let _broker = PrivateBroker::start(1).await;
-                let _ = tx.send(_broker.bootstrap_servers().to_owned());
-                std::future::pending::<()>().await
+                let broker = PrivateBroker::start(1).await;
+                let _ = tx.send(broker.bootstrap_servers().to_owned());
+                // Never returns, so the broker is never stopped by this process.
+                std::future::pending::<()>().await;
+                drop(broker);
             });
         })
         .expect("the test broker's thread");
-    Shared {
-        bootstrap: rx.await.expect("the test broker started"),
-    }
+    rx.await.expect("the test broker started")
 }
 
 /// The broker the test script started may still be starting: wait until it answers.
