@@ -18,6 +18,12 @@ pub struct KafkaSettings {
     pub consumer: BTreeMap<String, String>,
 }
 
+/// Defaults for every client. librdkafka waits up to 10 s between reconnection attempts to a
+/// broker that went away; a restarted broker on the same machine is back within seconds, and
+/// every second more without a connection is a second of 503s at the gateway, so the wait is
+/// capped at one second.
+pub const CLIENT_DEFAULTS: &[(&str, &str)] = &[("reconnect.backoff.max.ms", "1000")];
+
 /// Producer defaults (reliability rule 1 in docs/ARCHITECTURE.md). Idempotence is set explicitly:
 /// librdkafka does not enable it by default.
 pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
@@ -57,9 +63,13 @@ impl KafkaSettings {
         }
     }
 
-    /// A client config with the bootstrap servers and the common properties.
+    /// A client config with the client defaults, the bootstrap servers and the common
+    /// properties.
     pub fn client_config(&self) -> ClientConfig {
         let mut cfg = ClientConfig::new();
+        for (k, v) in CLIENT_DEFAULTS {
+            cfg.set(*k, *v);
+        }
         cfg.set("bootstrap.servers", &self.bootstrap_servers);
         for (k, v) in &self.common {
             cfg.set(k, v);
@@ -76,7 +86,11 @@ impl KafkaSettings {
     /// between StreamLake's defaults and the configured properties.
     pub fn producer_config_over(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut cfg = ClientConfig::new();
-        for (k, v) in PRODUCER_DEFAULTS.iter().chain(defaults) {
+        for (k, v) in CLIENT_DEFAULTS
+            .iter()
+            .chain(PRODUCER_DEFAULTS)
+            .chain(defaults)
+        {
             cfg.set(*k, *v);
         }
         cfg.set("bootstrap.servers", &self.bootstrap_servers);
@@ -113,5 +127,19 @@ mod tests {
             .insert("linger.ms".to_owned(), "20".to_owned());
         let gateway = settings.producer_config_over(GATEWAY_PRODUCER_DEFAULTS);
         assert_eq!(gateway.get("linger.ms"), Some("20"));
+    }
+
+    #[test]
+    fn every_client_reconnects_within_a_second_unless_configured_otherwise() {
+        let mut settings = KafkaSettings::new("127.0.0.1:9092");
+        for cfg in [settings.producer_config(), settings.consumer_config()] {
+            assert_eq!(cfg.get("reconnect.backoff.max.ms"), Some("1000"));
+        }
+        settings
+            .common
+            .insert("reconnect.backoff.max.ms".to_owned(), "5000".to_owned());
+        for cfg in [settings.producer_config(), settings.consumer_config()] {
+            assert_eq!(cfg.get("reconnect.backoff.max.ms"), Some("5000"));
+        }
     }
 }
