@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail};
 use futures::future::try_join_all;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
-use streamlake_config::{Config, CsvSinkConfig, SinkKind};
+use streamlake_config::{ComponentSettings, Config};
 use streamlake_kafka::{Headers, KafkaSettings, Producer};
 use streamlake_pipeline::{run_pipeline, ProcessorStats};
 use streamlake_sinks::{run_sink, SinkStats};
@@ -195,7 +195,8 @@ pub(crate) fn example_config(dir: &std::path::Path) -> anyhow::Result<Config> {
     std::fs::write(dir.join("data/sensor-community-sample.json"), SAMPLE)?;
     let path = dir.join("streamlake.toml");
     std::fs::write(&path, EXAMPLE)?;
-    let mut config: Config = streamlake_config::load(&path).map_err(|e| anyhow!("{e}"))?;
+    let mut config: Config =
+        streamlake_config::load(&path, &[&streamlake_sinks::SINKS]).map_err(|e| anyhow!("{e}"))?;
     config.data_dir = dir.join("data");
     Ok(config)
 }
@@ -302,15 +303,16 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
     let mut sinks: Vec<streamlake_config::Sink> = Vec::new();
     let mut csv = config.sinks["lake"].clone();
     csv.name = "csv".to_owned();
-    csv.kind = SinkKind::Csv(CsvSinkConfig::default());
+    csv.store = ComponentSettings::new("csv", "sinks.csv.csv", serde_json::json!({}));
     sinks.push(csv);
     sinks.push(config.sinks["lake"].clone());
     if !args.skip_postgres {
         let mut pg = config.sinks["bronze"].clone();
-        if let SinkKind::Postgres(p) = &mut pg.kind {
-            p.schema = "streamlake_bench".to_owned();
-            p.url = Some(args.postgres_url.clone());
-            p.url_env = None;
+        let table = &mut pg.store.table;
+        table["schema"] = "streamlake_bench".into();
+        table["url"] = args.postgres_url.clone().into();
+        if let Some(t) = table.as_object_mut() {
+            t.remove("url_env");
         }
         sinks.push(pg);
     }
@@ -318,7 +320,7 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
         sink.datasets.retain(|d| d.tenant == tenant.id);
         sink.group = format!("bench-sink-{}", uuid::Uuid::new_v4().simple());
         let stats = Arc::new(SinkStats::default());
-        let label = format!("{} sink", sink.kind.name());
+        let label = format!("{} sink", sink.store.kind);
         let progress: Progress = {
             let stats = stats.clone();
             Arc::new(move || stats.rows.load(Ordering::Relaxed))

@@ -13,8 +13,11 @@
 //! # Layout
 //! - [`model`]: the serde structs, one per section; their doc comments document every key.
 //! - [`error`]: [`ConfigError`] and [`ConfigErrors`].
+//! - [`component`]: the tables components own (a sink's store), checked by the crate that
+//!   implements them through a [`ComponentKinds`] registry.
 //! - `load`: layering, per-section extraction and the semantic checks; [`Config`] is the result.
 
+pub mod component;
 pub mod error;
 mod load;
 pub mod model;
@@ -24,8 +27,9 @@ pub mod sources;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use component::{ComponentKinds, ComponentSettings, Problem};
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{load, load_defaults, load_str, ENV_PREFIX};
+pub use load::{is_identifier, load, load_defaults, load_str, ENV_PREFIX};
 pub use model::*;
 pub use pipeline::*;
 pub use sources::*;
@@ -126,28 +130,6 @@ pub struct Poller {
     pub outputs: Vec<(DatasetRef, BTreeMap<String, FieldMapping>)>,
 }
 
-/// The store a sink writes to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkKind {
-    /// CSV files.
-    Csv(CsvSinkConfig),
-    /// Parquet lake tables.
-    Parquet(ParquetSinkConfig),
-    /// PostgreSQL tables.
-    Postgres(PostgresSinkConfig),
-}
-
-impl SinkKind {
-    /// `csv`, `parquet` or `postgres`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            SinkKind::Csv(_) => "csv",
-            SinkKind::Parquet(_) => "parquet",
-            SinkKind::Postgres(_) => "postgres",
-        }
-    }
-}
-
 /// A sink with its datasets resolved.
 #[derive(Debug, Clone)]
 pub struct Sink {
@@ -163,8 +145,8 @@ pub struct Sink {
     pub batch_max_size: usize,
     /// Whether `up` runs it.
     pub enabled: bool,
-    /// The store.
-    pub kind: SinkKind,
+    /// The store: its kind and table, read by `streamlake-sinks`.
+    pub store: ComponentSettings,
 }
 
 /// Where a tenant's API key came from.

@@ -10,12 +10,13 @@ use figment::Figment;
 use serde::de::DeserializeOwned;
 use streamlake_core::{validate_topic_name, DatasetId, TenantId, TopicNaming, TopicRole};
 
+use crate::component::{ComponentKinds, ComponentSettings};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::model::*;
 use crate::pipeline::*;
 use crate::sources::*;
 use crate::{
-    ApiKey, ApiKeySource, Config, Dataset, DatasetRef, Pipeline, Poller, Sink, SinkKind, Tenant,
+    ApiKey, ApiKeySource, Config, Dataset, DatasetRef, Pipeline, Poller, Sink, Tenant,
     DEFAULT_DATA_DIR,
 };
 
@@ -40,8 +41,10 @@ const SECTIONS: &[&str] = &[
     "generators",
 ];
 
-/// Loads `path`, applies `STREAMLAKE_*` environment overrides and validates the result.
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+/// Loads `path`, applies `STREAMLAKE_*` environment overrides and validates the result;
+/// components' own tables are checked by the registry in `kinds` that names their section
+/// (a section no registry names is left to the component when it is built).
+pub fn load(path: &Path, kinds: &[&dyn ComponentKinds]) -> Result<Config, ConfigErrors> {
     if let Err(e) = std::fs::metadata(path) {
         return Err(ConfigErrors(vec![ConfigError {
             origin: path.display().to_string(),
@@ -52,21 +55,25 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let figment = Figment::new()
         .merge(Toml::file_exact(path))
         .merge(env_overrides());
-    resolve(&figment, Some(path))
+    resolve(&figment, Some(path), kinds)
 }
 
 /// Built-in defaults with `STREAMLAKE_*` environment overrides, for running without a file.
-pub fn load_defaults() -> Result<Config, ConfigErrors> {
+pub fn load_defaults(kinds: &[&dyn ComponentKinds]) -> Result<Config, ConfigErrors> {
     let figment = Figment::new().merge(env_overrides());
-    resolve(&figment, None)
+    resolve(&figment, None, kinds)
 }
 
 /// Loads configuration from a TOML string without environment overrides; relative paths are
 /// resolved against `base_dir`.
-pub fn load_str(toml: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+pub fn load_str(
+    toml: &str,
+    base_dir: &Path,
+    kinds: &[&dyn ComponentKinds],
+) -> Result<Config, ConfigErrors> {
     let figment = Figment::new().merge(Toml::string(toml));
     let pseudo_file = base_dir.join("<string>");
-    resolve(&figment, Some(&pseudo_file))
+    resolve(&figment, Some(&pseudo_file), kinds)
 }
 
 /// Environment overrides: only variables whose first key segment is a known section, so
@@ -162,7 +169,11 @@ fn origin_of(meta: &figment::Metadata, key: &str) -> String {
     }
 }
 
-fn resolve(figment: &Figment, file: Option<&Path>) -> Result<Config, ConfigErrors> {
+fn resolve(
+    figment: &Figment,
+    file: Option<&Path>,
+    kinds: &[&dyn ComponentKinds],
+) -> Result<Config, ConfigErrors> {
     let file_label = file.map_or_else(|| "<config>".to_owned(), |p| p.display().to_string());
     let mut c = Collector {
         figment,
@@ -241,6 +252,9 @@ fn resolve(figment: &Figment, file: Option<&Path>) -> Result<Config, ConfigError
     check_shared_keys(&mut c, &tenants, admin_token.as_ref());
     let pipelines = resolve_pipelines(&mut c, root.get("pipelines"), &tenants);
     let sinks = resolve_sinks(&mut c, root.get("sinks"), &tenants);
+    for sink in sinks.values() {
+        check_component(&mut c, kinds, "sinks", &sink.store);
+    }
     let pollers = resolve_pollers(&mut c, root.get("pollers"), &tenants, &base_dir);
     let generators = resolve_generators(&mut c, root.get("generators"), &tenants);
 
@@ -735,7 +749,8 @@ fn check_processing(c: &mut Collector<'_>, at: &str, p: &ProcessingConfig) {
     }
 }
 
-fn is_identifier(name: &str) -> bool {
+/// Whether `name` is a plain SQL identifier: letters, digits and `_`, not starting with a digit.
+pub fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -896,44 +911,33 @@ fn resolve_sinks(
         if cfg.batch_max_size == 0 {
             c.push(&format!("{at}.batch_max_size"), "must be at least 1");
         }
-        let mut kinds = Vec::new();
-        if let Some(k) = cfg.csv {
-            kinds.push(SinkKind::Csv(k));
-        }
-        if let Some(k) = cfg.parquet {
-            if k.roll_rows == 0 {
-                c.push(&format!("{at}.parquet.roll_rows"), "must be at least 1");
-            }
-            kinds.push(SinkKind::Parquet(k));
-        }
-        if let Some(k) = cfg.postgres {
-            if k.url.is_none() && k.url_env.is_none() {
+        let mut stores = Vec::new();
+        for (key, value) in cfg.stores {
+            if value.is_object() {
+                stores.push((key, value));
+            } else {
                 c.push(
-                    &format!("{at}.postgres"),
-                    "needs `url` or `url_env` (the variable holding the connection URL)",
+                    &format!("{at}.{key}"),
+                    "unknown key; expected datasets, read, group, batch_max_size, enabled, or the store's table ([sinks.NAME.KIND])",
                 );
             }
-            if !is_identifier(&k.schema) {
-                c.push(
-                    &format!("{at}.postgres.schema"),
-                    format!(
-                        "\"{}\" is not a schema name (letters, digits and _)",
-                        k.schema
-                    ),
-                );
-            }
-            kinds.push(SinkKind::Postgres(k));
         }
-        if kinds.len() != 1 {
+        if stores.len() != 1 {
+            let found: Vec<&str> = stores.iter().map(|(k, _)| k.as_str()).collect();
             c.push(
                 &at,
                 format!(
-                    "needs exactly one of [{at}.csv], [{at}.parquet], [{at}.postgres]; found {}",
-                    kinds.len()
+                    "needs exactly one store table, e.g. [{at}.csv]; found {}",
+                    if found.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        found.join(", ")
+                    }
                 ),
             );
             continue;
         }
+        let (kind, table) = stores.pop().expect("one store");
         out.insert(
             name.to_owned(),
             Sink {
@@ -945,11 +949,31 @@ fn resolve_sinks(
                     .unwrap_or_else(|| format!("streamlake-sink-{name}")),
                 batch_max_size: cfg.batch_max_size,
                 enabled: cfg.enabled,
-                kind: kinds.pop().expect("one kind"),
+                store: ComponentSettings::new(kind.clone(), format!("{at}.{kind}"), table),
             },
         );
     }
     out
+}
+
+/// Hands a component's table to the registry of its section, if one was given.
+fn check_component(
+    c: &mut Collector<'_>,
+    kinds: &[&dyn ComponentKinds],
+    section: &str,
+    settings: &ComponentSettings,
+) {
+    let Some(registry) = kinds.iter().find(|k| k.section() == section) else {
+        return;
+    };
+    for p in registry.check(settings) {
+        let key = if p.key.is_empty() {
+            settings.at.clone()
+        } else {
+            format!("{}.{}", settings.at, p.key)
+        };
+        c.push(&key, p.problem);
+    }
 }
 
 fn resolve_pollers(

@@ -4,8 +4,6 @@
 //! Everything a processor or a sink does is declared here, so changing it needs no
 //! recompilation. Doc comments document every key (docs/CONFIG.md points here).
 
-use std::path::PathBuf;
-
 use serde::{Deserialize, Serialize};
 
 /// `[tenants.T.datasets.D.processing]`: what the processor does to each record of the dataset
@@ -218,10 +216,10 @@ pub enum ReadTopic {
     Raw,
 }
 
-/// `[sinks.NAME]`: lands the records of `datasets` in one kind of store; exactly one of
-/// `csv`, `parquet`, `postgres` is set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[sinks.NAME]`: lands the records of `datasets` in one store, configured by a table named
+/// after the store's kind (`[sinks.NAME.csv]`, `[sinks.NAME.parquet]`, ...). The kinds and
+/// their keys belong to `streamlake-sinks`, which checks them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SinkConfig {
     /// Datasets as `TENANT/DATASET`.
     pub datasets: Vec<String>,
@@ -236,87 +234,11 @@ pub struct SinkConfig {
     /// Whether `streamlake up` runs it.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// CSV files.
-    pub csv: Option<CsvSinkConfig>,
-    /// Parquet lake tables.
-    pub parquet: Option<ParquetSinkConfig>,
-    /// PostgreSQL tables.
-    pub postgres: Option<PostgresSinkConfig>,
+    /// Every other key: the store's table, by kind (exactly one is expected).
+    #[serde(flatten)]
+    pub stores: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 fn default_sink_batch() -> usize {
     1000
-}
-
-/// `[sinks.NAME.csv]`: one CSV file per path (placeholders `{tenant}`, `{dataset}`,
-/// `{data_type}`), header row once, RFC 4180 quoting.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CsvSinkConfig {
-    /// File path template, relative to `data_dir` unless absolute.
-    pub path: String,
-    /// Start a new file once the current one reaches this many bytes.
-    pub rotate_bytes: Option<u64>,
-    /// Start a new file when the UTC day changes.
-    pub rotate_daily: bool,
-}
-
-impl Default for CsvSinkConfig {
-    fn default() -> Self {
-        Self {
-            path: "sinks/csv/{tenant}_{dataset}.csv".to_owned(),
-            rotate_bytes: None,
-            rotate_daily: false,
-        }
-    }
-}
-
-/// `[sinks.NAME.parquet]`: a lake table per tenant and dataset at
-/// `PATH/{tenant}/{dataset}/date=YYYY-MM-DD/part-*.parquet`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ParquetSinkConfig {
-    /// Lake root, relative to `data_dir` unless absolute.
-    pub path: PathBuf,
-    /// Close a file once it holds this many rows.
-    pub roll_rows: usize,
-    /// Close a file this many seconds after its first row, however small.
-    pub roll_secs: u64,
-}
-
-impl Default for ParquetSinkConfig {
-    fn default() -> Self {
-        Self {
-            path: PathBuf::from("lake"),
-            roll_rows: 100_000,
-            roll_secs: 60,
-        }
-    }
-}
-
-/// `[sinks.NAME.postgres]`: a table per tenant and dataset, created when missing, rows
-/// idempotent on `ingestion_id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PostgresSinkConfig {
-    /// Connection URL, e.g. `postgresql://postgres@127.0.0.1:5432/postgres`. Prefer `url_env`
-    /// when it holds a password.
-    pub url: Option<String>,
-    /// Environment variable holding the connection URL; wins over `url` when set.
-    pub url_env: Option<String>,
-    /// Database schema of the tables, created when missing.
-    pub schema: String,
-    /// Table name template (placeholders `{tenant}`, `{dataset}`); `-` becomes `_`.
-    pub table: String,
-}
-
-impl Default for PostgresSinkConfig {
-    fn default() -> Self {
-        Self {
-            url: None,
-            url_env: None,
-            schema: "bronze".to_owned(),
-            table: "{tenant}_{dataset}".to_owned(),
-        }
-    }
 }

@@ -3,7 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use streamlake_config::{load, ConfigErrors};
+use streamlake_config::{ComponentKinds, ComponentSettings, Config, ConfigErrors, Problem};
+
+/// Loads without component registries: stores' tables are taken as written.
+fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    streamlake_config::load(path, &[])
+}
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
@@ -306,14 +311,14 @@ fn examples_declare_their_pipelines_and_sinks() {
     assert_eq!(seed.pipelines["seed"].datasets.len(), 2);
     let csv = &seed.sinks["csv"];
     assert_eq!(csv.group, "sink-group");
-    match &csv.kind {
-        streamlake_config::SinkKind::Csv(c) => {
-            assert_eq!(c.path, "sinks/csv/processed_data_{data_type}.csv")
-        }
-        other => panic!("expected a CSV sink, got {other:?}"),
-    }
+    assert_eq!(csv.store.kind, "csv");
+    assert_eq!(csv.store.at, "sinks.csv.csv");
+    assert_eq!(
+        csv.store.table["path"],
+        "sinks/csv/processed_data_{data_type}.csv"
+    );
     let aq = load(&examples().join("air-quality/streamlake.toml")).unwrap();
-    let kinds: Vec<&str> = aq.sinks.values().map(|s| s.kind.name()).collect();
+    let kinds: Vec<&str> = aq.sinks.values().map(|s| s.store.kind.as_str()).collect();
     assert_eq!(kinds, ["postgres", "parquet"], "bronze, lake");
     assert_eq!(
         aq.pipelines["air-quality"].group,
@@ -341,9 +346,9 @@ datasets = ["acme/orders"]
 csv = {}
 parquet = {}
 
-[sinks.pg]
+[sinks.none]
 datasets = ["acme/orders"]
-postgres = { schema = "bad-schema" }
+batch_max_sise = 5
 "#,
     );
     let at = "tenants.acme.datasets.orders.processing";
@@ -381,15 +386,77 @@ postgres = { schema = "bad-schema" }
         ),
         "{errors}"
     );
-    assert!(errors.mentions("sinks.both", "exactly one of"), "{errors}");
     assert!(
-        errors.mentions("sinks.pg.postgres", "needs `url` or `url_env`"),
+        errors.mentions(
+            "sinks.both",
+            "exactly one store table, e.g. [sinks.both.csv]; found csv, parquet"
+        ),
         "{errors}"
     );
     assert!(
-        errors.mentions("sinks.pg.postgres.schema", "not a schema name"),
+        errors.mentions("sinks.none.batch_max_sise", "unknown key"),
         "{errors}"
     );
+    assert!(errors.mentions("sinks.none", "found none"), "{errors}");
+}
+
+/// A registry that knows one kind, `files`, whose `dir` must not be empty.
+struct FilesOnly;
+
+impl ComponentKinds for FilesOnly {
+    fn section(&self) -> &'static str {
+        "sinks"
+    }
+
+    fn check(&self, settings: &ComponentSettings) -> Vec<Problem> {
+        if settings.kind != "files" {
+            return vec![Problem::new(
+                "",
+                format!("unknown store kind \"{}\"", settings.kind),
+            )];
+        }
+        match settings.table.get("dir").and_then(|d| d.as_str()) {
+            Some("") => vec![Problem::new("dir", "must not be empty")],
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[test]
+fn a_registry_checks_the_tables_of_its_section_with_every_other_error() {
+    let (dir, path) = write_config(
+        r#"
+[tenants.acme.datasets.orders]
+schema = "schema.json"
+key = "order_id"
+
+[sinks.a]
+datasets = ["acme/orders"]
+files = { dir = "" }
+
+[sinks.b]
+datasets = ["acme/orders"]
+fils = {}
+"#,
+    );
+    let errors = streamlake_config::load(&path, &[&FilesOnly]).unwrap_err();
+    drop(dir);
+    assert!(
+        errors.mentions("sinks.a.files.dir", "must not be empty"),
+        "{errors}"
+    );
+    assert!(
+        errors.mentions("sinks.b.fils", "unknown store kind \"fils\""),
+        "{errors}"
+    );
+    assert!(
+        errors.mentions(
+            "tenants.acme.datasets.orders.key",
+            "write it as \"/order_id\""
+        ),
+        "{errors}"
+    );
+    assert_eq!(errors.0.len(), 3, "{errors}");
 }
 
 #[test]

@@ -73,7 +73,8 @@ key = "/sensor_id"
         );
         let path = dir.path().join("streamlake.toml");
         std::fs::write(&path, toml).unwrap();
-        let config = streamlake_config::load(Path::new(&path)).unwrap_or_else(|e| panic!("{e}"));
+        let config =
+            streamlake_config::load(Path::new(&path), &[]).unwrap_or_else(|e| panic!("{e}"));
         let mut kafka = kafka;
         kafka.producer.extend(config.kafka.producer.clone());
         let admin = Admin::new(&kafka).unwrap();
@@ -492,7 +493,7 @@ async fn a_missing_key_field_is_a_validation_error_even_when_the_schema_allows_i
         h.tenant
     ));
     std::fs::write(dir.join("streamlake.toml"), toml).unwrap();
-    let config = streamlake_config::load(&dir.join("streamlake.toml")).unwrap();
+    let config = streamlake_config::load(&dir.join("streamlake.toml"), &[]).unwrap();
     let admin = Admin::new(&h.kafka).unwrap();
     provision(&admin, &config.declared_topics()).await;
     let gateway = Arc::new(Gateway::new(&config, &h.kafka).unwrap());

@@ -154,7 +154,7 @@ async fn drive(
         ),
     )
     .map_err(|e| other(&e))?;
-    let config = streamlake_config::load(&config_path).map_err(|e| other(&e))?;
+    let config = streamlake_config::load(&config_path, &[]).map_err(|e| other(&e))?;
     let admin = Admin::new(&settings)?;
     provision(&admin, &config.declared_topics()).await;
     let topic = "lab.events.raw";

@@ -128,7 +128,7 @@ async fn a_qos1_message_published_while_kafka_is_down_is_written_when_it_returns
         ),
     )
     .unwrap();
-    let config = streamlake_config::load(&path).unwrap();
+    let config = streamlake_config::load(&path, &[]).unwrap();
     let mut broker = PrivateBroker::start(1).await;
     let settings = broker.settings();
     let admin = streamlake_kafka::Admin::new(&settings).unwrap();

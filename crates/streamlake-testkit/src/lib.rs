@@ -379,7 +379,7 @@ impl Stack {
         }
         let path = dir.path().join("streamlake.toml");
         std::fs::write(&path, toml).expect("write config");
-        let mut config = streamlake_config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut config = streamlake_config::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
         config.data_dir = dir.path().to_path_buf();
         let settings = settings().await;
         let admin = streamlake_kafka::Admin::new(&settings).expect("admin client");

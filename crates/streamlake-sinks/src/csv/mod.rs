@@ -12,10 +12,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use streamlake_config::{CsvSinkConfig, METADATA_COLUMNS};
+use streamlake_config::METADATA_COLUMNS;
 
 use crate::row::Row;
 use crate::sink::{Rejected, Sink, SinkError, Target};
+
+mod config;
+pub use config::{Csv, CsvConfig};
 
 #[derive(Debug)]
 struct OpenFile {
@@ -27,14 +30,14 @@ struct OpenFile {
 /// Appends rows to CSV files.
 #[derive(Debug)]
 pub struct CsvSink {
-    config: CsvSinkConfig,
+    config: CsvConfig,
     base: PathBuf,
     files: BTreeMap<PathBuf, OpenFile>,
 }
 
 impl CsvSink {
     /// A sink writing under `base` (the data directory) unless the path is absolute.
-    pub fn open(config: CsvSinkConfig, base: &Path) -> Self {
+    pub fn open(config: CsvConfig, base: &Path) -> Self {
         Self {
             config,
             base: base.to_path_buf(),
@@ -249,7 +252,7 @@ mod tests {
     #[tokio::test]
     async fn rotation_by_size_starts_new_files_each_with_its_header() {
         let dir = tempfile::tempdir().unwrap();
-        let config = CsvSinkConfig {
+        let config = CsvConfig {
             path: "out/{data_type}.csv".into(),
             rotate_bytes: Some(200),
             rotate_daily: false,

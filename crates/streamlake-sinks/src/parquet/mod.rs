@@ -24,10 +24,13 @@ use chrono::{NaiveDate, Utc};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use streamlake_config::{ColumnConfig, ColumnType, ParquetSinkConfig};
+use streamlake_config::{ColumnConfig, ColumnType};
 
 use crate::row::{Cell, Row};
 use crate::sink::{Rejected, Sink, SinkError, Target};
+
+mod config;
+pub use config::{Parquet, ParquetConfig};
 
 /// The Arrow schema of a table with `columns` (all nullable except the metadata identity).
 pub fn schema(columns: &[ColumnConfig]) -> Schema {
@@ -156,14 +159,14 @@ struct Buffer {
 /// Buffers rows and writes them as Parquet files.
 #[derive(Debug)]
 pub struct ParquetSink {
-    config: ParquetSinkConfig,
+    config: ParquetConfig,
     root: PathBuf,
     buffers: BTreeMap<(PathBuf, NaiveDate), Buffer>,
 }
 
 impl ParquetSink {
     /// A sink writing the lake under `base` (the data directory) unless the path is absolute.
-    pub fn open(config: ParquetSinkConfig, base: &Path) -> Self {
+    pub fn open(config: ParquetConfig, base: &Path) -> Self {
         let root = base.join(&config.path);
         Self {
             config,

@@ -10,16 +10,19 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
-use streamlake_config::{ColumnConfig, ColumnType, PostgresSinkConfig};
+use streamlake_config::{ColumnConfig, ColumnType};
 use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::row::{Cell, Row};
 use crate::sink::{Rejected, Sink, SinkError, Target};
 
+mod config;
+pub use config::{Postgres, PostgresConfig};
+
 /// Writes rows into PostgreSQL.
 #[derive(Debug)]
 pub struct PostgresSink {
-    config: PostgresSinkConfig,
+    config: PostgresConfig,
     client: Client,
     /// Per table: its prepared insert.
     ready: BTreeMap<String, Statement>,
@@ -42,7 +45,7 @@ fn sql_type(t: ColumnType) -> &'static str {
 }
 
 /// The connection URL from `url_env` (when set) or `url`.
-pub fn connection_url(config: &PostgresSinkConfig) -> Result<String, SinkError> {
+pub fn connection_url(config: &PostgresConfig) -> Result<String, SinkError> {
     if let Some(var) = &config.url_env {
         if let Ok(url) = std::env::var(var) {
             if !url.is_empty() {
@@ -61,7 +64,7 @@ pub fn connection_url(config: &PostgresSinkConfig) -> Result<String, SinkError> 
 
 impl PostgresSink {
     /// Connects. The connection runs in a background task; its failure fails the next write.
-    pub async fn open(config: PostgresSinkConfig) -> Result<Self, SinkError> {
+    pub async fn open(config: PostgresConfig) -> Result<Self, SinkError> {
         let url = connection_url(&config)?;
         let (client, connection) = tokio_postgres::connect(&url, NoTls)
             .await

@@ -6,7 +6,7 @@ use crate::args::ConfigCommand;
 
 pub(crate) fn run(cmd: &ConfigCommand) -> ExitCode {
     match cmd {
-        ConfigCommand::Check { file } => match streamlake_config::load(file) {
+        ConfigCommand::Check { file } => match streamlake_config::load(file, super::COMPONENTS) {
             Ok(config) => {
                 let topics = config.declared_topics().len();
                 let datasets: usize = config.tenants.values().map(|t| t.datasets.len()).sum();

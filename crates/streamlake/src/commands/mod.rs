@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use streamlake_config::{Config, ConfigErrors};
+use streamlake_config::{ComponentKinds, Config, ConfigErrors};
 use streamlake_kafka::KafkaSettings;
 
 use crate::args::{Cli, Command};
@@ -55,11 +55,14 @@ fn config_path(cli: &Cli) -> Option<PathBuf> {
     })
 }
 
+/// The registries of components that own their tables: the loader checks those tables with them.
+pub(crate) const COMPONENTS: &[&dyn ComponentKinds] = &[&streamlake_sinks::SINKS];
+
 /// Loads the configuration, or the built-in defaults when no file is in effect.
 pub(crate) fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let loaded: Result<Config, ConfigErrors> = match config_path(cli) {
-        Some(path) => streamlake_config::load(&path),
-        None => streamlake_config::load_defaults(),
+        Some(path) => streamlake_config::load(&path, COMPONENTS),
+        None => streamlake_config::load_defaults(COMPONENTS),
     };
     loaded.map_err(|errors| anyhow::anyhow!("{errors}"))
 }
