@@ -19,6 +19,7 @@ use crate::sink::{Sink, SinkError, SinkHandler, SinkStats};
 /// Every kind this build has. A new kind: its folder, and one line here.
 const KINDS: &[&dyn AnyKind] = &[
     &crate::csv::Csv,
+    &crate::jsonl::JsonLines,
     #[cfg(feature = "parquet")]
     &crate::parquet::Parquet,
     #[cfg(feature = "postgres")]

@@ -1,4 +1,4 @@
-//! StreamLake's sinks: clean records landed in files and tables,
+//! StreamLake's sinks: clean records landed in files (CSV, JSON Lines, Parquet) and tables,
 //! offsets stored only after the sink made them durable (at-least-once), each row traceable
 //! to its `ingestion_id`.
 //!
@@ -9,11 +9,12 @@
 //! - [`kind`]: [`SinkKind`], what each kind of store implements (its config type, its checks,
 //!   how to open it), and [`SINKS`], the registry of every kind, which the config loader checks
 //!   `[sinks.NAME.KIND]` tables with.
-//! - [`csv`], [`parquet`] (feature `parquet`), [`postgres`] (feature `postgres`): one folder per
-//!   kind, holding the store and its `config.rs`.
+//! - [`csv`], [`jsonl`], [`parquet`] (feature `parquet`), [`postgres`] (feature `postgres`):
+//!   one folder per kind, holding the store and its `config.rs`.
 //! - `run`: [`run_sink`], a configured sink as one consumer group member.
 
 pub mod csv;
+pub mod jsonl;
 pub mod kind;
 #[cfg(feature = "parquet")]
 pub mod parquet;

@@ -188,6 +188,49 @@ async fn csv_writes_one_file_per_type_with_one_header_and_rfc4180_quoting() {
 }
 
 #[tokio::test]
+async fn jsonl_writes_one_typed_object_per_row_with_its_metadata() {
+    let (clean, dlq) = (unique("clean"), unique("dlq"));
+    let stack = Stack::new(&config(
+        &clean,
+        &dlq,
+        "[sinks.s.jsonl]\npath = \"out/{dataset}.jsonl\"",
+    ))
+    .await;
+    let ids = stack
+        .produce(
+            &clean,
+            "t",
+            "sensor",
+            &[sensor(0, "a\nb"), sensor(1, "plain")],
+        )
+        .await;
+    let stats = Arc::new(SinkStats::default());
+    run_until(&stack, stats.clone(), |s| {
+        s.flushes.load(Ordering::Relaxed) >= 1 && s.rows.load(Ordering::Relaxed) >= 2
+    })
+    .await;
+
+    let text = std::fs::read_to_string(stack.dir.path().join("out/sensor.jsonl")).unwrap();
+    let rows: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    let first = rows
+        .iter()
+        .find(|r| r["ingestion_id"] == ids[0].as_str())
+        .expect("the first event's row");
+    assert_eq!(first["tenant"], "t");
+    assert_eq!(first["dataset"], "sensor");
+    assert_eq!(first["kafka_topic"], clean.as_str());
+    assert!(first["kafka_offset"].is_i64(), "{first}");
+    assert_eq!(first["sensor_id"], "s0");
+    assert_eq!(first["temperature"], 20.5, "numbers stay numbers");
+    assert_eq!(first["note"], "a\nb");
+    assert_eq!(first["at"], "2026-11-23T10:00:00.000Z");
+}
+
+#[tokio::test]
 async fn a_value_of_the_wrong_type_is_dead_lettered_by_the_sink() {
     let (clean, dlq) = (unique("clean"), unique("dlq"));
     let stack = Stack::new(&config(
