@@ -273,8 +273,11 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
             args.concurrency.max(64),
         ),
     )?;
-    let config = streamlake_config::load(&config_path, &[&streamlake_sinks::SINKS])
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = streamlake_config::load(
+        &config_path,
+        &[&streamlake_sinks::SINKS, &streamlake_pipeline::STEPS],
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let baseline_topic = "bench.baseline";
     provision_with(&settings, &config, baseline_topic).await?;
 

@@ -195,8 +195,11 @@ pub(crate) fn example_config(dir: &std::path::Path) -> anyhow::Result<Config> {
     std::fs::write(dir.join("data/sensor-community-sample.json"), SAMPLE)?;
     let path = dir.join("streamlake.toml");
     std::fs::write(&path, EXAMPLE)?;
-    let mut config: Config =
-        streamlake_config::load(&path, &[&streamlake_sinks::SINKS]).map_err(|e| anyhow!("{e}"))?;
+    let mut config: Config = streamlake_config::load(
+        &path,
+        &[&streamlake_sinks::SINKS, &streamlake_pipeline::STEPS],
+    )
+    .map_err(|e| anyhow!("{e}"))?;
     config.data_dir = dir.join("data");
     Ok(config)
 }

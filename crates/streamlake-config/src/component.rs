@@ -1,6 +1,7 @@
 //! Settings owned by components. A sink's store is configured by a table named after its kind
-//! (`[sinks.lake.parquet]`); this crate reads the part every sink shares and keeps the kind's
-//! table as written. The crate that implements the kind checks and reads that table, through
+//! (`[sinks.lake.parquet]`), a dataset's processing by lists named after their step kind
+//! (`rules = [...]`); this crate reads the part every sink or dataset shares and keeps the
+//! kind's table as written. The crate that implements the kind checks and reads that table, through
 //! the [`ComponentKinds`] registry it hands to [`load`](crate::load), so all problems are still
 //! reported at once and a new kind needs no edit here.
 
@@ -26,6 +27,17 @@ impl ComponentSettings {
             kind: kind.into(),
             at: at.into(),
             table,
+        }
+    }
+
+    /// The full key of `problem`: `sinks.lake.parquet.roll_rows`, `...processing.rules[0].min`.
+    pub fn key_of(&self, problem: &Problem) -> String {
+        if problem.key.is_empty() {
+            self.at.clone()
+        } else if problem.key.starts_with('[') {
+            format!("{}{}", self.at, problem.key)
+        } else {
+            format!("{}.{}", self.at, problem.key)
         }
     }
 

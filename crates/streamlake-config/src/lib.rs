@@ -29,7 +29,7 @@ use std::path::PathBuf;
 
 pub use component::{ComponentKinds, ComponentSettings, Problem};
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{is_identifier, load, load_defaults, load_str, ENV_PREFIX};
+pub use load::{is_identifier, json_pointer, load, load_defaults, load_str, ENV_PREFIX};
 pub use model::*;
 pub use pipeline::*;
 pub use sources::*;

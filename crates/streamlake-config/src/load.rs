@@ -255,6 +255,14 @@ fn resolve(
     for sink in sinks.values() {
         check_component(&mut c, kinds, "sinks", &sink.store);
     }
+    for (tenant, t) in &tenants {
+        for (id, ds) in &t.datasets {
+            let at = format!("tenants.{tenant}.datasets.{id}.processing");
+            for step in ds.processing.steps(&at) {
+                check_component(&mut c, kinds, "processing", &step);
+            }
+        }
+    }
     let pollers = resolve_pollers(&mut c, root.get("pollers"), &tenants, &base_dir);
     let generators = resolve_generators(&mut c, root.get("generators"), &tenants);
 
@@ -604,7 +612,6 @@ fn resolve_dataset(
         .unwrap_or_else(|| naming.topic(TopicRole::Clean, tenant, &id));
     check_topic_name(c, &format!("{at}.raw_topic"), &raw_topic);
     check_topic_name(c, &format!("{at}.clean_topic"), &clean_topic);
-    check_processing(c, &format!("{at}.processing"), &cfg.processing);
     check_columns(c, &format!("{at}.columns"), &cfg.columns);
     Some(Dataset {
         id,
@@ -696,56 +703,20 @@ fn check_shared_keys(
 }
 
 fn check_pointer(c: &mut Collector<'_>, key: &str, pointer: &str) {
-    if !pointer.starts_with('/') {
-        c.push(
-            key,
-            format!(
-                "\"{pointer}\" is not a JSON pointer; write it as \"/{}\"",
-                pointer.trim_start_matches('/')
-            ),
-        );
+    if let Err(problem) = json_pointer(pointer) {
+        c.push(key, problem);
     }
 }
 
-fn check_processing(c: &mut Collector<'_>, at: &str, p: &ProcessingConfig) {
-    for (i, n) in p.normalize.iter().enumerate() {
-        let at = format!("{at}.normalize[{i}]");
-        check_pointer(c, &format!("{at}.field"), &n.field);
-        if let Some(t) = &n.target {
-            check_pointer(c, &format!("{at}.target"), t);
-        }
-    }
-    for (i, r) in p.rules.iter().enumerate() {
-        let at = format!("{at}.rules[{i}]");
-        check_pointer(c, &format!("{at}.field"), &r.field);
-        if r.min.is_none() && r.max.is_none() && r.allowed.is_none() && r.timestamp.is_none() {
-            c.push(
-                &at,
-                "a rule needs at least one of min, max, allowed, timestamp",
-            );
-        }
-        if let (Some(min), Some(max)) = (r.min, r.max) {
-            if min > max {
-                c.push(&at, format!("min ({min}) is greater than max ({max})"));
-            }
-        }
-        if r.timestamp.is_none() && (r.max_future_secs.is_some() || r.max_age_secs.is_some()) {
-            c.push(
-                &at,
-                "max_future_secs and max_age_secs need timestamp = \"FORMAT\"",
-            );
-        }
-    }
-    for (i, d) in p.derive.iter().enumerate() {
-        let at = format!("{at}.derive[{i}]");
-        check_pointer(c, &format!("{at}.target"), &d.target);
-        check_pointer(c, &format!("{at}.from"), &d.from);
-        if d.bands.windows(2).any(|w| w[0].below >= w[1].below) {
-            c.push(
-                &format!("{at}.bands"),
-                "bands must be in ascending order of `below`",
-            );
-        }
+/// Whether `pointer` is a JSON pointer (`/field`), and if not, how to write it.
+pub fn json_pointer(pointer: &str) -> Result<(), String> {
+    if pointer.starts_with('/') {
+        Ok(())
+    } else {
+        Err(format!(
+            "\"{pointer}\" is not a JSON pointer; write it as \"/{}\"",
+            pointer.trim_start_matches('/')
+        ))
     }
 }
 
@@ -967,12 +938,7 @@ fn check_component(
         return;
     };
     for p in registry.check(settings) {
-        let key = if p.key.is_empty() {
-            settings.at.clone()
-        } else {
-            format!("{}.{}", settings.at, p.key)
-        };
-        c.push(&key, p.problem);
+        c.push(&settings.key_of(&p), p.problem);
     }
 }
 

@@ -1,8 +1,22 @@
 //! JSON helpers shared by processors and sinks: pointer writes and timestamp parsing.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use streamlake_config::TimestampFormat;
+
+/// How a timestamp field is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampFormat {
+    /// RFC 3339 with an offset, e.g. `2026-11-23T10:00:00Z`.
+    Rfc3339,
+    /// `YYYY-MM-DD HH:MM:SS` in UTC, as Sensor.Community writes it.
+    DateTime,
+    /// Seconds since the Unix epoch (a number).
+    EpochSeconds,
+    /// Milliseconds since the Unix epoch (a number).
+    EpochMillis,
+}
 
 /// Writes `new` at `pointer`, creating objects on the way. Fails when a step is not an object
 /// (arrays are not written into).

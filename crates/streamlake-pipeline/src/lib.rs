@@ -5,18 +5,19 @@
 //! - [`processor`]: the [`Processor`] trait and its per-record [`Outcome`].
 //! - [`runtime`]: [`ProcessorHandler`] (produce, await acknowledgements, then store offsets) and
 //!   [`supervise`], which restarts a failed consumer group member from its stored offsets.
-//! - [`rules`]: [`ConfigProcessor`], the config-driven processor (normalize, rules, derive).
+//! - [`processing`]: [`ConfigProcessor`], the config-driven processor, and [`STEPS`], the
+//!   registry of its step kinds (normalize, rules, derive), one module each.
 //! - [`json`]: JSON pointer writes and timestamp parsing, shared with the sinks.
 //! - `run`: [`run_pipeline`], a configured pipeline as one consumer group member.
 
 pub mod json;
+pub mod processing;
 pub mod processor;
-pub mod rules;
 mod run;
 pub mod runtime;
 
+pub use processing::{ConfigProcessor, DatasetProcessing, StepKind, Steps, STEPS};
 pub use processor::{Outcome, Output, Processor};
-pub use rules::{ConfigProcessor, DatasetProcessing};
 pub use run::run_pipeline;
 pub use runtime::{supervise, ProcessorHandler, ProcessorStats};
 pub use streamlake_core::Violation;

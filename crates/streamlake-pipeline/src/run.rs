@@ -7,7 +7,7 @@ use streamlake_config::{Config, Pipeline};
 use streamlake_kafka::{ConsumerOptions, HandlerError, KafkaSettings, Producer, RunStats};
 use tokio_util::sync::CancellationToken;
 
-use crate::rules::ConfigProcessor;
+use crate::processing::ConfigProcessor;
 use crate::runtime::{supervise, ProcessorHandler};
 use crate::ProcessorStats;
 
@@ -24,7 +24,7 @@ pub async fn run_pipeline(
     stats: Arc<ProcessorStats>,
     shutdown: CancellationToken,
 ) -> Result<RunStats, HandlerError> {
-    let processor = ConfigProcessor::new(config, pipeline);
+    let processor = ConfigProcessor::new(config, pipeline)?;
     let producer = Producer::new(settings)?.with_deadline(PRODUCE_DEADLINE);
     let mut options = ConsumerOptions::new(pipeline.group.clone(), processor.topics());
     options.batch_max_size = pipeline.batch_max_size;

@@ -163,11 +163,7 @@ impl<K: SinkKind> AnyKind for K {
 
 /// `problem` named with the table it was found in.
 fn at(settings: &ComponentSettings, problem: &Problem) -> HandlerError {
-    if problem.key.is_empty() {
-        format!("{}: {}", settings.at, problem.problem).into()
-    } else {
-        format!("{}.{}: {}", settings.at, problem.key, problem.problem).into()
-    }
+    format!("{}: {}", settings.key_of(problem), problem.problem).into()
 }
 
 /// The kind a sink's store names.

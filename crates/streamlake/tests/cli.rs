@@ -119,6 +119,44 @@ fn config_check_reports_every_problem_and_fails() {
 }
 
 #[test]
+fn config_check_reports_component_problems_with_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("schema.json"), r#"{"type":"object"}"#).unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"
+[topic_defaults]
+partitions = 0
+
+[tenants.acme.datasets.orders]
+schema = "schema.json"
+key = "/id"
+processing = { rules = [{ field = "/amount", min = 5.0, max = 1.0 }] }
+
+[sinks.lake]
+datasets = ["acme/orders"]
+parquet = { roll_rows = 0 }
+"#,
+    )
+    .unwrap();
+    let o = run(&["config", "check", path.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("3 configuration errors"), "{err}");
+    assert!(
+        err.contains(
+            "tenants.acme.datasets.orders.processing.rules[0]: min (5) is greater than max (1)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("sinks.lake.parquet.roll_rows: must be at least 1"),
+        "{err}"
+    );
+}
+
+#[test]
 fn environment_overrides_are_applied_and_named_in_errors() {
     let path = example("air-quality/streamlake.toml");
     let o = streamlake(&["config", "check", path.to_str().unwrap()])

@@ -56,7 +56,8 @@ fn config_path(cli: &Cli) -> Option<PathBuf> {
 }
 
 /// The registries of components that own their tables: the loader checks those tables with them.
-pub(crate) const COMPONENTS: &[&dyn ComponentKinds] = &[&streamlake_sinks::SINKS];
+pub(crate) const COMPONENTS: &[&dyn ComponentKinds] =
+    &[&streamlake_sinks::SINKS, &streamlake_pipeline::STEPS];
 
 /// Loads the configuration, or the built-in defaults when no file is in effect.
 pub(crate) fn load_config(cli: &Cli) -> anyhow::Result<Config> {

@@ -1,31 +1,195 @@
-//! The config-driven processor: per dataset, `normalize` conversions, semantic
-//! `rules`, threshold `derive`s, then `data_type` and `processed_at`. Everything comes from
-//! `[tenants.T.datasets.D.processing]`; see `streamlake_config::ProcessingConfig`.
+//! The config-driven processor. Per dataset, `[tenants.T.datasets.D.processing]` lists steps by
+//! kind (`normalize`, `rules`, `derive`, each in its own module with its config type, its checks
+//! and how it applies); they run in the order of [`STEPS`], then `data_type` and
+//! `processed_at` are set. The config loader hands each list to [`STEPS`], so adding a step
+//! kind is one module and one line in `KINDS`.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use streamlake_config::{
-    Config, Conversion, DeriveConfig, NormalizeConfig, Pipeline, ProcessingConfig, RuleConfig,
+    ComponentKinds, ComponentSettings, Config, Pipeline, Problem, ProcessingConfig,
 };
 use streamlake_core::{headers, Stage, Violation};
 use streamlake_kafka::Record;
 
-use crate::json::{number, parse_any_timestamp, parse_timestamp, rfc3339, set_pointer};
+use crate::json::{rfc3339, set_pointer};
 use crate::processor::{Outcome, Output, Processor};
 use crate::runtime::original_headers;
 
+pub mod derive;
+pub mod normalize;
+pub mod rules;
+
+/// Every step kind, in the order they run. A new kind: its module, and one line here.
+const KINDS: &[&dyn AnyStep] = &[&normalize::Normalize, &rules::Rules, &derive::Derive];
+
+/// A kind of processing step, configured as a list under its name (`rules = [...]`).
+pub trait StepKind: Sync + 'static {
+    /// The list's key, e.g. `rules`.
+    const NAME: &'static str;
+    /// One entry of the list, read with serde (`deny_unknown_fields`).
+    type Config: DeserializeOwned + fmt::Debug + Clone + Send + Sync + 'static;
+
+    /// Problems the types cannot express, as keys below the entry.
+    fn check(config: &Self::Config) -> Vec<Problem>;
+
+    /// Applies one entry to `record` at time `now`, or says why the record is refused.
+    fn apply(
+        config: &Self::Config,
+        record: &mut Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), Violation>;
+}
+
+/// The registry of step kinds, as the config loader sees it (`section` `processing`).
+#[derive(Debug, Clone, Copy)]
+pub struct Steps;
+
+/// The processing step kinds of this build, for [`streamlake_config::load`].
+pub static STEPS: Steps = Steps;
+
+impl Steps {
+    /// The kinds' names, in the order they run.
+    pub fn names(&self) -> Vec<&'static str> {
+        KINDS.iter().map(|k| k.name()).collect()
+    }
+
+    fn position(&self, kind: &str) -> Result<usize, Problem> {
+        KINDS.iter().position(|k| k.name() == kind).ok_or_else(|| {
+            Problem::new(
+                "",
+                format!(
+                    "unknown key; expected data_type, processed_at_field or a step kind: {}",
+                    self.names().join(", ")
+                ),
+            )
+        })
+    }
+}
+
+impl ComponentKinds for Steps {
+    fn section(&self) -> &'static str {
+        "processing"
+    }
+
+    fn check(&self, settings: &ComponentSettings) -> Vec<Problem> {
+        match self.position(&settings.kind) {
+            Ok(i) => KINDS[i].check(settings),
+            Err(problem) => vec![problem],
+        }
+    }
+}
+
+/// Steps of one kind, ready to apply.
+trait Compiled: fmt::Debug + Send + Sync {
+    fn apply(&self, record: &mut Value, now: DateTime<Utc>) -> Result<(), Violation>;
+    fn clone_box(&self) -> Box<dyn Compiled>;
+}
+
+struct List<K: StepKind>(Vec<K::Config>);
+
+impl<K: StepKind> fmt::Debug for List<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple(K::NAME).field(&self.0).finish()
+    }
+}
+
+impl<K: StepKind> Compiled for List<K> {
+    fn apply(&self, record: &mut Value, now: DateTime<Utc>) -> Result<(), Violation> {
+        self.0.iter().try_for_each(|c| K::apply(c, record, now))
+    }
+
+    fn clone_box(&self) -> Box<dyn Compiled> {
+        Box::new(List::<K>(self.0.clone()))
+    }
+}
+
+/// A step kind with its types erased, so the registry can hold every kind in one list.
+trait AnyStep: Sync {
+    fn name(&self) -> &'static str;
+    fn check(&self, settings: &ComponentSettings) -> Vec<Problem>;
+    fn compile(&self, settings: &ComponentSettings) -> Result<Box<dyn Compiled>, Problem>;
+}
+
+impl<K: StepKind> AnyStep for K {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+
+    fn check(&self, settings: &ComponentSettings) -> Vec<Problem> {
+        match settings.parse::<Vec<K::Config>>() {
+            Err(problem) => vec![problem],
+            Ok(list) => list
+                .iter()
+                .enumerate()
+                .flat_map(|(i, entry)| {
+                    K::check(entry).into_iter().map(move |p| {
+                        let key = if p.key.is_empty() {
+                            format!("[{i}]")
+                        } else {
+                            format!("[{i}].{}", p.key)
+                        };
+                        Problem::new(key, p.problem)
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    fn compile(&self, settings: &ComponentSettings) -> Result<Box<dyn Compiled>, Problem> {
+        if let Some(p) = self.check(settings).into_iter().next() {
+            return Err(p);
+        }
+        let list = settings.parse::<Vec<K::Config>>()?;
+        Ok(Box::new(List::<K>(list)))
+    }
+}
+
+fn present<'v>(record: &'v Value, pointer: &str) -> Option<&'v Value> {
+    record.pointer(pointer).filter(|v| !v.is_null())
+}
+
 /// One dataset's processing, ready to apply.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DatasetProcessing {
-    config: ProcessingConfig,
+    data_type: Option<String>,
+    processed_at: Option<String>,
+    /// Per kind present, in registry order.
+    steps: Vec<Box<dyn Compiled>>,
+}
+
+impl Clone for DatasetProcessing {
+    fn clone(&self) -> Self {
+        Self {
+            data_type: self.data_type.clone(),
+            processed_at: self.processed_at.clone(),
+            steps: self.steps.iter().map(|s| s.clone_box()).collect(),
+        }
+    }
 }
 
 impl DatasetProcessing {
-    /// Processing as configured.
-    pub fn new(config: ProcessingConfig) -> Self {
-        Self { config }
+    /// Processing as configured at `at` (`tenants.T.datasets.D.processing`); a step that does
+    /// not pass its checks is an error naming its key.
+    pub fn new(config: &ProcessingConfig, at: &str) -> Result<Self, String> {
+        let mut steps = Vec::new();
+        for settings in config.steps(at) {
+            let compiled = STEPS
+                .position(&settings.kind)
+                .and_then(|i| Ok((i, KINDS[i].compile(&settings)?)))
+                .map_err(|p| format!("{}: {}", settings.key_of(&p), p.problem))?;
+            steps.push(compiled);
+        }
+        steps.sort_by_key(|(i, _)| *i);
+        Ok(Self {
+            data_type: config.data_type.clone(),
+            processed_at: config.processed_at_field().map(|f| format!("/{f}")),
+            steps: steps.into_iter().map(|(_, s)| s).collect(),
+        })
     }
 
     /// Applies the processing to `record` at time `now`: the clean record, or why not.
@@ -37,197 +201,19 @@ impl DatasetProcessing {
                 "the record is not a JSON object",
             ));
         }
-        for n in &self.config.normalize {
-            normalize(&mut record, n)?;
+        for step in &self.steps {
+            step.apply(&mut record, now)?;
         }
-        for r in &self.config.rules {
-            check(&record, r, now)?;
-        }
-        for d in &self.config.derive {
-            derive(&mut record, d)?;
-        }
-        if let Some(t) = &self.config.data_type {
+        if let Some(t) = &self.data_type {
             set_pointer(&mut record, "/data_type", Value::String(t.clone()))
                 .map_err(|e| Violation::new("/data_type", "data_type", e))?;
         }
-        if let Some(field) = self.config.processed_at_field() {
-            let at = format!("/{field}");
-            set_pointer(&mut record, &at, Value::String(rfc3339(now)))
-                .map_err(|e| Violation::new(&at, "processed_at", e))?;
+        if let Some(at) = &self.processed_at {
+            set_pointer(&mut record, at, Value::String(rfc3339(now)))
+                .map_err(|e| Violation::new(at, "processed_at", e))?;
         }
         Ok(record)
     }
-}
-
-fn present<'v>(record: &'v Value, pointer: &str) -> Option<&'v Value> {
-    record.pointer(pointer).filter(|v| !v.is_null())
-}
-
-fn normalize(record: &mut Value, n: &NormalizeConfig) -> Result<(), Violation> {
-    let rule = format!("normalize.{}", conversion_name(n.convert));
-    let Some(value) = present(record, &n.field) else {
-        return if n.optional {
-            Ok(())
-        } else {
-            Err(Violation::new(
-                &n.field,
-                &rule,
-                format!("{} is missing", n.field),
-            ))
-        };
-    };
-    let fail = |why: String| Violation::new(&n.field, &rule, format!("{}: {why}", n.field));
-    let converted = match n.convert {
-        Conversion::Number => {
-            Value::from(number(value).ok_or_else(|| fail(format!("{value} is not a number")))?)
-        }
-        Conversion::Integer => {
-            let f = number(value).ok_or_else(|| fail(format!("{value} is not a number")))?;
-            if f.fract() != 0.0 || f.abs() > 9.0e15 {
-                return Err(fail(format!("{value} is not an integer")));
-            }
-            Value::from(f as i64)
-        }
-        Conversion::String => match value {
-            Value::String(s) => Value::String(s.clone()),
-            Value::Number(_) | Value::Bool(_) => Value::String(value.to_string()),
-            _ => return Err(fail(format!("{value} is not a scalar"))),
-        },
-        Conversion::Lowercase | Conversion::Uppercase | Conversion::Trim => {
-            let s = value
-                .as_str()
-                .ok_or_else(|| fail(format!("{value} is not a string")))?;
-            Value::String(match n.convert {
-                Conversion::Lowercase => s.to_lowercase(),
-                Conversion::Uppercase => s.to_uppercase(),
-                _ => s.trim().to_owned(),
-            })
-        }
-        Conversion::FahrenheitToCelsius | Conversion::KelvinToCelsius => {
-            let f = number(value).ok_or_else(|| fail(format!("{value} is not a number")))?;
-            let c = if n.convert == Conversion::FahrenheitToCelsius {
-                (f - 32.0) * 5.0 / 9.0
-            } else {
-                f - 273.15
-            };
-            Value::from((c * 1000.0).round() / 1000.0)
-        }
-        Conversion::Rfc3339 => Value::String(rfc3339(parse_any_timestamp(value).map_err(fail)?)),
-    };
-    let target = n.target.as_deref().unwrap_or(&n.field);
-    set_pointer(record, target, converted).map_err(|e| Violation::new(target, &rule, e))
-}
-
-fn conversion_name(c: Conversion) -> &'static str {
-    match c {
-        Conversion::Number => "number",
-        Conversion::Integer => "integer",
-        Conversion::String => "string",
-        Conversion::Lowercase => "lowercase",
-        Conversion::Uppercase => "uppercase",
-        Conversion::Trim => "trim",
-        Conversion::FahrenheitToCelsius => "fahrenheit_to_celsius",
-        Conversion::KelvinToCelsius => "kelvin_to_celsius",
-        Conversion::Rfc3339 => "rfc3339",
-    }
-}
-
-fn check(record: &Value, r: &RuleConfig, now: DateTime<Utc>) -> Result<(), Violation> {
-    let Some(value) = present(record, &r.field) else {
-        return if r.optional {
-            Ok(())
-        } else {
-            Err(Violation::new(
-                &r.field,
-                "required",
-                format!("{} is missing or null", r.field),
-            ))
-        };
-    };
-    if r.min.is_some() || r.max.is_some() {
-        let Some(n) = value.as_f64() else {
-            let rule = if r.min.is_some() { "min" } else { "max" };
-            return Err(Violation::new(
-                &r.field,
-                rule,
-                format!("{} is {value}, not a number", r.field),
-            ));
-        };
-        if let Some(min) = r.min.filter(|min| n < *min) {
-            return Err(Violation::new(
-                &r.field,
-                "min",
-                format!("{} is {n}, below the minimum {min}", r.field),
-            ));
-        }
-        if let Some(max) = r.max.filter(|max| n > *max) {
-            return Err(Violation::new(
-                &r.field,
-                "max",
-                format!("{} is {n}, above the maximum {max}", r.field),
-            ));
-        }
-    }
-    if let Some(allowed) = &r.allowed {
-        if !allowed.contains(value) {
-            let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
-            return Err(Violation::new(
-                &r.field,
-                "allowed",
-                format!("{} is {value}; allowed: {}", r.field, list.join(", ")),
-            ));
-        }
-    }
-    if let Some(format) = r.timestamp {
-        let t = parse_timestamp(value, format)
-            .map_err(|e| Violation::new(&r.field, "timestamp", format!("{}: {e}", r.field)))?;
-        let future = Duration::seconds(r.max_future_secs.unwrap_or(300) as i64);
-        if t > now + future {
-            return Err(Violation::new(
-                &r.field,
-                "timestamp",
-                format!(
-                    "{} is {}, more than {}s in the future",
-                    r.field,
-                    rfc3339(t),
-                    future.num_seconds()
-                ),
-            ));
-        }
-        if let Some(age) = r.max_age_secs {
-            if t < now - Duration::seconds(age as i64) {
-                return Err(Violation::new(
-                    &r.field,
-                    "timestamp",
-                    format!("{} is {}, older than {age}s", r.field, rfc3339(t)),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn derive(record: &mut Value, d: &DeriveConfig) -> Result<(), Violation> {
-    let value = match present(record, &d.from) {
-        None => match &d.missing {
-            Some(m) => m.clone(),
-            None => return Ok(()),
-        },
-        Some(v) => {
-            let n = number(v).ok_or_else(|| {
-                Violation::new(
-                    &d.from,
-                    "derive",
-                    format!("{} is {v}, not a number", d.from),
-                )
-            })?;
-            d.bands
-                .iter()
-                .find(|b| n < b.below)
-                .map_or_else(|| d.otherwise.clone(), |b| b.value.clone())
-        }
-    };
-    set_pointer(record, &d.target, value).map_err(|e| Violation::new(&d.target, "derive", e))
 }
 
 /// Where a dataset's records go.
@@ -250,8 +236,9 @@ pub struct ConfigProcessor {
 }
 
 impl ConfigProcessor {
-    /// The processor of `pipeline` (whose datasets `config` resolves).
-    pub fn new(config: &Config, pipeline: &Pipeline) -> Self {
+    /// The processor of `pipeline` (whose datasets `config` resolves); an error names a
+    /// processing step that does not pass its checks.
+    pub fn new(config: &Config, pipeline: &Pipeline) -> Result<Self, String> {
         let mut routes: BTreeMap<String, (String, Vec<Route>)> = BTreeMap::new();
         for r in &pipeline.datasets {
             let (tenant, ds) = config
@@ -265,13 +252,16 @@ impl ConfigProcessor {
                     dataset: ds.id.to_string(),
                     clean_topic: ds.clean_topic.clone(),
                     dlq_topic: tenant.dlq_topic.clone(),
-                    processing: DatasetProcessing::new(ds.processing.clone()),
+                    processing: DatasetProcessing::new(
+                        &ds.processing,
+                        &format!("tenants.{}.datasets.{}.processing", tenant.id, ds.id),
+                    )?,
                 });
         }
-        Self {
+        Ok(Self {
             name: pipeline.name.clone(),
             routes,
-        }
+        })
     }
 
     /// The raw topics it reads.
@@ -351,7 +341,7 @@ mod tests {
             figment::Figment::from(figment::providers::Toml::string(toml))
                 .extract()
                 .unwrap();
-        DatasetProcessing::new(config)
+        DatasetProcessing::new(&config, "processing").unwrap()
     }
 
     fn now() -> DateTime<Utc> {
