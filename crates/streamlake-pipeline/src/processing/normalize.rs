@@ -29,7 +29,7 @@ pub enum Conversion {
     FahrenheitToCelsius,
     /// Kelvin to degrees Celsius.
     KelvinToCelsius,
-    /// A timestamp in any [`TimestampFormat`] to RFC 3339 UTC.
+    /// A timestamp in any [`TimestampFormat`](crate::json::TimestampFormat) to RFC 3339 UTC.
     Rfc3339,
 }
 
