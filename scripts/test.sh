@@ -8,6 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/streamlake/target}"
+# The shared target directory keeps every superseded test binary and incremental session (tens
+# of GB within days); what no build touched for two days is dropped, and rebuilt if needed.
+if [[ -d "$CARGO_TARGET_DIR/debug" ]]; then
+  find "$CARGO_TARGET_DIR/debug/incremental" -mindepth 1 -maxdepth 1 -mtime +2 -exec rm -rf {} + 2>/dev/null || true
+  find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -mtime +2 \
+    \( -name 'libstreamlake*' -o -name 'streamlake*' -o \( -perm -u+x ! -name '*.so' \) \) -delete 2>/dev/null || true
+fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
