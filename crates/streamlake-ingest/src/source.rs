@@ -2,7 +2,7 @@
 //! metadata headers, acknowledged produce and dead letters as an HTTP request, one event at a
 //! time, without authentication (a source is configured, not a client).
 
-use streamlake_core::{DatasetId, TenantId};
+use streamlake_core::{DatasetId, TenantId, Violation};
 use streamlake_kafka::{DeliveryReceipt, ProduceError};
 
 use crate::event::Event;
@@ -61,20 +61,17 @@ pub struct UnknownDataset {
 
 impl Ingestor {
     /// Dead-letters bytes a source could not turn into an event (e.g. a record its mapping
-    /// refused), with the reason, to the tenant's dead-letter topic (`error.stage = gateway`).
-    #[allow(clippy::too_many_arguments)]
+    /// refused), with the `violation`, to the tenant's dead-letter topic
+    /// (`error.stage = gateway`).
     pub async fn dead_letter(
         &self,
         tenant: &TenantId,
         dataset: &DatasetId,
         bytes: &[u8],
-        reason: String,
-        path: String,
-        rule: String,
+        violation: Violation,
         producer_service: &str,
     ) -> Result<Ingested, UnknownDataset> {
         let target = self.target(tenant, dataset, producer_service, &[])?;
-        let violation = streamlake_core::Violation { reason, path, rule };
         Ok(convert(
             dead_letter_body(self, &target, bytes, violation).await,
         ))

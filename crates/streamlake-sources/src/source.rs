@@ -1,111 +1,234 @@
-//! The `Source` trait and its driver: a source hands out batches of events, the driver
-//! ingests them through the ingestion core's path (validate, key, headers, acknowledged produce or
-//! dead letter), and only then acknowledges the batch, so a source's position never runs ahead
-//! of Kafka.
+//! The `Source` contract and its driver, shared by every source (generators, the poller,
+//! MQTT). A source hands out batches of events, each addressed to a dataset; [`drive`] ingests
+//! them through the ingestion core (validate, key, headers, acknowledged produce or dead letter),
+//! retries what the broker did not acknowledge with one [`RetryPolicy`], and only then hands
+//! the batch's acknowledgements back to the source, so a source's position never runs ahead of
+//! Kafka.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures::future::join_all;
-use streamlake_core::{DatasetId, RetryPolicy, TenantId};
+use futures::stream::{self, StreamExt};
+use streamlake_core::{DatasetId, RetryPolicy, TenantId, Violation};
 use streamlake_ingest::{Ingested, Ingestor};
 use tokio_util::sync::CancellationToken;
 
 /// A source's failure.
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
 
-/// One event: its bytes as the source produced them.
-pub type Event = Vec<u8>;
+/// Events of one batch ingested at once, at most.
+const CONCURRENCY: usize = 256;
+
+/// What a source hands the driver for one event.
+#[derive(Debug)]
+pub enum Body {
+    /// An event's bytes, validated and keyed like an HTTP request's.
+    Event {
+        /// Tenant.
+        tenant: TenantId,
+        /// Dataset.
+        dataset: DatasetId,
+        /// The event.
+        bytes: Vec<u8>,
+    },
+    /// Bytes the source itself refused (a mapping rule failed): dead-lettered with the reason.
+    Refused {
+        /// Tenant.
+        tenant: TenantId,
+        /// Dataset.
+        dataset: DatasetId,
+        /// What the source received.
+        bytes: Vec<u8>,
+        /// Why it was refused.
+        violation: Violation,
+    },
+    /// Nothing configured receives it (an MQTT topic naming no dataset): logged, counted and
+    /// acknowledged with its batch.
+    Unroutable {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One event of a batch, with what the source needs back to acknowledge it.
+#[derive(Debug)]
+pub struct Emitted<A> {
+    /// The event.
+    pub body: Body,
+    /// Handed back to [`Source::acknowledge`] once the batch is acknowledged.
+    pub ack: A,
+}
+
+impl Emitted<()> {
+    /// An event with nothing to acknowledge but the batch.
+    pub fn event(tenant: TenantId, dataset: DatasetId, bytes: Vec<u8>) -> Self {
+        Self {
+            body: Body::Event {
+                tenant,
+                dataset,
+                bytes,
+            },
+            ack: (),
+        }
+    }
+}
 
 /// Produces events in batches.
 pub trait Source: Send {
-    /// Name used in the `producer_service` header and logs.
+    /// What the source needs back per event to acknowledge it (an MQTT message), or `()`.
+    type Ack: Send;
+
+    /// Name, also the `producer_service` header as `streamlake-NAME`.
     fn name(&self) -> &str;
 
-    /// The next batch, or `None` when the source is exhausted.
-    fn poll(&mut self) -> impl Future<Output = Result<Option<Vec<Event>>, SourceError>> + Send;
+    /// The next batch (possibly empty), or `None` when the source is exhausted. Dropped when
+    /// the run stops, so it must be cancel-safe: nothing may be lost by dropping it.
+    fn poll(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<Vec<Emitted<Self::Ack>>>, SourceError>> + Send;
 
-    /// Every event of the last batch was acknowledged by Kafka (written or dead-lettered):
-    /// the source may advance past it.
-    fn acknowledge(&mut self) {}
+    /// Kafka acknowledged every event of the last batch (written or dead-lettered): the source
+    /// may advance past it. `acks` are in the batch's order.
+    fn acknowledge(&mut self, acks: Vec<Self::Ack>) -> impl Future<Output = ()> + Send;
 }
 
 /// Counters of a running source.
 #[derive(Debug, Default)]
 pub struct SourceStats {
-    /// Events written to the raw topic.
+    /// Events handed out by the source.
+    pub received: AtomicU64,
+    /// Events written to a raw topic.
     pub accepted: AtomicU64,
-    /// Events refused by validation and dead-lettered.
+    /// Events refused (by validation or by the source) and dead-lettered.
     pub dead_lettered: AtomicU64,
+    /// Events nothing configured receives (acknowledged and logged).
+    pub unroutable: AtomicU64,
     /// Ingest attempts the broker did not acknowledge (each retried).
     pub retries: AtomicU64,
+    /// Events acknowledged back to the source.
+    pub acknowledged: AtomicU64,
 }
 
 impl SourceStats {
-    /// Events acknowledged so far (accepted and dead-lettered).
+    /// Events done with so far (accepted, dead-lettered or unroutable).
     pub fn done(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed) + self.dead_lettered.load(Ordering::Relaxed)
+        self.accepted.load(Ordering::Relaxed)
+            + self.dead_lettered.load(Ordering::Relaxed)
+            + self.unroutable.load(Ordering::Relaxed)
     }
 }
 
-/// Ingests everything `source` yields into `tenant`/`dataset` until it is exhausted or
-/// `shutdown`. An event the broker did not acknowledge is retried (0.2 s, doubling to 5 s)
-/// before the batch is acknowledged to the source.
+/// Ingests everything `source` yields until it is exhausted or `shutdown`. An event the broker
+/// did not acknowledge is retried (`RetryPolicy::REDELIVER`, same `ingestion_id`) before the
+/// batch is acknowledged to the source; at shutdown a batch with unacknowledged events is left
+/// unacknowledged (an MQTT broker delivers it again), and the driver returns.
 pub async fn drive<S: Source>(
     source: &mut S,
     ingestor: &Ingestor,
-    tenant: &TenantId,
-    dataset: &DatasetId,
     stats: &SourceStats,
     shutdown: &CancellationToken,
 ) -> Result<(), SourceError> {
     let service = format!("streamlake-{}", source.name());
-    while !shutdown.is_cancelled() {
-        let Some(batch) = source.poll().await? else {
-            break;
+    let name = source.name().to_owned();
+    loop {
+        let polled = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            polled = source.poll() => polled?,
         };
-        // Each event keeps its ingestion_id across retries, so an attempt that timed out but
-        // was written is a duplicate sinks can recognise.
-        let mut pending: Vec<(Event, String)> = batch
-            .into_iter()
-            .map(|e| (e, Ingestor::new_ingestion_id()))
-            .collect();
-        let mut backoff = RetryPolicy::REDELIVER.backoff();
-        while !pending.is_empty() {
-            let results =
-                join_all(pending.iter().map(|(e, id)| {
-                    ingestor.ingest(tenant, dataset, e.clone(), &service, id.clone())
-                }))
-                .await;
-            let mut failed = Vec::new();
-            for (event, result) in pending.into_iter().zip(results) {
-                match result? {
-                    Ingested::Accepted { .. } => {
-                        stats.accepted.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ingested::DeadLettered { .. } => {
-                        stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ingested::Failed { error, .. } => {
-                        stats.retries.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(source = source.name(), %tenant, %dataset, %error, "event not acknowledged; retrying");
-                        failed.push(event);
-                    }
-                }
+        let Some(batch) = polled else {
+            return Ok(());
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let n = batch.len() as u64;
+        stats.received.fetch_add(n, Ordering::Relaxed);
+        let (bodies, acks): (Vec<Body>, Vec<S::Ack>) =
+            batch.into_iter().map(|e| (e.body, e.ack)).unzip();
+        let done: Vec<bool> = stream::iter(bodies)
+            .map(|body| ingest_until_acknowledged(&name, &service, ingestor, stats, body, shutdown))
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+        let pending = done.iter().filter(|d| !**d).count();
+        if pending > 0 {
+            tracing::warn!(source = %name, pending, "stopped with events the broker did not acknowledge; the batch stays unacknowledged");
+            return Ok(());
+        }
+        source.acknowledge(acks).await;
+        stats.acknowledged.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Ingests one event until the broker acknowledged it or its dead letter (true) or shutdown
+/// (false). The `ingestion_id` stays the same across attempts, so an attempt that timed out
+/// but was written is a duplicate sinks recognise.
+async fn ingest_until_acknowledged(
+    name: &str,
+    service: &str,
+    ingestor: &Ingestor,
+    stats: &SourceStats,
+    body: Body,
+    shutdown: &CancellationToken,
+) -> bool {
+    let ingestion_id = Ingestor::new_ingestion_id();
+    let mut backoff = RetryPolicy::REDELIVER.backoff();
+    loop {
+        let result = match &body {
+            Body::Unroutable { reason } => {
+                stats.unroutable.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(source = %name, %reason, "event not routable; dropped");
+                return true;
             }
-            pending = failed;
-            if !pending.is_empty() {
-                if shutdown.is_cancelled() {
-                    return Err(format!(
-                        "stopped with {} events not acknowledged by the broker",
-                        pending.len()
+            Body::Event {
+                tenant,
+                dataset,
+                bytes,
+            } => {
+                ingestor
+                    .ingest(
+                        tenant,
+                        dataset,
+                        bytes.clone(),
+                        service,
+                        ingestion_id.clone(),
                     )
-                    .into());
+                    .await
+            }
+            Body::Refused {
+                tenant,
+                dataset,
+                bytes,
+                violation,
+            } => {
+                ingestor
+                    .dead_letter(tenant, dataset, bytes, violation.clone(), service)
+                    .await
+            }
+        };
+        match result {
+            Ok(Ingested::Accepted { .. }) => {
+                stats.accepted.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+            Ok(Ingested::DeadLettered { .. }) => {
+                stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+            Err(unknown) => {
+                stats.unroutable.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(source = %name, error = %unknown, "event for an unknown dataset; dropped");
+                return true;
+            }
+            Ok(Ingested::Failed { error, .. }) => {
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                let pause = backoff.next_delay();
+                tracing::warn!(source = %name, %error, retry_in = ?pause, "event not acknowledged by the broker; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return false,
+                    () = tokio::time::sleep(pause) => {}
                 }
-                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
-        source.acknowledge();
     }
-    Ok(())
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use streamlake_gateway::Gateway;
 use streamlake_kafka::KafkaSettings;
-use streamlake_sources::mqtt::{run_mqtt, MqttStats};
+use streamlake_sources::mqtt::run_mqtt;
+use streamlake_sources::SourceStats;
 use streamlake_testkit::{
     eventually, mqtt_addr, mqtt_publish, unique, PrivateBroker, Reader, Stack,
 };
@@ -45,12 +46,12 @@ fn start(
     config: &streamlake_config::Config,
     settings: &KafkaSettings,
 ) -> (
-    Arc<MqttStats>,
+    Arc<SourceStats>,
     CancellationToken,
     tokio::task::JoinHandle<()>,
 ) {
     let ingestor = Arc::clone(Gateway::new(config, settings).unwrap().ingestor());
-    let stats = Arc::new(MqttStats::default());
+    let stats = Arc::new(SourceStats::default());
     let shutdown = CancellationToken::new();
     let task = {
         let (mqtt, stats, shutdown) = (config.mqtt.clone(), stats.clone(), shutdown.clone());
@@ -59,7 +60,7 @@ fn start(
     (stats, shutdown, task)
 }
 
-async fn subscribed(stats: &MqttStats, prefix: &str) {
+async fn subscribed(stats: &SourceStats, prefix: &str) {
     // The subscription is in place once a probe message comes through.
     let probe = format!("{prefix}/t/unknown-dataset");
     let ok = eventually(Duration::from_secs(20), || async {
@@ -104,7 +105,7 @@ async fn valid_messages_reach_the_raw_topic_and_invalid_ones_the_dead_letter_top
     assert_eq!(dead[0].header("error.rule"), Some(&b"json"[..]));
     assert_eq!(dead[0].header("error.stage"), Some(&b"gateway"[..]));
     let acked = eventually(Duration::from_secs(10), || async {
-        (stats.acked.load(Ordering::Relaxed) >= 3).then_some(())
+        (stats.acknowledged.load(Ordering::Relaxed) >= 3).then_some(())
     })
     .await;
     assert!(acked.is_some(), "{stats:?}");
@@ -153,7 +154,7 @@ async fn a_qos1_message_published_while_kafka_is_down_is_written_when_it_returns
         "Kafka was down, so the first attempt fails: {stats:?}"
     );
     assert_eq!(
-        stats.acked.load(Ordering::Relaxed),
+        stats.acknowledged.load(Ordering::Relaxed),
         1,
         "only the probe is acknowledged while Kafka is down"
     );
@@ -177,7 +178,7 @@ async fn a_qos1_message_published_while_kafka_is_down_is_written_when_it_returns
         ids.len()
     );
     let acked = eventually(Duration::from_secs(30), || async {
-        (stats.acked.load(Ordering::Relaxed) >= 2).then_some(())
+        (stats.acknowledged.load(Ordering::Relaxed) >= 2).then_some(())
     })
     .await;
     assert!(

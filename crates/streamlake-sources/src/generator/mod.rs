@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use streamlake_core::{DatasetId, TenantId};
 use tokio::time::Instant;
 
-use crate::source::{Event, Source, SourceError};
+use crate::source::{Emitted, Source, SourceError};
 
 /// What a generator produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,17 +94,21 @@ impl Events {
 #[derive(Debug)]
 pub struct Generator {
     config: GeneratorConfig,
+    tenant: TenantId,
+    dataset: DatasetId,
     events: Events,
     start: Option<Instant>,
     emitted: u64,
 }
 
 impl Generator {
-    /// A generator as configured.
-    pub fn new(config: GeneratorConfig) -> Self {
+    /// A generator of events for `tenant`/`dataset`, as configured.
+    pub fn new(config: GeneratorConfig, tenant: TenantId, dataset: DatasetId) -> Self {
         let events = Events::new(config.kind, config.keys, config.seed);
         Self {
             config,
+            tenant,
+            dataset,
             events,
             start: None,
             emitted: 0,
@@ -126,6 +131,8 @@ impl Generator {
 }
 
 impl Source for Generator {
+    type Ack = ();
+
     fn name(&self) -> &str {
         match self.config.kind {
             Kind::Sensor => "generator-sensor",
@@ -133,7 +140,7 @@ impl Source for Generator {
         }
     }
 
-    async fn poll(&mut self) -> Result<Option<Vec<Event>>, SourceError> {
+    async fn poll(&mut self) -> Result<Option<Vec<Emitted<()>>>, SourceError> {
         let start = *self.start.get_or_insert_with(Instant::now);
         let mut n = match self.config.rate {
             None => self.config.batch.max(1) as u64,
@@ -155,11 +162,16 @@ impl Source for Generator {
             return Ok(None);
         }
         let batch = (0..n)
-            .map(|_| serde_json::to_vec(&self.events.next_event()).expect("JSON encodes"))
+            .map(|_| {
+                let bytes = serde_json::to_vec(&self.events.next_event()).expect("JSON encodes");
+                Emitted::event(self.tenant.clone(), self.dataset.clone(), bytes)
+            })
             .collect();
         self.emitted += n;
         Ok(Some(batch))
     }
+
+    async fn acknowledge(&mut self, _: Vec<()>) {}
 }
 
 /// Runs a configured generator (`[generators.NAME]`) until its count is reached or `shutdown`.
@@ -175,25 +187,21 @@ pub async fn run_generator(
         streamlake_config::GeneratorKind::Sensor => Kind::Sensor,
         streamlake_config::GeneratorKind::Activity => Kind::Activity,
     };
-    let mut generator = Generator::new(GeneratorConfig {
-        kind,
-        rate: Some(config.rate),
-        count: config.count,
-        duration: None,
-        keys: config.keys,
-        batch: 1000,
-        seed: None,
-    });
+    let mut generator = Generator::new(
+        GeneratorConfig {
+            kind,
+            rate: Some(config.rate),
+            count: config.count,
+            duration: None,
+            keys: config.keys,
+            batch: 1000,
+            seed: None,
+        },
+        target.tenant.clone(),
+        target.dataset.clone(),
+    );
     tracing::info!(generator = name, dataset = %target, rate = config.rate, keys = config.keys, "generator starting");
-    let result = crate::source::drive(
-        &mut generator,
-        ingestor,
-        &target.tenant,
-        &target.dataset,
-        stats,
-        shutdown,
-    )
-    .await;
+    let result = crate::source::drive(&mut generator, ingestor, stats, shutdown).await;
     tracing::info!(
         generator = name,
         emitted = generator.emitted(),
@@ -205,7 +213,16 @@ pub async fn run_generator(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::Body;
     use std::collections::BTreeSet;
+
+    fn generator(config: GeneratorConfig) -> Generator {
+        Generator::new(
+            config,
+            TenantId::new("t".to_owned()).unwrap(),
+            DatasetId::new("d".to_owned()).unwrap(),
+        )
+    }
 
     fn config(kind: Kind) -> GeneratorConfig {
         GeneratorConfig {
@@ -221,14 +238,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_count_is_exact_and_keys_have_the_requested_cardinality() {
-        let mut g = Generator::new(GeneratorConfig {
+        let mut g = generator(GeneratorConfig {
             count: Some(1000),
             keys: 25,
             ..config(Kind::Sensor)
         });
         let mut events = Vec::new();
         while let Some(batch) = g.poll().await.unwrap() {
-            events.extend(batch);
+            events.extend(batch.into_iter().map(|e| match e.body {
+                Body::Event { bytes, .. } => bytes,
+                other => panic!("a generator emits events, not {other:?}"),
+            }));
         }
         assert_eq!(events.len(), 1000);
         let keys: BTreeSet<String> = events
@@ -249,7 +269,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_rate_holds_within_ten_percent_over_two_seconds() {
-        let mut g = Generator::new(GeneratorConfig {
+        let mut g = generator(GeneratorConfig {
             rate: Some(500.0),
             duration: Some(Duration::from_secs(2)),
             ..config(Kind::Activity)

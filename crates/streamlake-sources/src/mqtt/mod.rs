@@ -1,41 +1,21 @@
-//! MQTT ingestion: subscribe to `{prefix}/+/+` with QoS 1 on a persistent session,
-//! run every message through the ingestion core's path for the tenant and dataset its topic names,
-//! and acknowledge it to the MQTT broker only after Kafka acknowledged the event or its dead
-//! letter. A message Kafka did not take is retried until it is; at shutdown it stays
-//! unacknowledged, and the MQTT broker delivers it again to the next session. Acknowledgements
-//! go out in the order the messages arrived (MQTT 3.1.1 requires it).
+//! MQTT ingestion: subscribe to `{prefix}/+/+` with QoS 1 on a persistent session and run
+//! every message through the source driver for the tenant and dataset its topic names. A
+//! message is acknowledged to the MQTT broker only after Kafka acknowledged its event or dead
+//! letter; at shutdown what Kafka has not taken stays unacknowledged, and the MQTT broker
+//! delivers it again to the next session. Acknowledgements go out in the order the messages
+//! arrived (MQTT 3.1.1 requires it), a batch at a time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::{FuturesOrdered, StreamExt};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
 use streamlake_config::MqttConfig;
 use streamlake_core::{DatasetId, RetryPolicy, TenantId};
-use streamlake_ingest::{Ingested, Ingestor};
+use streamlake_ingest::Ingestor;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// The `producer_service` header of events that came over MQTT.
-pub const PRODUCER_SERVICE: &str = "streamlake-mqtt";
-
-/// Counters of MQTT ingestion.
-#[derive(Debug, Default)]
-pub struct MqttStats {
-    /// Messages received.
-    pub received: AtomicU64,
-    /// Events written to a raw topic.
-    pub accepted: AtomicU64,
-    /// Events dead-lettered (invalid).
-    pub dead_lettered: AtomicU64,
-    /// Messages on a topic that names no configured dataset (acknowledged and logged).
-    pub unroutable: AtomicU64,
-    /// Ingest attempts Kafka did not acknowledge (retried).
-    pub retries: AtomicU64,
-    /// Messages acknowledged to the MQTT broker.
-    pub acked: AtomicU64,
-}
+use crate::source::{drive, Body, Emitted, Source, SourceError, SourceStats};
 
 /// Tenant and dataset of `topic` under `prefix`, e.g. `streamlake/tenant-a/air-quality`.
 pub fn route(prefix: &str, topic: &str) -> Option<(TenantId, DatasetId)> {
@@ -47,12 +27,71 @@ pub fn route(prefix: &str, topic: &str) -> Option<(TenantId, DatasetId)> {
     ))
 }
 
+/// Messages as a [`Source`]: a batch is what arrived, up to `max_in_flight`.
+#[derive(Debug)]
+struct MqttSource {
+    prefix: String,
+    window: usize,
+    client: AsyncClient,
+    messages: mpsc::Receiver<Publish>,
+}
+
+impl Source for MqttSource {
+    type Ack = Publish;
+
+    fn name(&self) -> &str {
+        "mqtt"
+    }
+
+    async fn poll(&mut self) -> Result<Option<Vec<Emitted<Publish>>>, SourceError> {
+        // `recv` is cancel-safe: a message is either returned or stays in the channel.
+        let Some(first) = self.messages.recv().await else {
+            return Ok(None);
+        };
+        let mut batch = vec![self.emitted(first)];
+        while batch.len() < self.window {
+            match self.messages.try_recv() {
+                Ok(p) => batch.push(self.emitted(p)),
+                Err(_) => break,
+            }
+        }
+        Ok(Some(batch))
+    }
+
+    async fn acknowledge(&mut self, acks: Vec<Publish>) {
+        for p in acks {
+            if let Err(e) = self.client.ack(&p).await {
+                tracing::warn!(error = %e, topic = %p.topic, "MQTT acknowledgement failed; the message will be delivered again");
+            }
+        }
+    }
+}
+
+impl MqttSource {
+    fn emitted(&self, p: Publish) -> Emitted<Publish> {
+        let body = match route(&self.prefix, &p.topic) {
+            Some((tenant, dataset)) => Body::Event {
+                tenant,
+                dataset,
+                bytes: p.payload.to_vec(),
+            },
+            None => Body::Unroutable {
+                reason: format!(
+                    "MQTT topic {} is not {}/TENANT/DATASET",
+                    p.topic, self.prefix
+                ),
+            },
+        };
+        Emitted { body, ack: p }
+    }
+}
+
 /// Runs MQTT ingestion until `shutdown`. Connection failures are logged and retried with
 /// back-off (`RetryPolicy::RECONNECT`); they never end the run.
 pub async fn run_mqtt(
     config: &MqttConfig,
     ingestor: Arc<Ingestor>,
-    stats: Arc<MqttStats>,
+    stats: Arc<SourceStats>,
     shutdown: CancellationToken,
 ) {
     let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
@@ -68,26 +107,33 @@ pub async fn run_mqtt(
             .unwrap_or_default();
         options.set_credentials(user, password);
     }
-    let (client, eventloop) = AsyncClient::new(options, config.max_in_flight.max(1) * 2);
-    let (tx, rx) = mpsc::channel::<Publish>(config.max_in_flight.max(1));
+    let window = config.max_in_flight.max(1);
+    let (client, eventloop) = AsyncClient::new(options, window * 2);
+    let (tx, rx) = mpsc::channel::<Publish>(window);
     let filter = format!("{}/+/+", config.topic_prefix);
     tracing::info!(host = %config.host, port = config.port, %filter, "MQTT ingestion starting");
-    let worker = tokio::spawn(ingest_in_order(
-        config.topic_prefix.clone(),
-        config.max_in_flight.max(1),
+    let connection = tokio::spawn(poll_connection(
+        eventloop,
         client.clone(),
-        ingestor,
-        stats,
-        rx,
+        filter,
+        tx,
         shutdown.clone(),
     ));
-    poll_connection(eventloop, client.clone(), filter, tx, shutdown.clone()).await;
-    let _ = worker.await;
+    let mut source = MqttSource {
+        prefix: config.topic_prefix.clone(),
+        window,
+        client: client.clone(),
+        messages: rx,
+    };
+    if let Err(e) = drive(&mut source, &ingestor, &stats, &shutdown).await {
+        tracing::error!(error = %e, "MQTT ingestion failed");
+    }
+    let _ = connection.await;
     let _ = client.disconnect().await;
     tracing::info!("MQTT ingestion stopped");
 }
 
-/// Drives the connection: (re)subscribes on every connection and hands publishes to the worker.
+/// Drives the connection: (re)subscribes on every connection and hands publishes to the source.
 async fn poll_connection(
     mut eventloop: EventLoop,
     client: AsyncClient,
@@ -98,7 +144,7 @@ async fn poll_connection(
     let mut backoff = RetryPolicy::RECONNECT.backoff();
     loop {
         let event = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            () = shutdown.cancelled() => break,
             e = eventloop.poll() => e,
         };
         match event {
@@ -110,9 +156,9 @@ async fn poll_connection(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                // Waits when the worker is busy: the MQTT broker holds what is not read.
+                // Waits when the source is busy: the MQTT broker holds what is not read.
                 tokio::select! {
-                    _ = shutdown.cancelled() => break,
+                    () = shutdown.cancelled() => break,
                     sent = tx.send(p) => if sent.is_err() { break },
                 }
             }
@@ -121,96 +167,8 @@ async fn poll_connection(
                 let pause = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?pause, "MQTT connection failed; reconnecting");
                 tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(pause) => {}
-                }
-            }
-        }
-    }
-}
-
-/// Ingests messages concurrently (up to `window`) and acknowledges them in arrival order.
-async fn ingest_in_order(
-    prefix: String,
-    window: usize,
-    client: AsyncClient,
-    ingestor: Arc<Ingestor>,
-    stats: Arc<MqttStats>,
-    mut rx: mpsc::Receiver<Publish>,
-    shutdown: CancellationToken,
-) {
-    let mut inflight = FuturesOrdered::new();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            Some(p) = rx.recv(), if inflight.len() < window => {
-                stats.received.fetch_add(1, Ordering::Relaxed);
-                let (ingestor, stats, prefix, shutdown) = (ingestor.clone(), stats.clone(), prefix.clone(), shutdown.clone());
-                inflight.push_back(async move {
-                    let done = ingest_one(&prefix, &ingestor, &stats, &p, &shutdown).await;
-                    (p, done)
-                });
-            }
-            Some((p, done)) = inflight.next(), if !inflight.is_empty() => {
-                if !done {
-                    // Shutdown before Kafka took it: leave it unacknowledged for redelivery.
-                    continue;
-                }
-                match client.ack(&p).await {
-                    Ok(()) => { stats.acked.fetch_add(1, Ordering::Relaxed); }
-                    Err(e) => tracing::warn!(error = %e, topic = %p.topic, "MQTT acknowledgement failed; the message will be delivered again"),
-                }
-            }
-        }
-    }
-}
-
-/// Ingests one message until Kafka acknowledged it (true) or shutdown (false).
-async fn ingest_one(
-    prefix: &str,
-    ingestor: &Ingestor,
-    stats: &MqttStats,
-    p: &Publish,
-    shutdown: &CancellationToken,
-) -> bool {
-    let Some((tenant, dataset)) = route(prefix, &p.topic) else {
-        stats.unroutable.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(topic = %p.topic, bytes = p.payload.len(), "MQTT message on a topic that is not {prefix}/TENANT/DATASET; dropped");
-        return true;
-    };
-    let mut backoff = RetryPolicy::REDELIVER.backoff();
-    let ingestion_id = Ingestor::new_ingestion_id();
-    loop {
-        match ingestor
-            .ingest(
-                &tenant,
-                &dataset,
-                p.payload.to_vec(),
-                PRODUCER_SERVICE,
-                ingestion_id.clone(),
-            )
-            .await
-        {
-            Err(unknown) => {
-                stats.unroutable.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(topic = %p.topic, error = %unknown, "MQTT message for an unknown dataset; dropped");
-                return true;
-            }
-            Ok(Ingested::Accepted { .. }) => {
-                stats.accepted.fetch_add(1, Ordering::Relaxed);
-                return true;
-            }
-            Ok(Ingested::DeadLettered { .. }) => {
-                stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                return true;
-            }
-            Ok(Ingested::Failed { error, .. }) => {
-                stats.retries.fetch_add(1, Ordering::Relaxed);
-                let pause = backoff.next_delay();
-                tracing::warn!(topic = %p.topic, %error, retry_in = ?pause, "Kafka did not acknowledge an MQTT message; retrying before acknowledging it");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return false,
-                    _ = tokio::time::sleep(pause) => {}
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(pause) => {}
                 }
             }
         }

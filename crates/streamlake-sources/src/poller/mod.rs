@@ -1,9 +1,9 @@
 //! The Sensor.Community poller: fetches the `static/v2/data.json` list (or replays a
-//! file), maps each record into every configured tenant's message structure, and ingests each
-//! mapped event through the ingestion core's path. Records that cannot be mapped are dead-lettered
-//! with the mapping rule; records seen in the last polls (same id) are not emitted again; a
-//! failed fetch is retried with back-off and then logged, and the next poll comes as usual.
-//! A record counts as seen only once Kafka acknowledged all its events.
+//! file), maps each record into every configured tenant's message structure, and hands the
+//! mapped events to the source driver. Records that cannot be mapped are dead-lettered with the
+//! mapping rule; records seen in the last polls (same id) are not emitted again; a failed fetch
+//! is retried with back-off and then logged, and the next poll comes as usual. A poll's ids
+//! count as seen only once Kafka acknowledged all its events.
 
 pub mod mapping;
 
@@ -12,24 +12,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
 use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use reqwest::StatusCode;
 use serde_json::Value;
 use streamlake_config::Poller;
-use streamlake_ingest::{Ingested, Ingestor};
+use streamlake_core::{RetryPolicy, Violation};
+use streamlake_ingest::Ingestor;
 use tokio_util::sync::CancellationToken;
 
+use crate::source::{drive, Body, Emitted, Source, SourceError, SourceStats};
 use mapping::map_record;
-use streamlake_core::RetryPolicy;
-
-/// The `producer_service` header of polled events.
-pub const PRODUCER_SERVICE: &str = "streamlake-poller";
 
 /// Polls whose ids are remembered for duplicate suppression.
 const REMEMBERED_POLLS: usize = 3;
 
-/// Counters of a poller.
+/// Counters of a poller: its polls, and its events as a source.
 #[derive(Debug, Default)]
 pub struct PollerStats {
     /// Polls that returned data.
@@ -40,12 +37,8 @@ pub struct PollerStats {
     pub not_modified: AtomicU64,
     /// Records skipped because an earlier poll emitted them.
     pub duplicates: AtomicU64,
-    /// Events written to raw topics.
-    pub accepted: AtomicU64,
-    /// Events dead-lettered (mapping or schema).
-    pub dead_lettered: AtomicU64,
-    /// Ingest attempts Kafka did not acknowledge (retried).
-    pub retries: AtomicU64,
+    /// The mapped events.
+    pub events: SourceStats,
 }
 
 /// Conditional-request state of the URL.
@@ -53,6 +46,112 @@ pub struct PollerStats {
 struct Validators {
     etag: Option<String>,
     last_modified: Option<String>,
+}
+
+/// A poller as a [`Source`]: a batch is one poll's new records, mapped for every output.
+#[derive(Debug)]
+struct PollerSource<'p> {
+    poller: &'p Poller,
+    client: reqwest::Client,
+    validators: Validators,
+    stats: Arc<PollerStats>,
+    /// Ids of the last polls whose events Kafka acknowledged.
+    seen: VecDeque<HashSet<String>>,
+    /// Ids of the poll handed out and not yet acknowledged.
+    polled: HashSet<String>,
+    /// When the next poll is due (at once for the first).
+    next: tokio::time::Instant,
+}
+
+impl Source for PollerSource<'_> {
+    type Ack = ();
+
+    fn name(&self) -> &str {
+        "poller"
+    }
+
+    async fn poll(&mut self) -> Result<Option<Vec<Emitted<()>>>, SourceError> {
+        loop {
+            tokio::time::sleep_until(self.next).await;
+            self.next =
+                tokio::time::Instant::now() + Duration::from_secs(self.poller.config.interval_secs);
+            match fetch(self.poller, &self.client, &mut self.validators).await {
+                Ok(Some(records)) => {
+                    self.stats.polls.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Some(self.batch(&records)));
+                }
+                Ok(None) => {
+                    self.stats.not_modified.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.stats.failed_polls.fetch_add(1, Ordering::Relaxed);
+                    let cfg = &self.poller.config;
+                    tracing::error!(poller = %self.poller.name, error = %e, retries = cfg.retries, next_poll_in_secs = cfg.interval_secs, "poll failed");
+                }
+            }
+        }
+    }
+
+    async fn acknowledge(&mut self, _: Vec<()>) {
+        self.seen.push_back(std::mem::take(&mut self.polled));
+        while self.seen.len() > REMEMBERED_POLLS {
+            self.seen.pop_front();
+        }
+    }
+}
+
+impl PollerSource<'_> {
+    /// One poll's records not seen before, mapped for every output; remembers every id of the
+    /// poll for when it is acknowledged.
+    fn batch(&mut self, records: &[Value]) -> Vec<Emitted<()>> {
+        let poller = self.poller;
+        let id_of = |r: &Value| {
+            r.pointer(&poller.config.id_pointer).map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        };
+        self.polled.clear();
+        let mut batch = Vec::new();
+        let mut fresh = 0;
+        for r in records {
+            if let Some(id) = id_of(r) {
+                let repeated = self.seen.iter().any(|s| s.contains(&id));
+                self.polled.insert(id);
+                if repeated {
+                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
+            fresh += 1;
+            for (target, fields) in &poller.outputs {
+                let (tenant, dataset) = (target.tenant.clone(), target.dataset.clone());
+                let body = match map_record(r, fields) {
+                    Ok(event) => Body::Event {
+                        tenant,
+                        dataset,
+                        bytes: serde_json::to_vec(&event).expect("JSON encodes"),
+                    },
+                    Err(e) => {
+                        tracing::warn!(poller = %poller.name, dataset = %target, error = %e, "record cannot be mapped; dead-lettered");
+                        Body::Refused {
+                            tenant,
+                            dataset,
+                            bytes: serde_json::to_vec(r).expect("JSON encodes"),
+                            violation: Violation::new(
+                                &e.field,
+                                &format!("mapping.{}", e.rule),
+                                e.to_string(),
+                            ),
+                        }
+                    }
+                };
+                batch.push(Emitted { body, ack: () });
+            }
+        }
+        tracing::info!(poller = %poller.name, records = records.len(), new = fresh, "poll mapped");
+        batch
+    }
 }
 
 /// Runs `poller` until `shutdown`: a poll at once, then every `interval_secs`.
@@ -74,31 +173,18 @@ pub async fn run_poller(
             return;
         }
     };
-    let mut validators = Validators::default();
-    let mut seen: VecDeque<HashSet<String>> = VecDeque::new();
     tracing::info!(poller = %poller.name, source = %cfg.file.as_ref().map_or(cfg.url.clone(), |f| f.display().to_string()), outputs = poller.outputs.len(), "poller starting");
-    while !shutdown.is_cancelled() {
-        match fetch(poller, &client, &mut validators, &shutdown).await {
-            Ok(Some(records)) => {
-                stats.polls.fetch_add(1, Ordering::Relaxed);
-                let ids = ingest_poll(poller, &ingestor, &stats, &records, &seen, &shutdown).await;
-                seen.push_back(ids);
-                while seen.len() > REMEMBERED_POLLS {
-                    seen.pop_front();
-                }
-            }
-            Ok(None) => {
-                stats.not_modified.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                stats.failed_polls.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(poller = %poller.name, error = %e, retries = cfg.retries, next_poll_in_secs = cfg.interval_secs, "poll failed");
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(Duration::from_secs(cfg.interval_secs)) => {}
-        }
+    let mut source = PollerSource {
+        poller,
+        client,
+        validators: Validators::default(),
+        stats: stats.clone(),
+        seen: VecDeque::new(),
+        polled: HashSet::new(),
+        next: tokio::time::Instant::now(),
+    };
+    if let Err(e) = drive(&mut source, &ingestor, &stats.events, &shutdown).await {
+        tracing::error!(poller = %poller.name, error = %e, "poller failed");
     }
     tracing::info!(poller = %poller.name, "poller stopped");
 }
@@ -108,7 +194,6 @@ async fn fetch(
     poller: &Poller,
     client: &reqwest::Client,
     validators: &mut Validators,
-    shutdown: &CancellationToken,
 ) -> Result<Option<Vec<Value>>, String> {
     let cfg = &poller.config;
     if let Some(file) = &cfg.file {
@@ -153,10 +238,7 @@ async fn fetch(
         if attempt < cfg.retries {
             let pause = backoff.next_delay();
             tracing::warn!(poller = %poller.name, attempt, error = %last_error, retry_in = ?pause, "fetch failed; retrying");
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(pause) => {}
-            }
+            tokio::time::sleep(pause).await;
         }
     }
     Err(last_error)
@@ -167,113 +249,5 @@ fn parse(bytes: &[u8]) -> Result<Vec<Value>, String> {
         Ok(Value::Array(records)) => Ok(records),
         Ok(_) => Err("the data list is not a JSON array".to_owned()),
         Err(e) => Err(format!("the data list is not JSON: {e}")),
-    }
-}
-
-/// Ingests one poll's new records; returns the ids of every record in the poll.
-async fn ingest_poll(
-    poller: &Poller,
-    ingestor: &Ingestor,
-    stats: &PollerStats,
-    records: &[Value],
-    seen: &VecDeque<HashSet<String>>,
-    shutdown: &CancellationToken,
-) -> HashSet<String> {
-    let id_of = |r: &Value| {
-        r.pointer(&poller.config.id_pointer).map(|v| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-    };
-    let mut ids = HashSet::new();
-    let mut fresh = Vec::new();
-    for r in records {
-        match id_of(r) {
-            Some(id) if seen.iter().any(|s| s.contains(&id)) => {
-                stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                ids.insert(id);
-            }
-            Some(id) => {
-                ids.insert(id);
-                fresh.push(r);
-            }
-            None => fresh.push(r),
-        }
-    }
-    for chunk in fresh.chunks(256) {
-        join_all(
-            chunk
-                .iter()
-                .map(|r| ingest_record(poller, ingestor, stats, r, shutdown)),
-        )
-        .await;
-    }
-    tracing::info!(poller = %poller.name, records = records.len(), new = fresh.len(), "poll ingested");
-    ids
-}
-
-/// Maps and ingests one record for every output, retrying what Kafka did not acknowledge.
-async fn ingest_record(
-    poller: &Poller,
-    ingestor: &Ingestor,
-    stats: &PollerStats,
-    record: &Value,
-    shutdown: &CancellationToken,
-) {
-    let bytes = serde_json::to_vec(record).unwrap_or_default();
-    for (target, fields) in &poller.outputs {
-        let mut backoff = RetryPolicy::REDELIVER.backoff();
-        let ingestion_id = Ingestor::new_ingestion_id();
-        loop {
-            let result = match map_record(record, fields) {
-                Ok(event) => {
-                    ingestor
-                        .ingest(
-                            &target.tenant,
-                            &target.dataset,
-                            serde_json::to_vec(&event).unwrap_or_default(),
-                            PRODUCER_SERVICE,
-                            ingestion_id.clone(),
-                        )
-                        .await
-                }
-                Err(e) => {
-                    tracing::warn!(poller = %poller.name, dataset = %target, error = %e, "record cannot be mapped; dead-lettered");
-                    ingestor
-                        .dead_letter(
-                            &target.tenant,
-                            &target.dataset,
-                            &bytes,
-                            e.to_string(),
-                            e.field.clone(),
-                            format!("mapping.{}", e.rule),
-                            PRODUCER_SERVICE,
-                        )
-                        .await
-                }
-            };
-            match result {
-                Ok(Ingested::Accepted { .. }) => {
-                    stats.accepted.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-                Ok(Ingested::DeadLettered { .. }) => {
-                    stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-                Ok(Ingested::Failed { error, .. }) => {
-                    stats.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(poller = %poller.name, dataset = %target, %error, "Kafka did not acknowledge; retrying");
-                    if shutdown.is_cancelled() {
-                        return;
-                    }
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-                Err(unknown) => {
-                    tracing::error!(poller = %poller.name, error = %unknown, "poller output names an unknown dataset");
-                    break;
-                }
-            }
-        }
     }
 }

@@ -57,7 +57,7 @@ pub(crate) async fn run(conn: &Connection, args: &GenerateArgs) -> anyhow::Resul
         batch: 1000,
         seed: None,
     };
-    let mut generator = Generator::new(config);
+    let mut generator = Generator::new(config, tenant.clone(), dataset.clone());
     let shutdown = CancellationToken::new();
     streamlake_kafka::shutdown::cancel_on_signals(shutdown.clone());
 
@@ -91,15 +91,7 @@ pub(crate) async fn run(conn: &Connection, args: &GenerateArgs) -> anyhow::Resul
         })
     };
     let started = Instant::now();
-    let result = drive(
-        &mut generator,
-        gateway.ingestor(),
-        &tenant,
-        &dataset,
-        &stats,
-        &shutdown,
-    )
-    .await;
+    let result = drive(&mut generator, gateway.ingestor(), &stats, &shutdown).await;
     let seconds = started.elapsed().as_secs_f64();
     shutdown.cancel();
     let _ = ticker.await;

@@ -216,7 +216,7 @@ fn start_sources(
     if config.mqtt.enabled {
         let (ingestor, mqtt, shutdown) = (ingestor.clone(), config.mqtt.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
-            let stats = Arc::new(streamlake_sources::mqtt::MqttStats::default());
+            let stats = Arc::new(streamlake_sources::SourceStats::default());
             streamlake_sources::mqtt::run_mqtt(&mqtt, ingestor, stats, shutdown).await;
         }));
     }
