@@ -25,29 +25,47 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::dlq::{DeadLetterList, DeadLetterQuery, ReplayReport, ReplayRequest, ReplayStatus};
-use crate::ops::{
-    CreateTopic, ErrorKind, GroupDetail, GroupList, MessagePage, MessageQuery, Ops, OpsError,
-    Principal, TopicConfigs, TopicList, TopicMetadata,
-};
-use crate::overview::TenantOverview;
 use streamlake_gateway::bearer_token;
+use streamlake_ops::dlq::{
+    DeadLetterList, DeadLetterQuery, ReplayReport, ReplayRequest, ReplayStatus,
+};
+use streamlake_ops::groups::{GroupDetail, GroupList};
+use streamlake_ops::messages::{MessagePage, MessageQuery};
+use streamlake_ops::overview::TenantOverview;
+use streamlake_ops::topics::{CreateTopic, TopicConfigs, TopicList, TopicMetadata};
+use streamlake_ops::{ErrorKind, Ops, OpsError, Principal};
 
 const OPENAPI: &str = include_str!("openapi.json");
 
-impl IntoResponse for OpsError {
+/// The HTTP status of a failure of `kind`.
+pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// An operation's failure as a JSON answer: the status its kind maps to, and
+/// `{"error": {"code", "message"}}`.
+struct ApiError(OpsError);
+
+impl From<OpsError> for ApiError {
+    fn from(e: OpsError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = match self.kind {
-            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
-            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::Conflict => StatusCode::CONFLICT,
-            ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
-            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        };
+        let ApiError(e) = self;
+        let status = status_of(e.kind);
         (
             status,
-            Json(json!({"error": {"code": self.kind.code(), "message": self.message}})),
+            Json(json!({"error": {"code": e.kind.code(), "message": e.message}})),
         )
             .into_response()
     }
@@ -99,17 +117,17 @@ impl FromRequestParts<Arc<Ops>> for Authed {
 struct ApiQuery<T>(T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = OpsError;
+    type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(q)| ApiQuery(q))
             .map_err(|e| {
-                OpsError::new(
+                ApiError(OpsError::new(
                     ErrorKind::BadRequest,
                     format!("bad query: {}", e.body_text()),
-                )
+                ))
             })
     }
 }
@@ -118,22 +136,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 struct ApiJson<T>(T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = OpsError;
+    type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         Json::<T>::from_request(req, state)
             .await
             .map(|Json(b)| ApiJson(b))
             .map_err(|e| {
-                OpsError::new(
+                ApiError(OpsError::new(
                     ErrorKind::BadRequest,
                     format!("bad body: {}", e.body_text()),
-                )
+                ))
             })
     }
 }
 
-type Answer<T> = Result<Json<T>, OpsError>;
+type Answer<T> = Result<Json<T>, ApiError>;
 
 /// The `/api` router.
 pub fn router(ops: Arc<Ops>) -> Router {
@@ -161,14 +179,14 @@ async fn openapi() -> Response {
 }
 
 async fn topics(State(ops): State<Arc<Ops>>, Authed(who): Authed) -> Answer<TopicList> {
-    ops.topics(&who).await.map(Json)
+    Ok(Json(ops.topics(&who).await?))
 }
 
 async fn create_topic(
     State(ops): State<Arc<Ops>>,
     Authed(who): Authed,
     ApiJson(req): ApiJson<CreateTopic>,
-) -> Result<(StatusCode, Json<TopicMetadata>), OpsError> {
+) -> Result<(StatusCode, Json<TopicMetadata>), ApiError> {
     let created = ops.create_topic(&who, &req).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -178,7 +196,7 @@ async fn metadata(
     Authed(who): Authed,
     Path(name): Path<String>,
 ) -> Answer<TopicMetadata> {
-    ops.topic_metadata(&who, &name).await.map(Json)
+    Ok(Json(ops.topic_metadata(&who, &name).await?))
 }
 
 async fn configs(
@@ -186,7 +204,7 @@ async fn configs(
     Authed(who): Authed,
     Path(name): Path<String>,
 ) -> Answer<TopicConfigs> {
-    ops.topic_configs(&who, &name).await.map(Json)
+    Ok(Json(ops.topic_configs(&who, &name).await?))
 }
 
 async fn messages(
@@ -195,7 +213,7 @@ async fn messages(
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<MessageQuery>,
 ) -> Answer<MessagePage> {
-    ops.messages(&who, &name, &q).await.map(Json)
+    Ok(Json(ops.messages(&who, &name, &q).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,9 +228,10 @@ async fn distribution(
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<DistributionQuery>,
 ) -> Answer<streamlake_kafka::Distribution> {
-    ops.distribution(&who, &name, q.sample.unwrap_or(10_000))
-        .await
-        .map(Json)
+    Ok(Json(
+        ops.distribution(&who, &name, q.sample.unwrap_or(10_000))
+            .await?,
+    ))
 }
 
 async fn provision(State(ops): State<Arc<Ops>>, Authed(who): Authed) -> Answer<Value> {
@@ -221,7 +240,7 @@ async fn provision(State(ops): State<Arc<Ops>>, Authed(who): Authed) -> Answer<V
 }
 
 async fn groups(State(ops): State<Arc<Ops>>, Authed(who): Authed) -> Answer<GroupList> {
-    ops.groups(&who).await.map(Json)
+    Ok(Json(ops.groups(&who).await?))
 }
 
 async fn group(
@@ -229,11 +248,11 @@ async fn group(
     Authed(who): Authed,
     Path(id): Path<String>,
 ) -> Answer<GroupDetail> {
-    ops.group(&who, &id).await.map(Json)
+    Ok(Json(ops.group(&who, &id).await?))
 }
 
 async fn labs(Authed(_): Authed) -> Json<Value> {
-    let labs: Vec<Value> = crate::labs::LABS
+    let labs: Vec<Value> = streamlake_ops::labs::LABS
         .iter()
         .map(|(name, shows)| json!({"name": name, "shows": shows}))
         .collect();
@@ -244,8 +263,8 @@ async fn run_lab(
     State(ops): State<Arc<Ops>>,
     Authed(who): Authed,
     Path(name): Path<String>,
-) -> Answer<crate::labs::LabReport> {
-    ops.run_lab(&who, &name).await.map(Json)
+) -> Answer<streamlake_ops::labs::LabReport> {
+    Ok(Json(ops.run_lab(&who, &name).await?))
 }
 
 async fn tenants(State(ops): State<Arc<Ops>>, Authed(who): Authed) -> Json<Value> {
@@ -258,7 +277,7 @@ async fn overview(
     Authed(who): Authed,
     Path(tenant): Path<String>,
 ) -> Answer<TenantOverview> {
-    ops.tenant_overview(&who, &tenant).await.map(Json)
+    Ok(Json(ops.tenant_overview(&who, &tenant).await?))
 }
 
 async fn dlq(
@@ -267,7 +286,7 @@ async fn dlq(
     Path(tenant): Path<String>,
     ApiQuery(q): ApiQuery<DeadLetterQuery>,
 ) -> Answer<DeadLetterList> {
-    ops.dead_letters(&who, &tenant, &q).await.map(Json)
+    Ok(Json(ops.dead_letters(&who, &tenant, &q).await?))
 }
 
 /// 409 when every selected dead letter was refused as replayed before; else 200 with each
@@ -277,7 +296,7 @@ async fn replay(
     Authed(who): Authed,
     Path(tenant): Path<String>,
     ApiJson(req): ApiJson<ReplayRequest>,
-) -> Result<(StatusCode, Json<ReplayReport>), OpsError> {
+) -> Result<(StatusCode, Json<ReplayReport>), ApiError> {
     let report = ops.replay(&who, &tenant, &req).await?;
     let refused_all = !report.results.is_empty()
         && report.results.iter().all(|r| {

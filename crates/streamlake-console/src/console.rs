@@ -15,9 +15,10 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 
-use crate::dlq::{DeadLetterQuery, ReplayReport, ReplayRequest, ReplaySelection};
-use crate::history::Point;
-use crate::ops::{role_name, MessageQuery, Ops, OpsError, Principal};
+use streamlake_ops::dlq::{DeadLetterQuery, ReplayReport, ReplayRequest, ReplaySelection};
+use streamlake_ops::messages::MessageQuery;
+use streamlake_ops::Point;
+use streamlake_ops::{role_name, Ops, OpsError, Principal};
 
 const COOKIE: &str = "streamlake_token";
 
@@ -136,7 +137,7 @@ fn page(who: Option<&Principal>, title: &str, body: Markup) -> Html<String> {
 }
 
 fn error_page(who: &Principal, e: &OpsError) -> Response {
-    let status = e.clone().into_response().status();
+    let status = crate::api::status_of(e.kind);
     (
         status,
         page(
@@ -479,7 +480,7 @@ async fn messages(
         form method="get" class="card" {
             label { "Partition " input type="number" name="partition" min="0" value=[q.partition] placeholder="all"; }
             " " label { "Offset " input type="number" name="offset" min="0" value=[q.offset] placeholder="newest"; }
-            " " label { "Limit " input type="number" name="limit" min="1" value=(q.limit.unwrap_or(crate::ops::DEFAULT_LIMIT)); }
+            " " label { "Limit " input type="number" name="limit" min="1" value=(q.limit.unwrap_or(streamlake_ops::DEFAULT_LIMIT)); }
             " " button type="submit" { "Seek" }
             " " a href=(format!("/console/topics/{name}")) { "back to the topic" }
         }
@@ -613,7 +614,7 @@ async fn labs(SignedIn(who): SignedIn) -> Response {
             @if who != Principal::Admin { p.note { "Running a lab needs the admin token." } }
             table {
                 tr { th { "lab" } th { "shows" } th {} }
-                @for (name, shows) in crate::labs::LABS {
+                @for (name, shows) in streamlake_ops::labs::LABS {
                     tr {
                         td { b { (name) } }
                         td { (shows) }
@@ -654,8 +655,8 @@ fn join<T: std::fmt::Display>(items: &[T]) -> String {
 }
 
 /// A lab's report as tables and sentences.
-fn lab_report(report: &crate::labs::LabReport) -> Markup {
-    use crate::labs::LabReport;
+fn lab_report(report: &streamlake_ops::labs::LabReport) -> Markup {
+    use streamlake_ops::labs::LabReport;
     match report {
         LabReport::Partitioning(r) => html! {
             p { (r.produced) " keyed messages to " code { (r.topic) } " (" (r.partitions) " partitions), " (r.read_back) " read back." }
@@ -819,13 +820,13 @@ async fn replay(
                         all: false,
                     }),
                     Err(e) => Err(OpsError::new(
-                        crate::ops::ErrorKind::BadRequest,
+                        streamlake_ops::ErrorKind::BadRequest,
                         format!("the corrected payload is not valid JSON: {e}"),
                     )),
                 }
             }
             _ => Err(OpsError::new(
-                crate::ops::ErrorKind::BadRequest,
+                streamlake_ops::ErrorKind::BadRequest,
                 "choose a dead letter (partition and offset) or replay all",
             )),
         }

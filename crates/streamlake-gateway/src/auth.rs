@@ -1,9 +1,9 @@
-//! Bearer-key authentication. Keys are compared in constant time against every tenant's key, so
-//! the time taken does not reveal how much of a key was right.
+//! Bearer-key authentication over HTTP: the `Authorization` header read once, the key looked up
+//! in [`TenantKeys`] (constant time).
 
 use axum::http::HeaderMap;
 use streamlake_core::TenantId;
-use subtle::ConstantTimeEq;
+use streamlake_ingest::TenantKeys;
 
 /// Why a request was not authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,20 +12,6 @@ pub(crate) enum AuthError {
     Missing,
     /// A key no tenant has.
     Unknown,
-}
-
-/// Tenants' keys, for authentication only.
-#[derive(Default)]
-pub(crate) struct Keys {
-    keys: Vec<(TenantId, Vec<u8>)>,
-}
-
-impl std::fmt::Debug for Keys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keys")
-            .field("tenants", &self.keys.len())
-            .finish()
-    }
 }
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme in any case), if the
@@ -40,28 +26,13 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-impl Keys {
-    pub(crate) fn insert(&mut self, tenant: TenantId, key: &str) {
-        self.keys.push((tenant, key.as_bytes().to_vec()));
-    }
-
-    /// The tenant whose key the request carries.
-    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<&TenantId, AuthError> {
-        let token = bearer_token(headers).ok_or(AuthError::Missing)?;
-        self.lookup(token).ok_or(AuthError::Unknown)
-    }
-
-    /// The tenant whose key `token` is.
-    pub(crate) fn lookup(&self, token: &str) -> Option<&TenantId> {
-        let mut found = None;
-        // Compare against every key, without stopping early.
-        for (tenant, key) in &self.keys {
-            if bool::from(key.as_slice().ct_eq(token.as_bytes())) {
-                found = Some(tenant);
-            }
-        }
-        found
-    }
+/// The tenant whose key the request carries.
+pub(crate) fn authenticate<'k>(
+    keys: &'k TenantKeys,
+    headers: &HeaderMap,
+) -> Result<&'k TenantId, AuthError> {
+    let token = bearer_token(headers).ok_or(AuthError::Missing)?;
+    keys.lookup(token).ok_or(AuthError::Unknown)
 }
 
 #[cfg(test)]

@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use streamlake_config::{ApiKeySource, Config, GatewayConfig};
 use streamlake_core::{Health, TenantId};
-use streamlake_ingest::{IngestError, Ingestor};
+use streamlake_ingest::{IngestError, Ingestor, TenantKeys};
 use streamlake_kafka::{Admin, AdminError, KafkaSettings};
 use tokio::sync::Semaphore;
 
-use crate::auth::Keys;
 use crate::metrics::Metrics;
 
 /// Why the gateway could not be built.
@@ -28,7 +27,7 @@ pub enum GatewayError {
 /// The ingestion gateway's shared state.
 #[derive(Debug)]
 pub struct Gateway {
-    pub(crate) keys: Keys,
+    pub(crate) keys: TenantKeys,
     /// Each tenant's requests in flight, bounded by `gateway.max_in_flight_per_tenant`.
     pub(crate) in_flight: BTreeMap<TenantId, Arc<Semaphore>>,
     pub(crate) ingestor: Arc<Ingestor>,
@@ -45,12 +44,9 @@ impl Gateway {
     pub fn new(config: &Config, kafka: &KafkaSettings) -> Result<Self, GatewayError> {
         let metrics = Metrics::new();
         let ingestor = Arc::new(Ingestor::new(config, kafka, &metrics.registry)?);
-        let mut keys = Keys::default();
+        let keys = TenantKeys::from_config(config);
         let mut in_flight = BTreeMap::new();
         for t in config.tenants.values() {
-            if let Some(key) = &t.api_key {
-                keys.insert(t.id.clone(), key.expose_secret());
-            }
             in_flight.insert(
                 t.id.clone(),
                 Arc::new(Semaphore::new(config.gateway.max_in_flight_per_tenant)),

@@ -210,7 +210,7 @@ async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match gw.keys.authenticate(&headers) {
+    match crate::auth::authenticate(&gw.keys, &headers) {
         Ok(authed) => {
             let mut response = handle(&gw, authed, &tenant, &dataset, &headers, body)
                 .await

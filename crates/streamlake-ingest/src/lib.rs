@@ -9,13 +9,17 @@
 //! - [`ingestor`]: [`Ingestor`], built once: routes, schemas, the producer, metrics.
 //! - [`ingest`](mod@ingest): one request's events to the raw or the dead-letter topic: [`Outcome`]s.
 //! - `source`: the one-event API sources use ([`Ingested`]).
+//! - `keys`: [`TenantKeys`], tenants' API keys compared in constant time, for every surface
+//!   that authenticates tenants.
 
 pub mod event;
 pub mod ingest;
 pub mod ingestor;
+mod keys;
 mod source;
 
 pub use event::{parse, Event, Framing, Parsed};
 pub use ingest::{dead_letter_body, ingest, ingest_all, Outcome, Target};
 pub use ingestor::{IngestError, Ingestor};
+pub use keys::TenantKeys;
 pub use source::{Ingested, UnknownDataset};

@@ -14,6 +14,7 @@ use crate::settings::KafkaSettings;
 
 /// One partition's share.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PartitionShare {
     /// Partition id.
     pub partition: i32,
@@ -23,6 +24,7 @@ pub struct PartitionShare {
 
 /// A key seen in the sample.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct KeyCount {
     /// The key (lossy UTF-8).
     pub key: String,
@@ -35,6 +37,7 @@ pub struct KeyCount {
 
 /// The distribution of a topic.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Distribution {
     /// Topic.
     pub topic: String,

@@ -754,7 +754,7 @@ async fn topics_distribution_counts_partitions_and_keys_and_warns_about_a_consta
         1,
         "one partition holds everything: {counts:?}"
     );
-    assert_eq!(d["distinct_keys"], 1);
+    assert_eq!(d["distinctKeys"], 1);
     assert_eq!(d["skew"], 4.0);
     assert!(
         d["warnings"][0]

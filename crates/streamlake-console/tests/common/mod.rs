@@ -10,8 +10,8 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use streamlake_console::Ops;
 use streamlake_gateway::Gateway;
+use streamlake_ops::Ops;
 use streamlake_testkit::{unique, Stack};
 use tokio_util::sync::CancellationToken;
 
@@ -86,7 +86,7 @@ enabled = false
             Ops::new(
                 stack.config.clone(),
                 stack.settings.clone(),
-                Arc::clone(&gateway),
+                Arc::clone(gateway.ingestor()),
             )
             .unwrap(),
         );

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use streamlake_config::{ApiKeySource, Config};
-use streamlake_console::Ops;
 use streamlake_gateway::Gateway;
 use streamlake_kafka::KafkaSettings;
+use streamlake_ops::Ops;
 use tokio_util::sync::CancellationToken;
 
 use super::Connection;
@@ -23,7 +23,11 @@ pub(crate) fn ops(
     gateway: Arc<Gateway>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<Ops>> {
-    let mut ops = Ops::new(config.clone(), settings.clone(), gateway)?;
+    let mut ops = Ops::new(
+        config.clone(),
+        settings.clone(),
+        Arc::clone(gateway.ingestor()),
+    )?;
     match super::lab::worker_command(config, settings) {
         Ok(cmd) => ops = ops.with_lab_worker(cmd),
         Err(e) => tracing::warn!(error = %e, "the semantics lab cannot run from the console"),

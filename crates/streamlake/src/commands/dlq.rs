@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use streamlake_console::dlq::{DeadLetterQuery, ReplayRequest, ReplaySelection, ReplayStatus};
-use streamlake_console::{Ops, Principal};
 use streamlake_gateway::Gateway;
+use streamlake_ops::dlq::{DeadLetterQuery, ReplayRequest, ReplaySelection, ReplayStatus};
+use streamlake_ops::{Ops, Principal};
 
 use super::Connection;
 use crate::args::{DlqCommand, TenantsArgs};
@@ -16,11 +16,11 @@ use crate::output::{json, table};
 
 /// The operations service as the admin (the CLI has the cluster's credentials already).
 pub(crate) fn admin_ops(conn: &Connection) -> anyhow::Result<Ops> {
-    let gateway = Arc::new(Gateway::new(&conn.config, &conn.settings)?);
+    let gateway = Gateway::new(&conn.config, &conn.settings)?;
     Ok(Ops::new(
         conn.config.clone(),
         conn.settings.clone(),
-        gateway,
+        Arc::clone(gateway.ingestor()),
     )?)
 }
 

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use streamlake_console::Principal;
+use streamlake_ops::Principal;
 
 use super::Connection;
 use crate::args::GroupsCommand;

@@ -17,7 +17,7 @@ pub(crate) async fn run(conn: &Connection, cmd: &TopicsCommand) -> anyhow::Resul
     match cmd {
         TopicsCommand::List(out) => {
             let list = super::dlq::admin_ops(conn)?
-                .topics(&streamlake_console::Principal::Admin)
+                .topics(&streamlake_ops::Principal::Admin)
                 .await?;
             if out.json {
                 json(&list)?;
@@ -27,7 +27,7 @@ pub(crate) async fn run(conn: &Connection, cmd: &TopicsCommand) -> anyhow::Resul
                     t.add_row([
                         topic.name.clone(),
                         topic.tenant.clone().unwrap_or_else(|| "-".to_owned()),
-                        streamlake_console::ops::role_name(topic.role).to_owned(),
+                        streamlake_ops::role_name(topic.role).to_owned(),
                         topic.partitions.to_string(),
                         topic.messages.to_string(),
                     ]);
@@ -44,9 +44,9 @@ pub(crate) async fn run(conn: &Connection, cmd: &TopicsCommand) -> anyhow::Resul
         } => {
             let page = super::dlq::admin_ops(conn)?
                 .messages(
-                    &streamlake_console::Principal::Admin,
+                    &streamlake_ops::Principal::Admin,
                     name,
-                    &streamlake_console::ops::MessageQuery {
+                    &streamlake_ops::messages::MessageQuery {
                         partition: *partition,
                         offset: *offset,
                         limit: Some(*limit),

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::dlq::DeadLetterQuery;
 use crate::history::Point;
-use crate::ops::{Ops, OpsResult, Principal};
+use crate::{Ops, OpsResult, Principal};
 
 /// One dataset's record counts.
 #[derive(Debug, Clone, Serialize)]

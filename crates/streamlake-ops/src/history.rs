@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::ops::Ops;
+use crate::Ops;
 
 /// Samples kept (at the default 5 s interval: one hour).
 pub(crate) const KEEP: usize = 720;

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use streamlake_labs::{ordering, partitioning, rebalance, semantics, Lab};
 
-use crate::ops::{ErrorKind, Ops, OpsError, OpsResult, Principal};
+use crate::{ErrorKind, Ops, OpsError, OpsResult, Principal};
 
 /// The labs, with what each shows.
 pub const LABS: &[(&str, &str)] = &[

@@ -1,5 +1,5 @@
 //! The dead-letter inspector and replay. A replayed dead letter goes back through
-//! the gateway's validation, keeps its `ingestion_id` (so a sink that already holds it drops the
+//! the ingestion core's validation, keeps its `ingestion_id` (so a sink that already holds it drops the
 //! copy) and carries `replay.of`; a marker record in the dead-letter topic (header
 //! `replay.marker`) records that it was replayed and where it went, so the same dead letter is
 //! not replayed twice by accident, even after a restart.
@@ -12,7 +12,8 @@ use streamlake_core::{headers as h, DatasetId, TenantId};
 use streamlake_ingest::Ingested;
 use streamlake_kafka::{read_ranges, Headers, Record};
 
-use crate::ops::{ErrorKind, HeaderView, MessageView, Ops, OpsError, OpsResult, Principal};
+use crate::messages::{HeaderView, MessageView};
+use crate::{ErrorKind, Ops, OpsError, OpsResult, Principal};
 
 /// Where a dead letter was replayed to.
 #[derive(Debug, Clone, Serialize)]
@@ -422,8 +423,7 @@ impl Ops {
             (h::REPLAY_AT.to_owned(), at.clone()),
         ];
         let outcome = self
-            .gateway
-            .ingestor()
+            .ingestor
             .ingest_with_headers(
                 tenant,
                 &dataset,

@@ -1,0 +1,30 @@
+//! Operations: every answer the admin API, the web console and the CLI give comes from here, so
+//! the three agree. Each call takes the [`Principal`] asking: the admin sees everything, a
+//! tenant only its own topics, groups and dead letters. Nothing here knows HTTP or HTML; the
+//! view types serialize with one casing (camelCase), as the API serves them.
+//!
+//! # Layout
+//! - `service`: [`Ops`] (built once: config, admin client, producer, the ingestion core for
+//!   replays, tenants' keys) and [`Principal`], with the scope checks every call makes.
+//! - [`error`]: [`OpsError`], the one error type, whose [`ErrorKind`] a presentation maps to a
+//!   status.
+//! - [`topics`], [`groups`], [`messages`]: the Kafka views.
+//! - [`dlq`]: dead letters and their replay through validation, with replay markers.
+//! - [`overview`]: per-tenant counts and throughput.
+//! - [`labs`]: the labs, run from the API and the console.
+//! - `history`: the lag and throughput samples behind the console's charts.
+
+pub mod dlq;
+pub mod error;
+pub mod groups;
+mod history;
+pub mod labs;
+pub mod messages;
+pub mod overview;
+mod service;
+pub mod topics;
+
+pub use error::{ErrorKind, OpsError, OpsResult};
+pub use history::Point;
+pub use service::{Ops, Principal, DEFAULT_LIMIT};
+pub use topics::role_name;
