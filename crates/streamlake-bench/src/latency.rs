@@ -72,6 +72,7 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
                 &config,
                 &pipeline,
                 &settings,
+                Default::default(),
                 Arc::new(ProcessorStats::default()),
                 shutdown,
             )

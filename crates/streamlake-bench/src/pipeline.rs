@@ -278,7 +278,15 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
                     shutdown.clone(),
                 );
                 tokio::spawn(async move {
-                    run_pipeline(&config, &pipeline, &settings, stats, shutdown).await
+                    run_pipeline(
+                        &config,
+                        &pipeline,
+                        &settings,
+                        Default::default(),
+                        stats,
+                        shutdown,
+                    )
+                    .await
                 })
             };
             wait_for("the processor", Duration::from_secs(600), || {
@@ -340,7 +348,16 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
                         shutdown.clone(),
                     );
                     tokio::spawn(async move {
-                        run_sink(&config, &sink, &settings, &config.data_dir, stats, shutdown).await
+                        run_sink(
+                            &config,
+                            &sink,
+                            &settings,
+                            &config.data_dir,
+                            Default::default(),
+                            stats,
+                            shutdown,
+                        )
+                        .await
                     })
                 };
                 wait_for(&label, Duration::from_secs(600), || {

@@ -11,6 +11,8 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{
@@ -61,6 +63,8 @@ pub struct ConsumerOptions {
     /// Longest wait at the end for the final commit and for leaving the group; past it the
     /// runner returns anyway (the next member resumes from the last commit that succeeded).
     pub close_timeout: Duration,
+    /// Who this member is across restarts, and what it holds now.
+    pub membership: Membership,
 }
 
 impl ConsumerOptions {
@@ -74,7 +78,35 @@ impl ConsumerOptions {
             batch_max_wait: Duration::from_millis(100),
             from_beginning: true,
             close_timeout: Duration::from_secs(10),
+            membership: Membership::default(),
         }
+    }
+}
+
+/// A member's identity in its group and the partitions it holds. Clones share the count, so a
+/// watcher sees the member of each restart of a stage.
+#[derive(Debug, Clone, Default)]
+pub struct Membership {
+    /// `group.instance.id` (static membership): a member that restarts with the same id takes
+    /// its partitions back at once, without a rebalance, instead of waiting for the group to
+    /// expire its previous incarnation (the session timeout). Unique within the group: a second
+    /// live member with the same id fences the first. `None`: dynamic membership.
+    pub instance_id: Option<String>,
+    assigned: Arc<AtomicUsize>,
+}
+
+impl Membership {
+    /// Static membership as `instance_id`.
+    pub fn fixed(instance_id: impl Into<String>) -> Self {
+        Self {
+            instance_id: Some(instance_id.into()),
+            assigned: Arc::default(),
+        }
+    }
+
+    /// Partitions assigned to the member right now.
+    pub fn assigned(&self) -> usize {
+        self.assigned.load(Ordering::Relaxed)
     }
 }
 
@@ -146,6 +178,7 @@ impl Pending {
 #[derive(Debug)]
 pub struct RunnerContext {
     group: String,
+    assigned: Arc<AtomicUsize>,
 }
 
 impl ClientContext for RunnerContext {}
@@ -154,9 +187,16 @@ impl ConsumerContext for RunnerContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
+                let n = tpl.count();
+                let _ = self
+                    .assigned
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |a| {
+                        Some(a.saturating_sub(n))
+                    });
                 tracing::info!(group = %self.group, partitions = %describe(tpl), "rebalance: partitions revoked")
             }
             Rebalance::Assign(tpl) => {
+                self.assigned.fetch_add(tpl.count(), Ordering::Relaxed);
                 tracing::info!(group = %self.group, partitions = %describe(tpl), "rebalance: partitions assigned")
             }
             Rebalance::Error(e) => {
@@ -216,6 +256,10 @@ impl ConsumerRunner {
             source,
         };
         let mut cfg = settings.consumer_config();
+        if let Some(id) = &options.membership.instance_id {
+            cfg.set("group.instance.id", id);
+        }
+        options.membership.assigned.store(0, Ordering::Relaxed);
         cfg.set("group.id", &options.group_id)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
@@ -230,6 +274,7 @@ impl ConsumerRunner {
         let consumer: StreamConsumer<RunnerContext> = cfg
             .create_with_context(RunnerContext {
                 group: options.group_id.clone(),
+                assigned: Arc::clone(&options.membership.assigned),
             })
             .map_err(setup)?;
         let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();

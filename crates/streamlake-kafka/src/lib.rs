@@ -30,7 +30,8 @@ pub use admin::{
 };
 pub use browse::read_ranges;
 pub use consumer::{
-    BatchHandler, ConsumerError, ConsumerOptions, ConsumerRunner, HandlerError, RunStats,
+    BatchHandler, ConsumerError, ConsumerOptions, ConsumerRunner, HandlerError, Membership,
+    RunStats,
 };
 pub use distribution::{distribution, Distribution};
 pub use producer::{DeliveryReceipt, Outgoing, ProduceError, Producer, Sent};

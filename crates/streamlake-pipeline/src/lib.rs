@@ -9,15 +9,19 @@
 //!   registry of its step kinds (normalize, rules, derive), one module each.
 //! - [`json`]: JSON pointer writes and timestamp parsing, shared with the sinks.
 //! - `run`: [`run_pipeline`], a configured pipeline as one consumer group member.
+//! - [`watch`]: [`watch_stage`], which reports a stage that holds no partitions while its topics
+//!   wait to be read.
 
 pub mod json;
 pub mod processing;
 pub mod processor;
 mod run;
 pub mod runtime;
+pub mod watch;
 
 pub use processing::{ConfigProcessor, DatasetProcessing, StepKind, Steps, STEPS};
 pub use processor::{Outcome, Output, Processor};
 pub use run::run_pipeline;
 pub use runtime::{supervise, ProcessorHandler, ProcessorStats};
 pub use streamlake_core::Violation;
+pub use watch::{watch_stage, StageWatch};

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streamlake_config::{Config, Pipeline};
-use streamlake_kafka::{ConsumerOptions, HandlerError, KafkaSettings, Producer, RunStats};
+use streamlake_kafka::{
+    ConsumerOptions, HandlerError, KafkaSettings, Membership, Producer, RunStats,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::processing::ConfigProcessor;
@@ -16,11 +18,13 @@ use crate::ProcessorStats;
 const PRODUCE_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Runs `pipeline` until `shutdown`, restarting after failures. Several processes running the
-/// same pipeline share its partitions (one consumer group).
+/// same pipeline share its partitions (one consumer group); `membership` names this member
+/// across restarts (static membership) or leaves it dynamic.
 pub async fn run_pipeline(
     config: &Config,
     pipeline: &Pipeline,
     settings: &KafkaSettings,
+    membership: Membership,
     stats: Arc<ProcessorStats>,
     shutdown: CancellationToken,
 ) -> Result<RunStats, HandlerError> {
@@ -28,6 +32,7 @@ pub async fn run_pipeline(
     let producer = Producer::new(settings)?.with_deadline(PRODUCE_DEADLINE);
     let mut options = ConsumerOptions::new(pipeline.group.clone(), processor.topics());
     options.batch_max_size = pipeline.batch_max_size;
+    options.membership = membership;
     tracing::info!(pipeline = %pipeline.name, group = %pipeline.group, topics = ?options.topics, "processor starting");
     let total = supervise(
         &pipeline.name,

@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::try_join_all;
 use streamlake_kafka::{
@@ -140,10 +141,13 @@ pub fn original_headers(record: &Record) -> Headers {
     )
 }
 
+/// A member that ran this long before it failed is restarted after the shortest wait again.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
 /// Runs a consumer group member until `shutdown`, restarting it after a failure with a
-/// growing pause (0.5 s doubling to 30 s). `make_handler` builds a fresh handler for every
-/// start, so state of a failed run (a half-filled buffer) is never reused. Returns the totals
-/// of all runs.
+/// growing pause (0.5 s doubling to 30 s; back to 0.5 s when the failed run had lasted a
+/// minute). `make_handler` builds a fresh handler for every start, so state of a failed run (a
+/// half-filled buffer) is never reused. Returns the totals of all runs.
 pub async fn supervise<H, F, Fut>(
     name: &str,
     settings: &KafkaSettings,
@@ -159,6 +163,7 @@ where
     let mut total = RunStats::default();
     let mut backoff = RetryPolicy::RECONNECT.backoff();
     while !shutdown.is_cancelled() {
+        let started = tokio::time::Instant::now();
         let attempt = async {
             let mut handler = make_handler().await?;
             let runner = ConsumerRunner::new(settings, options.clone())?;
@@ -174,6 +179,10 @@ where
                 break;
             }
             Err(e) => {
+                // A member that ran a while before failing starts over from the shortest wait.
+                if started.elapsed() >= STABLE_AFTER {
+                    backoff.reset();
+                }
                 let pause = backoff.next_delay();
                 tracing::error!(component = name, group = %options.group_id, error = %e,
                     retry_in = ?pause, "stopped after a failure; restarting from the last stored offsets");

@@ -70,9 +70,17 @@ async fn raw_to_clean_transforms_valid_records_and_dead_letters_invalid_ones() {
             stats.clone(),
             shutdown.clone(),
         );
-        tokio::spawn(
-            async move { run_pipeline(&config, &pipeline, &settings, stats, shutdown).await },
-        )
+        tokio::spawn(async move {
+            run_pipeline(
+                &config,
+                &pipeline,
+                &settings,
+                Default::default(),
+                stats,
+                shutdown,
+            )
+            .await
+        })
     };
 
     let mut out = Reader::new(&stack.settings, &clean)
@@ -165,10 +173,17 @@ async fn instances_of_one_group_share_partitions_and_another_group_gets_everythi
             stats.clone(),
             shutdown.clone(),
         );
-        let task =
-            tokio::spawn(
-                async move { run_pipeline(&config, &pipeline, &settings, s, shutdown).await },
-            );
+        let task = tokio::spawn(async move {
+            run_pipeline(
+                &config,
+                &pipeline,
+                &settings,
+                Default::default(),
+                s,
+                shutdown,
+            )
+            .await
+        });
         (stats, task)
     };
     let (a, task_a) = start(pipeline.clone());

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streamlake_config::{Config, Sink as SinkConfig};
-use streamlake_kafka::{ConsumerOptions, HandlerError, KafkaSettings, Producer, RunStats};
+use streamlake_kafka::{
+    ConsumerOptions, HandlerError, KafkaSettings, Membership, Producer, RunStats,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::kind::{kind_of, Run};
@@ -15,12 +17,14 @@ use crate::sink::{topics_of, SinkStats};
 const PRODUCE_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Runs `sink` until `shutdown`, restarting (and reopening the store) after failures. Files
-/// are written under `data_dir` unless configured with absolute paths.
+/// are written under `data_dir` unless configured with absolute paths; `membership` names this
+/// member across restarts (static membership) or leaves it dynamic.
 pub async fn run_sink(
     config: &Config,
     sink: &SinkConfig,
     settings: &KafkaSettings,
     data_dir: &Path,
+    membership: Membership,
     stats: Arc<SinkStats>,
     shutdown: CancellationToken,
 ) -> Result<RunStats, HandlerError> {
@@ -29,6 +33,7 @@ pub async fn run_sink(
     let mut options = ConsumerOptions::new(sink.group.clone(), topics_of(config, sink));
     options.batch_max_size = sink.batch_max_size;
     options.batch_max_wait = Duration::from_millis(200);
+    options.membership = membership;
     tracing::info!(sink = %sink.name, kind = kind.name(), group = %sink.group, topics = ?options.topics, "sink starting");
     let total = kind
         .run(Run {

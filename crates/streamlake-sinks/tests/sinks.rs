@@ -71,7 +71,16 @@ async fn run_until(stack: &Stack, stats: Arc<SinkStats>, done: impl Fn(&SinkStat
         );
         tokio::spawn(async move {
             let sink = &config.sinks["s"];
-            run_sink(&config, sink, &settings, &config.data_dir, stats, shutdown).await
+            run_sink(
+                &config,
+                sink,
+                &settings,
+                &config.data_dir,
+                Default::default(),
+                stats,
+                shutdown,
+            )
+            .await
         })
     };
     let finished = eventually(Duration::from_secs(60), || async {

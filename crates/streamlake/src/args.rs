@@ -288,6 +288,13 @@ pub(crate) struct StageArgs {
     /// configured.
     #[arg(long, short = 'p')]
     pub(crate) pipeline: Option<String>,
+    /// This process's name in the stage's consumer group, kept across restarts (Kafka's static
+    /// membership, `group.instance.id`): restarted with the same name, it takes its partitions
+    /// back at once instead of waiting for the group to drop its previous run (the session
+    /// timeout, 45 s). Each process of a group needs its own name. Without it, membership is
+    /// dynamic.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) instance_id: Option<String>,
 }
 
 #[derive(Debug, Args)]

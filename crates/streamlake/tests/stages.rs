@@ -140,6 +140,61 @@ async fn a_killed_processor_restarts_from_its_offsets_and_loses_nothing() {
     );
 }
 
+/// With a name (`--instance-id`, static membership) a killed processor restarted at once takes
+/// its partitions back without waiting for the group to expire its previous run: everything
+/// arrives well within the session timeout, which is set long here so that the difference shows.
+#[tokio::test]
+async fn a_killed_processor_with_an_instance_id_takes_its_partitions_back_at_once() {
+    const LONG_SESSION_MS: u64 = 60_000;
+    let (raw, clean, dlq) = (unique("raw"), unique("clean"), unique("dlq"));
+    let toml = config(&raw, &clean, &dlq, "[sinks.s.csv]").replace(
+        &format!("\"session.timeout.ms\" = \"{SESSION_TIMEOUT_MS}\""),
+        &format!("\"session.timeout.ms\" = \"{LONG_SESSION_MS}\""),
+    );
+    let stack = Stack::new(&toml).await;
+    let bootstrap = bootstrap().await;
+    let mut ids: BTreeSet<String> = stack
+        .produce(&raw, "t", "sensor", &readings(300, 0))
+        .await
+        .into_iter()
+        .collect();
+    let args = [
+        "-b",
+        &bootstrap,
+        "process",
+        "--pipeline",
+        "p",
+        "--instance-id",
+        "processor-1",
+    ];
+    let mut first = start(&stack, &args, "process-1.log");
+    let mut clean_reader = Reader::new(&stack.settings, &clean).await;
+    let mut out = clean_reader.read(1, Duration::from_secs(60)).await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    ids.extend(
+        stack
+            .produce(&raw, "t", "sensor", &readings(100, 300))
+            .await,
+    );
+    let second = start(&stack, &args, "process-2.log");
+    let restarted = tokio::time::Instant::now();
+    let within = Duration::from_millis(LONG_SESSION_MS / 2);
+    while !ids_of(&out).is_superset(&ids) {
+        assert!(
+            restarted.elapsed() < within,
+            "{} of {} records in the clean topic {} s after the restart: the partitions were not taken back at once; log:\n{}",
+            ids_of(&out).intersection(&ids).count(),
+            ids.len(),
+            within.as_secs(),
+            log_of(&stack, "process-2.log")
+        );
+        out.extend(clean_reader.drain(Duration::from_millis(500)).await);
+    }
+    stop(second);
+}
+
 #[tokio::test]
 async fn a_killed_postgres_sink_restarts_and_every_ingestion_id_lands_exactly_once() {
     let (raw, clean, dlq) = (unique("raw"), unique("clean"), unique("dlq"));

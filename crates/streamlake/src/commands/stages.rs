@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use streamlake_config::Config;
-use streamlake_kafka::KafkaSettings;
-use streamlake_pipeline::{run_pipeline, ProcessorStats};
+use streamlake_core::Health;
+use streamlake_kafka::{KafkaSettings, Membership};
+use streamlake_pipeline::{run_pipeline, watch_stage, ConfigProcessor, ProcessorStats, StageWatch};
 use streamlake_sinks::{run_sink, SinkStats};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +21,15 @@ use crate::args::StageArgs;
 
 /// How often a running stage logs its counters.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// How long a stage of `up` may hold no partitions while its topics wait before `/readyz`
+/// reports it stalled.
+const STALL_WINDOW: Duration = Duration::from_secs(30);
+
+/// Static membership when the process was given a name, dynamic otherwise.
+fn membership(instance_id: Option<&str>) -> Membership {
+    instance_id.map_or_else(Membership::default, Membership::fixed)
+}
 
 fn pick<'c, T>(
     what: &str,
@@ -106,6 +116,7 @@ pub(crate) async fn process(conn: &Connection, args: &StageArgs) -> anyhow::Resu
         &conn.config,
         pipeline,
         &conn.settings,
+        membership(args.instance_id.as_deref()),
         stats.clone(),
         shutdown,
     )
@@ -137,6 +148,7 @@ pub(crate) async fn sink(conn: &Connection, args: &StageArgs) -> anyhow::Result<
         sink,
         &conn.settings,
         &conn.config.data_dir,
+        membership(args.instance_id.as_deref()),
         stats.clone(),
         shutdown,
     )
@@ -154,36 +166,76 @@ pub(crate) async fn sink(conn: &Connection, args: &StageArgs) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
-/// Starts every enabled pipeline and sink of `config` as tasks that run until `shutdown`.
+/// Starts every enabled pipeline and sink of `config` as tasks that run until `shutdown`, each
+/// a static member of its group named `{instance}-{group}` (so a restarted `up` takes its
+/// partitions back at once), each watched for holding no partitions while its topics wait.
 pub(crate) fn start_all(
     config: &Arc<Config>,
     settings: &KafkaSettings,
+    instance: &str,
+    health: &Health,
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
+    let watch = |component: String, group: &str, topics: Vec<String>| {
+        let stage = StageWatch {
+            component,
+            group: group.to_owned(),
+            topics,
+            membership: Membership::fixed(format!("{instance}-{group}")),
+            window: STALL_WINDOW,
+        };
+        let membership = stage.membership.clone();
+        tokio::spawn(watch_stage(
+            stage,
+            settings.clone(),
+            health.clone(),
+            shutdown.clone(),
+        ));
+        membership
+    };
     for pipeline in config.pipelines.values().filter(|p| p.enabled) {
+        let topics = ConfigProcessor::new(config, pipeline)
+            .map(|p| p.topics())
+            .unwrap_or_default();
+        let membership = watch(
+            format!("pipeline {}", pipeline.name),
+            &pipeline.group,
+            topics,
+        );
         let (config, settings, shutdown) = (config.clone(), settings.clone(), shutdown.clone());
         let name = pipeline.name.clone();
         tasks.push(tokio::spawn(async move {
             let pipeline = &config.pipelines[&name];
             let stats = Arc::new(ProcessorStats::default());
             let reporter = processor_progress(name.clone(), stats.clone(), shutdown.clone());
-            if let Err(e) = run_pipeline(&config, pipeline, &settings, stats, shutdown).await {
+            if let Err(e) =
+                run_pipeline(&config, pipeline, &settings, membership, stats, shutdown).await
+            {
                 tracing::error!(pipeline = %name, error = %e, "pipeline could not start");
             }
             reporter.abort();
         }));
     }
     for sink in config.sinks.values().filter(|s| s.enabled) {
+        let topics = streamlake_sinks::sink::topics_of(config, sink);
+        let membership = watch(format!("sink {}", sink.name), &sink.group, topics);
         let (config, settings, shutdown) = (config.clone(), settings.clone(), shutdown.clone());
         let name = sink.name.clone();
         tasks.push(tokio::spawn(async move {
             let sink = &config.sinks[&name];
             let stats = Arc::new(SinkStats::default());
             let reporter = sink_progress(name.clone(), stats.clone(), shutdown.clone());
-            if let Err(e) =
-                run_sink(&config, sink, &settings, &config.data_dir, stats, shutdown).await
-            {
+            let run = run_sink(
+                &config,
+                sink,
+                &settings,
+                &config.data_dir,
+                membership,
+                stats,
+                shutdown,
+            );
+            if let Err(e) = run.await {
                 tracing::error!(sink = %name, error = %e, "sink could not start");
             }
             reporter.abort();

@@ -134,7 +134,14 @@ async fn serve(
     )
     .await?;
     super::console::announce(config, config.http.listen);
-    let stages = super::stages::start_all(&Arc::new(config.clone()), settings, shutdown);
+    let instance = instance_id(&config.data_dir)?;
+    let stages = super::stages::start_all(
+        &Arc::new(config.clone()),
+        settings,
+        &instance,
+        health,
+        shutdown,
+    );
     let sources = start_sources(config, &ingest, shutdown);
     tracing::info!(
         pipelines = config.pipelines.values().filter(|p| p.enabled).count(),
@@ -163,6 +170,23 @@ async fn serve(
         }
     }
     Ok(())
+}
+
+/// This `up`'s name in its stages' consumer groups: read from `{data_dir}/instance-id`, created
+/// on the first start. The same data directory restarts as the same members.
+fn instance_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("instance-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        Ok(_) | Err(_) => {
+            std::fs::create_dir_all(data_dir)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", data_dir.display()))?;
+            let id = format!("up-{}", uuid::Uuid::now_v7().simple());
+            std::fs::write(&path, format!("{id}\n"))
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            Ok(id)
+        }
+    }
 }
 
 /// Starts the enabled generators, pollers and MQTT ingestion, sharing one gateway (schemas
