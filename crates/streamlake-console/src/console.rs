@@ -592,7 +592,7 @@ async fn group(
                     tr {
                         td { a href=(format!("/console/topics/{}", p.topic)) { (p.topic) } }
                         td.num { (p.partition) }
-                        td.num { (p.committed_offset.map_or_else(|| "-".to_owned(), |c| c.to_string())) }
+                        td.num { (p.committed_offset.map_or_else(|| "none".to_owned(), |c| c.to_string())) }
                         td.num { (p.high_watermark) } td.num { (p.lag) }
                     }
                 }

@@ -5,6 +5,8 @@ mod args;
 mod commands;
 mod output;
 
+use std::time::Duration;
+
 use clap::Parser;
 
 // The gateway allocates per event (parsed JSON, headers, responses); mimalloc keeps that cheap
@@ -12,17 +14,35 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+/// How long the process waits at exit for work still on blocking threads. Every stage has
+/// given up on its blocking calls at its own deadline by then (a commit or a flush to a broker
+/// that is gone); what is left is abandoned, not waited for.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+fn main() -> std::process::ExitCode {
     let cli = args::Cli::parse();
     init_tracing(cli.verbose);
-    match commands::run(cli).await {
-        Ok(code) => code,
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {}", report(&e));
-            std::process::ExitCode::FAILURE
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
         }
-    }
+    };
+    let code = runtime.block_on(async {
+        match commands::run(cli).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {}", report(&e));
+                std::process::ExitCode::FAILURE
+            }
+        }
+    });
+    runtime.shutdown_timeout(EXIT_GRACE);
+    code
 }
 
 /// The error and its causes on one line, each said once: many error types already put their

@@ -29,6 +29,18 @@ impl Running {
         self.0.as_ref().map_or(0, Child::id)
     }
 
+    /// Waits for the process to exit until `deadline`: its status, or `None` if still running.
+    fn wait_until(&mut self, deadline: std::time::Instant) -> Option<std::process::ExitStatus> {
+        let child = self.0.as_mut()?;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
     /// The process, no longer killed on drop.
     fn take(mut self) -> Child {
         self.0.take().expect("a running process")
@@ -981,4 +993,94 @@ async fn topics_add_partitions_grows_a_topic_and_refuses_to_shrink_it() {
     let o = run(&["-b", &b, "topics", "add-partitions", &topic, "--to", "3"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("has 4 partitions"), "{}", stderr(&o));
+}
+
+/// With the cluster gone, SIGTERM still ends `up` within its deadlines: the request waiting
+/// for the broker is answered 503 at the produce deadline, the gateway's flush gives up at its
+/// shutdown timeout, each stage's final commit at its close timeout, and the process does not
+/// wait for the calls it abandoned.
+#[tokio::test]
+async fn up_stops_within_its_deadlines_when_the_broker_is_gone() {
+    const PRODUCE_TIMEOUT_MS: u64 = 3_000;
+    const SHUTDOWN_TIMEOUT_SECS: u64 = 3;
+    // Gateway flush, then the stages' final commits (10 s each, in parallel), the exit grace
+    // (2 s) and the time an unloaded process takes to start and stop on a busy machine.
+    const BOUND: Duration = Duration::from_secs(SHUTDOWN_TIMEOUT_SECS + 10 + 2 + 15);
+    let mut broker = streamlake_testkit::PrivateBroker::start(1).await;
+    let data = tempfile::tempdir().unwrap();
+    let http = free_local_addr();
+    let config = example("air-quality/streamlake.toml");
+    let mut child = Running(Some(
+        streamlake(&[
+            "up",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ])
+        .env(
+            "STREAMLAKE_KAFKA__BOOTSTRAP_SERVERS",
+            broker.bootstrap_servers(),
+        )
+        .env("STREAMLAKE_HTTP__LISTEN", http.to_string())
+        .env(
+            "STREAMLAKE_GATEWAY__PRODUCE_TIMEOUT_MS",
+            PRODUCE_TIMEOUT_MS.to_string(),
+        )
+        .env(
+            "STREAMLAKE_GATEWAY__SHUTDOWN_TIMEOUT_SECS",
+            SHUTDOWN_TIMEOUT_SECS.to_string(),
+        )
+        .env("STREAMLAKE_MQTT__ENABLED", "false")
+        .env("STREAMLAKE_POSTGRES_URL", postgres_url())
+        .env_remove("TENANT_A_API_KEY")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(data.path().join("up.log")).unwrap())
+        .spawn()
+        .unwrap(),
+    ));
+    let event = r#"{"tenant_id":"tenantA","timestamp":"2026-02-26 22:05:03","location_id":49,"lat":48.53,"lon":9.2,"sensor_id":107,"pm10_P1":84.76,"pm2_5_P2":14.3,"source":"sensor.community/v2"}"#;
+    let url = format!("http://{http}/v1/tenants/tenant-a/datasets/air-quality/events");
+    let post = move || {
+        reqwest::Client::new()
+            .post(&url)
+            .bearer_auth("dev-tenant-a-key")
+            .header("content-type", "application/json")
+            .body(event)
+            .send()
+    };
+    let served = eventually(Duration::from_secs(60), || async {
+        post().await.ok().filter(|r| r.status() == 200)
+    })
+    .await;
+    assert!(
+        served.is_some(),
+        "up did not serve; log:\n{}",
+        up_log(&data)
+    );
+
+    broker.stop().await;
+    let waiting = tokio::spawn(post());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let asked = std::time::Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait_until(asked + BOUND);
+    let took = asked.elapsed();
+    assert!(
+        status.is_some(),
+        "up still running {} s after SIGTERM with the broker gone; log:\n{}",
+        took.as_secs(),
+        up_log(&data)
+    );
+    let answer = waiting
+        .await
+        .unwrap()
+        .expect("the waiting request is answered");
+    assert_eq!(answer.status(), 503, "{:?}", answer.text().await);
+    eprintln!("up stopped {} ms after SIGTERM", took.as_millis());
+}
+
+fn up_log(data: &tempfile::TempDir) -> String {
+    std::fs::read_to_string(data.path().join("up.log")).unwrap_or_default()
 }

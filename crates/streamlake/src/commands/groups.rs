@@ -53,7 +53,7 @@ pub(crate) async fn run(conn: &Connection, cmd: &GroupsCommand) -> anyhow::Resul
                         p.topic.clone(),
                         p.partition.to_string(),
                         p.committed_offset
-                            .map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                            .map_or_else(|| "none".to_owned(), |c| c.to_string()),
                         p.high_watermark.to_string(),
                         p.lag.to_string(),
                     ]);
