@@ -27,6 +27,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use streamlake_core::DatasetId;
 use streamlake_core::Violation;
+use tokio::sync::OwnedSemaphorePermit;
 
 use streamlake_ingest::{
     dead_letter_body, ingest as ingest_event, ingest_all, parse, Framing, Outcome, Parsed, Target,
@@ -210,29 +211,49 @@ async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match crate::auth::authenticate(&gw.keys, &headers) {
-        Ok(authed) => {
-            let mut response = handle(&gw, authed, &tenant, &dataset, &headers, body)
-                .await
-                .unwrap_or_else(IntoResponse::into_response);
-            response
-                .extensions_mut()
-                .insert(TenantLabel(authed.clone()));
-            response
-        }
-        Err(e) => RequestError::from(e).into_response(),
-    }
+    let authed = match crate::auth::authenticate(&gw.keys, &headers) {
+        Ok(authed) => authed,
+        Err(e) => return refuse(&gw, &headers, body, RequestError::from(e)).await,
+    };
+    let mut response = match admit(&gw, authed, &tenant, &dataset, &headers) {
+        Ok((target, framing, _permit)) => events(&gw, &target, framing, &headers, body)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+        Err(e) => refuse(&gw, &headers, body, e).await,
+    };
+    response
+        .extensions_mut()
+        .insert(TenantLabel(authed.clone()));
+    response
 }
 
-/// Routes an authenticated request to its dataset and ingests its events.
-async fn handle(
-    gw: &Gateway,
-    authed: &streamlake_core::TenantId,
+/// Longest a refused request's body is read for before the answer goes out anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Answers a request refused before its body was read. The body is read and dropped first (up
+/// to `gateway.max_body_bytes`, for at most [`DRAIN_TIMEOUT`]): a client still uploading would
+/// otherwise see the connection reset instead of the answer and its `Retry-After`.
+async fn refuse(gw: &Gateway, headers: &HeaderMap, body: Body, e: RequestError) -> Response {
+    let limit = gw.settings.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_none_or(|n| n <= limit) {
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, axum::body::to_bytes(body, limit)).await;
+    }
+    e.into_response()
+}
+
+/// Routes an authenticated request to its dataset and takes one of the tenant's request slots:
+/// where its events go, how they are framed, and the slot (held until the answer).
+fn admit<'g>(
+    gw: &'g Gateway,
+    authed: &'g streamlake_core::TenantId,
     tenant: &str,
     dataset: &str,
     headers: &HeaderMap,
-    body: Body,
-) -> Result<Response, RequestError> {
+) -> Result<(Target<'g>, Framing, OwnedSemaphorePermit), RequestError> {
     if authed.as_str() != tenant {
         return Err(RequestError::WrongTenant {
             authed: authed.to_string(),
@@ -255,8 +276,14 @@ async fn handle(
             .collect::<Vec<_>>()
             .join(", "),
     };
-    let dataset_id = DatasetId::new(dataset).map_err(|_| unknown_dataset())?;
-    let _permit =
+    // The ingestor's own id, so the target borrows nothing of this request.
+    let dataset_id: &'g DatasetId = gw
+        .ingestor
+        .datasets_of(authed)
+        .into_iter()
+        .find(|d| d.as_str() == dataset)
+        .ok_or_else(unknown_dataset)?;
+    let permit =
         Arc::clone(slots)
             .try_acquire_owned()
             .map_err(|_| RequestError::TooManyInFlight {
@@ -272,9 +299,9 @@ async fn handle(
         .ok_or_else(|| RequestError::UnsupportedMediaType(content_type.to_owned()))?;
     let target = gw
         .ingestor
-        .target(authed, &dataset_id, &gw.settings.producer_service, &[])
+        .target(authed, dataset_id, &gw.settings.producer_service, &[])
         .map_err(|_| unknown_dataset())?;
-    events(gw, &target, framing, headers, body).await
+    Ok((target, framing, permit))
 }
 
 /// The body, or `None` when it is larger than `limit`.

@@ -610,7 +610,12 @@ async fn too_many_requests_in_flight_for_a_tenant_answers_429() {
         })
         .await;
         assert!(holding.is_some(), "the slow request is in flight");
-        h.post("application/json", r#"{"sensor_id": 2, "value": 2}"#)
+        // A large body, refused before it is read: the client still gets the answer, not a
+        // connection reset in the middle of its upload.
+        let events: Vec<String> = (0..20_000)
+            .map(|i| format!(r#"{{"sensor_id": {i}, "value": 2}}"#))
+            .collect();
+        h.post("application/json", format!("[{}]", events.join(",")))
             .await
     };
     let ((s1, _, _), (s2, headers, r2)) = tokio::join!(slow, fast);
