@@ -1,12 +1,19 @@
 //! Parquet lake tables: one table per tenant and dataset at
-//! `ROOT/{tenant}/{dataset}/date=YYYY-MM-DD/part-UUID.parquet`, Hive-style date partitions by
-//! the record's `ingested_at` (UTC), columns from the dataset's `columns` plus the metadata
-//! columns, Snappy-compressed.
+//! `ROOT/{tenant}/{dataset}/date=YYYY-MM-DD/part-TOPIC-PARTITION-FIRST-LAST.parquet`, Hive-style
+//! date partitions by the record's `ingested_at` (UTC), columns from the dataset's `columns`
+//! plus the metadata columns, Snappy-compressed.
 //!
-//! Rows are buffered per table and date until a file holds `roll_rows` rows or its first row is
-//! `roll_secs` old (small-file control); then every buffer is written as a file: first to a
-//! hidden `.part-UUID.parquet.tmp`, synced, then renamed, so readers never see a partial file.
-//! Offsets are stored only after that, so a crash replays the buffered rows.
+//! Rows are buffered per table, date and Kafka partition until a file holds `roll_rows` rows or
+//! its first row is `roll_secs` old (small-file control); then every buffer is written as a
+//! file: first to a hidden `.part-....parquet.tmp`, synced, then renamed, so readers never see a
+//! partial file. Offsets are stored only after that.
+//!
+//! Exactly once per record: a file's name holds the Kafka topic, partition and the first and
+//! last offset it contains. Records of one partition reach a table's date directory in offset
+//! order, so the highest `LAST` there says which of that partition's records the directory holds
+//! already. A sink that reads records again (after a crash between a file's rename and the
+//! offset commit, or a group that starts over) looks the names up once per directory and skips
+//! what is there, instead of writing it twice.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -20,7 +27,7 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use chrono::{NaiveDate, Utc};
+use chrono::Utc;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -156,12 +163,26 @@ struct Buffer {
     since: Instant,
 }
 
+/// Where a buffer's file goes: a date directory of a table, and the Kafka partition its rows
+/// came from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct FileKey {
+    dir: PathBuf,
+    topic: String,
+    partition: i32,
+}
+
 /// Buffers rows and writes them as Parquet files.
 #[derive(Debug)]
 pub struct ParquetSink {
     config: ParquetConfig,
     root: PathBuf,
-    buffers: BTreeMap<(PathBuf, NaiveDate), Buffer>,
+    buffers: BTreeMap<FileKey, Buffer>,
+    /// Per date directory: the last offset its files hold, per topic and partition (read from
+    /// the file names the first time the directory is written to).
+    landed: BTreeMap<PathBuf, BTreeMap<(String, i32), i64>>,
+    /// Rows skipped because the lake held them already.
+    skipped: u64,
 }
 
 impl ParquetSink {
@@ -172,7 +193,34 @@ impl ParquetSink {
             config,
             root,
             buffers: BTreeMap::new(),
+            landed: BTreeMap::new(),
+            skipped: 0,
         }
+    }
+
+    /// The last offset per topic and partition that `dir`'s files hold. Leftover `.tmp` files
+    /// of a crash are removed: their rows were never committed and will be written again.
+    fn landed_in(&mut self, dir: &Path) -> &BTreeMap<(String, i32), i64> {
+        self.landed.entry(dir.to_path_buf()).or_insert_with(|| {
+            let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return last;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".part-") && name.ends_with(".tmp") {
+                    if let Err(e) = std::fs::remove_file(entry.path()) {
+                        tracing::warn!(file = %entry.path().display(), error = %e, "cannot remove a partial Parquet file");
+                    }
+                    continue;
+                }
+                if let Some((topic, partition, _, end)) = parse_file_name(&name) {
+                    let at = last.entry((topic, partition)).or_insert(end);
+                    *at = (*at).max(end);
+                }
+            }
+            last
+        })
     }
 
     /// The table directory of `target`.
@@ -181,10 +229,27 @@ impl ParquetSink {
     }
 }
 
+/// `part-TOPIC-PARTITION-FIRST-LAST.parquet`; offsets zero-padded so names sort by offset.
+fn file_name(topic: &str, partition: i32, first: i64, last: i64) -> String {
+    format!("part-{topic}-{partition}-{first:020}-{last:020}.parquet")
+}
+
+/// Topic, partition, first and last offset of a file named by [`file_name`].
+fn parse_file_name(name: &str) -> Option<(String, i32, i64, i64)> {
+    let stem = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    let mut parts = stem.rsplitn(4, '-');
+    let last = parts.next()?.parse().ok()?;
+    let first = parts.next()?.parse().ok()?;
+    let partition = parts.next()?.parse().ok()?;
+    let topic = parts.next()?;
+    (!topic.is_empty()).then(|| (topic.to_owned(), partition, first, last))
+}
+
 fn write_file(dir: &Path, columns: &[ColumnConfig], rows: &[Row]) -> Result<PathBuf, SinkError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
-    let name = format!("part-{}.parquet", uuid::Uuid::now_v7());
+    let (first, last) = (&rows[0].meta, &rows[rows.len() - 1].meta);
+    let name = file_name(&first.topic, first.partition, first.offset, last.offset);
     let tmp = dir.join(format!(".{name}.tmp"));
     let dest = dir.join(&name);
     let batch = to_batch(columns, rows)?;
@@ -204,11 +269,26 @@ fn write_file(dir: &Path, columns: &[ColumnConfig], rows: &[Row]) -> Result<Path
 
 impl Sink for ParquetSink {
     async fn write(&mut self, target: &Target, rows: Vec<Row>) -> Result<Vec<Rejected>, SinkError> {
-        let dir = self.table_dir(target);
+        let table = self.table_dir(target);
         for row in rows {
             let day = row.meta.ingested_at.unwrap_or_else(Utc::now).date_naive();
+            let dir = table.join(format!("date={day}"));
+            let source = (row.meta.topic.clone(), row.meta.partition);
+            if self
+                .landed_in(&dir)
+                .get(&source)
+                .is_some_and(|last| row.meta.offset <= *last)
+            {
+                self.skipped += 1;
+                continue;
+            }
+            let key = FileKey {
+                dir,
+                topic: source.0,
+                partition: source.1,
+            };
             self.buffers
-                .entry((dir.clone(), day))
+                .entry(key)
                 .or_insert_with(|| Buffer {
                     columns: target.columns.clone(),
                     rows: Vec::new(),
@@ -228,21 +308,54 @@ impl Sink for ParquetSink {
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {
+        if self.skipped > 0 {
+            tracing::info!(
+                rows = self.skipped,
+                "rows read again were in the lake already; skipped"
+            );
+            self.skipped = 0;
+        }
         let buffers = std::mem::take(&mut self.buffers);
         let written = tokio::task::spawn_blocking(move || {
             let mut written = Vec::new();
-            for ((dir, day), b) in buffers {
-                let part = dir.join(format!("date={day}"));
+            for (key, b) in buffers {
                 for chunk in b.rows.chunks(1_000_000) {
-                    written.push((write_file(&part, &b.columns, chunk)?, chunk.len()));
+                    let path = write_file(&key.dir, &b.columns, chunk)?;
+                    let last = chunk[chunk.len() - 1].meta.offset;
+                    written.push((key.clone(), path, chunk.len(), last));
                 }
             }
             Ok::<_, SinkError>(written)
         })
         .await??;
-        for (path, rows) in written {
+        for (key, path, rows, last) in written {
             tracing::info!(file = %path.display(), rows, "Parquet file committed");
+            let landed = self.landed.entry(key.dir).or_default();
+            let at = landed.entry((key.topic, key.partition)).or_insert(last);
+            *at = (*at).max(last);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_carry_their_source_range_and_sort_by_offset() {
+        let a = file_name("t.sensor.clean", 2, 7, 130);
+        let b = file_name("t.sensor.clean", 2, 131, 1_000);
+        assert!(a < b, "{a} < {b}");
+        assert_eq!(
+            parse_file_name(&a),
+            Some(("t.sensor.clean".to_owned(), 2, 7, 130))
+        );
+        assert_eq!(
+            parse_file_name("part-my-topic-10-00000000000000000005-00000000000000000009.parquet"),
+            Some(("my-topic".to_owned(), 10, 5, 9))
+        );
+        assert_eq!(parse_file_name("part-0190a8e2-uuid.parquet"), None);
+        assert_eq!(parse_file_name(".part-t-1-1-2.parquet.tmp"), None);
     }
 }
