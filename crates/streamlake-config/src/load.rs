@@ -209,6 +209,12 @@ fn resolve(
     let kafka: KafkaConfig = c.section("kafka");
     let broker: BrokerConfig = c.section("broker");
     let http: HttpConfig = c.section("http");
+    if http.max_connections == 0 {
+        c.push("http.max_connections", "must be at least 1");
+    }
+    if http.header_read_timeout_secs == 0 {
+        c.push("http.header_read_timeout_secs", "must be at least 1");
+    }
     let gateway: GatewayConfig = c.section("gateway");
     let admin: AdminConfig = c.section("admin");
     if admin.max_messages == 0 {
@@ -414,6 +420,9 @@ fn check_gateway(c: &mut Collector<'_>, g: &GatewayConfig) {
     }
     if g.produce_timeout_ms == 0 {
         c.push("gateway.produce_timeout_ms", "must be at least 1");
+    }
+    if g.body_timeout_secs == 0 {
+        c.push("gateway.body_timeout_secs", "must be at least 1");
     }
     if g.producer_service.trim().is_empty() {
         c.push("gateway.producer_service", "must not be empty");

@@ -72,12 +72,19 @@ impl Default for BrokerConfig {
 pub struct HttpConfig {
     /// Listen address.
     pub listen: SocketAddr,
+    /// Seconds a client has to send a request's headers, and a kept-alive connection may sit
+    /// idle before the next request; then the connection is closed.
+    pub header_read_timeout_secs: u64,
+    /// Connections open at once; one more is answered 503 with `Retry-After` and closed.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            header_read_timeout_secs: 10,
+            max_connections: 4096,
         }
     }
 }
@@ -268,6 +275,9 @@ pub struct GatewayConfig {
     pub retry_after_secs: u64,
     /// Value of the `producer_service` header.
     pub producer_service: String,
+    /// Seconds a request's body may take to arrive once its headers did; a slower body is
+    /// answered 408 and frees the tenant's request slot.
+    pub body_timeout_secs: u64,
     /// Milliseconds a request waits for the broker's acknowledgement before it is answered 503
     /// ("may have been written": the record stays queued and may still be written).
     pub produce_timeout_ms: u64,
@@ -282,6 +292,7 @@ impl Default for GatewayConfig {
             max_in_flight_per_tenant: 64,
             retry_after_secs: 1,
             producer_service: "streamlake-gateway".to_owned(),
+            body_timeout_secs: 10,
             produce_timeout_ms: 10_000,
             shutdown_timeout_secs: 30,
         }

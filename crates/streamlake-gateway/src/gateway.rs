@@ -12,6 +12,7 @@ use streamlake_kafka::{Admin, AdminError, KafkaSettings};
 use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
+use crate::server::ServerLimits;
 
 /// Why the gateway could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,8 @@ pub struct Gateway {
     pub(crate) metrics: Metrics,
     /// What the platform's components report; `/readyz` is 503 while one is down.
     pub(crate) health: Health,
+    /// Timeouts and the connection cap of the HTTP server.
+    pub(crate) server_limits: ServerLimits,
 }
 
 impl Gateway {
@@ -58,6 +61,12 @@ impl Gateway {
             ingestor,
             admin: Admin::new(kafka)?,
             settings: config.gateway.clone(),
+            server_limits: ServerLimits {
+                header_read_timeout: Duration::from_secs(config.http.header_read_timeout_secs),
+                max_connections: config.http.max_connections,
+                retry_after_secs: config.gateway.retry_after_secs,
+                shutdown_timeout: Duration::from_secs(config.gateway.shutdown_timeout_secs),
+            },
             metrics,
             health: Health::new(),
         })

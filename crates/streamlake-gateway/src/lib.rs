@@ -11,13 +11,15 @@
 //! - `answer`: an ingestion outcome as an HTTP status and response entry.
 //! - `routes`: the axum router ([`app`]), response codes and bodies.
 //! - `metrics`: Prometheus metrics.
-//! - [`serve`]: the server with graceful shutdown.
+//! - [`server`]: the HTTP server: header and idle timeouts, a connection cap, graceful
+//!   shutdown; [`serve`] runs it with the gateway's routes.
 
 mod answer;
 mod auth;
 pub mod gateway;
 mod metrics;
 mod routes;
+pub mod server;
 
 pub use auth::bearer_token;
 pub use gateway::{Gateway, GatewayError};
@@ -47,9 +49,14 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "gateway listening");
-    axum::serve(listener, app(Arc::clone(&gateway)).merge(extra))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    let limits = gateway.server_limits;
+    server::run(
+        listener,
+        app(Arc::clone(&gateway)).merge(extra),
+        limits,
+        shutdown,
+    )
+    .await?;
     // librdkafka's flush blocks its thread: not one of the runtime's workers.
     if let Err(e) = tokio::task::spawn_blocking(move || gateway.flush()).await {
         tracing::error!(error = %e, "flushing the gateway's producer failed");

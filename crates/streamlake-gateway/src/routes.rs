@@ -124,6 +124,8 @@ enum RequestError {
     UnsupportedMediaType(String),
     #[error("cannot read the request body: {0}")]
     UnreadableBody(String),
+    #[error("the body did not arrive within {0} s (gateway.body_timeout_secs)")]
+    SlowBody(u64),
     #[error("the body is empty; send one JSON event, a JSON array of events, or NDJSON")]
     EmptyBody,
     #[error("the batch holds no events")]
@@ -152,6 +154,7 @@ impl IntoResponse for RequestError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             E::UnreadableBody(_) => (StatusCode::BAD_REQUEST, "unreadable_body"),
+            E::SlowBody(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             E::EmptyBody => (StatusCode::BAD_REQUEST, "empty_body"),
             E::EmptyBatch => (StatusCode::BAD_REQUEST, "empty_batch"),
         };
@@ -304,11 +307,13 @@ fn admit<'g>(
     Ok((target, framing, permit))
 }
 
-/// The body, or `None` when it is larger than `limit`.
+/// The body, or `None` when it is larger than `limit`; a body that takes longer than `timeout`
+/// to arrive is an error.
 async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    timeout: Duration,
 ) -> Result<Option<bytes::Bytes>, RequestError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -317,7 +322,10 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Ok(None);
     }
-    match axum::body::to_bytes(body, limit).await {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| RequestError::SlowBody(timeout.as_secs()))?;
+    match read {
         Ok(b) => Ok(Some(b)),
         Err(e) => {
             let cause = e.into_inner();
@@ -338,7 +346,8 @@ async fn events(
     body: Body,
 ) -> Result<Response, RequestError> {
     let limit = gw.settings.max_body_bytes;
-    let Some(bytes) = read_body(headers, body, limit).await? else {
+    let body_timeout = Duration::from_secs(gw.settings.body_timeout_secs);
+    let Some(bytes) = read_body(headers, body, limit, body_timeout).await? else {
         let violation = Violation {
             reason: format!("the body is larger than the limit of {limit} bytes (gateway.max_body_bytes); its payload was not kept"),
             path: String::new(),

@@ -785,3 +785,105 @@ async fn raw_chunked_post(h: &Harness, url: &str, body: &[u8]) -> String {
     let _ = tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut answer)).await;
     String::from_utf8_lossy(&answer).into_owned()
 }
+
+/// Writes `head` (and no more) on a fresh connection to the harness and returns it.
+async fn partial_request(h: &Harness, head: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let host = h.base.strip_prefix("http://").unwrap();
+    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn
+}
+
+/// What the server sends on `conn` until it closes it, or `None` if it is still open after
+/// `within`.
+async fn closed_with(mut conn: tokio::net::TcpStream, within: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    tokio::time::timeout(within, conn.read_to_end(&mut answer))
+        .await
+        .ok()
+        .map(|_| String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// Slow and idle clients cannot hold the server: a half-sent header is cut off at the header
+/// timeout, a body that stalls is answered 408 at the body timeout (freeing the tenant's
+/// request slot), and connections over the cap are answered 503 at once; other clients are
+/// served throughout.
+#[tokio::test]
+async fn slow_idle_and_numerous_connections_are_cut_off_and_others_are_served() {
+    let h = Harness::start(
+        "[http]\nheader_read_timeout_secs = 1\nmax_connections = 24\n[gateway]\nbody_timeout_secs = 1\nmax_in_flight_per_tenant = 2\n",
+    )
+    .await;
+    let path = format!("/v1/tenants/{}/datasets/readings/events", h.tenant);
+    let host = h.base.strip_prefix("http://").unwrap().to_owned();
+
+    // Half-sent headers.
+    let mut half = Vec::new();
+    for _ in 0..8 {
+        half.push(partial_request(&h, &format!("POST {path} HTTP/1.1\r\nHost: {host}\r\n")).await);
+    }
+    // Bodies that stall after 5 of 175 bytes, taking both of the tenant's request slots.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        stalled.push(
+            partial_request(
+                &h,
+                &format!(
+                    "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 175\r\n\r\n{{\"sen",
+                    h.key
+                ),
+            )
+            .await,
+        );
+    }
+    // The other tenant is served meanwhile.
+    let (status, _, body) = post_to(
+        &h.url(&h.other, "readings"),
+        Some(&h.other_key),
+        "application/json",
+        r#"{"sensor_id": 1, "value": 1}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    for conn in half {
+        let answer = closed_with(conn, Duration::from_secs(10)).await;
+        assert!(
+            answer.is_some(),
+            "a half-sent header kept its connection open"
+        );
+    }
+    for conn in stalled {
+        let answer = closed_with(conn, Duration::from_secs(10))
+            .await
+            .expect("a stalled body is answered");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("body_timeout_secs"), "{answer}");
+    }
+    // The slots are free again.
+    h.still_serving().await;
+
+    // Over the cap: an immediate 503 that says why.
+    let mut open = Vec::new();
+    for _ in 0..24 {
+        open.push(partial_request(&h, "").await);
+    }
+    let over = partial_request(&h, "").await;
+    let answer = closed_with(over, Duration::from_secs(5))
+        .await
+        .expect("a connection over the cap is answered and closed");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("http.max_connections"), "{answer}");
+    assert!(answer.to_lowercase().contains("retry-after"), "{answer}");
+    drop(open);
+    let served = streamlake_testkit::eventually(Duration::from_secs(10), || async {
+        let (status, _, _) = h
+            .post("application/json", r#"{"sensor_id": 1, "value": 2.5}"#)
+            .await;
+        (status == StatusCode::OK).then_some(())
+    })
+    .await;
+    assert!(served.is_some(), "served again once the connections closed");
+}
