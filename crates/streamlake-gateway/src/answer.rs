@@ -3,22 +3,26 @@
 
 use axum::http::StatusCode;
 use serde::Serialize;
-use streamlake_ingest::Outcome;
+use streamlake_ingest::{Outcome, MAX_RECORD_RULE};
 use streamlake_kafka::{DeliveryReceipt, ProduceError};
 
 /// An outcome as HTTP answers it.
 pub(crate) trait Answer {
-    /// The event's own status: 200, 422, 429 (queue full) or 503.
+    /// The event's own status: 200, 413, 422, 429 (queue full) or 503.
     fn status(&self) -> StatusCode;
     /// The outcome as the response reports it; `index` is its position in a batch.
     fn report(&self, index: Option<usize>) -> EventReport<'_>;
 }
 
 impl Answer for Outcome {
-    /// The event's own status: 200, 422, 429 (queue full) or 503.
+    /// The event's own status: 200, 413 (larger than a record can be), 422, 429 (queue full)
+    /// or 503.
     fn status(&self) -> StatusCode {
         match self {
             Outcome::Accepted { .. } => StatusCode::OK,
+            Outcome::Rejected { violation, .. } if violation.rule == MAX_RECORD_RULE => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Outcome::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Outcome::Failed {
                 error: ProduceError::QueueFull { .. },

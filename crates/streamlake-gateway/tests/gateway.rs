@@ -887,3 +887,41 @@ async fn slow_idle_and_numerous_connections_are_cut_off_and_others_are_served() 
     .await;
     assert!(served.is_some(), "served again once the connections closed");
 }
+
+/// One size policy: an event within the body limit but larger than a record can be is a 413
+/// dead letter (its payload cut, the reason naming the sizes), never a 503 to retry; and a
+/// reason never quotes a large value whole.
+#[tokio::test]
+async fn an_event_larger_than_a_record_is_a_413_dead_letter_and_reasons_stay_short() {
+    let h = Harness::start("").await;
+    let note = "x".repeat(1_020_000);
+    let big = format!(r#"{{"sensor_id": 1, "value": 1, "note": "{note}"}}"#);
+    assert!(big.len() < h.config.gateway.max_body_bytes);
+    let (status, _, body) = h.post("application/json", big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let reason = body["error"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("largest record") && reason.contains("message.max.bytes"),
+        "{reason}"
+    );
+    assert_eq!(body["error"]["rule"], "max_record_bytes");
+    let letter = &h.read(&h.dlq_topic(), 1).await[0];
+    assert_eq!(
+        letter.payload.as_ref().map(Vec::len),
+        Some(streamlake_ingest::TRUNCATED_PAYLOAD_BYTES)
+    );
+
+    let value = "y".repeat(400_000);
+    let wrong = format!(r#"{{"sensor_id": 2, "value": "{value}"}}"#);
+    let (status, _, body) = h.post("application/json", wrong).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let reason = body["error"]["reason"].as_str().unwrap();
+    assert!(
+        reason.len() < 400,
+        "{} bytes: {}",
+        reason.len(),
+        &reason[..100]
+    );
+    assert!(reason.contains("cut"), "{reason}");
+    h.still_serving().await;
+}

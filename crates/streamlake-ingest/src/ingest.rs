@@ -126,6 +126,43 @@ fn owned_metadata(t: &Target<'_>, ingestion_id: &str) -> OwnedHeaders {
     )
 }
 
+/// What a record carries besides its key, value and headers, as librdkafka counts it; kept
+/// free under `message.max.bytes` so an event that passes the check is not refused by the
+/// producer.
+const RECORD_OVERHEAD: usize = 512;
+
+/// Bytes of a dead letter's payload kept from an event too large to write.
+pub const TRUNCATED_PAYLOAD_BYTES: usize = 4096;
+
+/// The rule of a violation for an event larger than the largest record.
+pub const MAX_RECORD_RULE: &str = "max_record_bytes";
+
+/// Whether an event with `key` and its metadata headers fits in one record.
+fn fits(
+    gw: &Ingestor,
+    t: &Target<'_>,
+    ingestion_id: &str,
+    key: &str,
+    bytes: &[u8],
+) -> Result<(), Violation> {
+    let headers: usize = metadata_pairs(t, ingestion_id)
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
+    let size = bytes.len() + key.len() + headers;
+    let max = gw.max_record_bytes;
+    if size + RECORD_OVERHEAD <= max {
+        return Ok(());
+    }
+    Err(Violation::new(
+        "",
+        MAX_RECORD_RULE,
+        format!(
+            "the event is {size} bytes with its key and headers; the largest record is {} bytes ({max} in kafka.producer message.max.bytes, less {RECORD_OVERHEAD} of record overhead); the dead letter keeps its first {TRUNCATED_PAYLOAD_BYTES} bytes",
+            max - RECORD_OVERHEAD
+        ),
+    ))
+}
+
 /// Validates, keys and writes one event, or dead-letters it.
 pub async fn ingest(gw: &Ingestor, t: &Target<'_>, event: Event) -> Outcome {
     match ingest_all(gw, t, vec![event]).await.pop() {
@@ -158,7 +195,8 @@ pub async fn ingest_all(gw: &Ingestor, t: &Target<'_>, events: Vec<Event>) -> Ve
             .value
             .as_ref()
             .map_err(Clone::clone)
-            .and_then(|v| t.schema.check(v));
+            .and_then(|v| t.schema.check(v))
+            .and_then(|key| fits(gw, t, &ingestion_id, &key, &event.bytes).map(|()| key));
         match checked {
             Ok(key) => valid.push(Valid {
                 index,
@@ -184,8 +222,13 @@ pub async fn ingest_all(gw: &Ingestor, t: &Target<'_>, events: Vec<Event>) -> Ve
                     .ok()
                     .and_then(|v| t.schema.key_of(v).ok());
                 let headers = metadata(t, &ingestion_id);
+                let bytes = if violation.rule == MAX_RECORD_RULE {
+                    &event.bytes[..event.bytes.len().min(TRUNCATED_PAYLOAD_BYTES)]
+                } else {
+                    &event.bytes[..]
+                };
                 let outcome =
-                    dead_letter(gw, t, &event.bytes, key, headers, ingestion_id, violation).await;
+                    dead_letter(gw, t, bytes, key, headers, ingestion_id, violation).await;
                 (index, outcome)
             });
     let (sent, dead_lettered) = futures::join!(

@@ -84,7 +84,13 @@ pub struct Ingestor {
     pub(crate) schemas: SchemaRegistry,
     pub(crate) producer: Producer,
     pub(crate) metrics: IngestMetrics,
+    /// The largest record the producer sends (`message.max.bytes`); a larger event is
+    /// dead-lettered, not retried.
+    pub(crate) max_record_bytes: usize,
 }
+
+/// librdkafka's `message.max.bytes` when the configuration does not set it.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
 
 impl Ingestor {
     /// Compiles every schema and creates the producer (acks=all, idempotence, the gateway's
@@ -113,14 +119,19 @@ impl Ingestor {
                 (t.id.clone(), route)
             })
             .collect();
-        let producer =
-            Producer::from_config(kafka.producer_config_over(GATEWAY_PRODUCER_DEFAULTS))?
-                .with_deadline(Duration::from_millis(config.gateway.produce_timeout_ms));
+        let producer_config = kafka.producer_config_over(GATEWAY_PRODUCER_DEFAULTS);
+        let max_record_bytes = producer_config
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
+        let producer = Producer::from_config(producer_config)?
+            .with_deadline(Duration::from_millis(config.gateway.produce_timeout_ms));
         Ok(Self {
             routes,
             schemas,
             producer,
             metrics,
+            max_record_bytes,
         })
     }
 

@@ -19,7 +19,9 @@ mod keys;
 mod source;
 
 pub use event::{parse, Event, Framing, Parsed};
-pub use ingest::{dead_letter_body, ingest, ingest_all, Outcome, Target};
+pub use ingest::{
+    dead_letter_body, ingest, ingest_all, Outcome, Target, MAX_RECORD_RULE, TRUNCATED_PAYLOAD_BYTES,
+};
 pub use ingestor::{IngestError, Ingestor};
 pub use keys::TenantKeys;
 pub use source::{Ingested, UnknownDataset};

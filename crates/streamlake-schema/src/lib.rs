@@ -121,6 +121,10 @@ impl DatasetSchema {
     }
 }
 
+/// Longest violation reason kept: a reason quotes the failing value, and an answer, a log line
+/// and a dead letter's header should not carry a large one.
+const MAX_REASON_CHARS: usize = 300;
+
 fn violation_of(e: &jsonschema::ValidationError<'_>, more: usize) -> Violation {
     let schema_path = e.schema_path().as_str();
     let rule = schema_path
@@ -136,6 +140,18 @@ fn violation_of(e: &jsonschema::ValidationError<'_>, more: usize) -> Violation {
         }
     }
     let mut reason = e.to_string();
+    if reason.len() > MAX_REASON_CHARS {
+        // The message quotes the failing value, which can be as large as the event.
+        let cut = reason
+            .char_indices()
+            .map(|(i, _)| i)
+            .take_while(|i| *i <= MAX_REASON_CHARS)
+            .last()
+            .unwrap_or(0);
+        let total = reason.len();
+        reason.truncate(cut);
+        reason.push_str(&format!("… ({total} bytes, cut)"));
+    }
     if more > 0 {
         reason.push_str(&format!(
             " (and {more} more violation{})",
