@@ -744,6 +744,9 @@ async fn dlq_page(
                 (list.total) " dead letters, " (list.replayed) " replayed. By stage: "
                 @for (s, n) in &list.by_stage { span.tag { (s) ": " (n) } " " }
             }
+            @if !list.complete {
+                p.error { "Partial: the broker stopped delivering before the end of the topic; " (list.unread) " records were not read, so the counts and the list cover only what was." }
+            }
             form method="post" action=(action) class="inline" {
                 input type="hidden" name="all" value="true";
                 button type="submit" { "Replay every dead letter not replayed yet" }

@@ -502,3 +502,42 @@ async fn labs_run_from_the_api_for_the_admin_only() {
         .await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
 }
+
+/// A dead-letter listing over thousands of dead letters counts them all and returns only the
+/// newest asked for, saying it read the whole topic; a replay that names one dead letter three
+/// times writes it once.
+#[tokio::test]
+async fn a_large_dead_letter_topic_is_listed_whole_and_a_repeated_selection_replays_once() {
+    let p = Platform::start().await;
+    let batch = format!("[{}]", vec![r#"{"sensor_id": 5}"#; 3000].join(","));
+    let (_, body) = p.ingest(&batch).await;
+    assert_eq!(body["rejected"], 3000, "{}", &body.to_string()[..500]);
+    let (status, list) = p
+        .get(
+            &format!("/api/tenants/{}/dlq?limit=1", p.tenant),
+            Some(&p.admin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["total"], 3000, "{list}");
+    assert_eq!(list["complete"], true, "{list}");
+    assert_eq!(list["unread"], 0, "{list}");
+    let letters = list["deadLetters"].as_array().unwrap();
+    assert_eq!(letters.len(), 1);
+
+    let one = json!({"partition": letters[0]["partition"], "offset": letters[0]["offset"], "payload": {"sensor_id": 5, "value": 1.0}});
+    let (status, report) = p
+        .post(
+            &format!("/api/tenants/{}/dlq/replay", p.tenant),
+            Some(&p.admin),
+            json!({"records": [one.clone(), one.clone(), one]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["replayed"], 1, "{report}");
+    assert_eq!(report["refused"], 2, "{report}");
+    assert_eq!(
+        report["results"][1]["status"], "already_replayed",
+        "{report}"
+    );
+}

@@ -11,6 +11,38 @@ use crate::admin::AdminError;
 use crate::record::Record;
 use crate::settings::KafkaSettings;
 
+/// Receives the records of a [`visit_ranges`] read one at a time, keeping what it needs: a read
+/// through a visitor holds no more in memory than the visitor does.
+pub trait RecordVisitor: Send + 'static {
+    /// One record, in the order the consumer received them (each partition in offset order).
+    fn visit(&mut self, record: Record);
+}
+
+impl RecordVisitor for Vec<Record> {
+    fn visit(&mut self, record: Record) {
+        self.push(record);
+    }
+}
+
+/// How much of the asked ranges a read covered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// Per partition not read to its end: the offsets `next..end` not reached.
+    pub unread: BTreeMap<i32, (i64, i64)>,
+}
+
+impl Coverage {
+    /// Whether every asked record was reached (or was missing from the log).
+    pub fn complete(&self) -> bool {
+        self.unread.is_empty()
+    }
+
+    /// Records asked for and not reached.
+    pub fn unread_records(&self) -> i64 {
+        self.unread.values().map(|(next, end)| end - next).sum()
+    }
+}
+
 /// Reads, for each partition in `ranges`, the records at offsets `start..end` (end exclusive;
 /// normally a high watermark), by direct assignment. Returns them in the order the consumer
 /// received them: each partition's records in offset order, partitions interleaved as fetches
@@ -22,24 +54,41 @@ pub async fn read_ranges(
     ranges: BTreeMap<i32, (i64, i64)>,
     idle: Duration,
 ) -> Result<Vec<Record>, AdminError> {
+    visit_ranges(settings, topic, ranges, idle, Vec::new())
+        .await
+        .map(|(records, _)| records)
+}
+
+/// [`read_ranges`] through `visitor`, which sees each record once and keeps what it needs;
+/// returns it with what the read covered. When nothing arrives for `idle` the read stops, and
+/// the coverage says which offsets it did not reach: a caller can tell a complete answer from
+/// a partial one.
+pub async fn visit_ranges<V: RecordVisitor>(
+    settings: &KafkaSettings,
+    topic: &str,
+    ranges: BTreeMap<i32, (i64, i64)>,
+    idle: Duration,
+    visitor: V,
+) -> Result<(V, Coverage), AdminError> {
     let ranges: BTreeMap<i32, (i64, i64)> =
         ranges.into_iter().filter(|(_, (s, e))| e > s).collect();
     if ranges.is_empty() {
-        return Ok(Vec::new());
+        return Ok((visitor, Coverage::default()));
     }
     let settings = settings.clone();
     let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || read_blocking(&settings, &topic, &ranges, idle))
+    tokio::task::spawn_blocking(move || read_blocking(&settings, &topic, &ranges, idle, visitor))
         .await
         .map_err(|e| AdminError::Invalid(format!("reading records: {e}")))?
 }
 
-fn read_blocking(
+fn read_blocking<V: RecordVisitor>(
     settings: &KafkaSettings,
     topic: &str,
     ranges: &BTreeMap<i32, (i64, i64)>,
     idle: Duration,
-) -> Result<Vec<Record>, AdminError> {
+    mut visitor: V,
+) -> Result<(V, Coverage), AdminError> {
     let fail = |context: &str| {
         let context = format!("{context} {topic}");
         move |source| AdminError::Kafka { context, source }
@@ -57,8 +106,8 @@ fn read_blocking(
     consumer
         .incremental_assign(&tpl)
         .map_err(fail("assigning"))?;
-    let mut open: BTreeMap<i32, i64> = ranges.iter().map(|(p, (_, end))| (*p, *end)).collect();
-    let mut records = Vec::new();
+    // Per partition still open: the next offset wanted and the end.
+    let mut open: BTreeMap<i32, (i64, i64)> = ranges.clone();
     let mut last = Instant::now();
     while !open.is_empty() && last.elapsed() < idle {
         match consumer.poll(Duration::from_millis(100)) {
@@ -67,7 +116,7 @@ fn read_blocking(
             Some(Ok(m)) => {
                 last = Instant::now();
                 let record = Record::from_message(&m);
-                let Some(end) = open.get(&record.partition).copied() else {
+                let Some((_, end)) = open.get(&record.partition).copied() else {
                     continue;
                 };
                 if record.offset + 1 >= end {
@@ -76,12 +125,14 @@ fn read_blocking(
                     done.add_partition(topic, record.partition);
                     // Stop fetching what is no longer wanted; failure only costs bandwidth.
                     let _ = consumer.incremental_unassign(&done);
+                } else if let Some(range) = open.get_mut(&record.partition) {
+                    range.0 = record.offset + 1;
                 }
                 if record.offset < end {
-                    records.push(record);
+                    visitor.visit(record);
                 }
             }
         }
     }
-    Ok(records)
+    Ok((visitor, Coverage { unread: open }))
 }

@@ -28,7 +28,7 @@ pub mod shutdown;
 pub use admin::{
     Admin, AdminError, GroupLag, GroupSummary, PartitionInfo, PartitionLag, TopicInfo,
 };
-pub use browse::read_ranges;
+pub use browse::{read_ranges, visit_ranges, Coverage, RecordVisitor};
 pub use consumer::{
     BatchHandler, ConsumerError, ConsumerOptions, ConsumerRunner, HandlerError, Membership,
     RunStats,

@@ -294,3 +294,36 @@ async fn listing_topics_survives_topics_being_deleted_meanwhile() {
     assert!(churn.await.unwrap() > 0);
     assert!(listings > 0);
 }
+
+/// A visitor sees every record of the asked ranges; a range the log does not fill (here: an end
+/// past the high watermark) is reported as not reached, so a caller can say its answer is
+/// partial instead of silently short.
+#[tokio::test]
+async fn a_visited_read_reports_what_it_did_not_reach() {
+    let s = settings().await;
+    let topic = unique("visited");
+    Admin::new(&s)
+        .unwrap()
+        .create_topic(&topic_spec(&topic, 1))
+        .await
+        .unwrap();
+    produce_numbered(&s, &topic, 10).await;
+
+    let whole = [(0, (0, 10))].into_iter().collect();
+    let (records, coverage) =
+        streamlake_kafka::visit_ranges(&s, &topic, whole, Duration::from_secs(5), Vec::new())
+            .await
+            .unwrap();
+    assert_eq!(records.len(), 10);
+    assert!(coverage.complete(), "{coverage:?}");
+
+    let beyond = [(0, (4, 25))].into_iter().collect();
+    let (records, coverage) =
+        streamlake_kafka::visit_ranges(&s, &topic, beyond, Duration::from_secs(1), Vec::new())
+            .await
+            .unwrap();
+    assert_eq!(records.len(), 6, "offsets 4 to 9");
+    assert!(!coverage.complete());
+    assert_eq!(coverage.unread.get(&0), Some(&(10, 25)));
+    assert_eq!(coverage.unread_records(), 15);
+}

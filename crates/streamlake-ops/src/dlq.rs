@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use streamlake_core::{headers as h, DatasetId, TenantId};
 use streamlake_ingest::Ingested;
-use streamlake_kafka::{read_ranges, Headers, Record};
+use streamlake_kafka::{read_ranges, visit_ranges, Headers, Record, RecordVisitor};
 
 use crate::messages::{HeaderView, MessageView};
 use crate::{ErrorKind, Ops, OpsError, OpsResult, Principal};
@@ -99,6 +99,76 @@ pub struct DeadLetterList {
     pub by_stage: BTreeMap<String, usize>,
     /// The newest `limit` dead letters, newest first.
     pub dead_letters: Vec<DeadLetterView>,
+    /// Whether the whole topic was read. When the broker stops delivering before the end,
+    /// the counts and the list cover what was read, and `unread` says how much was not.
+    pub complete: bool,
+    /// Records of the topic the read did not reach.
+    pub unread: i64,
+}
+
+/// How long a dead-letter read waits for the next record before it answers with what it has
+/// (and says that it is partial).
+const READ_IDLE: Duration = Duration::from_secs(15);
+
+/// The replay markers of a dead-letter topic, by the dead letter they mark.
+#[derive(Debug, Default)]
+struct Markers(BTreeMap<(i32, i64), ReplayMark>);
+
+impl Markers {
+    /// `r`'s mark when it is a replay marker.
+    fn of(r: &Record) -> Option<((i32, i64), ReplayMark)> {
+        let marked = r.header_text(h::REPLAY_MARKER)?;
+        let pos = parse_position(&marked)?;
+        let text = |name| r.header_text(name).unwrap_or_default();
+        Some((
+            pos,
+            ReplayMark {
+                at: text(h::REPLAY_AT),
+                to: text(h::REPLAY_TO),
+            },
+        ))
+    }
+}
+
+impl RecordVisitor for Markers {
+    fn visit(&mut self, r: Record) {
+        if let Some((pos, mark)) = Self::of(&r) {
+            self.0.insert(pos, mark);
+        }
+    }
+}
+
+/// What a listing keeps while the topic streams past: counts, markers, and the newest `limit`
+/// dead letters (left out: those already replayed, when `skip` holds the markers).
+#[derive(Debug)]
+struct Listing {
+    limit: usize,
+    skip: Option<Markers>,
+    newest: BTreeMap<(Option<i64>, i32, i64), DeadLetterView>,
+    by_stage: BTreeMap<String, usize>,
+    markers: Markers,
+}
+
+impl RecordVisitor for Listing {
+    fn visit(&mut self, r: Record) {
+        if r.header_text(h::REPLAY_MARKER).is_some() {
+            self.markers.visit(r);
+            return;
+        }
+        let view = DeadLetterView::from_record(&r);
+        *self
+            .by_stage
+            .entry(view.stage.clone().unwrap_or_else(|| "unknown".to_owned()))
+            .or_insert(0) += 1;
+        let pos = (r.partition, r.offset);
+        if self.skip.as_ref().is_some_and(|m| m.0.contains_key(&pos)) {
+            return;
+        }
+        self.newest.insert((view.timestamp, pos.0, pos.1), view);
+        if self.newest.len() > self.limit {
+            self.newest.pop_first();
+        }
+    }
 }
 
 /// Which dead letters to list.
@@ -228,24 +298,17 @@ impl Ops {
     async fn scan(&self, topic: &str) -> OpsResult<Scan> {
         let info = self.admin.describe_topic(topic).await?;
         let ranges = info.ranges();
-        let records = read_ranges(&self.settings, topic, ranges, Duration::from_secs(5)).await?;
+        let records = read_ranges(&self.settings, topic, ranges, READ_IDLE).await?;
         let mut scan = Scan {
             letters: BTreeMap::new(),
             markers: BTreeMap::new(),
             marker_offsets: Vec::new(),
         };
         for r in records {
-            if let Some(marked) = r.header_text(h::REPLAY_MARKER) {
+            if r.header_text(h::REPLAY_MARKER).is_some() {
                 scan.marker_offsets.push((r.partition, r.offset));
-                if let Some(pos) = parse_position(&marked) {
-                    let text = |name| r.header_text(name).unwrap_or_default();
-                    scan.markers.insert(
-                        pos,
-                        ReplayMark {
-                            at: text(h::REPLAY_AT),
-                            to: text(h::REPLAY_TO),
-                        },
-                    );
+                if let Some((pos, mark)) = Markers::of(&r) {
+                    scan.markers.insert(pos, mark);
                 }
                 continue;
             }
@@ -261,7 +324,8 @@ impl Ops {
     }
 
     /// The tenant's dead letters, newest first, with reason, path, rule, stage and whether each
-    /// was replayed.
+    /// was replayed. The topic streams past once (twice for `pending`, the first time for the
+    /// replay markers only); what is kept is the counts and the `limit` newest.
     pub async fn dead_letters(
         &self,
         who: &Principal,
@@ -271,39 +335,57 @@ impl Ops {
         let id = self.check_tenant(who, tenant)?;
         let limit = self.limit(q.limit)?;
         let topic = self.config.tenants[&id].dlq_topic.clone();
-        let scan = self.scan(&topic).await?;
-        let mut by_stage = BTreeMap::new();
-        for (_, v) in scan.letters.values() {
-            *by_stage
-                .entry(v.stage.clone().unwrap_or_else(|| "unknown".to_owned()))
-                .or_insert(0) += 1;
+        let ranges = self.admin.describe_topic(&topic).await?.ranges();
+        let skip = if q.pending {
+            let (markers, _) = visit_ranges(
+                &self.settings,
+                &topic,
+                ranges.clone(),
+                READ_IDLE,
+                Markers::default(),
+            )
+            .await?;
+            Some(markers)
+        } else {
+            None
+        };
+        let listing = Listing {
+            limit,
+            skip,
+            newest: BTreeMap::new(),
+            by_stage: BTreeMap::new(),
+            markers: Markers::default(),
+        };
+        let (listing, coverage) =
+            visit_ranges(&self.settings, &topic, ranges, READ_IDLE, listing).await?;
+        if !coverage.complete() {
+            tracing::warn!(%topic, unread = coverage.unread_records(), "dead-letter listing is partial: the broker stopped delivering before the end");
         }
-        let replayed = scan
-            .letters
-            .values()
-            .filter(|(_, v)| v.replayed.is_some())
-            .count();
-        let mut letters: Vec<DeadLetterView> = scan
-            .letters
-            .into_values()
-            .map(|(_, v)| v)
-            .filter(|v| !q.pending || v.replayed.is_none())
-            .collect();
-        letters.sort_by_key(|v| std::cmp::Reverse((v.timestamp, v.partition, v.offset)));
-        let total = by_stage.values().sum();
-        letters.truncate(limit);
+        let Listing {
+            newest,
+            by_stage,
+            markers,
+            ..
+        } = listing;
+        let mut letters: Vec<DeadLetterView> = newest.into_values().rev().collect();
+        for v in &mut letters {
+            v.replayed = markers.0.get(&(v.partition, v.offset)).cloned();
+        }
         Ok(DeadLetterList {
             tenant: id.to_string(),
             topic,
-            total,
-            replayed,
+            total: by_stage.values().sum(),
+            replayed: markers.0.len(),
             by_stage,
             dead_letters: letters,
+            complete: coverage.complete(),
+            unread: coverage.unread_records(),
         })
     }
 
-    /// Replays dead letters back through validation. One replay runs at a time per process;
-    /// a dead letter with a replay marker is refused.
+    /// Replays dead letters back through validation. One replay of a tenant runs at a time
+    /// per process; a dead letter with a replay marker, or named twice in the request, is
+    /// replayed once and refused after.
     pub async fn replay(
         &self,
         who: &Principal,
@@ -317,7 +399,9 @@ impl Ops {
                 "give either \"records\" (partition and offset of each dead letter, optionally a corrected \"payload\") or \"all\": true",
             ));
         }
-        let _one_at_a_time = self.replay_lock.lock().await;
+        // One replay of a tenant at a time in this process, so a dead letter is not replayed
+        // twice by two requests at once; other tenants' replays do not wait.
+        let _one_at_a_time = self.replay_locks[&id].lock().await;
         let topic = self.config.tenants[&id].dlq_topic.clone();
         let scan = self.scan(&topic).await?;
         let selections: Vec<ReplaySelection> = if req.all {
@@ -341,8 +425,20 @@ impl Ops {
             failed: 0,
             results: Vec::with_capacity(selections.len()),
         };
+        let mut named = std::collections::BTreeSet::new();
         for sel in &selections {
-            let result = self.replay_one(&id, &topic, &scan, sel).await;
+            let result = if named.insert((sel.partition, sel.offset)) {
+                self.replay_one(&id, &topic, &scan, sel).await
+            } else {
+                ReplayResult {
+                    partition: sel.partition,
+                    offset: sel.offset,
+                    status: ReplayStatus::AlreadyReplayed,
+                    ingestion_id: None,
+                    written_to: None,
+                    message: Some("named more than once in this request; replayed once".to_owned()),
+                }
+            };
             match result.status {
                 ReplayStatus::Replayed => report.replayed += 1,
                 ReplayStatus::DeadLettered => report.dead_lettered += 1,

@@ -47,7 +47,7 @@ pub struct Ops {
     pub(crate) producer: Producer,
     pub(crate) history: History,
     /// One replay at a time in this process, so a record is not replayed twice concurrently.
-    pub(crate) replay_lock: tokio::sync::Mutex<()>,
+    pub(crate) replay_locks: BTreeMap<TenantId, tokio::sync::Mutex<()>>,
     /// Groups asked about that the configuration does not name, listed even after the broker
     /// forgot them (an empty group's offsets expire).
     pub(crate) seen_groups: Mutex<BTreeSet<String>>,
@@ -82,6 +82,11 @@ impl Ops {
         let producer = Producer::new(&settings)
             .map_err(|e| OpsError::new(ErrorKind::Unavailable, e.to_string()))?
             .with_deadline(Duration::from_millis(config.gateway.produce_timeout_ms));
+        let replay_locks = config
+            .tenants
+            .keys()
+            .map(|t| (t.clone(), tokio::sync::Mutex::new(())))
+            .collect();
         Ok(Self {
             keys: TenantKeys::from_config(&config),
             admin: Admin::new(&settings)?,
@@ -90,7 +95,7 @@ impl Ops {
             settings,
             ingestor,
             producer,
-            replay_lock: tokio::sync::Mutex::new(()),
+            replay_locks,
             seen_groups: Mutex::new(BTreeSet::new()),
             owners,
             lab_worker: None,

@@ -156,6 +156,12 @@ pub(crate) async fn run(conn: &Connection, cmd: &DlqCommand) -> anyhow::Result<E
                 list.replayed,
                 list.dead_letters.len()
             );
+            if !list.complete {
+                eprintln!(
+                    "partial: {} records of {} were not read (the broker stopped delivering); the counts cover what was",
+                    list.unread, list.topic
+                );
+            }
         }
         DlqCommand::Replay {
             tenant,
