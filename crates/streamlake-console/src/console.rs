@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Form, FromRequestParts, Path, Query, State};
+use axum::extract::{Form, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -21,6 +22,9 @@ use streamlake_ops::Point;
 use streamlake_ops::{role_name, Ops, OpsError, Principal};
 
 const COOKIE: &str = "streamlake_token";
+
+/// How long a console sign-in lasts.
+const SESSION_SECS: u64 = 12 * 60 * 60;
 
 const STYLE: &str = r#"
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2733;background:#f5f7fa}
@@ -61,7 +65,67 @@ pub fn router(ops: Arc<Ops>) -> Router {
         .route("/console/labs/{name}", post(run_lab))
         .route("/console/tenants/{tenant}/dlq", get(dlq))
         .route("/console/tenants/{tenant}/dlq/replay", post(replay))
+        .layer(middleware::from_fn(same_origin))
+        .layer(middleware::from_fn(page_headers))
         .with_state(ops)
+}
+
+/// Headers on every console page: no framing by other sites, no scripts or resources from
+/// elsewhere (the pages use one inline style sheet and no scripts).
+async fn page_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+/// A state change (every POST) is accepted only from the console's own pages: its `Origin`
+/// (or, without one, its `Referer`) must be this host. A form another site posts, even one on
+/// the same host under another port, is refused with 403 before it does anything.
+async fn same_origin(request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let from = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .and_then(|v| v.to_str().ok());
+    let same = match (host, from) {
+        (Some(host), Some(from)) => origin_host(from) == Some(host),
+        // A client that sends neither (curl, a script with the token) is not a browser
+        // carrying a cookie to a page it was lured to.
+        (_, None) => !headers.contains_key(header::COOKIE),
+        (None, Some(_)) => false,
+    };
+    if same {
+        return next.run(request).await;
+    }
+    let body = html! {
+        p.error { "Refused: this form was not sent from this console's own pages (its Origin is " (from.unwrap_or("absent")) "). Open the console at its own address and submit it there." }
+    };
+    (StatusCode::FORBIDDEN, page(None, "Refused", body)).into_response()
+}
+
+/// The `host[:port]` of an origin or URL (`http://127.0.0.1:8080/console` → `127.0.0.1:8080`).
+fn origin_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    Some(rest.split(['/', '?', '#']).next().unwrap_or(rest))
 }
 
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
@@ -255,7 +319,7 @@ fn set_cookie(token: &str, next: &str) -> Response {
             (
                 header::SET_COOKIE,
                 format!(
-                    "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+                    "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}",
                     utf8_percent_encode(token, COOKIE_VALUE)
                 ),
             ),

@@ -202,7 +202,9 @@ async fn the_console_signs_in_and_replays_a_corrected_dead_letter() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Max-Age="),
         "{cookie}"
     );
     let cookie = cookie.split(';').next().unwrap().to_owned();
@@ -216,17 +218,54 @@ async fn the_console_signs_in_and_replays_a_corrected_dead_letter() {
         ("offset", letter["offset"].to_string()),
         ("payload", r#"{"sensor_id": 5, "value": -3.5}"#.to_owned()),
     ];
+    let replay_url = format!("{}/console/tenants/{}/dlq/replay", p.base, p.tenant);
+    // The same form posted by a page of another origin (same host, another port) with the
+    // victim's cookie: refused before anything is replayed.
     let r = client
-        .post(format!(
-            "{}/console/tenants/{}/dlq/replay",
-            p.base, p.tenant
-        ))
+        .post(&replay_url)
+        .header("cookie", &cookie)
+        .header("origin", "http://127.0.0.1:28181")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("not sent from this console"));
+    let (_, unchanged) = p
+        .get(&format!("/api/tenants/{}/dlq", p.tenant), Some(&p.key))
+        .await;
+    assert_eq!(unchanged["replayed"], 0, "{unchanged}");
+    // A cookie and no Origin or Referer at all: not a browser on a console page either.
+    let r = client
+        .post(&replay_url)
         .header("cookie", &cookie)
         .form(&form)
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // From the console's own page, as a browser sends it.
+    let r = client
+        .post(&replay_url)
+        .header("cookie", &cookie)
+        .header("origin", &p.base)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    let framing = r.headers()["x-frame-options"].to_str().unwrap().to_owned();
+    let policy = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(framing, "DENY");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
     let page = r.text().await.unwrap();
     assert!(page.contains("1 written to the raw topic"), "{page}");
     assert!(
@@ -238,6 +277,7 @@ async fn the_console_signs_in_and_replays_a_corrected_dead_letter() {
     let r = client
         .post(format!("{}/console/labs/partitioning", p.base))
         .header("cookie", &cookie)
+        .header("origin", &p.base)
         .send()
         .await
         .unwrap();
@@ -246,6 +286,7 @@ async fn the_console_signs_in_and_replays_a_corrected_dead_letter() {
     let r = client
         .post(format!("{}/console/labs/partitioning", p.base))
         .header("cookie", &admin_cookie)
+        .header("origin", &p.base)
         .send()
         .await
         .unwrap();
