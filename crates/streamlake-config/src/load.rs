@@ -421,6 +421,9 @@ fn check_gateway(c: &mut Collector<'_>, g: &GatewayConfig) {
     if g.produce_timeout_ms == 0 {
         c.push("gateway.produce_timeout_ms", "must be at least 1");
     }
+    if g.max_events_per_request == 0 {
+        c.push("gateway.max_events_per_request", "must be at least 1");
+    }
     if g.body_timeout_secs == 0 {
         c.push("gateway.body_timeout_secs", "must be at least 1");
     }

@@ -271,6 +271,8 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// Requests of one tenant handled at once; more get 429.
     pub max_in_flight_per_tenant: usize,
+    /// Events one request may carry; a larger batch is refused with 413 before any is written.
+    pub max_events_per_request: usize,
     /// Seconds clients are told to wait (`Retry-After`) on 429 and 503.
     pub retry_after_secs: u64,
     /// Value of the `producer_service` header.
@@ -290,6 +292,7 @@ impl Default for GatewayConfig {
         Self {
             max_body_bytes: 1024 * 1024,
             max_in_flight_per_tenant: 64,
+            max_events_per_request: 10_000,
             retry_after_secs: 1,
             producer_service: "streamlake-gateway".to_owned(),
             body_timeout_secs: 10,

@@ -623,7 +623,9 @@ struct LookupQuery {
 }
 
 async fn group_lookup(Query(q): Query<LookupQuery>) -> Response {
-    Redirect::to(&format!("/console/groups/{}", q.id.trim())).into_response()
+    // Encoded, so any id (even one with a line break) makes a valid Location.
+    let id = utf8_percent_encode(q.id.trim(), COOKIE_VALUE);
+    Redirect::to(&format!("/console/groups/{id}")).into_response()
 }
 
 async fn group(

@@ -266,6 +266,16 @@ async fn the_console_signs_in_and_replays_a_corrected_dead_letter() {
         .to_owned();
     assert_eq!(framing, "DENY");
     assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+
+    // A group id with a line break is looked up, not turned into a broken Location.
+    let lookup = client
+        .get(format!("{}/console/group?id=a%0D%0Ab", p.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lookup.status(), StatusCode::SEE_OTHER);
+    assert_eq!(lookup.headers()["location"], "/console/groups/a%0D%0Ab");
     let page = r.text().await.unwrap();
     assert!(page.contains("1 written to the raw topic"), "{page}");
     assert!(

@@ -130,6 +130,10 @@ enum RequestError {
     EmptyBody,
     #[error("the batch holds no events")]
     EmptyBatch,
+    #[error("the batch holds {count} events; at most {limit} per request (gateway.max_events_per_request): split it")]
+    TooManyEvents { count: usize, limit: usize },
+    #[error("Content-Encoding {0:?} is not accepted: send the body uncompressed")]
+    UnsupportedEncoding(String),
 }
 
 impl From<AuthError> for RequestError {
@@ -157,6 +161,10 @@ impl IntoResponse for RequestError {
             E::SlowBody(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             E::EmptyBody => (StatusCode::BAD_REQUEST, "empty_body"),
             E::EmptyBatch => (StatusCode::BAD_REQUEST, "empty_batch"),
+            E::TooManyEvents { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_events"),
+            E::UnsupportedEncoding(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding")
+            }
         };
         let mut e = ApiError::new(status, code, self.to_string());
         if let E::TooManyInFlight { retry_after, .. } = self {
@@ -300,6 +308,17 @@ fn admit<'g>(
         .unwrap_or("");
     let framing = Framing::from_content_type(content_type)
         .ok_or_else(|| RequestError::UnsupportedMediaType(content_type.to_owned()))?;
+    if let Some(encoding) = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|e| !e.is_empty() && e != "identity")
+    {
+        return Err(RequestError::UnsupportedEncoding(encoding));
+    }
     let target = gw
         .ingestor
         .target(authed, dataset_id, &gw.settings.producer_service, &[])
@@ -382,6 +401,12 @@ async fn events(
             Ok(answer(outcome.status(), outcome.report(None), retry))
         }
         Parsed::Batch(events) if events.is_empty() => Err(RequestError::EmptyBatch),
+        Parsed::Batch(events) if events.len() > gw.settings.max_events_per_request => {
+            Err(RequestError::TooManyEvents {
+                count: events.len(),
+                limit: gw.settings.max_events_per_request,
+            })
+        }
         Parsed::Batch(events) => {
             let outcomes = ingest_all(&gw.ingestor, t, events).await;
             gw.ingestor.count(t, &outcomes);

@@ -925,3 +925,55 @@ async fn an_event_larger_than_a_record_is_a_413_dead_letter_and_reasons_stay_sho
     assert!(reason.contains("cut"), "{reason}");
     h.still_serving().await;
 }
+
+/// A batch over `gateway.max_events_per_request` is refused whole before anything is written;
+/// a compressed body is refused with 415 and says to send it uncompressed; 107 and 107.0 are
+/// one key on one partition.
+#[tokio::test]
+async fn batch_size_encoding_and_numeric_keys_have_one_answer_each() {
+    let h = Harness::start("[gateway]\nmax_events_per_request = 100\n").await;
+    let events: Vec<String> = (0..101)
+        .map(|i| format!(r#"{{"sensor_id": {i}, "value": 1}}"#))
+        .collect();
+    let (status, _, body) = h
+        .post("application/json", format!("[{}]", events.join(",")))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_events", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("101 events; at most 100"),
+        "{body}"
+    );
+
+    let r = reqwest::Client::new()
+        .post(h.url(&h.tenant, "readings"))
+        .bearer_auth(&h.key)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(vec![0x1f, 0x8b, 0x08, 0x00])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(r.text().await.unwrap().contains("uncompressed"));
+
+    let (s1, _, a) = h
+        .post("application/json", r#"{"sensor_id": 107, "value": 1}"#)
+        .await;
+    let (s2, _, b) = h
+        .post("application/json", r#"{"sensor_id": 107.0, "value": 2}"#)
+        .await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK), "{a} {b}");
+    assert_eq!(a["partition"], b["partition"], "{a} {b}");
+    let written = h.read(&h.raw_topic(), 2).await;
+    assert!(
+        written
+            .iter()
+            .all(|r| r.key.as_deref() == Some(&b"107"[..])),
+        "{:?}",
+        written.iter().map(|r| r.key.clone()).collect::<Vec<_>>()
+    );
+}

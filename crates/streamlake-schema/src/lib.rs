@@ -100,9 +100,15 @@ impl DatasetSchema {
                     })
                 }
                 Some(Value::String(s)) => key.push_str(s),
-                Some(Value::Number(n)) => {
-                    let _ = write!(key, "{n}");
-                }
+                Some(Value::Number(n)) => match n.as_f64() {
+                    // 107 and 107.0 are one key (and one partition).
+                    Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                        let _ = write!(key, "{}", f as i64);
+                    }
+                    _ => {
+                        let _ = write!(key, "{n}");
+                    }
+                },
                 Some(Value::Bool(b)) => {
                     let _ = write!(key, "{b}");
                 }
@@ -270,6 +276,16 @@ mod tests {
             schema().check(&json!({"sensor": {"id": 107}, "value": 1.5})),
             Ok("107".into())
         );
+    }
+
+    #[test]
+    fn a_whole_number_is_one_key_however_it_is_written() {
+        let s = DatasetSchema::compile(&json!({}), "1", KeySpec::Pointer("/id".into())).unwrap();
+        for id in [json!(107), json!(107.0), json!(1.07e2)] {
+            assert_eq!(s.key_of(&json!({ "id": id })), Ok("107".into()), "{id}");
+        }
+        assert_eq!(s.key_of(&json!({"id": 107.5})), Ok("107.5".into()));
+        assert_eq!(s.key_of(&json!({"id": -3.0})), Ok("-3".into()));
     }
 
     #[test]
