@@ -136,6 +136,36 @@ async fn topics_are_created_described_and_their_errors_explained() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Names Kafka keeps for itself, names with a NUL, replication beyond the brokers: each a
+    // 400 that says why.
+    for (req, says) in [
+        (
+            json!({"name": "__consumer_offsets", "numPartitions": 1}),
+            "internal topics",
+        ),
+        (json!({"name": "a\0b", "numPartitions": 1}), "allowed are"),
+        (
+            json!({"name": unique("rf"), "numPartitions": 1, "replicationFactor": 5}),
+            "eplication",
+        ),
+        (
+            json!({"name": unique("cfg"), "numPartitions": 1, "configs": {"retention.ms": "forever"}}),
+            "retention.ms",
+        ),
+    ] {
+        let (status, body) = p
+            .post("/api/kafka/topics", Some(&p.admin), req.clone())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{req}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{req}: {message}");
+    }
+    let (status, body) = p.get("/api/kafka/groups/a%00b", Some(&p.admin)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("control character"));
 
     let (status, meta) = p
         .get(

@@ -298,6 +298,32 @@ impl Admin {
                 Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
                     return Err(AdminError::TopicExists(name))
                 }
+                // The broker refused the request itself: the caller's mistake, said in the
+                // broker's words.
+                Err((
+                    name,
+                    code @ (RDKafkaErrorCode::InvalidReplicationFactor
+                    | RDKafkaErrorCode::InvalidConfig
+                    | RDKafkaErrorCode::InvalidPartitions
+                    | RDKafkaErrorCode::InvalidTopic
+                    | RDKafkaErrorCode::InvalidReplicaAssignment
+                    | RDKafkaErrorCode::PolicyViolation
+                    | RDKafkaErrorCode::InvalidRequest),
+                )) => {
+                    let given = if code == RDKafkaErrorCode::InvalidConfig {
+                        let configs: Vec<String> = spec
+                            .configs
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect();
+                        format!(" (configs given: {})", configs.join(", "))
+                    } else {
+                        String::new()
+                    };
+                    return Err(AdminError::Invalid(format!(
+                        "cannot create topic \"{name}\": the broker refused it: {code}{given}"
+                    )));
+                }
                 Err((name, code)) => {
                     return Err(AdminError::Kafka {
                         context: format!("cannot create topic \"{name}\""),

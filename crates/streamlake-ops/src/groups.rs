@@ -257,6 +257,7 @@ impl Ops {
     /// One group: state and members where the broker tells, committed offset, high watermark
     /// and lag per partition, total lag. A group without commits is 404.
     pub async fn group(&self, who: &Principal, group: &str) -> OpsResult<GroupDetail> {
+        crate::service::plain_name("group", group)?;
         let topics = self.admin.list_topics().await?;
         let mut detail = self.group_lag(who, group, &topics).await?;
         if detail.partitions.is_empty() && detail.runs.is_none() {

@@ -128,6 +128,7 @@ impl Ops {
     }
 
     pub(crate) fn check_topic(&self, who: &Principal, topic: &str) -> OpsResult<()> {
+        plain_name("topic", topic)?;
         match who {
             Principal::Admin => Ok(()),
             Principal::Tenant(t) => match self.owner(topic) {
@@ -182,5 +183,17 @@ impl Ops {
             )),
             n => Ok(n),
         }
+    }
+}
+
+/// A name that reaches the broker must not hold control characters (a NUL cannot even cross
+/// into librdkafka): 400, naming it.
+pub(crate) fn plain_name(what: &str, name: &str) -> OpsResult<()> {
+    match name.chars().position(char::is_control) {
+        None => Ok(()),
+        Some(at) => Err(OpsError::new(
+            ErrorKind::BadRequest,
+            format!("the {what} name {name:?} holds a control character at position {at}"),
+        )),
     }
 }

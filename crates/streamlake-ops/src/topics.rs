@@ -178,6 +178,21 @@ impl Ops {
         req: &CreateTopic,
     ) -> OpsResult<TopicMetadata> {
         self.check_admin(who, "creating a topic")?;
+        streamlake_core::validate_topic_name(&req.name).map_err(|e| {
+            OpsError::new(
+                ErrorKind::BadRequest,
+                format!("topic name {:?} {e}", req.name),
+            )
+        })?;
+        if req.name.starts_with("__") {
+            return Err(OpsError::new(
+                ErrorKind::BadRequest,
+                format!(
+                    "topic name {:?} starts with \"__\", which Kafka keeps for its internal topics (__consumer_offsets, __transaction_state)",
+                    req.name
+                ),
+            ));
+        }
         if req.num_partitions < 1 || req.num_partitions > 10_000 {
             return Err(OpsError::new(
                 ErrorKind::BadRequest,
