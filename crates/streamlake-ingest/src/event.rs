@@ -7,6 +7,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use streamlake_core::Violation;
 
+use crate::strict::StrictValue;
+
 /// How the body is framed, from its Content-Type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -64,11 +66,16 @@ fn not_json(e: &serde_json::Error, what: &str) -> Violation {
     }
 }
 
+/// The value of a strict parse (objects name each key once).
+fn strict(parsed: serde_json::Result<StrictValue>) -> serde_json::Result<Value> {
+    parsed.map(|v| v.0)
+}
+
 /// Splits a UTF-8 body into events. A JSON body that does not parse is one invalid event.
 impl Event {
     /// One event from its bytes (a source's message).
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
-        let value = serde_json::from_slice(&bytes).map_err(|e| not_json(&e, "the event"));
+        let value = strict(serde_json::from_slice(&bytes)).map_err(|e| not_json(&e, "the event"));
         Self {
             bytes: Bytes::from(bytes),
             value,
@@ -96,7 +103,7 @@ pub fn parse(body: &Bytes, framing: Framing) -> Parsed {
                                 .into_iter()
                                 .map(|raw| Event {
                                     bytes: slice(raw.get().as_bytes()),
-                                    value: serde_json::from_str(raw.get())
+                                    value: strict(serde_json::from_str(raw.get()))
                                         .map_err(|e| not_json(&e, "the event")),
                                     ingestion_id: None,
                                 })
@@ -114,7 +121,7 @@ pub fn parse(body: &Bytes, framing: Framing) -> Parsed {
             }
             Parsed::Single(Event {
                 bytes: body.clone(),
-                value: serde_json::from_slice(body).map_err(|e| not_json(&e, "the body")),
+                value: strict(serde_json::from_slice(body)).map_err(|e| not_json(&e, "the body")),
                 ingestion_id: None,
             })
         }
@@ -124,7 +131,8 @@ pub fn parse(body: &Bytes, framing: Framing) -> Parsed {
                 .filter(|line| !line.trim_ascii().is_empty())
                 .map(|line| Event {
                     bytes: slice(line),
-                    value: serde_json::from_slice(line).map_err(|e| not_json(&e, "the line")),
+                    value: strict(serde_json::from_slice(line))
+                        .map_err(|e| not_json(&e, "the line")),
                     ingestion_id: None,
                 })
                 .collect(),
@@ -152,8 +160,9 @@ fn split_array(body: &Bytes) -> Option<Vec<Event>> {
         at += 1;
     } else {
         loop {
-            let mut values = serde_json::Deserializer::from_slice(&body[at..]).into_iter::<Value>();
-            let value = values.next()?.ok()?;
+            let mut values =
+                serde_json::Deserializer::from_slice(&body[at..]).into_iter::<StrictValue>();
+            let StrictValue(value) = values.next()?.ok()?;
             let end = at + values.byte_offset();
             events.push(Event {
                 bytes: body.slice(at..end),
@@ -197,7 +206,6 @@ mod tests {
             b" [ ] ",
             b"[1]",
             b"[ {\"a\": [1, {\"b\": \"],\"}]} ,\n\t\"x\" , null,true, -1.5e3 ] \n",
-            b"[{\"a\":1},{\"a\":1,\"a\":2}]",
         ];
         for body in well_formed {
             let body = Bytes::copy_from_slice(body);
@@ -223,6 +231,27 @@ mod tests {
             assert!(split_array(&Bytes::copy_from_slice(body)).is_none());
             assert!(serde_json::from_slice::<Vec<&RawValue>>(body).is_err());
         }
+    }
+
+    #[test]
+    fn an_event_naming_a_key_twice_is_invalid_and_its_neighbours_are_not() {
+        let Parsed::Batch(events) = parse(
+            &Bytes::from_static(br#"[{"a":1},{"a":1,"a":2},{"b":3}]"#),
+            Framing::Json,
+        ) else {
+            panic!("expected a batch");
+        };
+        assert_eq!(events.len(), 3);
+        assert!(events[0].value.is_ok() && events[2].value.is_ok());
+        let v = events[1].value.as_ref().unwrap_err();
+        assert_eq!(v.rule, "json");
+        assert!(v.reason.contains("the key \"a\" appears twice"), "{v:?}");
+        assert_eq!(&events[1].bytes[..], br#"{"a":1,"a":2}"#);
+        let Parsed::Single(one) = parse(&Bytes::from_static(br#"{"a":1,"a":2}"#), Framing::Json)
+        else {
+            panic!("expected one event");
+        };
+        assert!(one.value.is_err());
     }
 
     #[test]

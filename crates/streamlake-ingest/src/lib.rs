@@ -5,7 +5,8 @@
 //! [`Ingestor`]; none of them knows another.
 //!
 //! # Layout
-//! - [`event`]: bodies (one JSON value, a JSON array, NDJSON) into events with their bytes.
+//! - [`event`]: bodies (one JSON value, a JSON array, NDJSON) into events with their bytes;
+//!   JSON is parsed strictly (`strict`: an object naming a key twice is refused).
 //! - [`ingestor`]: [`Ingestor`], built once: routes, schemas, the producer, metrics.
 //! - [`ingest`](mod@ingest): one request's events to the raw or the dead-letter topic: [`Outcome`]s.
 //! - `source`: the one-event API sources use ([`Ingested`]).
@@ -17,6 +18,7 @@ pub mod ingest;
 pub mod ingestor;
 mod keys;
 mod source;
+mod strict;
 
 pub use event::{parse, Event, Framing, Parsed};
 pub use ingest::{
