@@ -50,15 +50,28 @@ async fn tokens_are_required_and_scope_what_a_tenant_sees() {
         ]
     );
 
-    // Another tenant's topic, dead letters and groups: 403.
+    // Another tenant's topic and groups: 403; its dead letters: 404, answered word for word
+    // as a tenant that does not exist, so a key cannot enumerate tenants.
     let other_dlq = format!("/api/kafka/topics/{}.dlq/metadata", p.other);
     let (status, body) = p.get(&other_dlq, Some(&p.key)).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["code"], "forbidden");
-    let (status, _) = p
+    let (status, other) = p
         .get(&format!("/api/tenants/{}/dlq", p.other), Some(&p.key))
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(status, StatusCode::NOT_FOUND, "{other}");
+    let (status, unknown) = p.get("/api/tenants/no-such-tenant/dlq", Some(&p.key)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}");
+    assert_eq!(
+        other["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace(&p.other, "X"),
+        unknown["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("no-such-tenant", "X")
+    );
     let (status, _) = p
         .get(
             &format!("/api/kafka/groups/{}", p.group),

@@ -151,21 +151,16 @@ impl Ops {
         }
     }
 
+    /// The tenant `tenant` names, if `who` may see it. Another tenant's id is answered exactly
+    /// as an unknown one (404, same words), so a tenant's key cannot tell which tenants exist.
     pub(crate) fn check_tenant(&self, who: &Principal, tenant: &str) -> OpsResult<TenantId> {
-        let id = self
-            .config
+        self.config
             .tenants
             .keys()
             .find(|t| t.as_str() == tenant)
+            .filter(|id| who.may_see(id))
             .cloned()
-            .ok_or_else(|| OpsError::new(ErrorKind::NotFound, format!("no tenant \"{tenant}\"")))?;
-        if !who.may_see(&id) {
-            return Err(OpsError::new(
-                ErrorKind::Forbidden,
-                format!("this key belongs to another tenant; it cannot see tenant {tenant}"),
-            ));
-        }
-        Ok(id)
+            .ok_or_else(|| OpsError::new(ErrorKind::NotFound, format!("no tenant \"{tenant}\"")))
     }
 
     /// The number of records a read returns: `asked`, or the default, within
