@@ -421,6 +421,15 @@ fn check_gateway(c: &mut Collector<'_>, g: &GatewayConfig) {
     if g.produce_timeout_ms == 0 {
         c.push("gateway.produce_timeout_ms", "must be at least 1");
     }
+    if g.max_in_flight_bytes < g.max_body_bytes {
+        c.push(
+            "gateway.max_in_flight_bytes",
+            format!(
+                "is {}, less than gateway.max_body_bytes ({}): a request of the largest size could never be taken",
+                g.max_in_flight_bytes, g.max_body_bytes
+            ),
+        );
+    }
     if g.max_events_per_request == 0 {
         c.push("gateway.max_events_per_request", "must be at least 1");
     }

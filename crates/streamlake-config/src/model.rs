@@ -271,6 +271,11 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// Requests of one tenant handled at once; more get 429.
     pub max_in_flight_per_tenant: usize,
+    /// Bytes of request bodies held at once over all tenants (a body counts with its declared
+    /// length, or `max_body_bytes` when chunked); a request that would exceed it gets 429.
+    /// Together with the producer's queue (`queue.buffering.max.kbytes`) this bounds the
+    /// gateway's memory under load.
+    pub max_in_flight_bytes: usize,
     /// Events one request may carry; a larger batch is refused with 413 before any is written.
     pub max_events_per_request: usize,
     /// Seconds clients are told to wait (`Retry-After`) on 429 and 503.
@@ -293,6 +298,7 @@ impl Default for GatewayConfig {
             max_body_bytes: 1024 * 1024,
             max_in_flight_per_tenant: 64,
             max_events_per_request: 10_000,
+            max_in_flight_bytes: 64 * 1024 * 1024,
             retry_after_secs: 1,
             producer_service: "streamlake-gateway".to_owned(),
             body_timeout_secs: 10,

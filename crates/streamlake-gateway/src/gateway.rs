@@ -31,6 +31,8 @@ pub struct Gateway {
     pub(crate) keys: TenantKeys,
     /// Each tenant's requests in flight, bounded by `gateway.max_in_flight_per_tenant`.
     pub(crate) in_flight: BTreeMap<TenantId, Arc<Semaphore>>,
+    /// Request bodies held at once, in KiB, bounded by `gateway.max_in_flight_bytes`.
+    pub(crate) body_bytes: Arc<Semaphore>,
     pub(crate) ingestor: Arc<Ingestor>,
     pub(crate) admin: Admin,
     pub(crate) settings: GatewayConfig,
@@ -58,6 +60,9 @@ impl Gateway {
         Ok(Self {
             keys,
             in_flight,
+            body_bytes: Arc::new(Semaphore::new(
+                config.gateway.max_in_flight_bytes.div_ceil(1024),
+            )),
             ingestor,
             admin: Admin::new(kafka)?,
             settings: config.gateway.clone(),

@@ -120,6 +120,8 @@ enum RequestError {
         limit: usize,
         retry_after: u64,
     },
+    #[error("the gateway holds {limit_mib} MiB of request bodies already (gateway.max_in_flight_bytes); retry in {retry_after} s")]
+    TooManyBytes { limit_mib: usize, retry_after: u64 },
     #[error("Content-Type must be application/json (one event or an array) or application/x-ndjson (one event per line), got {0:?}")]
     UnsupportedMediaType(String),
     #[error("cannot read the request body: {0}")]
@@ -154,6 +156,7 @@ impl IntoResponse for RequestError {
             E::UnknownTenant(_) => (StatusCode::NOT_FOUND, "unknown_tenant"),
             E::UnknownDataset { .. } => (StatusCode::NOT_FOUND, "unknown_dataset"),
             E::TooManyInFlight { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            E::TooManyBytes { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_bytes"),
             E::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
@@ -167,7 +170,7 @@ impl IntoResponse for RequestError {
             }
         };
         let mut e = ApiError::new(status, code, self.to_string());
-        if let E::TooManyInFlight { retry_after, .. } = self {
+        if let E::TooManyInFlight { retry_after, .. } | E::TooManyBytes { retry_after, .. } = self {
             e.retry_after = Some(retry_after);
         }
         e.into_response()
@@ -264,7 +267,7 @@ fn admit<'g>(
     tenant: &str,
     dataset: &str,
     headers: &HeaderMap,
-) -> Result<(Target<'g>, Framing, OwnedSemaphorePermit), RequestError> {
+) -> Result<(Target<'g>, Framing, [OwnedSemaphorePermit; 2]), RequestError> {
     if authed.as_str() != tenant {
         return Err(RequestError::WrongTenant {
             authed: authed.to_string(),
@@ -302,6 +305,21 @@ fn admit<'g>(
                 limit: gw.settings.max_in_flight_per_tenant,
                 retry_after: gw.settings.retry_after_secs,
             })?;
+    // Room for the body among all requests' bodies: its declared length, or the largest
+    // allowed when it is not declared (chunked).
+    let max_body = gw.settings.max_body_bytes;
+    let body_bytes = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(max_body, |n| n.min(max_body));
+    let kib = u32::try_from(body_bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let bytes = Arc::clone(&gw.body_bytes)
+        .try_acquire_many_owned(kib)
+        .map_err(|_| RequestError::TooManyBytes {
+            limit_mib: gw.settings.max_in_flight_bytes / (1024 * 1024),
+            retry_after: gw.settings.retry_after_secs,
+        })?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -323,7 +341,7 @@ fn admit<'g>(
         .ingestor
         .target(authed, dataset_id, &gw.settings.producer_service, &[])
         .map_err(|_| unknown_dataset())?;
-    Ok((target, framing, permit))
+    Ok((target, framing, [permit, bytes]))
 }
 
 /// The body, or `None` when it is larger than `limit`; a body that takes longer than `timeout`

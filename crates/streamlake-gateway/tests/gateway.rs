@@ -977,3 +977,61 @@ async fn batch_size_encoding_and_numeric_keys_have_one_answer_each() {
         written.iter().map(|r| r.key.clone()).collect::<Vec<_>>()
     );
 }
+
+/// Request bodies held at once are bounded over all tenants: while one client holds most of
+/// `gateway.max_in_flight_bytes` with a stalled upload, another tenant's large request gets 429
+/// with `Retry-After`; once the stalled body times out, it is taken.
+#[tokio::test]
+async fn request_bodies_held_at_once_are_bounded_over_all_tenants() {
+    let h = Harness::start(
+        "[gateway]\nmax_body_bytes = 600000\nmax_in_flight_bytes = 1000000\nbody_timeout_secs = 2\n",
+    )
+    .await;
+    let path = format!("/v1/tenants/{}/datasets/readings/events", h.tenant);
+    let host = h.base.strip_prefix("http://").unwrap().to_owned();
+    let stalled = partial_request(
+        &h,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 590000\r\n\r\n[",
+            h.key
+        ),
+    )
+    .await;
+    let events: Vec<String> = (0..9_000)
+        .map(|i| format!(r#"{{"sensor_id": {i}, "value": 1, "pad": "{:020}"}}"#, i))
+        .collect();
+    let large = format!("[{}]", events.join(","));
+    assert!(
+        large.len() > 410_000 && large.len() < 600_000,
+        "{}",
+        large.len()
+    );
+    let (status, headers, body) = post_to(
+        &h.url(&h.other, "readings"),
+        Some(&h.other_key),
+        "application/json",
+        large.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_bytes", "{body}");
+    assert!(headers.contains_key("retry-after"));
+
+    let answer = closed_with(stalled, Duration::from_secs(10))
+        .await
+        .expect("the stalled body is answered");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let (status, _, body) = post_to(
+        &h.url(&h.other, "readings"),
+        Some(&h.other_key),
+        "application/json",
+        large,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        &body.to_string()[..200.min(body.to_string().len())]
+    );
+}

@@ -37,9 +37,11 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 
 /// The gateway's producer defaults, over [`PRODUCER_DEFAULTS`]: each HTTP request waits for its
 /// events' acknowledgements, so time spent lingering is added to every request; under load,
-/// records queued while earlier requests are in flight still leave in batches. Properties set
-/// in the configuration override these too.
-pub const GATEWAY_PRODUCER_DEFAULTS: &[(&str, &str)] = &[("linger.ms", "1")];
+/// records queued while earlier requests are in flight still leave in batches. The queue is
+/// bounded at 128 MiB (librdkafka's default is 1 GiB): beyond it requests get 429 instead of
+/// the process growing. Properties set in the configuration override these too.
+pub const GATEWAY_PRODUCER_DEFAULTS: &[(&str, &str)] =
+    &[("linger.ms", "1"), ("queue.buffering.max.kbytes", "131072")];
 
 impl KafkaSettings {
     /// Settings for a cluster at `bootstrap_servers`, with no extra properties.
