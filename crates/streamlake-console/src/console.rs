@@ -574,7 +574,16 @@ async fn messages(
             }
         }
     };
-    page(Some(&who), &format!("Messages of {name}"), page_body).into_response()
+    // An error (another tenant's topic, an offset out of range) keeps the form, with its status.
+    let status = result
+        .as_ref()
+        .err()
+        .map_or(StatusCode::OK, |e| crate::api::status_of(e.kind));
+    (
+        status,
+        page(Some(&who), &format!("Messages of {name}"), page_body),
+    )
+        .into_response()
 }
 
 fn pretty(value: Option<&str>, is_json: bool) -> String {

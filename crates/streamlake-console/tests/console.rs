@@ -308,6 +308,19 @@ async fn the_console_signs_in_and_replays_a_corrected_dead_letter() {
     );
     assert!(page.contains("order-109"), "{page}");
 
+    // Another tenant's messages: the page says why, with the status that goes with it.
+    let r = client
+        .get(format!(
+            "{}/console/topics/{}.dlq/messages",
+            p.base, p.other
+        ))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("not one of tenant"));
+
     // Another tenant's dead letters: not found, as for a tenant that does not exist.
     let r = client
         .get(format!("{}/console/tenants/{}/dlq", p.base, p.other))

@@ -270,7 +270,18 @@ impl Ops {
             .lock()
             .expect("groups lock")
             .insert(group.to_owned());
-        detail.lag_history = self.history.lag(group);
+        // A group's lag history is a total over all its topics: a tenant sees it only when
+        // every topic the group reads is its own.
+        let shared = matches!(who, Principal::Tenant(_))
+            && self
+                .group_topics(group)
+                .iter()
+                .any(|t| self.check_topic(who, t).is_err());
+        detail.lag_history = if shared {
+            Vec::new()
+        } else {
+            self.history.lag(group)
+        };
         {
             match self.admin.describe_group(group).await {
                 Ok((summary, members)) => {
