@@ -241,6 +241,14 @@ async fn ingest(
     response
 }
 
+/// The body length the request declares (`Content-Length`), if any.
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
 /// Longest a refused request's body is read for before the answer goes out anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -249,11 +257,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// otherwise see the connection reset instead of the answer and its `Retry-After`.
 async fn refuse(gw: &Gateway, headers: &HeaderMap, body: Body, e: RequestError) -> Response {
     let limit = gw.settings.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_none_or(|n| n <= limit) {
+    if declared_length(headers).is_none_or(|n| n <= limit) {
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, axum::body::to_bytes(body, limit)).await;
     }
     e.into_response()
@@ -308,11 +312,7 @@ fn admit<'g>(
     // Room for the body among all requests' bodies: its declared length, or the largest
     // allowed when it is not declared (chunked).
     let max_body = gw.settings.max_body_bytes;
-    let body_bytes = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .map_or(max_body, |n| n.min(max_body));
+    let body_bytes = declared_length(headers).map_or(max_body, |n| n.min(max_body));
     let kib = u32::try_from(body_bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
     let bytes = Arc::clone(&gw.body_bytes)
         .try_acquire_many_owned(kib)
@@ -352,11 +352,7 @@ async fn read_body(
     limit: usize,
     timeout: Duration,
 ) -> Result<Option<bytes::Bytes>, RequestError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if declared_length(headers).is_some_and(|n| n > limit) {
         return Ok(None);
     }
     let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))

@@ -137,17 +137,8 @@ pub const TRUNCATED_PAYLOAD_BYTES: usize = 4096;
 /// The rule of a violation for an event larger than the largest record.
 pub const MAX_RECORD_RULE: &str = "max_record_bytes";
 
-/// Whether an event with `key` and its metadata headers fits in one record.
-fn fits(
-    gw: &Ingestor,
-    t: &Target<'_>,
-    ingestion_id: &str,
-    key: &str,
-    bytes: &[u8],
-) -> Result<(), Violation> {
-    let headers: usize = metadata_pairs(t, ingestion_id)
-        .map(|(name, value)| name.len() + value.len())
-        .sum();
+/// Whether an event with `key` and `headers` bytes of metadata headers fits in one record.
+fn fits(gw: &Ingestor, headers: usize, key: &str, bytes: &[u8]) -> Result<(), Violation> {
     let size = bytes.len() + key.len() + headers;
     let max = gw.max_record_bytes;
     if size + RECORD_OVERHEAD <= max {
@@ -184,6 +175,10 @@ struct Valid {
 /// holds, and wait for the broker together.
 pub async fn ingest_all(gw: &Ingestor, t: &Target<'_>, events: Vec<Event>) -> Vec<Outcome> {
     let count = events.len();
+    // The metadata headers' size but for the ingestion id, the same for every event here.
+    let headers: usize = metadata_pairs(t, "")
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
     let mut valid = Vec::with_capacity(count);
     let mut invalid = Vec::new();
     for (index, mut event) in events.into_iter().enumerate() {
@@ -196,7 +191,9 @@ pub async fn ingest_all(gw: &Ingestor, t: &Target<'_>, events: Vec<Event>) -> Ve
             .as_ref()
             .map_err(Clone::clone)
             .and_then(|v| t.schema.check(v))
-            .and_then(|key| fits(gw, t, &ingestion_id, &key, &event.bytes).map(|()| key));
+            .and_then(|key| {
+                fits(gw, headers + ingestion_id.len(), &key, &event.bytes).map(|()| key)
+            });
         match checked {
             Ok(key) => valid.push(Valid {
                 index,

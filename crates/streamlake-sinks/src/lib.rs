@@ -14,6 +14,7 @@
 //! - `run`: [`run_sink`], a configured sink as one consumer group member.
 
 pub mod csv;
+mod files;
 pub mod jsonl;
 pub mod kind;
 #[cfg(feature = "parquet")]

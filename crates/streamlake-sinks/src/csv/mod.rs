@@ -7,7 +7,7 @@
 //! carries its `ingestion_id`) but never loses one.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -94,15 +94,7 @@ fn encode(records: impl IntoIterator<Item = Vec<String>>) -> Result<Vec<u8>, Sin
 }
 
 fn open_file(path: &Path, header: &[String]) -> Result<OpenFile, SinkError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
-    }
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut file = crate::files::open_append(path)?;
     let meta = file.metadata()?;
     let mut bytes = meta.len();
     let day = if bytes == 0 {
@@ -192,25 +184,7 @@ impl Sink for CsvSink {
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {
-        // fsync blocks its thread for as long as the disk takes: not one of the runtime's workers.
-        let mut files = Vec::with_capacity(self.files.len());
-        for (path, f) in &self.files {
-            let file = f
-                .file
-                .try_clone()
-                .map_err(|e| format!("cannot sync {}: {e}", path.display()))?;
-            files.push((path.clone(), file));
-        }
-        tokio::task::spawn_blocking(move || {
-            for (path, file) in files {
-                file.sync_data()
-                    .map_err(|e| format!("cannot sync {}: {e}", path.display()))?;
-            }
-            Ok::<_, String>(())
-        })
-        .await
-        .map_err(|e| format!("syncing the CSV files failed: {e}"))??;
-        Ok(())
+        crate::files::sync_all(self.files.iter().map(|(path, f)| (path, &f.file))).await
     }
 }
 

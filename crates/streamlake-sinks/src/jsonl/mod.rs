@@ -7,7 +7,7 @@
 //! are stored: a crash may repeat rows (each carries its `ingestion_id`) but never loses one.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -90,15 +90,7 @@ impl Sink for JsonLinesSink {
             bytes.push(b'\n');
         }
         if !self.files.contains_key(&path) {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
-            }
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            let file = crate::files::open_append(&path)?;
             self.files.insert(path.clone(), file);
         }
         let file = self.files.get_mut(&path).expect("opened above");
@@ -112,23 +104,6 @@ impl Sink for JsonLinesSink {
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {
-        // fsync blocks its thread for as long as the disk takes: not one of the runtime's workers.
-        let mut files = Vec::with_capacity(self.files.len());
-        for (path, file) in &self.files {
-            let file = file
-                .try_clone()
-                .map_err(|e| format!("cannot sync {}: {e}", path.display()))?;
-            files.push((path.clone(), file));
-        }
-        tokio::task::spawn_blocking(move || {
-            for (path, file) in files {
-                file.sync_data()
-                    .map_err(|e| format!("cannot sync {}: {e}", path.display()))?;
-            }
-            Ok::<_, String>(())
-        })
-        .await
-        .map_err(|e| format!("syncing the JSON Lines files failed: {e}"))??;
-        Ok(())
+        crate::files::sync_all(&self.files).await
     }
 }
