@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use streamlake_ingest::{Outcome, MAX_RECORD_RULE};
 use streamlake_kafka::{DeliveryReceipt, ProduceError};
+use utoipa::ToSchema;
 
 /// An outcome as HTTP answers it.
 pub(crate) trait Answer {
@@ -88,38 +89,57 @@ impl Answer for Outcome {
     }
 }
 
-/// One event's entry in a response.
-#[derive(Debug, Serialize)]
+/// One event's outcome.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EventResult)]
 pub(crate) struct EventReport<'a> {
+    /// Position in the batch (batches only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) index: Option<usize>,
+    /// The event's own status: 200, 400, 413, 422, 429 or 503.
     pub(crate) status: u16,
+    /// UUID v7, also in the record's `ingestion_id` header.
     pub(crate) ingestion_id: &'a str,
+    /// Topic written (accepted events).
     #[serde(skip_serializing_if = "Option::is_none")]
     topic: Option<&'a str>,
+    /// Partition written (accepted events).
     #[serde(skip_serializing_if = "Option::is_none")]
     partition: Option<i32>,
+    /// Offset written (accepted events).
     #[serde(skip_serializing_if = "Option::is_none")]
     offset: Option<i64>,
+    /// Why the event was not accepted.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorReport<'a>>,
+    /// Where the dead letter was written (rejected events).
     #[serde(skip_serializing_if = "Option::is_none")]
     dead_letter: Option<&'a DeliveryReceipt>,
+    /// On 503: whether the broker may have stored the event although it did not acknowledge
+    /// (a retry may then duplicate it).
     #[serde(skip_serializing_if = "Option::is_none")]
     may_have_been_written: Option<bool>,
 }
 
-/// Why an event was not accepted.
-#[derive(Debug, Serialize)]
+/// Why an event was not accepted: a violation of the schema or a gateway rule, or a failure to
+/// write it.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 enum ErrorReport<'a> {
+    /// The event broke a rule.
     Violation {
+        /// What was wrong, in words.
         reason: &'a str,
+        /// JSON pointer of the failing field.
         path: &'a str,
+        /// The schema keyword or gateway rule that failed.
         rule: &'a str,
     },
+    /// The event could not be written.
     Failure {
+        /// Machine-readable, e.g. `queue_full`, `broker_unavailable`.
         code: &'static str,
+        /// What happened, in words.
         message: String,
     },
 }

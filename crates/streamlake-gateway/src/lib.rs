@@ -18,12 +18,13 @@ mod answer;
 mod auth;
 pub mod gateway;
 mod metrics;
+pub mod openapi;
 mod routes;
 pub mod server;
 
 pub use auth::bearer_token;
 pub use gateway::{Gateway, GatewayError};
-pub use routes::app;
+pub use routes::{app, openapi_document};
 
 use std::sync::Arc;
 

@@ -568,7 +568,10 @@ async fn health_readiness_metrics_and_openapi_answer() {
         "{metrics}"
     );
     let doc: Value = get("/openapi.json").await.unwrap().json().await.unwrap();
-    assert!(doc["paths"]["/v1/tenants/{tenant}/datasets/{dataset}/events"]["post"].is_object());
+    let checked = streamlake_testkit::assert_served_as_documented(&h.base, &doc).await;
+    assert_eq!(checked, 5, "operations in {doc}");
+    let event = &doc["components"]["schemas"]["EventResult"]["properties"];
+    assert!(event["may_have_been_written"].is_object(), "{event}");
 }
 
 #[tokio::test]

@@ -68,7 +68,7 @@ pub(crate) fn check_spec(spec: &TopicSpec) -> Result<(), AdminError> {
 }
 
 /// One partition of a topic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PartitionInfo {
     /// Partition id.
     pub id: i32,

@@ -13,7 +13,7 @@ use crate::admin::{Admin, AdminError};
 use crate::settings::KafkaSettings;
 
 /// One partition's share.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PartitionShare {
     /// Partition id.
@@ -23,7 +23,7 @@ pub struct PartitionShare {
 }
 
 /// A key seen in the sample.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyCount {
     /// The key (lossy UTF-8).
@@ -36,7 +36,7 @@ pub struct KeyCount {
 }
 
 /// The distribution of a topic.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Distribution {
     /// Topic.

@@ -22,7 +22,7 @@ use crate::record::Headers;
 use crate::settings::KafkaSettings;
 
 /// Where the broker stored a record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DeliveryReceipt {
     /// Topic.
     pub topic: String,

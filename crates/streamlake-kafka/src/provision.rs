@@ -10,7 +10,7 @@ use streamlake_core::TopicSpec;
 use crate::admin::{Admin, AdminError, PartitionInfo};
 
 /// One difference between a declared topic and the cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Drift {
     /// What differs: `partitions` or a config name such as `retention.ms`.
     pub setting: String,
@@ -21,7 +21,7 @@ pub struct Drift {
 }
 
 /// What provisioning did with one topic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum ProvisionOutcome {
     /// The topic was missing and has been created.
@@ -41,7 +41,7 @@ pub enum ProvisionOutcome {
 }
 
 /// Provisioning result for one declared topic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ProvisionReport {
     /// Topic name.
     pub topic: String,

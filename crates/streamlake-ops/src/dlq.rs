@@ -16,7 +16,7 @@ use crate::messages::{HeaderView, MessageView};
 use crate::{ErrorKind, Ops, OpsError, OpsResult, Principal};
 
 /// Where a dead letter was replayed to.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplayMark {
     /// When, RFC 3339 UTC.
@@ -27,7 +27,7 @@ pub struct ReplayMark {
 }
 
 /// One dead letter.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetterView {
     /// Partition of the dead-letter topic.
@@ -84,7 +84,7 @@ impl DeadLetterView {
 }
 
 /// `GET /api/tenants/{tenant}/dlq`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetterList {
     /// Tenant.
@@ -172,7 +172,8 @@ impl RecordVisitor for Listing {
 }
 
 /// Which dead letters to list.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterQuery {
     /// Most dead letters returned (default 20, at most `admin.max_messages`).
@@ -183,7 +184,7 @@ pub struct DeadLetterQuery {
 }
 
 /// One dead letter to replay.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReplaySelection {
     /// Partition of the dead-letter topic.
@@ -195,7 +196,7 @@ pub struct ReplaySelection {
 }
 
 /// `POST /api/tenants/{tenant}/dlq/replay`: either `records` or `all`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReplayRequest {
     /// The dead letters to replay.
@@ -207,7 +208,7 @@ pub struct ReplayRequest {
 }
 
 /// What became of one replayed dead letter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplayStatus {
     /// Valid now: written to the dataset's raw topic.
@@ -242,7 +243,7 @@ impl ReplayStatus {
 }
 
 /// One replay's outcome.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplayResult {
     /// Partition of the dead letter.
@@ -260,7 +261,7 @@ pub struct ReplayResult {
 }
 
 /// `POST /api/tenants/{tenant}/dlq/replay` answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplayReport {
     /// Tenant.

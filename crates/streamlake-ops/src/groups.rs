@@ -9,7 +9,7 @@ use crate::error::{ErrorKind, OpsError, OpsResult};
 use crate::service::{Ops, Principal};
 
 /// One consumer group in the group list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupOverview {
     /// Group id.
@@ -25,7 +25,7 @@ pub struct GroupOverview {
 }
 
 /// `GET /api/kafka/groups`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupList {
     /// Groups by id.
@@ -37,7 +37,7 @@ pub struct GroupList {
 }
 
 /// One partition's committed offset and lag for a group.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupPartition {
     /// Topic.
@@ -65,7 +65,7 @@ impl From<&PartitionLag> for GroupPartition {
 }
 
 /// A group member, where the broker describes it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupMember {
     /// Member id.
@@ -77,7 +77,7 @@ pub struct GroupMember {
 }
 
 /// `GET /api/kafka/groups/{id}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupDetail {
     /// Group id.

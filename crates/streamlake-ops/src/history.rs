@@ -26,7 +26,7 @@ pub(crate) struct Sample {
 }
 
 /// A point of a time series.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Point {
     /// Milliseconds since the epoch.

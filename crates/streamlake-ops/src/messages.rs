@@ -11,7 +11,7 @@ use crate::error::{ErrorKind, OpsError, OpsResult};
 use crate::service::{Ops, Principal};
 
 /// A header of a browsed record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HeaderView {
     /// Header name.
@@ -23,7 +23,7 @@ pub struct HeaderView {
 }
 
 /// A browsed record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageView {
     /// Topic.
@@ -96,7 +96,8 @@ impl From<&Record> for MessageView {
 }
 
 /// Which records to browse.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MessageQuery {
     /// One partition; absent: every partition.
@@ -108,7 +109,7 @@ pub struct MessageQuery {
 }
 
 /// `GET /api/kafka/topics/{name}/messages`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessagePage {
     /// Topic.

@@ -10,7 +10,7 @@ use crate::history::Point;
 use crate::{Ops, OpsResult, Principal};
 
 /// One dataset's record counts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DatasetCounts {
     /// Dataset id.
@@ -26,7 +26,7 @@ pub struct DatasetCounts {
 }
 
 /// A tenant in the tenant list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantSummary {
     /// Tenant id.
@@ -40,7 +40,7 @@ pub struct TenantSummary {
 }
 
 /// `GET /api/tenants/{tenant}/overview`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantOverview {
     /// Tenant id.

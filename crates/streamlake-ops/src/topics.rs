@@ -21,7 +21,7 @@ fn serialize_role<S: serde::Serializer>(role: &Option<TopicRole>, s: S) -> Resul
 }
 
 /// One topic in the topic list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TopicSummary {
     /// Name.
@@ -30,6 +30,7 @@ pub struct TopicSummary {
     pub tenant: Option<String>,
     /// Raw, clean, dead-letter, or none of them (`other`).
     #[serde(serialize_with = "serialize_role")]
+    #[schema(value_type = String, example = "raw")]
     pub role: Option<TopicRole>,
     /// Partition count.
     pub partitions: usize,
@@ -38,7 +39,7 @@ pub struct TopicSummary {
 }
 
 /// `GET /api/kafka/topics`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TopicList {
     /// Topic names, sorted.
@@ -50,7 +51,7 @@ pub struct TopicList {
 }
 
 /// One partition's metadata.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PartitionMetadata {
     /// Partition id.
@@ -70,7 +71,7 @@ pub struct PartitionMetadata {
 }
 
 /// `GET /api/kafka/topics/{name}/metadata`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TopicMetadata {
     /// Topic name.
@@ -79,6 +80,7 @@ pub struct TopicMetadata {
     pub tenant: Option<String>,
     /// Raw, clean, dead-letter, or none of them (`other`).
     #[serde(serialize_with = "serialize_role")]
+    #[schema(value_type = String, example = "raw")]
     pub role: Option<TopicRole>,
     /// Partition count.
     pub partition_count: usize,
@@ -89,7 +91,7 @@ pub struct TopicMetadata {
 }
 
 /// `POST /api/kafka/topics`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateTopic {
     /// Topic name.
@@ -110,7 +112,7 @@ fn default_partitions() -> i32 {
 }
 
 /// `GET /api/kafka/topics/{name}/configs`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TopicConfigs {
     /// Topic name.
