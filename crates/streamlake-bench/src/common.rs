@@ -108,3 +108,82 @@ pub(crate) fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
     Ok(ticks / hz)
 }
+
+/// A memory figure (kB) from /proc/PID/status, e.g. VmRSS or VmHWM.
+pub(crate) fn status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The `streamlake` binary a gateway runs as: `given`, else the one beside this bench
+/// (`cargo build --release -p streamlake -p streamlake-bench` puts them together).
+pub(crate) fn streamlake_binary(
+    given: Option<&std::path::Path>,
+) -> anyhow::Result<std::path::PathBuf> {
+    let path = match given {
+        Some(p) => p.to_owned(),
+        None => std::env::current_exe()?.with_file_name("streamlake"),
+    };
+    if !path.is_file() {
+        anyhow::bail!(
+            "the gateway runs as the streamlake binary, and there is none at {}: build it with `cargo build --release -p streamlake`, or give --streamlake PATH",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// `streamlake gateway` as a process of its own, so its CPU time and memory are its own.
+pub(crate) struct GatewayProcess {
+    child: tokio::process::Child,
+    /// Its process id.
+    pub(crate) pid: u32,
+}
+
+impl GatewayProcess {
+    /// Starts `streamlake --config CONFIG gateway` (its log in `dir/gateway.log`) and waits
+    /// until `http` answers.
+    pub(crate) async fn start(
+        streamlake: &std::path::Path,
+        dir: &std::path::Path,
+        config: &std::path::Path,
+        http: std::net::SocketAddr,
+    ) -> anyhow::Result<Self> {
+        let log_path = dir.join("gateway.log");
+        let log = std::fs::File::create(&log_path)?;
+        let child = tokio::process::Command::new(streamlake)
+            .arg("--config")
+            .arg(config)
+            .arg("gateway")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the gateway process")?;
+        let pid = child.id().context("gateway pid")?;
+        let probe = reqwest::Client::new();
+        let ready = format!("http://{http}/healthz");
+        for _ in 0..100 {
+            if probe.get(&ready).send().await.is_ok() {
+                return Ok(Self { child, pid });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("the gateway did not start; its log: {}", log_path.display())
+    }
+
+    /// Stops it with SIGTERM and waits up to 30 s for it to exit.
+    pub(crate) async fn stop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), self.child.wait()).await;
+    }
+}

@@ -7,7 +7,7 @@
 //! load comes from this process, on the same machine: the ratio is what matters, not the
 //! absolute figures.
 
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -16,23 +16,15 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use streamlake_kafka::GATEWAY_PRODUCER_DEFAULTS;
 
-use crate::common::{cpu_seconds, events, provision_with, publish, start_broker};
+use crate::common::{
+    cpu_seconds, events, provision_with, publish, start_broker, status_kb, streamlake_binary,
+    GatewayProcess,
+};
 use crate::BenchGatewayArgs;
 
 const SCHEMA: &str =
     include_str!("../../../examples/air-quality/schemas/tenant-a-air-quality.json");
 const KEY: &str = "bench-key";
-
-/// A memory figure (kB) from /proc/PID/status, e.g. VmRSS or VmHWM.
-fn status_kb(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Side {
@@ -228,24 +220,8 @@ impl Load {
     }
 }
 
-/// The `streamlake` binary the gateway runs as: `--streamlake`, else the one beside this bench
-/// (`cargo build --release -p streamlake -p streamlake-bench` puts them together).
-fn streamlake_binary(args: &BenchGatewayArgs) -> anyhow::Result<std::path::PathBuf> {
-    let path = match &args.streamlake {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?.with_file_name("streamlake"),
-    };
-    if !path.is_file() {
-        bail!(
-            "the gateway runs as the streamlake binary, and there is none at {}: build it with `cargo build --release -p streamlake`, or give --streamlake PATH",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
 pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
-    let streamlake = streamlake_binary(args)?;
+    let streamlake = streamlake_binary(args.streamlake.as_deref())?;
     if args.concurrency == 0 || args.batch_size == 0 {
         bail!("--concurrency and --batch-size must be at least 1");
     }
@@ -290,36 +266,8 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         .context("the managed broker's pid")?
         .to_string();
 
-    let log = std::fs::File::create(dir.path().join("gateway.log"))?;
-    let mut child = tokio::process::Command::new(&streamlake)
-        .args([
-            "--config",
-            config_path.to_str().unwrap_or_default(),
-            "gateway",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the gateway process")?;
-    let pid = child.id().context("gateway pid")?;
-    let probe = reqwest::Client::new();
-    let ready = format!("http://{http}/healthz");
-    let mut up = false;
-    for _ in 0..100 {
-        if probe.get(&ready).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if !up {
-        bail!(
-            "the gateway did not start; its log: {}",
-            dir.path().join("gateway.log").display()
-        );
-    }
+    let mut gateway = GatewayProcess::start(&streamlake, dir.path(), &config_path, http).await?;
+    let pid = gateway.pid;
     let load = Load {
         url: format!("http://{http}/v1/tenants/bench/datasets/air-quality/events"),
         bodies: events
@@ -419,11 +367,7 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
     } = measured;
     let peak_kb = status_kb(pid, "VmHWM:");
     let rss_end = status_kb(pid, "VmRSS:");
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    gateway.stop().await;
     broker.stop().await;
 
     latencies.sort_unstable();

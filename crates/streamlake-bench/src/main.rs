@@ -6,10 +6,13 @@
 //! - `pipeline`: the processor against a bare consume → produce loop; sinks against a bare
 //!   consume.
 //! - `latency`: HTTP acknowledgement to the record in the clean topic at a steady rate.
+//! - `overload`: the gateway's memory when offered more than it can take, against the same
+//!   process idle.
 
 mod common;
 mod gateway;
 mod latency;
+mod overload;
 mod pipeline;
 
 use std::path::PathBuf;
@@ -40,6 +43,35 @@ enum BenchCommand {
     /// End-to-end latency at a steady rate: HTTP acknowledgement to the record in the clean
     /// topic, through the gateway and the air-quality processor. Starts its own one-node Kafka.
     Latency(BenchLatencyArgs),
+    /// The gateway's memory under overload (many connections, large batches) against the same
+    /// process idle, for each `gateway.max_in_flight_bytes` and producer queue size given. Starts its own one-node Kafka.
+    Overload(BenchOverloadArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchOverloadArgs {
+    /// Concurrent connections, each sending its next request as soon as the last was answered.
+    #[arg(long, default_value_t = 200)]
+    pub(crate) connections: usize,
+    /// Events per request (a JSON array of about 250-byte events).
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) batch_size: usize,
+    /// Seconds of overload per setting.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) duration_secs: u64,
+    /// `gateway.max_in_flight_bytes` in MiB, one run per value (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "64,16")]
+    pub(crate) in_flight_mib: Vec<usize>,
+    /// The gateway producer's `queue.buffering.max.messages`, one run per value and
+    /// `--in-flight-mib` value (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "100000,20000")]
+    pub(crate) queue_messages: Vec<usize>,
+    /// Append the report (markdown) to this file, e.g. docs/BENCHMARKS.md.
+    #[arg(long)]
+    pub(crate) report: Option<PathBuf>,
+    /// The `streamlake` binary to run the gateway with. Default: the one beside this bench.
+    #[arg(long)]
+    pub(crate) streamlake: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +160,7 @@ async fn main() -> ExitCode {
         BenchCommand::Gateway(args) => gateway::run(args).await,
         BenchCommand::Pipeline(args) => pipeline::run(args).await,
         BenchCommand::Latency(args) => latency::run(args).await,
+        BenchCommand::Overload(args) => overload::run(args).await,
     };
     match result {
         Ok(code) => code,

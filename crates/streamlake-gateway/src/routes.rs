@@ -12,7 +12,7 @@
 //! | 413 | body over `gateway.max_body_bytes` (dead-lettered without its payload) |
 //! | 415 | Content-Type is neither `application/json` nor `application/x-ndjson` |
 //! | 422 | a single event failed validation (dead-lettered) |
-//! | 429 | producer queue full or too many requests in flight for the tenant; `Retry-After` |
+//! | 429 | producer queue full (or without room for the whole batch), too many requests in flight for the tenant, or too many request bytes held; `Retry-After` |
 //! | 503 | the broker did not acknowledge; `Retry-After`; `may_have_been_written` says whether a retry may duplicate |
 
 use std::sync::{Arc, LazyLock};
@@ -171,6 +171,8 @@ enum RequestError {
         limit: usize,
         retry_after: u64,
     },
+    #[error("the producer queue is full ({queued} records waiting for the broker); retry in {retry_after} s")]
+    QueueFull { queued: i32, retry_after: u64 },
     #[error("the gateway holds {limit_mib} MiB of request bodies already (gateway.max_in_flight_bytes); retry in {retry_after} s")]
     TooManyBytes { limit_mib: usize, retry_after: u64 },
     #[error("Content-Type must be application/json (one event or an array) or application/x-ndjson (one event per line), got {0:?}")]
@@ -208,6 +210,7 @@ impl IntoResponse for RequestError {
             E::UnknownDataset { .. } => (StatusCode::NOT_FOUND, "unknown_dataset"),
             E::TooManyInFlight { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             E::TooManyBytes { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_bytes"),
+            E::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
             E::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
@@ -221,7 +224,10 @@ impl IntoResponse for RequestError {
             }
         };
         let mut e = ApiError::new(status, code, self.to_string());
-        if let E::TooManyInFlight { retry_after, .. } | E::TooManyBytes { retry_after, .. } = self {
+        if let E::TooManyInFlight { retry_after, .. }
+        | E::TooManyBytes { retry_after, .. }
+        | E::QueueFull { retry_after, .. } = self
+        {
             e.retry_after = Some(retry_after);
         }
         e.into_response()
@@ -381,6 +387,15 @@ fn admit<'g>(
         .into_iter()
         .find(|d| d.as_str() == dataset)
         .ok_or_else(unknown_dataset)?;
+    // A queue without room for one more record would refuse every event: answer before the
+    // body is read and parsed, so overload costs the gateway little and leaves the machine to
+    // the broker that drains the queue.
+    if !gw.ingestor.has_room(1) {
+        return Err(RequestError::QueueFull {
+            queued: gw.ingestor.in_flight(),
+            retry_after: gw.settings.retry_after_secs,
+        });
+    }
     let permit =
         Arc::clone(slots)
             .try_acquire_owned()

@@ -591,6 +591,41 @@ async fn a_full_producer_queue_answers_429_with_retry_after() {
 }
 
 #[tokio::test]
+async fn a_request_finding_the_producer_queue_full_is_refused_before_its_body_is_parsed() {
+    let h = Harness::start(
+        "[kafka.producer]\n\"queue.buffering.max.messages\" = \"1\"\n\"linger.ms\" = \"2000\"\n",
+    )
+    .await;
+    // The first event takes the queue's only place and lingers there.
+    let first = h.post("application/json", r#"{"sensor_id": 1, "value": 1}"#);
+    let second = async {
+        let full = streamlake_testkit::eventually(Duration::from_secs(30), || async {
+            let metrics = reqwest::get(format!("{}/metrics", h.base))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            metrics
+                .lines()
+                .any(|l| l == "streamlake_gateway_producer_queue_depth 1")
+                .then_some(())
+        })
+        .await;
+        assert!(full.is_some(), "the first event is queued");
+        // Not even JSON: a body that got parsed would be dead-lettered as a 400.
+        h.post("application/json", "not json").await
+    };
+    let ((s1, _, r1), (s2, headers, r2)) = futures::join!(first, second);
+    assert_eq!(s1, StatusCode::OK, "{r1}");
+    assert_eq!(s2, StatusCode::TOO_MANY_REQUESTS, "{r2}");
+    // The request's refusal, not an event's: no event was made of the body.
+    assert_eq!(r2["error"]["code"], "queue_full", "{r2}");
+    assert!(r2.get("ingestion_id").is_none(), "{r2}");
+    assert!(headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
 async fn too_many_requests_in_flight_for_a_tenant_answers_429() {
     let h = Harness::start(
         "[gateway]\nmax_in_flight_per_tenant = 1\n[kafka.producer]\n\"linger.ms\" = \"1500\"\n",

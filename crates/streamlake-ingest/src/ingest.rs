@@ -245,7 +245,7 @@ pub async fn ingest_all(gw: &Ingestor, t: &Target<'_>, events: Vec<Event>) -> Ve
                 }
             }
             Err(error) => {
-                tracing::warn!(tenant = %t.tenant, dataset = %t.dataset, topic = %t.raw_topic, %ingestion_id, %error, may_have_been_written = error.possibly_persisted(), "produce failed");
+                tracing::debug!(tenant = %t.tenant, dataset = %t.dataset, topic = %t.raw_topic, %ingestion_id, %error, may_have_been_written = error.possibly_persisted(), "produce failed");
                 Outcome::Failed {
                     ingestion_id,
                     error,
@@ -256,7 +256,52 @@ pub async fn ingest_all(gw: &Ingestor, t: &Target<'_>, events: Vec<Event>) -> Ve
     for (index, outcome) in dead_lettered {
         outcomes[index] = Some(outcome);
     }
-    outcomes.into_iter().flatten().collect()
+    let outcomes: Vec<Outcome> = outcomes.into_iter().flatten().collect();
+    log_refusals(gw, t, &outcomes);
+    outcomes
+}
+
+/// Logs a request's events that were not accepted in one line per kind, not one per event (a
+/// 10,000-event batch of invalid events is one line; each event's reason is in its dead letter
+/// and in the answer). A full producer queue is back-pressure that the answers report (429):
+/// it is logged at most once per 10 s, with the count of the reports left out.
+fn log_refusals(gw: &Ingestor, t: &Target<'_>, outcomes: &[Outcome]) {
+    let rejected: Vec<(&String, &Violation)> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Rejected {
+                ingestion_id,
+                violation,
+                ..
+            } => Some((ingestion_id, violation)),
+            _ => None,
+        })
+        .collect();
+    if let Some((first_id, v)) = rejected.first() {
+        tracing::warn!(tenant = %t.tenant, dataset = %t.dataset, events = rejected.len(), dlq = %t.dlq_topic, first_ingestion_id = %first_id, reason = %v.reason, path = %v.path, rule = %v.rule, "events dead-lettered (the first one's reason)");
+    }
+    let (full, failed): (Vec<_>, Vec<_>) = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Failed {
+                ingestion_id,
+                error,
+            } => Some((ingestion_id, error)),
+            _ => None,
+        })
+        .partition(|(_, e)| matches!(e, ProduceError::QueueFull { .. }));
+    if let Some((first_id, error)) = failed.first() {
+        let may_have_been_written = failed
+            .iter()
+            .filter(|(_, e)| e.possibly_persisted())
+            .count();
+        tracing::warn!(tenant = %t.tenant, dataset = %t.dataset, events = failed.len(), may_have_been_written, first_ingestion_id = %first_id, %error, "events not acknowledged by the broker (the first one's error)");
+    }
+    if let Some((_, ProduceError::QueueFull { queued })) = full.first() {
+        if let Some(left_out) = gw.queue_full_reports.admit() {
+            tracing::warn!(tenant = %t.tenant, dataset = %t.dataset, events = full.len(), queued, reports_left_out = left_out, "producer queue full: events answered 429 (reported at most every 10 s)");
+        }
+    }
 }
 
 /// Dead-letters a request body that could not be split into events (not UTF-8, too large).
@@ -268,7 +313,9 @@ pub async fn dead_letter_body(
 ) -> Outcome {
     let ingestion_id = uuid::Uuid::now_v7().to_string();
     let headers = metadata(t, &ingestion_id);
-    dead_letter(gw, t, bytes, None, headers, ingestion_id, violation).await
+    let outcome = dead_letter(gw, t, bytes, None, headers, ingestion_id, violation).await;
+    log_refusals(gw, t, std::slice::from_ref(&outcome));
+    outcome
 }
 
 async fn dead_letter(
@@ -292,7 +339,7 @@ async fn dead_letter(
         .await
     {
         Ok(dead_letter) => {
-            tracing::warn!(tenant = %t.tenant, dataset = %t.dataset, %ingestion_id, reason = %violation.reason, path = %violation.path, rule = %violation.rule, dlq = %dead_letter.topic, partition = dead_letter.partition, offset = dead_letter.offset, "event dead-lettered");
+            tracing::debug!(tenant = %t.tenant, dataset = %t.dataset, %ingestion_id, reason = %violation.reason, path = %violation.path, rule = %violation.rule, dlq = %dead_letter.topic, partition = dead_letter.partition, offset = dead_letter.offset, "event dead-lettered");
             Outcome::Rejected {
                 ingestion_id,
                 violation,
@@ -300,7 +347,7 @@ async fn dead_letter(
             }
         }
         Err(error) => {
-            tracing::error!(tenant = %t.tenant, dataset = %t.dataset, topic = %t.dlq_topic, %ingestion_id, %error, "dead letter not acknowledged");
+            tracing::debug!(tenant = %t.tenant, dataset = %t.dataset, topic = %t.dlq_topic, %ingestion_id, %error, "dead letter not acknowledged");
             Outcome::Failed {
                 ingestion_id,
                 error,

@@ -13,6 +13,7 @@ use streamlake_schema::{SchemaError, SchemaRegistry};
 
 use crate::ingest::Target;
 use crate::source::UnknownDataset;
+use crate::throttle::Throttle;
 
 /// Why ingestion could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +88,8 @@ pub struct Ingestor {
     /// The largest record the producer sends (`message.max.bytes`); a larger event is
     /// dead-lettered, not retried.
     pub(crate) max_record_bytes: usize,
+    /// Reports of a full producer queue: one every 10 s, with the count of the others.
+    pub(crate) queue_full_reports: Throttle,
 }
 
 /// librdkafka's `message.max.bytes` when the configuration does not set it.
@@ -132,6 +135,7 @@ impl Ingestor {
             producer,
             metrics,
             max_record_bytes,
+            queue_full_reports: Throttle::new(Duration::from_secs(10)),
         })
     }
 
@@ -200,6 +204,12 @@ impl Ingestor {
     /// Records queued in the producer or awaiting acknowledgement.
     pub fn in_flight(&self) -> i32 {
         self.producer.in_flight()
+    }
+
+    /// Whether the producer's queue has room for `events` more now: a request that finds no
+    /// room for even one can be refused before its body is read.
+    pub fn has_room(&self, events: usize) -> bool {
+        self.producer.has_room(events)
     }
 
     /// Waits up to `timeout` for every queued record to be acknowledged. Blocks its thread.

@@ -19,6 +19,7 @@ pub mod ingestor;
 mod keys;
 mod source;
 mod strict;
+mod throttle;
 
 pub use event::{parse, Event, Framing, Parsed};
 pub use ingest::{

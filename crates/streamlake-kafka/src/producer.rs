@@ -99,7 +99,12 @@ pub struct Producer {
     current: Arc<RwLock<Instance>>,
     config: Arc<rdkafka::ClientConfig>,
     deadline: Option<Duration>,
+    /// Records the local queue holds at most (`queue.buffering.max.messages`).
+    capacity: i32,
 }
+
+/// librdkafka's `queue.buffering.max.messages` when the configuration does not set it.
+const DEFAULT_QUEUE_CAPACITY: i32 = 100_000;
 
 /// One librdkafka producer and its generation (bumped on each replacement).
 #[derive(Clone)]
@@ -126,6 +131,10 @@ impl Producer {
     /// [`KafkaSettings::producer_config_over`]).
     pub fn from_config(config: rdkafka::ClientConfig) -> Result<Self, KafkaError> {
         let producer = config.create()?;
+        let capacity = config
+            .get("queue.buffering.max.messages")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_QUEUE_CAPACITY);
         Ok(Self {
             current: Arc::new(RwLock::new(Instance {
                 producer,
@@ -133,6 +142,7 @@ impl Producer {
             })),
             config: Arc::new(config),
             deadline: None,
+            capacity,
         })
     }
 
@@ -224,10 +234,22 @@ impl Producer {
         }
     }
 
+    /// Whether the local queue has room for `records` more now.
+    pub fn has_room(&self, records: usize) -> bool {
+        let free = i64::from(self.capacity) - i64::from(self.in_flight());
+        free >= records as i64
+    }
+
     /// Sends `records` to `topic` and waits for every acknowledgement; the results are in the
     /// records' order. All records are queued, in order, before the first wait, so records
     /// with the same key keep their order in the partition; the deadline
     /// ([`Producer::with_deadline`]) runs once for the whole batch.
+    ///
+    /// A batch the local queue has no room for as a whole is refused as a whole
+    /// ([`ProduceError::QueueFull`] for every record) instead of queued in part: under overload
+    /// a queue that refuses whole batches keeps serving some of them, where one filled with
+    /// parts of many serves none in time. (Concurrent batches can still meet librdkafka's own
+    /// limit part-way; those records are refused the same way.)
     pub async fn send_all<'a>(
         &self,
         topic: &str,
@@ -235,6 +257,19 @@ impl Producer {
     ) -> Vec<Sent> {
         let started = Instant::now();
         let instance = self.instance();
+        let records: Vec<Outgoing<'a>> = records.into_iter().collect();
+        let queued = instance.producer.in_flight_count();
+        if records.len() as i64 > i64::from(self.capacity) - i64::from(queued)
+            && records.len() as i64 <= i64::from(self.capacity)
+        {
+            return records
+                .iter()
+                .map(|_| Sent {
+                    result: Err(ProduceError::QueueFull { queued }),
+                    latency: started.elapsed(),
+                })
+                .collect();
+        }
         // `None` until acknowledged or failed; still `None` at the deadline: timed out.
         let mut results: Vec<Option<Sent>> = Vec::new();
         let mut waiting = FuturesUnordered::new();

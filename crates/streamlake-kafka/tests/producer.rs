@@ -183,3 +183,42 @@ async fn a_batch_reports_a_full_queue_per_record() {
         Err(ProduceError::QueueFull { .. })
     ));
 }
+
+#[tokio::test]
+async fn a_batch_the_queue_has_no_room_for_is_refused_whole_and_queues_nothing() {
+    let topic = topic(1).await;
+    let mut s = settings().await;
+    s.producer
+        .insert("queue.buffering.max.messages".into(), "3".into());
+    // Linger keeps the first batch queued while the second tries to get in.
+    s.producer.insert("linger.ms".into(), "2000".into());
+    let producer = Producer::new(&s).unwrap();
+    let batch = || {
+        (0..2).map(|_| Outgoing {
+            key: None,
+            payload: b"{}",
+            headers: None,
+        })
+    };
+    let first = producer.send_all(&topic, batch());
+    let second = async {
+        let queued = streamlake_testkit::eventually(Duration::from_secs(10), || async {
+            (producer.in_flight() == 2).then_some(())
+        })
+        .await;
+        assert!(queued.is_some(), "the first batch is queued");
+        assert!(!producer.has_room(2) && producer.has_room(1));
+        let refused = producer.send_all(&topic, batch()).await;
+        // Nothing of it was queued: one record still fits, but not the batch.
+        assert_eq!(producer.in_flight(), 2);
+        refused
+    };
+    let (first, second) = futures::join!(first, second);
+    assert!(first.iter().all(|s| s.result.is_ok()), "{first:?}");
+    assert!(
+        second
+            .iter()
+            .all(|s| matches!(s.result, Err(ProduceError::QueueFull { queued: 2 }))),
+        "{second:?}"
+    );
+}
