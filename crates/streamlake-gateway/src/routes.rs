@@ -19,11 +19,11 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use streamlake_core::DatasetId;
 use streamlake_core::Violation;
 use tokio::sync::OwnedSemaphorePermit;
@@ -32,7 +32,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use streamlake_ingest::{
-    dead_letter_body, ingest as ingest_event, ingest_all, parse, Framing, Outcome, Parsed, Target,
+    dead_letter_body, ingest as ingest_event, ingest_all, parse, Framing, Outcome, Parsed,
+    PartitionPreview, PreviewError, Target,
 };
 
 use crate::answer::{Answer as _, EventReport};
@@ -74,6 +75,11 @@ fn ingestion() -> OpenApiRouter<Arc<Gateway>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(ingest))
 }
 
+/// The partition preview, described by its annotation.
+fn preview() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new().routes(routes!(partition))
+}
+
 /// Health, readiness, metrics and this document, described by their annotations.
 fn service() -> OpenApiRouter<Arc<Gateway>> {
     OpenApiRouter::new()
@@ -85,7 +91,7 @@ fn service() -> OpenApiRouter<Arc<Gateway>> {
 
 /// The gateway's OpenAPI document, as `/openapi.json` serves it.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    let mut doc = ingestion().merge(service()).into_openapi();
+    let mut doc = ingestion().merge(preview()).merge(service()).into_openapi();
     ingest_bodies(&mut doc);
     crate::openapi::finish(&mut doc);
     doc
@@ -103,7 +109,10 @@ pub fn app(gw: Arc<Gateway>) -> Router {
         Arc::clone(&gw),
         track_requests,
     ));
-    let (router, _) = ingestion.merge(service()).split_for_parts();
+    let (router, _) = ingestion
+        .merge(preview())
+        .merge(service())
+        .split_for_parts();
     router.with_state(gw)
 }
 
@@ -189,6 +198,12 @@ enum RequestError {
     TooManyEvents { count: usize, limit: usize },
     #[error("Content-Encoding {0:?} is not accepted: send the body uncompressed")]
     UnsupportedEncoding(String),
+    #[error(
+        "no key in the event: {reason} (at {path:?}); send one JSON event, or the key as ?key="
+    )]
+    NoKey { reason: String, path: String },
+    #[error(transparent)]
+    NoPreview(#[from] PreviewError),
 }
 
 impl From<AuthError> for RequestError {
@@ -221,6 +236,11 @@ impl IntoResponse for RequestError {
             E::TooManyEvents { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_events"),
             E::UnsupportedEncoding(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding")
+            }
+            E::NoKey { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "no_key"),
+            E::NoPreview(PreviewError::NotByKey(_)) => (StatusCode::NOT_IMPLEMENTED, "no_preview"),
+            E::NoPreview(PreviewError::Topic { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable")
             }
         };
         let mut e = ApiError::new(status, code, self.to_string());
@@ -369,24 +389,7 @@ fn admit<'g>(
         .in_flight
         .get(authed)
         .ok_or_else(|| RequestError::UnknownTenant(tenant.to_owned()))?;
-    let unknown_dataset = || RequestError::UnknownDataset {
-        tenant: tenant.to_owned(),
-        dataset: dataset.to_owned(),
-        known: gw
-            .ingestor
-            .datasets_of(authed)
-            .iter()
-            .map(|d| d.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-    };
-    // The ingestor's own id, so the target borrows nothing of this request.
-    let dataset_id: &'g DatasetId = gw
-        .ingestor
-        .datasets_of(authed)
-        .into_iter()
-        .find(|d| d.as_str() == dataset)
-        .ok_or_else(unknown_dataset)?;
+    let dataset_id = dataset_of(gw, authed, dataset)?;
     // A queue without room for one more record would refuse every event: answer before the
     // body is read and parsed, so overload costs the gateway little and leaves the machine to
     // the broker that drains the queue.
@@ -435,8 +438,39 @@ fn admit<'g>(
     let target = gw
         .ingestor
         .target(authed, dataset_id, &gw.settings.producer_service, &[])
-        .map_err(|_| unknown_dataset())?;
+        .map_err(|_| unknown_dataset(gw, authed, dataset))?;
     Ok((target, framing, [permit, bytes]))
+}
+
+/// The ingestor's id of `authed`'s `dataset` (so a target borrows nothing of the request).
+fn dataset_of<'g>(
+    gw: &'g Gateway,
+    authed: &'g streamlake_core::TenantId,
+    dataset: &str,
+) -> Result<&'g DatasetId, RequestError> {
+    gw.ingestor
+        .datasets_of(authed)
+        .into_iter()
+        .find(|d| d.as_str() == dataset)
+        .ok_or_else(|| unknown_dataset(gw, authed, dataset))
+}
+
+fn unknown_dataset(
+    gw: &Gateway,
+    tenant: &streamlake_core::TenantId,
+    dataset: &str,
+) -> RequestError {
+    RequestError::UnknownDataset {
+        tenant: tenant.to_string(),
+        dataset: dataset.to_owned(),
+        known: gw
+            .ingestor
+            .datasets_of(tenant)
+            .iter()
+            .map(|d| d.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 /// The body, or `None` when it is larger than `limit`; a body that takes longer than `timeout`
@@ -583,6 +617,94 @@ fn batch_answer(gw: &Gateway, outcomes: &[Outcome]) -> Response {
         },
         retry_after(gw, outcomes),
     )
+}
+
+/// `?key=` of the partition preview.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct PreviewQuery {
+    /// The key itself, instead of an event to take it from.
+    key: Option<String>,
+}
+
+/// Preview the key and partition of an event, without writing anything.
+///
+/// The body is one JSON event (its key is taken as ingestion would take it; the event is not
+/// validated otherwise), or give `?key=` and no body. The partition is computed as the producer
+/// places keyed records, over the raw topic's current partition count.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/datasets/{dataset}/partition",
+    security(("bearer" = [])),
+    params(
+        ("tenant" = String, Path, description = "Tenant id"),
+        ("dataset" = String, Path, description = "Dataset name"),
+        PreviewQuery,
+    ),
+    request_body(description = "One event (optional with ?key=)", content(("application/json"))),
+    responses(
+        (status = 200, body = PartitionPreview, description = "The key and its partition"),
+        (status = 400, description = "The body is not one JSON event"),
+        (status = 401, description = "No bearer key, or an unknown key."),
+        (status = 403, description = "The key belongs to another tenant."),
+        (status = 404, description = "Unknown tenant or dataset."),
+        (status = 422, description = "The event has no key field."),
+        (status = 501, description = "The configured partitioner does not place by key."),
+        (status = 503, description = "The raw topic's partitions cannot be read."),
+    ))]
+async fn partition(
+    State(gw): State<Arc<Gateway>>,
+    Path((tenant, dataset)): Path<(String, String)>,
+    Query(q): Query<PreviewQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<PartitionPreview>, RequestError> {
+    let authed = crate::auth::authenticate(&gw.keys, &headers)?;
+    if authed.as_str() != tenant {
+        return Err(RequestError::WrongTenant {
+            authed: authed.to_string(),
+            tenant,
+        });
+    }
+    let dataset_id = dataset_of(&gw, authed, &dataset)?;
+    let target = gw
+        .ingestor
+        .target(authed, dataset_id, &gw.settings.producer_service, &[])
+        .map_err(|_| unknown_dataset(&gw, authed, &dataset))?;
+    let key = match q.key {
+        Some(key) => key,
+        None => {
+            let bytes = read_body(
+                &headers,
+                body,
+                gw.settings.max_body_bytes,
+                Duration::from_secs(gw.settings.body_timeout_secs),
+            )
+            .await?
+            .ok_or(RequestError::UnreadableBody(format!(
+                "the body is over gateway.max_body_bytes ({} bytes)",
+                gw.settings.max_body_bytes
+            )))?;
+            let event = match parse(&bytes, Framing::Json) {
+                Parsed::Single(event) => event,
+                Parsed::Batch(_) => {
+                    return Err(RequestError::UnreadableBody(
+                        "send one JSON event, not an array".to_owned(),
+                    ))
+                }
+            };
+            let value = event
+                .value
+                .map_err(|v| RequestError::UnreadableBody(v.reason))?;
+            target
+                .schema
+                .key_of(&value)
+                .map_err(|v| RequestError::NoKey {
+                    reason: v.reason,
+                    path: v.path,
+                })?
+        }
+    };
+    let preview = gw.ingestor.preview(&gw.admin, &target, key).await?;
+    Ok(Json(preview))
 }
 
 /// The process is up.

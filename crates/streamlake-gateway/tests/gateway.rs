@@ -569,7 +569,7 @@ async fn health_readiness_metrics_and_openapi_answer() {
     );
     let doc: Value = get("/openapi.json").await.unwrap().json().await.unwrap();
     let checked = streamlake_testkit::assert_served_as_documented(&h.base, &doc).await;
-    assert_eq!(checked, 5, "operations in {doc}");
+    assert_eq!(checked, 6, "operations in {doc}");
     let event = &doc["components"]["schemas"]["EventResult"]["properties"];
     assert!(event["may_have_been_written"].is_object(), "{event}");
 }
@@ -1072,4 +1072,66 @@ async fn request_bodies_held_at_once_are_bounded_over_all_tenants() {
         "{}",
         &body.to_string()[..200.min(body.to_string().len())]
     );
+}
+
+#[tokio::test]
+async fn the_partition_preview_names_the_key_and_partition_ingestion_then_writes_to() {
+    let h = Harness::start("").await;
+    let preview_url = format!(
+        "{}/v1/tenants/{}/datasets/readings/partition",
+        h.base, h.tenant
+    );
+    for sensor in [1, 7, 107, 4242, 90001] {
+        let event = json!({"sensor_id": sensor, "value": 1.5}).to_string();
+        let (s, _, preview) = post_to(
+            &preview_url,
+            Some(&h.key),
+            "application/json",
+            event.clone(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{preview}");
+        assert_eq!(preview["key"], sensor.to_string(), "{preview}");
+        assert_eq!(preview["topic"], h.raw_topic());
+        assert_eq!(preview["partitions"], 3);
+        assert_eq!(preview["partitioner"], "murmur2_random");
+        // The same key given directly previews the same partition.
+        let (_, _, by_key) =
+            post_to(&format!("{preview_url}?key={sensor}"), Some(&h.key), "", "").await;
+        assert_eq!(by_key["partition"], preview["partition"], "{by_key}");
+        // And ingestion writes it there.
+        let (s, _, receipt) = h.post("application/json", event).await;
+        assert_eq!(s, StatusCode::OK, "{receipt}");
+        assert_eq!(receipt["partition"], preview["partition"], "{sensor}");
+    }
+    // Nothing was written by the previews: only the five ingested events are in the topic.
+    let admin = Admin::new(&settings().await).unwrap();
+    let held = admin
+        .describe_topic(&h.raw_topic())
+        .await
+        .unwrap()
+        .message_count();
+    assert_eq!(held, 5);
+
+    // An event without its key field, another tenant's dataset, no key at all.
+    let (s, _, r) = post_to(
+        &preview_url,
+        Some(&h.key),
+        "application/json",
+        r#"{"value": 1}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert_eq!(r["error"]["code"], "no_key");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sensor_id"),
+        "{r}"
+    );
+    let (s, _, _) = post_to(&preview_url, Some(&h.other_key), "application/json", "{}").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = post_to(&preview_url, None, "application/json", "{}").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
 }

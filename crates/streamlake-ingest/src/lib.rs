@@ -10,6 +10,7 @@
 //! - [`ingestor`]: [`Ingestor`], built once: routes, schemas, the producer, metrics.
 //! - [`ingest`](mod@ingest): one request's events to the raw or the dead-letter topic: [`Outcome`]s.
 //! - `source`: the one-event API sources use ([`Ingested`]).
+//! - [`preview`]: the partition a key would land on, without writing.
 //! - `keys`: [`TenantKeys`], tenants' API keys compared in constant time, for every surface
 //!   that authenticates tenants.
 
@@ -17,6 +18,7 @@ pub mod event;
 pub mod ingest;
 pub mod ingestor;
 mod keys;
+pub mod preview;
 mod source;
 mod strict;
 mod throttle;
@@ -27,4 +29,5 @@ pub use ingest::{
 };
 pub use ingestor::{IngestError, Ingestor};
 pub use keys::TenantKeys;
+pub use preview::{PartitionPreview, PreviewError};
 pub use source::{Ingested, UnknownDataset};

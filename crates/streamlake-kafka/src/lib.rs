@@ -9,6 +9,7 @@
 //! - [`admin`]: [`Admin`], topics, configs, consumer groups, watermarks and lag.
 //! - [`browse`]: a bounded range of records, read without a group.
 //! - [`distribution`](mod@distribution): how a topic's records spread over partitions and keys.
+//! - [`partitioner`]: the partition a key lands on, Java-compatible by default.
 //! - [`provision`](mod@provision): create declared topics, report existing ones and drift.
 //! - [`shutdown`]: SIGINT/SIGTERM to a cancellation token.
 //!
@@ -19,6 +20,7 @@ pub mod admin;
 pub mod browse;
 pub mod consumer;
 pub mod distribution;
+pub mod partitioner;
 pub mod producer;
 pub mod provision;
 pub mod record;
@@ -34,6 +36,7 @@ pub use consumer::{
     RunStats,
 };
 pub use distribution::{distribution, Distribution};
+pub use partitioner::{Partitioner, DEFAULT_PARTITIONER};
 pub use producer::{DeliveryReceipt, Outgoing, ProduceError, Producer, Sent};
 pub use provision::{provision, Drift, ProvisionOutcome, ProvisionReport};
 /// librdkafka's error type, for callers that report client creation failures.

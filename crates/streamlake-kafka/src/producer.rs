@@ -234,6 +234,20 @@ impl Producer {
         }
     }
 
+    /// How this producer places keyed records (its `partitioner` property), when that is a
+    /// function of the key.
+    pub fn partitioner(&self) -> Option<crate::Partitioner> {
+        crate::Partitioner::from_property(&self.partitioner_name())
+    }
+
+    /// The `partitioner` property, as configured or defaulted.
+    pub fn partitioner_name(&self) -> String {
+        self.config
+            .get("partitioner")
+            .unwrap_or(crate::DEFAULT_PARTITIONER)
+            .to_owned()
+    }
+
     /// Whether the local queue has room for `records` more now.
     pub fn has_room(&self, records: usize) -> bool {
         let free = i64::from(self.capacity) - i64::from(self.in_flight());

@@ -25,9 +25,12 @@ pub struct KafkaSettings {
 pub const CLIENT_DEFAULTS: &[(&str, &str)] = &[("reconnect.backoff.max.ms", "1000")];
 
 /// Producer defaults (reliability rule 1 in docs/ARCHITECTURE.md). Idempotence is set explicitly:
-/// librdkafka does not enable it by default.
+/// librdkafka does not enable it by default. Keyed records are placed as the Java client places
+/// them ([`DEFAULT_PARTITIONER`](crate::DEFAULT_PARTITIONER), not librdkafka's CRC32 default), so
+/// a key lands in the same partition whichever client wrote it.
 pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("acks", "all"),
+    ("partitioner", crate::partitioner::DEFAULT_PARTITIONER),
     ("enable.idempotence", "true"),
     ("linger.ms", "5"),
     ("compression.type", "lz4"),

@@ -49,6 +49,9 @@ pub(crate) enum Command {
     Produce(ProduceArgs),
     /// Consume records and print key, partition, offset and headers.
     Consume(ConsumeArgs),
+    /// The key an event would be written with and the partition it lands on, without writing
+    /// it (the Java client's placement unless `[kafka.producer] partitioner` says otherwise).
+    Partition(PartitionArgs),
     /// Run one processor pipeline (`[pipelines.NAME]`): raw topics to clean topics, invalid
     /// records to the tenant's dead-letter topic. Processes with the same pipeline share its
     /// partitions.
@@ -201,6 +204,22 @@ pub(crate) struct ConsoleArgs {
     /// Listen address. Default: `http.listen`.
     #[arg(long)]
     pub(crate) listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PartitionArgs {
+    /// Tenant id.
+    pub(crate) tenant: String,
+    /// Dataset.
+    pub(crate) dataset: String,
+    /// One JSON event; its key is taken as ingestion takes it.
+    #[arg(required_unless_present = "key", conflicts_with = "key")]
+    pub(crate) event: Option<String>,
+    /// The key itself, instead of an event.
+    #[arg(long)]
+    pub(crate) key: Option<String>,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

@@ -1098,3 +1098,90 @@ async fn up_stops_within_its_deadlines_when_the_broker_is_gone() {
 fn up_log(data: &tempfile::TempDir) -> String {
     std::fs::read_to_string(data.path().join("up.log")).unwrap_or_default()
 }
+
+#[tokio::test]
+async fn partition_previews_an_events_key_and_partition_and_where_produce_puts_it() {
+    let b = bootstrap().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = unique("cli-p");
+    std::fs::write(dir.path().join("schema.json"), r#"{"type":"object"}"#).unwrap();
+    let cfg = dir.path().join("streamlake.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[topic_defaults]\npartitions = 5\n[tenants.{tenant}]\ndev_api_key = \"{}\"\n[tenants.{tenant}.datasets.d]\nschema = \"schema.json\"\nkey = \"/id\"\n",
+            unique("k")
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let o = run(&["-b", &b, "-c", cfg, "topics", "provision"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let o = run(&[
+        "-b",
+        &b,
+        "-c",
+        cfg,
+        "partition",
+        &tenant,
+        "d",
+        r#"{"id": 107.0, "v": 1}"#,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let preview: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(preview["key"], "107", "{preview}");
+    assert_eq!(preview["partitions"], 5);
+    assert_eq!(preview["topic"], format!("{tenant}.d.raw"));
+    // `produce` writes with the same producer defaults: the key lands where the preview said.
+    let o = run(&[
+        "-b",
+        &b,
+        "produce",
+        &format!("{tenant}.d.raw"),
+        "{}",
+        "-k",
+        "107",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let admin = Admin::new(&settings().await).unwrap();
+    let info = admin
+        .describe_topic(&format!("{tenant}.d.raw"))
+        .await
+        .unwrap();
+    let holding: Vec<i32> = info
+        .partitions
+        .iter()
+        .filter(|p| p.high > p.low)
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(holding, [preview["partition"].as_i64().unwrap() as i32]);
+
+    // The key alone; an event without the key field is refused, naming it.
+    let o = run(&[
+        "-b",
+        &b,
+        "-c",
+        cfg,
+        "partition",
+        &tenant,
+        "d",
+        "--key",
+        "107",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("107"));
+    let o = run(&[
+        "-b",
+        &b,
+        "-c",
+        cfg,
+        "partition",
+        &tenant,
+        "d",
+        r#"{"v": 1}"#,
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/id"), "{}", stderr(&o));
+}

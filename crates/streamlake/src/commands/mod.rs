@@ -9,6 +9,7 @@ mod gateway;
 mod generate;
 mod groups;
 mod lab;
+mod partition;
 mod produce;
 mod stages;
 mod topics;
@@ -35,6 +36,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Groups(cmd) => groups::run(&connect(&cli).await?, cmd).await,
         Command::Produce(args) => produce::run(&connect(&cli).await?, args).await,
         Command::Consume(args) => consume::run(&connect(&cli).await?, args).await,
+        Command::Partition(args) => partition::run(&connect(&cli).await?, args).await,
         // Failover kills brokers: it runs a cluster of its own, not the configured one.
         Command::Lab(cmd @ crate::args::LabCommand::Failover { .. }) => lab::failover(cmd).await,
         Command::Lab(cmd) => lab::run(&connect(&cli).await?, cmd).await,
