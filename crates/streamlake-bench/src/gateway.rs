@@ -78,6 +78,10 @@ fn gateway_headers() -> OwnedHeaders {
     })
 }
 
+/// The bare producer writing `events` for `duration`, at most `window` records awaiting their
+/// acknowledgement at once (as many as the gateway's clients can have in flight); each
+/// record's produce-to-acknowledgement time in microseconds goes to `latencies`.
+#[allow(clippy::too_many_arguments)]
 async fn baseline(
     producer: &FutureProducer,
     broker_pid: &str,
@@ -85,6 +89,8 @@ async fn baseline(
     events: &[(String, Vec<u8>)],
     duration: Duration,
     with_headers: bool,
+    window: usize,
+    latencies: &mut Vec<u64>,
 ) -> anyhow::Result<Side> {
     let cpu0 = cpu_seconds("self")?;
     let broker0 = cpu_seconds(broker_pid)?;
@@ -93,7 +99,7 @@ async fn baseline(
     let mut acked = 0u64;
     let mut i = 0usize;
     while start.elapsed() < duration {
-        while in_flight.len() < 20_000 {
+        while in_flight.len() < window.max(1) {
             let (key, body) = &events[i % events.len()];
             i += 1;
             let mut record = FutureRecord::to(topic)
@@ -102,14 +108,16 @@ async fn baseline(
             if with_headers {
                 record = record.headers(gateway_headers());
             }
+            let sent = Instant::now();
             match producer.send_result(record) {
-                Ok(f) => in_flight.push(f),
+                Ok(f) => in_flight.push(async move { (f.await, sent.elapsed()) }),
                 Err(_) => break,
             }
         }
-        if let Some(r) = in_flight.next().await {
+        if let Some((r, took)) = in_flight.next().await {
             if matches!(r, Ok(Ok(_))) {
                 acked += 1;
+                latencies.push(took.as_micros() as u64);
             }
         }
     }
@@ -305,6 +313,13 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         .producer_config_over(GATEWAY_PRODUCER_DEFAULTS)
         .create()?;
     let base_slice = duration / rounds;
+    // The baseline may have as many records awaiting acknowledgement as the gateway's clients
+    // can: one request of `batch_size` events each. With one-event requests that is the same
+    // round trip as theirs: produce, wait for the acknowledgement, produce the next.
+    let window = args
+        .baseline_window
+        .unwrap_or(args.concurrency * args.batch_size);
+    let mut base_latencies: Vec<u64> = Vec::new();
     for round in 1..=rounds {
         eprintln!(
             "round {round}/{rounds}: baseline (bare producer with the gateway's headers) {:.1} s, gateway ({} clients x {} events) {:.1} s",
@@ -325,6 +340,8 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
             &events,
             base_slice,
             true,
+            window,
+            &mut base_latencies,
         )
         .await?;
         let g = match gateway_first {
@@ -355,6 +372,8 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         &events,
         base_slice,
         false,
+        window,
+        &mut Vec::new(),
     )
     .await?;
     // Everything it sent is acknowledged (the baseline drains); gone before the broker stops.
@@ -371,30 +390,37 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
     broker.stop().await;
 
     latencies.sort_unstable();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+    base_latencies.sort_unstable();
+    let percentile = |sorted: &[u64], p: f64| {
+        sorted
+            .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
             .copied()
             .unwrap_or(0) as f64
             / 1000.0
     };
+    let pct = |p: f64| percentile(&latencies, p);
+    let base_pct = |p: f64| percentile(&base_latencies, p);
     let properties: String = args
         .producer_properties
         .iter()
         .map(|(name, value)| format!(" --producer-property {name}={value}"))
         .collect();
+    let window_arg = args
+        .baseline_window
+        .map(|w| format!(" --baseline-window {w}"))
+        .unwrap_or_default();
     let command = format!(
-        "streamlake-bench gateway --duration-secs {} --rounds {} --concurrency {} --batch-size {}{properties}",
+        "streamlake-bench gateway --duration-secs {} --rounds {} --concurrency {} --batch-size {}{window_arg}{properties}",
         args.duration_secs, rounds, args.concurrency, args.batch_size
     );
     let report = format!(
         "### Gateway vs bare producer ({})\n\n\
          `{command}` — Apache Kafka {} (one node) on loopback, 2 cores shared by broker, gateway and load generator; events of {avg} bytes, 1,000 keys; schema validation on.\n\n\
          | | events/s | CPU s per 1M events | broker CPU s per 1M | p50 request | p99 request | peak RSS |\n|---|---|---|---|---|---|---|\n\
-         | bare librdkafka producer, the gateway's 7 headers per record (baseline, {:.0} s) | {:.0} | {:.1} | {:.1} | | | |\n\
+         | bare librdkafka producer, the gateway's 7 headers per record, up to {window} awaiting acknowledgement (baseline, {:.0} s) | {:.0} | {:.1} | {:.1} | {:.1} ms | {:.1} ms | |\n\
          | bare librdkafka producer, key and payload only (reference, {:.0} s) | {:.0} | {:.1} | {:.1} | | | |\n\
          | gateway, {} clients x {} events/request ({:.0} s) | {:.0} | {:.1} | {:.1} | {:.1} ms | {:.1} ms | {} MiB |\n\n\
-         The HTTP load generator (this process) used {:.1} CPU s per 1M events on the same cores.\n\n\
+         Latencies: the gateway's per request, the baseline's per record (produce to acknowledgement). The HTTP load generator (this process) used {:.1} CPU s per 1M events on the same cores.\n\n\
          Ratio gateway / baseline: **{:.2}** (per round: {}; against the headerless reference, measured once after the rounds: {:.2}). The gateway and the baseline took turns over {} round(s), alternating which went first. Gateway RSS: {} MiB at start of load, {} MiB at the end, {} MiB peak during load (sampled each second over {:.0} s of load; VmHWM {} MiB). Failed requests: {errors}.\n",
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
         streamlake_broker::KAFKA_VERSION,
@@ -402,6 +428,8 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         base.rate(),
         base.cpu_per_million(),
         base.per_million(base.broker_cpu),
+        base_pct(0.50),
+        base_pct(0.99),
         bare.seconds,
         bare.rate(),
         bare.cpu_per_million(),

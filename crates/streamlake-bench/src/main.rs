@@ -126,6 +126,11 @@ pub(crate) struct BenchGatewayArgs {
     /// Events per request (a JSON array).
     #[arg(long, default_value_t = 100)]
     pub(crate) batch_size: usize,
+    /// Records the baseline may have awaiting acknowledgement at once. Default: concurrency x
+    /// batch size, as many as the gateway's clients can have in flight (with one-event
+    /// requests, the same round trip as theirs).
+    #[arg(long)]
+    pub(crate) baseline_window: Option<usize>,
     /// A librdkafka producer property for both the baseline and the gateway, e.g.
     /// `linger.ms=1` (repeatable).
     #[arg(long = "producer-property", value_name = "NAME=VALUE", value_parser = parse_property)]
