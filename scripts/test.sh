@@ -8,6 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/streamlake/target}"
+# Incremental state is for editing sessions; a whole-suite run gains little from it and would
+# add gigabytes to the shared target directory each time.
+export CARGO_INCREMENTAL=0
 # The shared target directory keeps every superseded test binary and incremental session (tens
 # of GB within days); what no build touched for two days is dropped, and rebuilt if needed.
 if [[ -d "$CARGO_TARGET_DIR/debug" ]]; then

@@ -9,7 +9,7 @@
 //! | 401 | no bearer token, or a token that is neither the admin token nor a tenant key |
 //! | 403 | a tenant key asking for another tenant's data, or for an admin-only operation |
 //! | 404 | unknown topic, partition, tenant or group |
-//! | 409 | the topic exists; every selected dead letter was replayed before |
+//! | 409 | the topic exists; every selected dead letter was replayed before; the group has active members |
 //! | 501 | the broker does not support the operation |
 //! | 503 | the broker did not answer |
 
@@ -33,6 +33,7 @@ use streamlake_ops::dlq::{
 };
 use streamlake_ops::groups::{GroupDetail, GroupList};
 use streamlake_ops::messages::{MessagePage, MessageQuery};
+use streamlake_ops::offsets::{GroupDeleted, ResetReport, ResetRequest};
 use streamlake_ops::overview::{TenantOverview, TenantSummary};
 use streamlake_ops::topics::{CreateTopic, TopicConfigs, TopicList, TopicMetadata};
 use streamlake_ops::{ErrorKind, Ops, OpsError, Principal};
@@ -184,7 +185,8 @@ fn api() -> OpenApiRouter<Arc<Ops>> {
         .routes(routes!(distribution))
         .routes(routes!(provision))
         .routes(routes!(groups))
-        .routes(routes!(group))
+        .routes(routes!(group, delete_group))
+        .routes(routes!(reset_offsets))
         .routes(routes!(labs))
         .routes(routes!(run_lab))
         .routes(routes!(tenants))
@@ -387,6 +389,54 @@ async fn group(
     Path(id): Path<String>,
 ) -> Answer<GroupDetail> {
     Ok(Json(ops.group(&who, &id).await?))
+}
+
+/// Delete a group and its committed offsets.
+///
+/// Refused with 409 while the group has members. A tenant may delete a group whose committed
+/// offsets are all on its own topics.
+#[utoipa::path(delete, path = "/api/kafka/groups/{id}", tag = "groups",
+    params(("id" = String, Path, description = "Group id")),
+    responses(
+    (status = 200, body = GroupDeleted, description = "Deleted"),
+    (status = 401, description = "No token, or an unknown one"),
+    (status = 403, description = "The group reads another tenant's topics"),
+    (status = 404, description = "No such group"),
+    (status = 409, description = "The group has active members"),
+    (status = 503, description = "The broker did not answer"),
+))]
+async fn delete_group(
+    State(ops): State<Arc<Ops>>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Answer<GroupDeleted> {
+    Ok(Json(ops.delete_group(&who, &id).await?))
+}
+
+/// Move a group's committed offsets: to the earliest or latest record, a timestamp, an offset,
+/// or by a shift; for all its topics or one topic's chosen partitions.
+///
+/// `dryRun` shows each partition's old and new offset and lag without changing anything. A
+/// reset is refused with 409 while the group has members.
+#[utoipa::path(post, path = "/api/kafka/groups/{id}/reset", tag = "groups",
+    params(("id" = String, Path, description = "Group id")),
+    request_body = ResetRequest,
+    responses(
+    (status = 200, body = ResetReport, description = "Old and new offsets per partition"),
+    (status = 400, description = "A malformed body, a missing value, an unknown partition"),
+    (status = 401, description = "No token, or an unknown one"),
+    (status = 403, description = "The group or topic is another tenant's"),
+    (status = 404, description = "No such group or topic"),
+    (status = 409, description = "The group has active members"),
+    (status = 503, description = "The broker did not answer"),
+))]
+async fn reset_offsets(
+    State(ops): State<Arc<Ops>>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ResetRequest>,
+) -> Answer<ResetReport> {
+    Ok(Json(ops.reset_offsets(&who, &id, &req).await?))
 }
 
 /// One lab.

@@ -508,7 +508,7 @@ async fn every_operation_of_the_openapi_document_is_served_as_documented() {
     let partition = &doc["components"]["schemas"]["PartitionMetadata"]["properties"];
     assert!(partition["inSyncReplicas"].is_object(), "{partition}");
     let checked = streamlake_testkit::assert_served_as_documented(&p.base, &doc).await;
-    assert_eq!(checked, 16, "operations in {doc}");
+    assert_eq!(checked, 18, "operations in {doc}");
 }
 
 #[tokio::test]
@@ -573,4 +573,129 @@ async fn a_large_dead_letter_topic_is_listed_whole_and_a_repeated_selection_repl
         report["results"][1]["status"], "already_replayed",
         "{report}"
     );
+}
+
+async fn total_lag(p: &Platform, group: &str) -> Option<i64> {
+    p.get(group, Some(&p.key)).await.1["totalLag"].as_i64()
+}
+
+#[tokio::test]
+async fn a_group_is_reset_after_a_dry_run_and_deleted_but_not_while_it_has_members() {
+    let p = Platform::start().await;
+    let events: Vec<Value> = (0..10)
+        .map(|i| json!({"sensor_id": i, "value": i}))
+        .collect();
+    let (status, body) = p.ingest(&Value::from(events).to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    p.commit(4).await;
+    let group = format!("/api/kafka/groups/{}", p.group);
+    let reset = format!("{group}/reset");
+    assert_eq!(total_lag(&p, &group).await, Some(6));
+
+    // A dry run shows old -> new and changes nothing.
+    let (status, dry) = p
+        .post(
+            &reset,
+            Some(&p.key),
+            json!({"to": "earliest", "dryRun": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{dry}");
+    assert_eq!(dry["dryRun"], true);
+    assert_eq!(dry["totalLagBefore"], 6, "{dry}");
+    assert_eq!(dry["totalLagAfter"], 10, "{dry}");
+    let old: i64 = dry["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["oldOffset"].as_i64())
+        .sum();
+    assert_eq!(old, 4, "{dry}");
+    assert_eq!(total_lag(&p, &group).await, Some(6));
+
+    // To the end: nothing left to read; by timestamp 0: everything again.
+    let (status, done) = p.post(&reset, Some(&p.key), json!({"to": "latest"})).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(total_lag(&p, &group).await, Some(0));
+    let (status, done) = p
+        .post(&reset, Some(&p.key), json!({"to": "timestamp", "value": 0}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(total_lag(&p, &group).await, Some(10));
+    // One partition by a shift: only that partition moves.
+    let (status, shifted) = p
+        .post(
+            &reset,
+            Some(&p.key),
+            json!({"to": "shift", "value": 1, "topic": p.raw_topic(), "partitions": [0]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{shifted}");
+    let changes = shifted["partitions"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{shifted}");
+    assert_eq!(changes[0]["partition"], 0);
+    let moved =
+        changes[0]["newOffset"].as_i64().unwrap() - changes[0]["oldOffset"].as_i64().unwrap();
+    assert!(moved <= 1, "{shifted}");
+    // Bad requests say what is wrong.
+    let (status, body) = p.post(&reset, Some(&p.key), json!({"to": "offset"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("value"),
+        "{body}"
+    );
+    let (status, _) = p
+        .post(
+            &reset,
+            Some(&p.key),
+            json!({"to": "earliest", "topic": p.raw_topic(), "partitions": [99]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Another tenant may not touch the group.
+    let (status, _) = p
+        .post(&reset, Some(&p.other_key), json!({"to": "latest"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // While a member is in the group: a dry run still answers, a reset and a delete are 409.
+    let member = p.member().await;
+    let (status, body) = p.post(&reset, Some(&p.key), json!({"to": "latest"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("active member"),
+        "{body}"
+    );
+    let (status, _) = p
+        .post(
+            &reset,
+            Some(&p.key),
+            json!({"to": "latest", "dryRun": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = p.delete(&group, Some(&p.key)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    drop(member);
+
+    // Once the member left, the group can go.
+    let deleted = streamlake_testkit::eventually(Duration::from_secs(30), || async {
+        let (status, body) = p.delete(&group, Some(&p.key)).await;
+        (status == StatusCode::OK).then_some(body)
+    })
+    .await
+    .expect("the group is deleted once its member left");
+    assert_eq!(deleted["group"], p.group.as_str());
+    // The configured group is still listed, with no committed offset left.
+    let (_, after) = p.get(&group, Some(&p.admin)).await;
+    let committed: Vec<&Value> = after["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| !c["committedOffset"].is_null())
+        .collect();
+    assert!(committed.is_empty(), "{after}");
 }

@@ -10,7 +10,7 @@ use rdkafka::admin::{
     AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
@@ -33,6 +33,9 @@ pub enum AdminError {
     /// The broker does not implement what was asked; the text says what and why.
     #[error("{0}")]
     Unsupported(String),
+    /// The consumer group has members: its offsets cannot be changed nor the group deleted.
+    #[error("group \"{0}\" has active members: stop its consumers first")]
+    GroupActive(String),
     /// Any other client or broker error.
     #[error("{context}: {source}")]
     Kafka {
@@ -517,6 +520,106 @@ impl Admin {
             ))
         })
         .await
+    }
+
+    /// Commits `offsets` (topic, partition, offset) for `group` from outside the group, as
+    /// `kafka-consumer-groups --reset-offsets` does: the broker accepts it only while the group
+    /// has no members ([`AdminError::GroupActive`] otherwise).
+    pub async fn commit_group_offsets(
+        &self,
+        group: &str,
+        offsets: &[(String, i32, i64)],
+    ) -> Result<(), AdminError> {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, offset) in offsets {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .map_err(kafka("cannot list the offsets to commit"))?;
+        }
+        let mut cfg = self.settings.consumer_config();
+        cfg.set("group.id", group)
+            .set("enable.auto.commit", "false");
+        let client: BaseConsumer = cfg
+            .create()
+            .map_err(kafka("cannot create offsets client"))?;
+        let name = group.to_owned();
+        blocking(move || match client.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => Ok(()),
+            Err(e) => match e.rdkafka_error_code() {
+                Some(
+                    RDKafkaErrorCode::UnknownMemberId
+                    | RDKafkaErrorCode::IllegalGeneration
+                    | RDKafkaErrorCode::RebalanceInProgress,
+                ) => Err(AdminError::GroupActive(name)),
+                _ => Err(AdminError::Kafka {
+                    context: format!("cannot commit offsets of group \"{name}\""),
+                    source: e,
+                }),
+            },
+        })
+        .await
+    }
+
+    /// For each (topic, partition), the offset of its first record with a timestamp at or after
+    /// `timestamp_ms`, or `None` when it has none (the reset then goes to the end).
+    pub async fn offsets_for_time(
+        &self,
+        partitions: &[(String, i32)],
+        timestamp_ms: i64,
+    ) -> Result<BTreeMap<(String, i32), Option<i64>>, AdminError> {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in partitions {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(timestamp_ms))
+                .map_err(kafka("cannot list the partitions to look up"))?;
+        }
+        let meta = Arc::clone(&self.meta);
+        let timeout = self.timeout;
+        let found = blocking(move || {
+            meta.offsets_for_times(tpl, timeout)
+                .map_err(kafka("the broker did not look up offsets by time"))
+        })
+        .await?;
+        Ok(found
+            .elements()
+            .iter()
+            .map(|e| {
+                let offset = match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                };
+                ((e.topic().to_owned(), e.partition()), offset)
+            })
+            .collect())
+    }
+
+    /// Deletes `group`: its committed offsets go. The broker refuses while the group has
+    /// members ([`AdminError::GroupActive`]).
+    pub async fn delete_group(&self, group: &str) -> Result<(), AdminError> {
+        let opts = AdminOptions::new().operation_timeout(Some(self.timeout));
+        let results = self
+            .admin
+            .delete_groups(&[group], &opts)
+            .await
+            .map_err(kafka(format!("cannot delete group \"{group}\"")))?;
+        for r in results {
+            match r {
+                Ok(_) => {}
+                Err((g, RDKafkaErrorCode::NonEmptyGroup)) => {
+                    return Err(AdminError::GroupActive(g))
+                }
+                Err((g, RDKafkaErrorCode::GroupIdNotFound)) => {
+                    return Err(AdminError::Invalid(format!(
+                        "the broker does not know group \"{g}\""
+                    )))
+                }
+                Err((g, code)) => {
+                    return Err(AdminError::Kafka {
+                        context: format!("cannot delete group \"{g}\""),
+                        source: KafkaError::AdminOp(code),
+                    })
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Committed offsets, watermarks and lag of `group` on `topics`; when `topics` is empty, on

@@ -61,6 +61,7 @@ impl From<AdminError> for OpsError {
             AdminError::TopicExists(_) => ErrorKind::Conflict,
             AdminError::Invalid(_) => ErrorKind::BadRequest,
             AdminError::Unsupported(_) => ErrorKind::Unsupported,
+            AdminError::GroupActive(_) => ErrorKind::Conflict,
             AdminError::Kafka { .. } => ErrorKind::Unavailable,
         };
         OpsError::new(kind, e.to_string())

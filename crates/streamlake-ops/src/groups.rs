@@ -100,7 +100,7 @@ pub struct GroupDetail {
 
 impl Ops {
     /// What the platform runs in `group`, from the configuration.
-    fn runs(&self, group: &str) -> Option<String> {
+    pub(crate) fn runs(&self, group: &str) -> Option<String> {
         self.config
             .pipelines
             .values()

@@ -9,6 +9,7 @@
 //! - [`error`]: [`OpsError`], the one error type, whose [`ErrorKind`] a presentation maps to a
 //!   status.
 //! - [`topics`], [`groups`], [`messages`]: the Kafka views.
+//! - [`offsets`]: moving a group's committed offsets (with a dry run), deleting a group.
 //! - [`dlq`]: dead letters and their replay through validation, with replay markers.
 //! - [`overview`]: per-tenant counts and throughput.
 //! - [`labs`]: the labs, run from the API and the console.
@@ -20,6 +21,7 @@ pub mod groups;
 mod history;
 pub mod labs;
 pub mod messages;
+pub mod offsets;
 pub mod overview;
 mod service;
 pub mod topics;

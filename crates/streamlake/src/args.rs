@@ -440,6 +440,45 @@ pub(crate) enum GroupsCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Move a group's committed offsets. Shows old -> new offsets and lag per partition and
+    /// changes nothing unless --execute is given; refused while the group has members.
+    Reset {
+        /// Group id.
+        group: String,
+        /// Where to: earliest, latest, timestamp (--value ms since the epoch), offset (--value)
+        /// or shift (--value records, negative goes back).
+        #[arg(long, value_enum)]
+        to: ResetToArg,
+        /// The timestamp, offset or shift that --to needs.
+        #[arg(long, allow_hyphen_values = true)]
+        value: Option<i64>,
+        /// Only this topic. Default: every topic the group has committed offsets on.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only these partitions of --topic (comma-separated).
+        #[arg(long, value_delimiter = ',', requires = "topic")]
+        partitions: Option<Vec<i32>>,
+        /// Make the change (default: a dry run).
+        #[arg(long)]
+        execute: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Delete a group and its committed offsets; refused while it has members.
+    Delete {
+        /// Group id.
+        group: String,
+    },
+}
+
+/// `groups reset --to`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ResetToArg {
+    Earliest,
+    Latest,
+    Timestamp,
+    Offset,
+    Shift,
 }
 
 #[derive(Debug, Args)]

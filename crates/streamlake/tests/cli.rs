@@ -324,6 +324,39 @@ async fn groups_describe_shows_produced_minus_committed() {
 
     let o = run(&["-b", &b, "groups", "describe", &group]);
     assert!(stdout(&o).contains("total lag: 6"), "{}", stdout(&o));
+
+    // A reset is a dry run until --execute; then the lag follows.
+    let lag = |b: &str| {
+        let o = run(&["-b", b, "groups", "describe", &group, "--json"]);
+        serde_json::from_str::<Value>(&stdout(&o)).unwrap()["totalLag"].as_i64()
+    };
+    let o = run(&["-b", &b, "groups", "reset", &group, "--to", "earliest"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("total lag: 6 -> 10"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("dry run"), "{}", stdout(&o));
+    assert_eq!(lag(&b), Some(6));
+    let o = run(&[
+        "-b",
+        &b,
+        "groups",
+        "reset",
+        &group,
+        "--to",
+        "shift",
+        "--value",
+        "-1",
+        "--execute",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Each of the two partitions goes back one record.
+    assert_eq!(lag(&b), Some(8));
+    let o = run(&["-b", &b, "groups", "reset", &group, "--to", "offset"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("needs a value"), "{}", stderr(&o));
+    let o = run(&["-b", &b, "groups", "delete", &group]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["-b", &b, "groups", "describe", &group]);
+    assert!(!o.status.success(), "{}", stdout(&o));
 }
 
 #[tokio::test]

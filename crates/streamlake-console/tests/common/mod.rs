@@ -192,6 +192,33 @@ enabled = false
     }
 }
 
+impl Platform {
+    /// Sends DELETE `path` with the bearer `token`.
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        send(
+            reqwest::Client::new().delete(format!("{}{path}", self.base)),
+            token,
+        )
+        .await
+    }
+
+    /// A consumer in the group, subscribed to the raw topic, holding a partition assignment
+    /// (it has read a record) until dropped.
+    pub async fn member(&self) -> StreamConsumer {
+        let mut cfg = self.stack.settings.consumer_config();
+        cfg.set("group.id", &self.group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest");
+        let consumer: StreamConsumer = cfg.create().unwrap();
+        consumer.subscribe(&[&self.raw_topic()]).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("a record within 30 s")
+            .unwrap();
+        consumer
+    }
+}
+
 /// Sends `req` with the bearer `token`; the answer's status and body (JSON, else the text).
 async fn send(mut req: reqwest::RequestBuilder, token: Option<&str>) -> (StatusCode, Value) {
     if let Some(t) = token {

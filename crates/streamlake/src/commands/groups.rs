@@ -1,11 +1,14 @@
-//! `streamlake groups list|describe`, through the same service calls as the admin API.
+//! `streamlake groups list|describe|reset|delete`, through the same service calls as the admin
+//! API.
 
 use std::process::ExitCode;
 
 use streamlake_ops::Principal;
 
 use super::Connection;
-use crate::args::GroupsCommand;
+use streamlake_ops::offsets::{ResetRequest, ResetTo};
+
+use crate::args::{GroupsCommand, ResetToArg};
 use crate::output::{json, table};
 
 pub(crate) async fn run(conn: &Connection, cmd: &GroupsCommand) -> anyhow::Result<ExitCode> {
@@ -68,6 +71,67 @@ pub(crate) async fn run(conn: &Connection, cmd: &GroupsCommand) -> anyhow::Resul
                     println!("({note})");
                 }
             }
+        }
+        GroupsCommand::Reset {
+            group,
+            to,
+            value,
+            topic,
+            partitions,
+            execute,
+            output,
+        } => {
+            let req = ResetRequest {
+                to: match to {
+                    ResetToArg::Earliest => ResetTo::Earliest,
+                    ResetToArg::Latest => ResetTo::Latest,
+                    ResetToArg::Timestamp => ResetTo::Timestamp,
+                    ResetToArg::Offset => ResetTo::Offset,
+                    ResetToArg::Shift => ResetTo::Shift,
+                },
+                value: *value,
+                topic: topic.clone(),
+                partitions: partitions.clone(),
+                dry_run: !execute,
+            };
+            let report = ops.reset_offsets(&who, group, &req).await?;
+            if output.json {
+                json(&report)?;
+            } else {
+                let mut t = table([
+                    "topic",
+                    "partition",
+                    "offset",
+                    "new offset",
+                    "lag",
+                    "new lag",
+                ]);
+                for c in &report.partitions {
+                    t.add_row([
+                        c.topic.clone(),
+                        c.partition.to_string(),
+                        c.old_offset
+                            .map_or_else(|| "none".to_owned(), |o| o.to_string()),
+                        c.new_offset.to_string(),
+                        c.lag_before.to_string(),
+                        c.lag_after.to_string(),
+                    ]);
+                }
+                println!("{t}");
+                println!(
+                    "total lag: {} -> {}",
+                    report.total_lag_before, report.total_lag_after
+                );
+                if report.dry_run {
+                    println!("dry run: nothing changed; add --execute to reset group {group}");
+                } else {
+                    println!("group {group} reset");
+                }
+            }
+        }
+        GroupsCommand::Delete { group } => {
+            ops.delete_group(&who, group).await?;
+            println!("group {group} deleted");
         }
     }
     Ok(ExitCode::SUCCESS)
