@@ -1,7 +1,9 @@
 //! The web console under `/console`: server-rendered HTML (maud) with inline SVG
 //! charts, no scripts and nothing fetched from the network. It signs in with the same tokens as
-//! the API (kept in an HttpOnly, SameSite=Strict cookie) and shows what the API returns, through
-//! the same [`Ops`] calls.
+//! the API, by POST; the browser then holds an opaque session id (an HttpOnly, SameSite=Strict
+//! cookie), never the token. A one-time sign-in link (`?code=`, minted by the process itself,
+//! as `up` prints it) opens a session too. Pages show what the API returns, through the same
+//! [`Ops`] calls.
 
 use std::sync::Arc;
 
@@ -15,16 +17,14 @@ use axum::Router;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
+use streamlake_ops::SESSION_TTL;
 
 use streamlake_ops::dlq::{DeadLetterQuery, ReplayReport, ReplayRequest, ReplaySelection};
 use streamlake_ops::messages::MessageQuery;
 use streamlake_ops::Point;
 use streamlake_ops::{role_name, Ops, OpsError, Principal};
 
-const COOKIE: &str = "streamlake_token";
-
-/// How long a console sign-in lasts.
-const SESSION_SECS: u64 = 12 * 60 * 60;
+const COOKIE: &str = "streamlake_session";
 
 const STYLE: &str = r#"
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2733;background:#f5f7fa}
@@ -128,7 +128,7 @@ fn origin_host(url: &str) -> Option<&str> {
     Some(rest.split(['/', '?', '#']).next().unwrap_or(rest))
 }
 
-fn cookie_token(headers: &HeaderMap) -> Option<String> {
+fn cookie_session(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -139,15 +139,15 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
         .map(|(_, v)| percent_decode_str(v).decode_utf8_lossy().into_owned())
 }
 
-/// Everything but unreserved characters is escaped, so any token survives the cookie.
-const COOKIE_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+/// Everything but unreserved characters is escaped (a group id in a URL path).
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
 
-/// The signed-in principal (the cookie's token, or a bearer token); without one, a redirect to
-/// the sign-in page.
+/// The signed-in principal (the cookie's session, or a bearer token); without one, a redirect
+/// to the sign-in page.
 struct SignedIn(Principal);
 
 impl FromRequestParts<Arc<Ops>> for SignedIn {
@@ -157,9 +157,11 @@ impl FromRequestParts<Arc<Ops>> for SignedIn {
         parts: &mut Parts,
         ops: &Arc<Ops>,
     ) -> Result<Self, Self::Rejection> {
-        cookie_token(&parts.headers)
-            .or_else(|| streamlake_gateway::bearer_token(&parts.headers).map(str::to_owned))
-            .and_then(|t| ops.principal(&t))
+        cookie_session(&parts.headers)
+            .and_then(|id| ops.session(&id))
+            .or_else(|| {
+                streamlake_gateway::bearer_token(&parts.headers).and_then(|t| ops.principal(t))
+            })
             .map(SignedIn)
             .ok_or_else(|| Redirect::to("/console/login"))
     }
@@ -291,6 +293,9 @@ fn line(title: &str, unit: &str, points: &[Point]) -> Markup {
 
 #[derive(Debug, Deserialize)]
 struct LoginQuery {
+    /// A one-time sign-in code.
+    code: Option<String>,
+    /// A token in the URL: not accepted (tokens are posted), only answered with the form.
     token: Option<String>,
     next: Option<String>,
 }
@@ -307,7 +312,12 @@ fn login_form_markup(message: Option<&str>) -> Markup {
     }
 }
 
-fn set_cookie(token: &str, next: &str) -> Response {
+/// Opens a session for `who` and sends the browser to `next` (a console page) with its cookie.
+fn signed_in(ops: &Ops, who: Principal, next: &str) -> Response {
+    with_session(&ops.open_session(who), next)
+}
+
+fn with_session(session: &str, next: &str) -> Response {
     let next = if next.starts_with("/console") {
         next
     } else {
@@ -319,8 +329,8 @@ fn set_cookie(token: &str, next: &str) -> Response {
             (
                 header::SET_COOKIE,
                 format!(
-                    "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}",
-                    utf8_percent_encode(token, COOKIE_VALUE)
+                    "{COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+                    SESSION_TTL.as_secs()
                 ),
             ),
             (header::LOCATION, next.to_owned()),
@@ -329,20 +339,27 @@ fn set_cookie(token: &str, next: &str) -> Response {
         .into_response()
 }
 
+fn refused_sign_in(message: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        page(None, "Sign in", login_form_markup(Some(message))),
+    )
+        .into_response()
+}
+
 async fn login_page(State(ops): State<Arc<Ops>>, Query(q): Query<LoginQuery>) -> Response {
-    if let Some(token) = q.token.filter(|t| !t.is_empty()) {
-        if ops.principal(&token).is_some() {
-            return set_cookie(&token, q.next.as_deref().unwrap_or("/console"));
-        }
-        return (
-            StatusCode::UNAUTHORIZED,
-            page(
-                None,
-                "Sign in",
-                login_form_markup(Some("That token is not valid.")),
+    if let Some(code) = q.code.filter(|c| !c.is_empty()) {
+        return match ops.redeem_code(&code) {
+            Some(session) => with_session(&session, q.next.as_deref().unwrap_or("/console")),
+            None => refused_sign_in(
+                "That sign-in link was used before or has expired: sign in with the token.",
             ),
-        )
-            .into_response();
+        };
+    }
+    if q.token.is_some() {
+        return refused_sign_in(
+            "Tokens are not accepted in links: enter the token in the form below.",
+        );
     }
     page(None, "Sign in", login_form_markup(None)).into_response()
 }
@@ -353,22 +370,16 @@ struct LoginBody {
 }
 
 async fn login_form(State(ops): State<Arc<Ops>>, Form(body): Form<LoginBody>) -> Response {
-    let token = body.token.trim();
-    if ops.principal(token).is_some() {
-        return set_cookie(token, "/console");
+    match ops.principal(body.token.trim()) {
+        Some(who) => signed_in(&ops, who, "/console"),
+        None => refused_sign_in("That token is not valid."),
     }
-    (
-        StatusCode::UNAUTHORIZED,
-        page(
-            None,
-            "Sign in",
-            login_form_markup(Some("That token is not valid.")),
-        ),
-    )
-        .into_response()
 }
 
-async fn logout() -> Response {
+async fn logout(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
+    if let Some(id) = cookie_session(&headers) {
+        ops.close_session(&id);
+    }
     (
         StatusCode::SEE_OTHER,
         [
@@ -633,7 +644,7 @@ struct LookupQuery {
 
 async fn group_lookup(Query(q): Query<LookupQuery>) -> Response {
     // Encoded, so any id (even one with a line break) makes a valid Location.
-    let id = utf8_percent_encode(q.id.trim(), COOKIE_VALUE);
+    let id = utf8_percent_encode(q.id.trim(), UNRESERVED);
     Redirect::to(&format!("/console/groups/{id}")).into_response()
 }
 
@@ -928,23 +939,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn any_token_survives_the_cookie() {
-        for token in ["plain-token_1.2~", "k;ey with spaces=and,commas", "ключ/ü"] {
-            let response = set_cookie(token, "/console/topics");
-            let set = response.headers()[header::SET_COOKIE].to_str().unwrap();
-            let value = set.split(';').next().unwrap();
-            assert!(
-                !value[COOKIE.len() + 1..].contains([';', ' ', ',']),
-                "{set}"
-            );
-            let mut headers = HeaderMap::new();
-            headers.insert(header::COOKIE, format!("other=1; {value}").parse().unwrap());
-            assert_eq!(cookie_token(&headers).as_deref(), Some(token));
-            assert_eq!(response.headers()[header::LOCATION], "/console/topics");
-        }
-        // Only console pages are followed after sign-in.
+    fn the_session_cookie_is_read_back_and_only_console_pages_follow_sign_in() {
+        let response = with_session("abc123", "/console/topics");
+        let set = response.headers()[header::SET_COOKIE].to_str().unwrap();
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
+        let value = set.split(';').next().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, format!("other=1; {value}").parse().unwrap());
+        assert_eq!(cookie_session(&headers).as_deref(), Some("abc123"));
+        assert_eq!(response.headers()[header::LOCATION], "/console/topics");
         assert_eq!(
-            set_cookie("t", "https://elsewhere.example/").headers()[header::LOCATION],
+            with_session("t", "https://elsewhere.example/").headers()[header::LOCATION],
             "/console"
         );
     }

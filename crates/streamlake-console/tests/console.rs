@@ -60,16 +60,19 @@ fn artifacts() -> PathBuf {
     dir
 }
 
-/// The page at `path` as the browser rendered it (signed in with `token`), and a screenshot of
-/// it saved as `name.png`.
+/// The page at `path` as the browser rendered it (signed in with `token` through a one-time
+/// sign-in link, as `up` prints one), and a screenshot of it saved as `name.png`.
 async fn render(p: &Platform, token: &str, path: &str, name: &str) -> String {
-    let url = format!("{}/console/login?token={token}&next={path}", p.base);
-    let dom = String::from_utf8(browser(&["--dump-dom", &url]).await.stdout).unwrap();
+    let link = || {
+        let code = p.ops.sign_in_code(token).expect("a valid token");
+        format!("{}/console/login?code={code}&next={path}", p.base)
+    };
+    let dom = String::from_utf8(browser(&["--dump-dom", &link()]).await.stdout).unwrap();
     let shot = artifacts().join(format!("{name}.png"));
     browser(&[
         &format!("--screenshot={}", shot.display()),
         "--window-size=1280,1400",
-        &url,
+        &link(),
     ])
     .await;
     let png = std::fs::read(&shot).unwrap();
@@ -207,7 +210,41 @@ async fn the_console_signs_in_and_replays_a_corrected_dead_letter() {
             && cookie.contains("Max-Age="),
         "{cookie}"
     );
+    // The browser holds a session id, not the key.
+    assert!(!cookie.contains(p.key.as_str()), "{cookie}");
     let cookie = cookie.split(';').next().unwrap().to_owned();
+    // A token in a link does not sign in (another site could choose whose session a browser
+    // gets); a one-time code the process minted does, once.
+    let r = client
+        .get(format!("{}/console/login?token={}", p.base, p.key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().get("set-cookie").is_none());
+    let code = p.ops.sign_in_code(&p.key).unwrap();
+    let link = format!("{}/console/login?code={code}", p.base);
+    let r = client.get(&link).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let linked = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let r = client.get(&link).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a code signs in once");
+    // Signing out ends that session on the server: its cookie no longer opens pages.
+    let linked = linked.split(';').next().unwrap().to_owned();
+    let r = client
+        .get(format!("{}/console/logout", p.base))
+        .header("cookie", &linked)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = client
+        .get(format!("{}/console/topics", p.base))
+        .header("cookie", &linked)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/console/login");
 
     let (_, list) = p
         .get(&format!("/api/tenants/{}/dlq", p.tenant), Some(&p.key))
@@ -292,7 +329,19 @@ async fn the_console_signs_in_and_replays_a_corrected_dead_letter() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let admin_cookie = format!("streamlake_token={}", p.admin);
+    let r = client
+        .post(format!("{}/console/login", p.base))
+        .form(&[("token", p.admin.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let admin_cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     let r = client
         .post(format!("{}/console/labs/partitioning", p.base))
         .header("cookie", &admin_cookie)

@@ -14,6 +14,7 @@
 //! - [`overview`]: per-tenant counts and throughput.
 //! - [`labs`]: the labs, run from the API and the console.
 //! - `history`: the lag and throughput samples behind the console's charts.
+//! - [`sessions`]: console sessions (opaque ids) and one-time sign-in codes.
 
 pub mod dlq;
 pub mod error;
@@ -24,9 +25,11 @@ pub mod messages;
 pub mod offsets;
 pub mod overview;
 mod service;
+pub mod sessions;
 pub mod topics;
 
 pub use error::{ErrorKind, OpsError, OpsResult};
 pub use history::Point;
 pub use service::{Ops, Principal, DEFAULT_LIMIT};
+pub use sessions::{CODE_TTL, SESSION_TTL};
 pub use topics::role_name;

@@ -54,6 +54,8 @@ pub struct Ops {
     owners: BTreeMap<String, (TenantId, TopicRole)>,
     /// How to start a worker process for the semantics lab.
     pub(crate) lab_worker: Option<Vec<String>>,
+    /// Console sessions and one-time sign-in codes.
+    pub(crate) sessions: crate::sessions::Sessions,
 }
 
 impl std::fmt::Debug for Ops {
@@ -99,6 +101,7 @@ impl Ops {
             seen_groups: Mutex::new(BTreeSet::new()),
             owners,
             lab_worker: None,
+            sessions: Default::default(),
         })
     }
 

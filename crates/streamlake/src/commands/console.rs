@@ -39,13 +39,17 @@ pub(crate) fn ops(
 }
 
 /// Logs where the console is and how to sign in; a development admin token is shown (as tenant
-/// development keys are), one from the environment never.
-pub(crate) fn announce(config: &Config, addr: SocketAddr) {
+/// development keys are), one from the environment never. With a development token, a one-time
+/// sign-in link (valid 15 minutes) opens the console without typing it.
+pub(crate) fn announce(config: &Config, ops: &Ops, addr: SocketAddr) {
     let console = format!("http://{addr}/console");
     match &config.admin_token {
         Some(t) if t.source == ApiKeySource::Development => tracing::warn!(
             console = %console,
-            sign_in = %format!("http://{addr}/console/login?token={}", t.expose_secret()),
+            sign_in = %ops
+                .sign_in_code(t.expose_secret())
+                .map(|code| format!("http://{addr}/console/login?code={code}"))
+                .unwrap_or_default(),
             dev_admin_token = t.expose_secret(),
             env = %config.admin.token_env,
             "console and admin API use the development admin token; set the environment variable to replace it"
@@ -71,7 +75,7 @@ pub(crate) async fn run(conn: &Connection, args: &ConsoleArgs) -> anyhow::Result
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (--listen, else http.listen)"))?;
-    announce(&conn.config, listener.local_addr()?);
+    announce(&conn.config, &ops, listener.local_addr()?);
     axum::serve(listener, streamlake_console::router(ops))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -129,11 +129,11 @@ async fn serve(
     let gateway = super::gateway::start(
         config,
         Arc::clone(&ingest),
-        streamlake_console::router(ops),
+        streamlake_console::router(Arc::clone(&ops)),
         shutdown.clone(),
     )
     .await?;
-    super::console::announce(config, config.http.listen);
+    super::console::announce(config, &ops, config.http.listen);
     let instance = instance_id(&config.data_dir)?;
     let stages = super::stages::start_all(
         &Arc::new(config.clone()),
