@@ -21,6 +21,7 @@ use streamlake_ops::SESSION_TTL;
 
 use streamlake_ops::dlq::{DeadLetterQuery, ReplayReport, ReplayRequest, ReplaySelection};
 use streamlake_ops::messages::MessageQuery;
+use streamlake_ops::offsets::{ResetRequest, ResetTo};
 use streamlake_ops::Point;
 use streamlake_ops::{role_name, Ops, OpsError, Principal};
 
@@ -61,6 +62,8 @@ pub fn router(ops: Arc<Ops>) -> Router {
         .route("/console/groups", get(groups))
         .route("/console/groups/{id}", get(group))
         .route("/console/group", get(group_lookup))
+        .route("/console/groups/{id}/reset", post(reset_group))
+        .route("/console/groups/{id}/delete", post(delete_group))
         .route("/console/labs", get(labs))
         .route("/console/labs/{name}", post(run_lab))
         .route("/console/tenants/{tenant}/dlq", get(dlq))
@@ -686,9 +689,129 @@ async fn group(
             @if !lag_bars.is_empty() { (bars("Lag per partition", &lag_bars)) }
             h2 { "Lag over time" }
             (line("Total lag", "records", &g.lag_history))
+            h2 { "Move offsets" }
+            (reset_form(&id, None))
+            form method="post" action=(format!("/console/groups/{id}/delete")) class="card" {
+                "Delete the group and its committed offsets (refused while it has members): "
+                button type="submit" { "Delete group" }
+            }
         },
     )
     .into_response()
+}
+
+/// The reset form: a dry run unless "execute" is ticked; `last` fills it in again.
+fn reset_form(group: &str, last: Option<&ResetFields>) -> Markup {
+    let to = last.map_or("earliest", |l| l.to.as_str());
+    html! {
+        form method="post" action=(format!("/console/groups/{group}/reset")) class="card" {
+            label { "To " select name="to" {
+                @for (v, label) in [("earliest", "earliest record"), ("latest", "latest (skip all)"), ("timestamp", "timestamp (ms)"), ("offset", "offset"), ("shift", "shift by")] {
+                    @if v == to { option value=(v) selected { (label) } } @else { option value=(v) { (label) } }
+                }
+            } }
+            " " label { "value " input type="text" name="value" size="14" value=(last.and_then(|l| l.value.clone()).unwrap_or_default()); }
+            " " label { "only topic " input type="text" name="topic" size="28" value=(last.and_then(|l| l.topic.clone()).unwrap_or_default()); }
+            " " label { input type="checkbox" name="execute" value="1"; " execute (else a dry run)" }
+            " " button type="submit" { "Reset offsets" }
+            p.muted { "A dry run shows each partition's old and new offset and lag and changes nothing. A reset is refused while the group has members." }
+        }
+    }
+}
+
+/// The reset form as posted.
+#[derive(Debug, Deserialize)]
+struct ResetFields {
+    to: String,
+    value: Option<String>,
+    topic: Option<String>,
+    execute: Option<String>,
+}
+
+async fn reset_group(
+    State(ops): State<Arc<Ops>>,
+    Path(id): Path<String>,
+    SignedIn(who): SignedIn,
+    Form(fields): Form<ResetFields>,
+) -> Response {
+    let bad = |message: String| {
+        error_page(
+            &who,
+            &OpsError::new(streamlake_ops::ErrorKind::BadRequest, message),
+        )
+    };
+    let to = match serde_json::from_value::<ResetTo>(serde_json::Value::String(fields.to.clone())) {
+        Ok(to) => to,
+        Err(_) => return bad(format!("no reset to {:?}", fields.to)),
+    };
+    let value = match fields
+        .value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
+        None => None,
+        Some(v) => match v.parse::<i64>() {
+            Ok(v) => Some(v),
+            Err(_) => return bad(format!("the value {v:?} is not a whole number")),
+        },
+    };
+    let req = ResetRequest {
+        to,
+        value,
+        topic: fields
+            .topic
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned),
+        partitions: None,
+        dry_run: fields.execute.is_none(),
+    };
+    match ops.reset_offsets(&who, &id, &req).await {
+        Ok(report) => page(
+            Some(&who),
+            &format!("Group {id}: offsets"),
+            html! {
+                p { a href=(format!("/console/groups/{id}")) { "← group " (id) } }
+                @if report.dry_run {
+                    p.note { "Dry run: nothing changed. Tick \"execute\" to make this change." }
+                } @else {
+                    p.ok { "Offsets reset." }
+                }
+                table {
+                    tr { th { "topic" } th { "partition" } th { "offset" } th { "new offset" } th { "lag" } th { "new lag" } }
+                    @for c in &report.partitions {
+                        tr {
+                            td { (c.topic) } td.num { (c.partition) }
+                            td.num { (c.old_offset.map_or_else(|| "none".to_owned(), |o| o.to_string())) }
+                            td.num { (c.new_offset) } td.num { (c.lag_before) } td.num { (c.lag_after) }
+                        }
+                    }
+                }
+                p { "Total lag: " (report.total_lag_before) " → " b { (report.total_lag_after) } }
+                (reset_form(&id, Some(&fields)))
+            },
+        )
+        .into_response(),
+        Err(e) => error_page(&who, &e),
+    }
+}
+
+async fn delete_group(
+    State(ops): State<Arc<Ops>>,
+    Path(id): Path<String>,
+    SignedIn(who): SignedIn,
+) -> Response {
+    match ops.delete_group(&who, &id).await {
+        Ok(_) => page(
+            Some(&who),
+            &format!("Group {id} deleted"),
+            html! { p.ok { "Group " (id) " and its committed offsets were deleted." } p { a href="/console/groups" { "← all groups" } } },
+        )
+        .into_response(),
+        Err(e) => error_page(&who, &e),
+    }
 }
 
 async fn labs(SignedIn(who): SignedIn) -> Response {

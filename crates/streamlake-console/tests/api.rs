@@ -219,6 +219,26 @@ async fn topics_are_created_described_and_their_errors_explained() {
         .find(|r| r["topic"] == p.raw_topic())
         .unwrap_or_else(|| panic!("{body}"));
     assert_eq!(raw["status"], "existing", "{raw}");
+    // Partitions are named as on the metadata endpoint.
+    let first = &raw["partitions"][0];
+    for field in [
+        "partitionId",
+        "inSyncReplicas",
+        "lowWatermark",
+        "highWatermark",
+    ] {
+        assert!(!first[field].is_null(), "{field} in {first}");
+    }
+    assert!(
+        body["message"].as_str().unwrap().contains("0 created"),
+        "{body}"
+    );
+    // The walkthrough's name for the same call.
+    let (status, again) = p
+        .post("/api/kafka/init-module-a-topics", Some(&p.admin), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["results"].as_array().unwrap().len(), results.len());
 }
 
 #[tokio::test]
@@ -508,7 +528,7 @@ async fn every_operation_of_the_openapi_document_is_served_as_documented() {
     let partition = &doc["components"]["schemas"]["PartitionMetadata"]["properties"];
     assert!(partition["inSyncReplicas"].is_object(), "{partition}");
     let checked = streamlake_testkit::assert_served_as_documented(&p.base, &doc).await;
-    assert_eq!(checked, 18, "operations in {doc}");
+    assert_eq!(checked, 19, "operations in {doc}");
 }
 
 #[tokio::test]

@@ -380,3 +380,71 @@ async fn the_console_signs_in_and_replays_a_corrected_dead_letter() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(r.text().await.unwrap().contains("no tenant"));
 }
+
+async fn group_lag(p: &Platform) -> Option<i64> {
+    let path = format!("/api/kafka/groups/{}", p.group);
+    p.get(&path, Some(&p.key)).await.1["totalLag"].as_i64()
+}
+
+#[tokio::test]
+async fn a_group_is_reset_from_its_console_page_after_a_dry_run() {
+    let p = Platform::start().await;
+    let events: Vec<Value> = (0..10)
+        .map(|i| json!({"sensor_id": i, "value": i}))
+        .collect();
+    let (status, _) = p.ingest(&Value::from(events).to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    p.commit(4).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .post(format!("{}/console/login", p.base))
+        .form(&[("token", p.key.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = client
+        .get(format!("{}/console/groups/{}", p.base, p.group))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Reset offsets") && page.contains("Delete group"),
+        "{page}"
+    );
+
+    let reset = |execute: bool| {
+        let mut form = vec![("to", "earliest")];
+        if execute {
+            form.push(("execute", "1"));
+        }
+        client
+            .post(format!("{}/console/groups/{}/reset", p.base, p.group))
+            .header("cookie", &cookie)
+            .header("origin", &p.base)
+            .form(&form)
+            .send()
+    };
+    let dry = reset(false).await.unwrap();
+    assert_eq!(dry.status(), StatusCode::OK);
+    let dry = dry.text().await.unwrap();
+    assert!(dry.contains("Dry run"), "{dry}");
+    assert!(dry.contains("6 → <b>10</b>"), "{dry}");
+    assert_eq!(group_lag(&p).await, Some(6));
+    let done = reset(true).await.unwrap().text().await.unwrap();
+    assert!(done.contains("Offsets reset."), "{done}");
+    assert_eq!(group_lag(&p).await, Some(10));
+}

@@ -70,20 +70,25 @@ pub(crate) fn check_spec(spec: &TopicSpec) -> Result<(), AdminError> {
     Ok(())
 }
 
-/// One partition of a topic.
+/// One partition of a topic. Serialized with the names the admin API uses for partitions
+/// everywhere (`partitionId`, `inSyncReplicas`, `lowWatermark`, `highWatermark`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PartitionInfo {
     /// Partition id.
+    #[serde(rename = "partitionId")]
     pub id: i32,
     /// Leader broker id.
     pub leader: i32,
     /// Replica broker ids.
     pub replicas: Vec<i32>,
     /// In-sync replica broker ids.
+    #[serde(rename = "inSyncReplicas")]
     pub isr: Vec<i32>,
     /// Low watermark (first offset still present).
+    #[serde(rename = "lowWatermark")]
     pub low: i64,
     /// High watermark (offset of the next record).
+    #[serde(rename = "highWatermark")]
     pub high: i64,
 }
 
