@@ -672,7 +672,7 @@ async fn group(
             p { "Runs: " (g.runs.as_deref().unwrap_or("-")) " · state: " (g.state.as_deref().unwrap_or("unknown")) " · total lag: " b { (g.total_lag) } }
             @if let Some(n) = &g.note { p.note { (n) } }
             @if let Some(members) = &g.members {
-                table { tr { th { "member" } th { "client id" } th { "host" } } @for m in members { tr { td { (m.id) } td { (m.client_id) } td { (m.host) } } } }
+                table { tr { th { "member" } th { "client id" } th { "host" } th { "assigned partitions" } } @for m in members { tr { td { (m.id) } td { (m.client_id) } td { (m.host) } td { @for a in &m.assignment { (a.topic) ": " (a.partitions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")) br; } } } } }
             }
             h2 { "Lag per partition" }
             table {

@@ -680,6 +680,16 @@ async fn a_group_is_reset_after_a_dry_run_and_deleted_but_not_while_it_has_membe
 
     // While a member is in the group: a dry run still answers, a reset and a delete are 409.
     let member = p.member().await;
+    // The group's page names the member and the partitions it holds.
+    let (_, described) = p.get(&group, Some(&p.admin)).await;
+    let members = described["members"].as_array().unwrap();
+    assert_eq!(members.len(), 1, "{described}");
+    let assigned = &members[0]["assignment"][0];
+    assert_eq!(assigned["topic"], p.raw_topic(), "{described}");
+    assert!(
+        !assigned["partitions"].as_array().unwrap().is_empty(),
+        "{described}"
+    );
     let (status, body) = p.post(&reset, Some(&p.key), json!({"to": "latest"})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(

@@ -481,12 +481,11 @@ impl Admin {
         .await
     }
 
-    /// One group's summary and members (member id, client id, host), as the broker describes
-    /// them.
+    /// One group's summary and members, as the broker describes them.
     pub async fn describe_group(
         &self,
         group: &str,
-    ) -> Result<(GroupSummary, Vec<(String, String, String)>), AdminError> {
+    ) -> Result<(GroupSummary, Vec<GroupMemberInfo>), AdminError> {
         let meta = Arc::clone(&self.meta);
         let timeout = self.timeout;
         let name = group.to_owned();
@@ -506,12 +505,14 @@ impl Admin {
             let members = g
                 .members()
                 .iter()
-                .map(|m| {
-                    (
-                        m.id().to_owned(),
-                        m.client_id().to_owned(),
-                        m.client_host().to_owned(),
-                    )
+                .map(|m| GroupMemberInfo {
+                    id: m.id().to_owned(),
+                    client_id: m.client_id().to_owned(),
+                    host: m.client_host().to_owned(),
+                    assignment: m
+                        .assignment()
+                        .and_then(decode_assignment)
+                        .unwrap_or_default(),
                 })
                 .collect();
             Ok((
@@ -704,6 +705,58 @@ impl Admin {
     }
 }
 
+/// A member of a consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMemberInfo {
+    /// Member id (the group instance id of a static member leads it).
+    pub id: String,
+    /// The client's `client.id`.
+    pub client_id: String,
+    /// The client's host, as the broker saw it.
+    pub host: String,
+    /// Partitions assigned to it, by topic (empty while a rebalance is under way, or for a
+    /// protocol other than the consumer protocol).
+    pub assignment: Vec<(String, Vec<i32>)>,
+}
+
+/// The partitions of a consumer protocol assignment (Kafka's `ConsumerProtocolAssignment`:
+/// version, then an array of topic name and partition ids; user data after is ignored).
+/// `None` when the bytes are not one.
+pub fn decode_assignment(bytes: &[u8]) -> Option<Vec<(String, Vec<i32>)>> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        if bytes.len() < n {
+            return None;
+        }
+        let (head, rest) = bytes.split_at(n);
+        *bytes = rest;
+        Some(head)
+    }
+    fn i16_(bytes: &mut &[u8]) -> Option<i16> {
+        Some(i16::from_be_bytes(take(bytes, 2)?.try_into().ok()?))
+    }
+    fn i32_(bytes: &mut &[u8]) -> Option<i32> {
+        Some(i32::from_be_bytes(take(bytes, 4)?.try_into().ok()?))
+    }
+    let mut b = bytes;
+    if b.is_empty() {
+        return Some(Vec::new());
+    }
+    let _version = i16_(&mut b)?;
+    let topics = i32_(&mut b)?;
+    let mut out = Vec::new();
+    for _ in 0..topics.max(0) {
+        let len = usize::try_from(i16_(&mut b)?).ok()?;
+        let name = String::from_utf8(take(&mut b, len)?.to_vec()).ok()?;
+        let count = i32_(&mut b)?;
+        let mut partitions = Vec::new();
+        for _ in 0..count.max(0) {
+            partitions.push(i32_(&mut b)?);
+        }
+        out.push((name, partitions));
+    }
+    Some(out)
+}
+
 /// librdkafka's metadata calls block; keep them off the async workers.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, AdminError> + Send + 'static,
@@ -711,4 +764,32 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|e| Err(AdminError::Invalid(format!("admin task failed: {e}"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_protocol_assignment_is_decoded() {
+        let mut bytes = vec![0, 1, 0, 0, 0, 2];
+        for (topic, partitions) in [("a.raw", vec![0, 2]), ("b", vec![5])] {
+            bytes.extend((topic.len() as i16).to_be_bytes());
+            bytes.extend(topic.as_bytes());
+            bytes.extend((partitions.len() as i32).to_be_bytes());
+            for p in partitions {
+                bytes.extend(i32::to_be_bytes(p));
+            }
+        }
+        bytes.extend(0_i32.to_be_bytes());
+        assert_eq!(
+            decode_assignment(&bytes),
+            Some(vec![
+                ("a.raw".to_owned(), vec![0, 2]),
+                ("b".to_owned(), vec![5])
+            ])
+        );
+        assert_eq!(decode_assignment(&[0, 1, 0]), None);
+        assert_eq!(decode_assignment(&[]), Some(Vec::new()));
+    }
 }

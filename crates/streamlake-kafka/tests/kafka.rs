@@ -98,7 +98,13 @@ async fn groups_are_listed_and_described_with_state_and_members() {
     let (summary, members) = admin.describe_group(&group).await.unwrap();
     assert_eq!(summary.state, "Stable");
     assert_eq!(members.len(), 1);
-    assert_eq!(members[0].1, "streamlake-test-member");
+    assert_eq!(members[0].client_id, "streamlake-test-member");
+    // The only member holds every partition of the topic.
+    let (assigned_topic, mut partitions) = members[0].assignment[0].clone();
+    partitions.sort_unstable();
+    assert_eq!(assigned_topic, topic);
+    let count = admin.describe_topic(&topic).await.unwrap().partitions.len() as i32;
+    assert_eq!(partitions, (0..count).collect::<Vec<_>>());
 }
 
 #[tokio::test]

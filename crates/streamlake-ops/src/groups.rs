@@ -74,6 +74,18 @@ pub struct GroupMember {
     pub client_id: String,
     /// Client host.
     pub host: String,
+    /// Partitions assigned to it, by topic.
+    pub assignment: Vec<TopicPartitions>,
+}
+
+/// Some partitions of a topic.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicPartitions {
+    /// Topic.
+    pub topic: String,
+    /// Partition ids.
+    pub partitions: Vec<i32>,
 }
 
 /// `GET /api/kafka/groups/{id}`.
@@ -289,10 +301,18 @@ impl Ops {
                     detail.members = Some(
                         members
                             .into_iter()
-                            .map(|(id, client_id, host)| GroupMember {
-                                id,
-                                client_id,
-                                host,
+                            .map(|m| GroupMember {
+                                id: m.id,
+                                client_id: m.client_id,
+                                host: m.host,
+                                assignment: m
+                                    .assignment
+                                    .into_iter()
+                                    .map(|(topic, partitions)| TopicPartitions {
+                                        topic,
+                                        partitions,
+                                    })
+                                    .collect(),
                             })
                             .collect(),
                     );
