@@ -1135,3 +1135,43 @@ async fn the_partition_preview_names_the_key_and_partition_ingestion_then_writes
     let (s, _, _) = post_to(&preview_url, None, "application/json", "{}").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn metadata_headers_cannot_be_forged_through_request_headers() {
+    let h = Harness::start("").await;
+    let forged = [
+        ("tenant", "someone-else"),
+        ("dataset", "other"),
+        ("ingestion_id", "forged-id"),
+        ("producer_service", "forged-service"),
+        ("ingested_at", "1999-01-01T00:00:00Z"),
+        ("schema_version", "99"),
+    ];
+    let mut req = reqwest::Client::new()
+        .post(h.url(&h.tenant, "readings"))
+        .bearer_auth(&h.key)
+        .header("content-type", "application/json")
+        .body(r#"{"sensor_id": 3, "value": 1}"#);
+    for (name, value) in forged {
+        req = req.header(name, value);
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let receipt: Value = resp.json().await.unwrap();
+    let records = h.read(&h.raw_topic(), 1).await;
+    let r = &records[0];
+    assert_eq!(header(r, "tenant"), h.tenant);
+    assert_eq!(header(r, "dataset"), "readings");
+    assert_eq!(
+        header(r, "ingestion_id"),
+        receipt["ingestion_id"].as_str().unwrap()
+    );
+    assert_eq!(header(r, "producer_service"), "streamlake-gateway");
+    assert_eq!(header(r, "schema_version"), "1");
+    assert_ne!(header(r, "ingested_at"), "1999-01-01T00:00:00Z");
+    // Each metadata header once: none was added beside the gateway's own.
+    for (name, _) in forged {
+        let count = r.headers.iter().filter(|(n, _)| n == name).count();
+        assert_eq!(count, 1, "{name}");
+    }
+}
