@@ -329,19 +329,7 @@ async fn the_console_signs_in_and_replays_a_corrected_dead_letter() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = client
-        .post(format!("{}/console/login", p.base))
-        .form(&[("token", p.admin.as_str())])
-        .send()
-        .await
-        .unwrap();
-    let admin_cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let admin_cookie = p.console_cookie(&p.admin).await;
     let r = client
         .post(format!("{}/console/labs/partitioning", p.base))
         .header("cookie", &admin_cookie)
@@ -399,19 +387,7 @@ async fn a_group_is_reset_from_its_console_page_after_a_dry_run() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let r = client
-        .post(format!("{}/console/login", p.base))
-        .form(&[("token", p.key.as_str())])
-        .send()
-        .await
-        .unwrap();
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = p.console_cookie(&p.key).await;
     let page = client
         .get(format!("{}/console/groups/{}", p.base, p.group))
         .header("cookie", &cookie)

@@ -599,20 +599,13 @@ async fn a_request_finding_the_producer_queue_full_is_refused_before_its_body_is
     // The first event takes the queue's only place and lingers there.
     let first = h.post("application/json", r#"{"sensor_id": 1, "value": 1}"#);
     let second = async {
-        let full = streamlake_testkit::eventually(Duration::from_secs(30), || async {
-            let metrics = reqwest::get(format!("{}/metrics", h.base))
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            metrics
-                .lines()
-                .any(|l| l == "streamlake_gateway_producer_queue_depth 1")
-                .then_some(())
-        })
+        let full = streamlake_testkit::await_metric(
+            &h.base,
+            "streamlake_gateway_producer_queue_depth 1",
+            Duration::from_secs(30),
+        )
         .await;
-        assert!(full.is_some(), "the first event is queued");
+        assert!(full, "the first event is queued");
         // Not even JSON: a body that got parsed would be dead-lettered as a 400.
         h.post("application/json", "not json").await
     };
@@ -634,20 +627,13 @@ async fn too_many_requests_in_flight_for_a_tenant_answers_429() {
     let slow = h.post("application/json", r#"{"sensor_id": 1, "value": 1}"#);
     let fast = async {
         // Once the slow request holds the tenant's only slot (it lingers 1.5 s in the producer).
-        let holding = streamlake_testkit::eventually(Duration::from_secs(30), || async {
-            let metrics = reqwest::get(format!("{}/metrics", h.base))
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            metrics
-                .lines()
-                .any(|l| l == "streamlake_gateway_in_flight_requests 1")
-                .then_some(())
-        })
+        let holding = streamlake_testkit::await_metric(
+            &h.base,
+            "streamlake_gateway_in_flight_requests 1",
+            Duration::from_secs(30),
+        )
         .await;
-        assert!(holding.is_some(), "the slow request is in flight");
+        assert!(holding, "the slow request is in flight");
         // A large body, refused before it is read: the client still gets the answer, not a
         // connection reset in the middle of its upload.
         let events: Vec<String> = (0..20_000)

@@ -20,10 +20,22 @@ pub const CODE_TTL: Duration = Duration::from_secs(15 * 60);
 const MAX_SESSIONS: usize = 10_000;
 
 /// Open sessions and unused sign-in codes, by their random ids.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Sessions {
     sessions: Mutex<HashMap<String, (Principal, Instant)>>,
     codes: Mutex<HashMap<String, (Principal, Instant)>>,
+    /// Most sessions held at once.
+    max: usize,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self {
+            sessions: Mutex::default(),
+            codes: Mutex::default(),
+            max: MAX_SESSIONS,
+        }
+    }
 }
 
 /// 244 random bits, URL- and cookie-safe.
@@ -39,13 +51,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl Ops {
-    /// Opens a session for `who`; its id goes in the browser's cookie.
-    pub fn open_session(&self, who: Principal) -> String {
-        let now = Instant::now();
-        let mut sessions = lock(&self.sessions.sessions);
+impl Sessions {
+    /// Opens a session for `who` until `now + SESSION_TTL`; expired ones go, and the oldest
+    /// when `max` are open.
+    fn open(&self, who: Principal, now: Instant) -> String {
+        let mut sessions = lock(&self.sessions);
         sessions.retain(|_, (_, expires)| *expires > now);
-        if sessions.len() >= MAX_SESSIONS {
+        if sessions.len() >= self.max {
             if let Some(oldest) = sessions
                 .iter()
                 .min_by_key(|(_, (_, expires))| *expires)
@@ -59,37 +71,58 @@ impl Ops {
         id
     }
 
+    fn get(&self, id: &str, now: Instant) -> Option<Principal> {
+        lock(&self.sessions)
+            .get(id)
+            .filter(|(_, expires)| *expires > now)
+            .map(|(who, _)| who.clone())
+    }
+
+    fn close(&self, id: &str) {
+        lock(&self.sessions).remove(id);
+    }
+
+    fn mint(&self, who: Principal, now: Instant) -> String {
+        let mut codes = lock(&self.codes);
+        codes.retain(|_, (_, expires)| *expires > now);
+        let code = random_id();
+        codes.insert(code.clone(), (who, now + CODE_TTL));
+        code
+    }
+
+    /// Spends `code`: a new session when it was minted and has not expired.
+    fn redeem(&self, code: &str, now: Instant) -> Option<String> {
+        let (who, expires) = lock(&self.codes).remove(code)?;
+        (expires > now).then(|| self.open(who, now))
+    }
+}
+
+impl Ops {
+    /// Opens a session for `who`; its id goes in the browser's cookie.
+    pub fn open_session(&self, who: Principal) -> String {
+        self.sessions.open(who, Instant::now())
+    }
+
     /// The principal of an open, unexpired session.
     pub fn session(&self, id: &str) -> Option<Principal> {
-        let sessions = lock(&self.sessions.sessions);
-        sessions
-            .get(id)
-            .filter(|(_, expires)| *expires > Instant::now())
-            .map(|(who, _)| who.clone())
+        self.sessions.get(id, Instant::now())
     }
 
     /// Ends a session (sign-out).
     pub fn close_session(&self, id: &str) {
-        lock(&self.sessions.sessions).remove(id);
+        self.sessions.close(id);
     }
 
     /// A one-time sign-in code for `token`'s principal, valid for [`CODE_TTL`]; `None` when the
     /// token is neither the admin token nor a tenant's key. For the process's own use (the link
     /// `up` prints): no HTTP route mints codes.
     pub fn sign_in_code(&self, token: &str) -> Option<String> {
-        let who = self.principal(token)?;
-        let now = Instant::now();
-        let mut codes = lock(&self.sessions.codes);
-        codes.retain(|_, (_, expires)| *expires > now);
-        let code = random_id();
-        codes.insert(code.clone(), (who, now + CODE_TTL));
-        Some(code)
+        Some(self.sessions.mint(self.principal(token)?, Instant::now()))
     }
 
     /// Opens a session from a one-time code, which is then spent.
     pub fn redeem_code(&self, code: &str) -> Option<String> {
-        let (who, expires) = lock(&self.sessions.codes).remove(code)?;
-        (expires > Instant::now()).then(|| self.open_session(who))
+        self.sessions.redeem(code, Instant::now())
     }
 }
 
@@ -103,5 +136,42 @@ mod tests {
         assert_eq!(a.len(), 64);
         assert_ne!(a, b);
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn sessions_expire_and_the_oldest_goes_when_full() {
+        let s = Sessions {
+            max: 2,
+            ..Sessions::default()
+        };
+        let t0 = Instant::now();
+        let first = s.open(Principal::Admin, t0);
+        let second = s.open(Principal::Admin, t0 + Duration::from_secs(1));
+        let third = s.open(Principal::Admin, t0 + Duration::from_secs(2));
+        let now = t0 + Duration::from_secs(3);
+        assert_eq!(s.get(&first, now), None, "the oldest went");
+        assert_eq!(s.get(&second, now), Some(Principal::Admin));
+        assert_eq!(s.get(&third, now), Some(Principal::Admin));
+        assert_eq!(
+            s.get(&third, t0 + SESSION_TTL + Duration::from_secs(3)),
+            None
+        );
+        s.close(&second);
+        assert_eq!(s.get(&second, now), None);
+    }
+
+    #[test]
+    fn a_code_signs_in_once_and_not_after_it_expired() {
+        let s = Sessions::default();
+        let t0 = Instant::now();
+        let code = s.mint(Principal::Admin, t0);
+        let session = s.redeem(&code, t0).expect("a fresh code signs in");
+        assert_eq!(s.get(&session, t0), Some(Principal::Admin));
+        assert_eq!(s.redeem(&code, t0), None, "spent");
+        let late = s.mint(Principal::Admin, t0);
+        assert_eq!(
+            s.redeem(&late, t0 + CODE_TTL + Duration::from_secs(1)),
+            None
+        );
     }
 }

@@ -294,6 +294,18 @@ where
     }
 }
 
+/// Waits until the Prometheus text at `base`/metrics holds the line `line` exactly (e.g.
+/// `streamlake_gateway_in_flight_requests 1`); whether it did within `timeout`.
+pub async fn await_metric(base: &str, line: &str, timeout: Duration) -> bool {
+    let url = format!("{base}/metrics");
+    eventually(timeout, || async {
+        let metrics = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        metrics.lines().any(|l| l == line).then_some(())
+    })
+    .await
+    .is_some()
+}
+
 /// Reads a topic from the beginning without a consumer group, for asserting what was written.
 pub struct Reader {
     consumer: rdkafka::consumer::StreamConsumer,

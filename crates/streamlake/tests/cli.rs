@@ -1103,20 +1103,13 @@ async fn up_stops_within_its_deadlines_when_the_broker_is_gone() {
     broker.stop().await;
     let waiting = tokio::spawn(post());
     // SIGTERM once that request is in flight, waiting for the broker that is gone.
-    let in_flight = eventually(Duration::from_secs(30), || async {
-        let metrics = reqwest::get(format!("http://{http}/metrics"))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        metrics
-            .lines()
-            .any(|l| l == "streamlake_gateway_in_flight_requests 1")
-            .then_some(())
-    })
+    let in_flight = streamlake_testkit::await_metric(
+        &format!("http://{http}"),
+        "streamlake_gateway_in_flight_requests 1",
+        Duration::from_secs(30),
+    )
     .await;
-    assert!(in_flight.is_some(), "the request never went in flight");
+    assert!(in_flight, "the request never went in flight");
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let asked = std::time::Instant::now();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();

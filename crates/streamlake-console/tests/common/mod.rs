@@ -202,6 +202,28 @@ impl Platform {
         .await
     }
 
+    /// Signs in to the console with `token` (the form's POST) and returns the session cookie
+    /// (`name=value`) to send with later requests.
+    pub async fn console_cookie(&self, token: &str) -> String {
+        let r = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(format!("{}/console/login", self.base))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "signing in");
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
     /// A consumer in the group, subscribed to the raw topic, holding a partition assignment
     /// (it has read a record) until dropped.
     pub async fn member(&self) -> StreamConsumer {
