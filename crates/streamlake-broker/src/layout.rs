@@ -48,8 +48,11 @@ pub struct NodeLayout {
 
 impl ClusterLayout {
     /// The layout `cfg` describes under `data_dir`: node `i` (from 0) takes client port
-    /// `listen + i` and controller port `listen + nodes + i`.
+    /// `listen + i` and controller port `listen + nodes + i`. A relative `data_dir` is taken
+    /// from the current directory and made absolute: each node runs in its own directory, where
+    /// a relative path would name something else.
     pub fn new(cfg: &BrokerConfig, data_dir: &Path) -> Self {
+        let data_dir = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
         let dir = data_dir.join("broker");
         let n = cfg.nodes.max(1);
         let nodes = (0..n)
@@ -319,5 +322,22 @@ mod tests {
         let lines = props.lines().filter(|l| l.starts_with("num.partitions="));
         assert_eq!(lines.count(), 1);
         assert_eq!(property(&props, "log.retention.hours"), Some("24"));
+    }
+
+    #[test]
+    fn a_relative_data_dir_becomes_absolute_because_nodes_run_in_their_own_directory() {
+        let layout = ClusterLayout::new(&cfg(1), Path::new("./streamlake-data"));
+        let node = &layout.nodes[0];
+        assert!(
+            node.properties_path().is_absolute(),
+            "{:?}",
+            node.properties_path()
+        );
+        let props = layout.server_properties(node);
+        let log_dirs = props
+            .lines()
+            .find_map(|l| l.strip_prefix("log.dirs="))
+            .unwrap();
+        assert!(Path::new(log_dirs).is_absolute(), "{log_dirs}");
     }
 }
