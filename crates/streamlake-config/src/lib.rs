@@ -203,6 +203,9 @@ pub struct Tenant {
     pub api_key_env: Option<String>,
     /// The tenant's dead-letter topic.
     pub dlq_topic: String,
+    /// The tenant's replay log: which of its dead letters were replayed, and where to; a
+    /// compacted topic (`naming.replays`) keyed by the dead letter's `{partition}/{offset}`.
+    pub replays_topic: String,
     /// Datasets by id.
     pub datasets: BTreeMap<DatasetId, Dataset>,
 }
@@ -247,14 +250,18 @@ impl Config {
     pub fn declared_topics(&self) -> Vec<TopicSpec> {
         let mut specs: Vec<TopicSpec> = self.topics.iter().map(|t| self.spec_of(t)).collect();
         let mut derived = Vec::new();
+        let compacted = BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]);
         for tenant in self.tenants.values() {
-            derived.push((tenant.dlq_topic.clone(), self.topic_defaults.partitions));
+            let dlq = self.topic_defaults.partitions;
+            derived.push((tenant.dlq_topic.clone(), dlq, BTreeMap::new()));
+            // One partition: the replay log is small and read whole at start-up.
+            derived.push((tenant.replays_topic.clone(), 1, compacted.clone()));
             for ds in tenant.datasets.values() {
-                derived.push((ds.raw_topic.clone(), ds.partitions));
-                derived.push((ds.clean_topic.clone(), ds.partitions));
+                derived.push((ds.raw_topic.clone(), ds.partitions, BTreeMap::new()));
+                derived.push((ds.clean_topic.clone(), ds.partitions, BTreeMap::new()));
             }
         }
-        for (name, partitions) in derived {
+        for (name, partitions, configs) in derived {
             if specs.iter().any(|s| s.name == name) {
                 continue;
             }
@@ -265,7 +272,7 @@ impl Config {
                 retention_ms: None,
                 compression: None,
                 cleanup_policy: None,
-                configs: BTreeMap::new(),
+                configs,
             };
             specs.push(self.spec_of(&topic));
         }

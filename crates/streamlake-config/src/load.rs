@@ -442,11 +442,17 @@ fn check_gateway(c: &mut Collector<'_>, g: &GatewayConfig) {
 }
 
 fn check_naming(c: &mut Collector<'_>, naming: &TopicNaming) {
-    for role in [TopicRole::Raw, TopicRole::Clean, TopicRole::Dlq] {
+    for role in [
+        TopicRole::Raw,
+        TopicRole::Clean,
+        TopicRole::Dlq,
+        TopicRole::Replays,
+    ] {
         let key = match role {
             TopicRole::Raw => "naming.raw",
             TopicRole::Clean => "naming.clean",
             TopicRole::Dlq => "naming.dlq",
+            TopicRole::Replays => "naming.replays",
         };
         let template = naming.template(role);
         let rest = template.replace("{tenant}", "").replace("{dataset}", "");
@@ -455,12 +461,15 @@ fn check_naming(c: &mut Collector<'_>, naming: &TopicNaming) {
                 key,
                 format!("template \"{template}\" has an unknown placeholder; use {{tenant}} and {{dataset}}"),
             );
-        } else if role == TopicRole::Dlq && template.contains("{dataset}") {
+        } else if role.per_tenant() && template.contains("{dataset}") {
             c.push(
                 key,
-                format!("template \"{template}\" must not use {{dataset}}: the dead-letter topic is per tenant"),
+                format!(
+                    "template \"{template}\" must not use {{dataset}}: the {} topic is per tenant",
+                    role.as_str()
+                ),
             );
-        } else if role != TopicRole::Dlq && !template.contains("{tenant}") {
+        } else if !role.per_tenant() && !template.contains("{tenant}") {
             c.push(
                 key,
                 format!("template \"{template}\" must contain {{tenant}} so tenants do not share topics"),
@@ -532,6 +541,8 @@ fn resolve_tenants(
             .clone()
             .unwrap_or_else(|| naming.dlq.replace("{tenant}", id.as_str()));
         check_topic_name(c, &format!("{at}.dlq_topic"), &dlq_topic);
+        let replays_topic = naming.replays.replace("{tenant}", id.as_str());
+        check_topic_name(c, "naming.replays", &replays_topic);
         let mut datasets = BTreeMap::new();
         for (ds_name, ds) in cfg.datasets {
             let ds_at = format!("{at}.datasets.{ds_name}");
@@ -561,6 +572,7 @@ fn resolve_tenants(
                 api_key,
                 api_key_env: cfg.api_key_env.clone(),
                 dlq_topic,
+                replays_topic,
                 datasets,
             },
         );
@@ -658,7 +670,10 @@ fn check_topic_name(c: &mut Collector<'_>, key: &str, name: &str) {
 fn check_topic_collisions(c: &mut Collector<'_>, tenants: &BTreeMap<TenantId, Tenant>) {
     let mut owners: BTreeMap<String, (&TenantId, String)> = BTreeMap::new();
     for t in tenants.values() {
-        let mut mine = vec![(t.dlq_topic.clone(), format!("tenants.{}.dlq_topic", t.id))];
+        let mut mine = vec![
+            (t.dlq_topic.clone(), format!("tenants.{}.dlq_topic", t.id)),
+            (t.replays_topic.clone(), "naming.replays".to_owned()),
+        ];
         for ds in t.datasets.values() {
             let at = format!("tenants.{}.datasets.{}", t.id, ds.id);
             mine.push((ds.raw_topic.clone(), format!("{at}.raw_topic")));

@@ -943,6 +943,7 @@ async fn dlq_page(
             @match &report {
                 Some(Ok(r)) => div.ok {
                     "Replay: " (r.replayed) " written to the raw topic, " (r.dead_lettered) " invalid again, " (r.refused) " refused, " (r.failed) " failed."
+                    @if !r.complete { " Partial: the broker stopped delivering with " (r.unread) " records unread; replay all again to continue." }
                     ul { @for x in &r.results { li { "partition " (x.partition) " offset " (x.offset) ": " b { (x.status.as_str()) } @if let Some(t) = &x.written_to { " → " (t) } @if let Some(m) = &x.message { " — " (m) } } } }
                 },
                 Some(Err(e)) => p.error { (e.message) },

@@ -595,6 +595,158 @@ async fn a_large_dead_letter_topic_is_listed_whole_and_a_repeated_selection_repl
     );
 }
 
+/// The replay log outlives the process: a second service over the same cluster (a restart, or
+/// another instance) refuses a dead letter the first one replayed, and the dead-letter topic
+/// itself holds dead letters only.
+#[tokio::test]
+async fn a_replay_is_remembered_in_the_replay_log_across_a_restart() {
+    let p = Platform::start().await;
+    let (status, _) = p.ingest(r#"{"sensor_id": 8}"#).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, list) = p
+        .get(&format!("/api/tenants/{}/dlq", p.tenant), Some(&p.key))
+        .await;
+    let letter = &list["deadLetters"][0];
+    let (partition, offset) = (
+        letter["partition"].as_i64().unwrap() as i32,
+        letter["offset"].as_i64().unwrap(),
+    );
+    let fixed = json!({"records": [{"partition": partition, "offset": offset, "payload": {"sensor_id": 8, "value": 1.5}}]});
+    let (status, report) = p
+        .post(
+            &format!("/api/tenants/{}/dlq/replay", p.tenant),
+            Some(&p.key),
+            fixed,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["replayed"], 1, "{report}");
+    let written_to = report["results"][0]["writtenTo"].clone();
+
+    // The log has one entry, keyed by the dead letter's position; the DLQ has no marker.
+    let mut log = Reader::new(&p.stack.settings, &format!("{}.replays", p.dlq_topic())).await;
+    let entries = log.read(1, Duration::from_secs(20)).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        entries[0].key_str(),
+        Some(format!("{partition}/{offset}").as_str())
+    );
+    assert_eq!(
+        header(&entries[0], "replay.to"),
+        written_to.as_str().unwrap()
+    );
+    let mut dlq = Reader::new(&p.stack.settings, &p.dlq_topic()).await;
+    assert_eq!(dlq.drain(Duration::from_secs(3)).await.len(), 1);
+
+    // A fresh service knows nothing in memory and still refuses, and lists it as replayed.
+    let gateway = streamlake_gateway::Gateway::new(&p.stack.config, &p.stack.settings).unwrap();
+    let fresh = streamlake_ops::Ops::new(
+        p.stack.config.clone(),
+        p.stack.settings.clone(),
+        std::sync::Arc::clone(gateway.ingestor()),
+    )
+    .unwrap();
+    let who = streamlake_ops::Principal::Admin;
+    let again = fresh
+        .replay(
+            &who,
+            &p.tenant,
+            &serde_json::from_value(
+                json!({"records": [{"partition": partition, "offset": offset}]}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again.results[0].status,
+        streamlake_ops::dlq::ReplayStatus::AlreadyReplayed,
+        "{again:?}"
+    );
+    assert_eq!(
+        again.results[0].written_to.as_deref(),
+        written_to.as_str(),
+        "{again:?}"
+    );
+    let listed = fresh
+        .dead_letters(&who, &p.tenant, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!((listed.total, listed.replayed), (1, 1), "{listed:?}");
+    let pending = fresh
+        .dead_letters(
+            &who,
+            &p.tenant,
+            &serde_json::from_value(json!({"pending": true})).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(pending.dead_letters.is_empty(), "{pending:?}");
+}
+
+/// Requests that race to replay one dead letter write it once; the others are told it is
+/// being (or was) replayed.
+#[tokio::test]
+async fn concurrent_replays_of_one_dead_letter_write_it_once() {
+    let p = Platform::start().await;
+    let mut raw = Reader::new(&p.stack.settings, &p.raw_topic()).await;
+    let (status, _) = p.ingest(r#"{"sensor_id": 9}"#).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, list) = p
+        .get(&format!("/api/tenants/{}/dlq", p.tenant), Some(&p.key))
+        .await;
+    let letter = &list["deadLetters"][0];
+    let fixed = json!({"records": [{"partition": letter["partition"], "offset": letter["offset"], "payload": {"sensor_id": 9, "value": 2.0}}]});
+    let path = format!("/api/tenants/{}/dlq/replay", p.tenant);
+    let answers =
+        futures::future::join_all((0..8).map(|_| p.post(&path, Some(&p.key), fixed.clone()))).await;
+    let statuses: Vec<String> = answers
+        .iter()
+        .map(|(_, r)| r["results"][0]["status"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "replayed").count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "already_replayed").count(),
+        7,
+        "{statuses:?}"
+    );
+    assert_eq!(raw.read(1, Duration::from_secs(20)).await.len(), 1);
+    assert!(raw.drain(Duration::from_secs(3)).await.is_empty());
+}
+
+/// "Replay all" walks the dead-letter topic a chunk at a time and reaches every dead letter
+/// present when it was asked, but none that the replay itself dead-letters again.
+#[tokio::test]
+async fn replaying_all_reaches_every_dead_letter_in_chunks_and_not_its_own() {
+    let p = Platform::start().await;
+    let batch = format!("[{}]", vec![r#"{"sensor_id": 6}"#; 700].join(","));
+    let (_, body) = p.ingest(&batch).await;
+    assert_eq!(body["rejected"], 700);
+    let path = format!("/api/tenants/{}/dlq/replay", p.tenant);
+    let (status, report) = p.post(&path, Some(&p.admin), json!({"all": true})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["deadLettered"], 700, "{}", report["deadLettered"]);
+    assert_eq!(report["complete"], true);
+    let (_, list) = p
+        .get(
+            &format!("/api/tenants/{}/dlq?limit=1", p.tenant),
+            Some(&p.admin),
+        )
+        .await;
+    assert_eq!(
+        (list["total"].as_i64(), list["replayed"].as_i64()),
+        (Some(1400), Some(700))
+    );
+    // The second pass finds exactly the 700 the first one wrote.
+    let (_, report) = p.post(&path, Some(&p.admin), json!({"all": true})).await;
+    assert_eq!(report["deadLettered"], 700, "{}", report["deadLettered"]);
+    assert_eq!(report["refused"], 0);
+}
+
 async fn total_lag(p: &Platform, group: &str) -> Option<i64> {
     p.get(group, Some(&p.key)).await.1["totalLag"].as_i64()
 }

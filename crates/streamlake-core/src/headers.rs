@@ -29,11 +29,11 @@ pub const PROCESSED_AT: &str = "processed_at";
 pub const PROCESSOR: &str = "processor";
 /// Replayed record: the dead letter it was replayed from, as `{dlq_topic}/{partition}/{offset}`.
 pub const REPLAY_OF: &str = "replay.of";
-/// Replayed record and replay marker: RFC 3339 UTC time of the replay.
+/// Replayed record and replay-log entry: RFC 3339 UTC time of the replay.
 pub const REPLAY_AT: &str = "replay.at";
-/// Replay marker in a dead-letter topic: `{partition}/{offset}` of the dead letter that was
-/// replayed. A marker is bookkeeping, not a dead letter; it keeps a record from being replayed
-/// twice.
+/// Entry of a tenant's replay log: `{partition}/{offset}` of the dead letter that was replayed.
+/// It keeps a dead letter from being replayed twice. (Dead-letter topics written by earlier
+/// versions may hold such records themselves; they are not dead letters.)
 pub const REPLAY_MARKER: &str = "replay.marker";
-/// Replay marker: where the replayed record went, as `{topic}/{partition}/{offset}`.
+/// Replay-log entry: where the replayed record went, as `{topic}/{partition}/{offset}`.
 pub const REPLAY_TO: &str = "replay.to";

@@ -14,6 +14,8 @@ pub enum TopicRole {
     Clean,
     /// The tenant's dead letters, from every stage.
     Dlq,
+    /// The tenant's replay log: which dead letters were replayed, and where to (compacted).
+    Replays,
 }
 
 impl TopicRole {
@@ -23,12 +25,18 @@ impl TopicRole {
             TopicRole::Raw => "raw",
             TopicRole::Clean => "clean",
             TopicRole::Dlq => "dlq",
+            TopicRole::Replays => "replays",
         }
+    }
+
+    /// Whether the topic is one per tenant (no `{dataset}` in its template).
+    pub fn per_tenant(self) -> bool {
+        matches!(self, TopicRole::Dlq | TopicRole::Replays)
     }
 }
 
-/// Naming templates. `{tenant}` and `{dataset}` are replaced; the DLQ is per tenant, so its
-/// template has no `{dataset}`.
+/// Naming templates. `{tenant}` and `{dataset}` are replaced; the DLQ and the replay log are
+/// per tenant, so their templates have no `{dataset}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicNaming {
@@ -38,6 +46,8 @@ pub struct TopicNaming {
     pub clean: String,
     /// Template of the tenant's dead-letter topic.
     pub dlq: String,
+    /// Template of the tenant's replay log.
+    pub replays: String,
 }
 
 impl Default for TopicNaming {
@@ -46,6 +56,7 @@ impl Default for TopicNaming {
             raw: "{tenant}.{dataset}.raw".to_owned(),
             clean: "{tenant}.{dataset}.clean".to_owned(),
             dlq: "{tenant}.dlq".to_owned(),
+            replays: "{tenant}.dlq.replays".to_owned(),
         }
     }
 }
@@ -57,6 +68,7 @@ impl TopicNaming {
             TopicRole::Raw => &self.raw,
             TopicRole::Clean => &self.clean,
             TopicRole::Dlq => &self.dlq,
+            TopicRole::Replays => &self.replays,
         }
     }
 

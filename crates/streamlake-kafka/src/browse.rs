@@ -16,6 +16,12 @@ use crate::settings::KafkaSettings;
 pub trait RecordVisitor: Send + 'static {
     /// One record, in the order the consumer received them (each partition in offset order).
     fn visit(&mut self, record: Record);
+
+    /// Whether the visitor wants no more records: the read stops after the record that made it
+    /// so, and its coverage says, per partition, the offset to continue from.
+    fn satisfied(&self) -> bool {
+        false
+    }
 }
 
 impl RecordVisitor for Vec<Record> {
@@ -62,7 +68,8 @@ pub async fn read_ranges(
 /// [`read_ranges`] through `visitor`, which sees each record once and keeps what it needs;
 /// returns it with what the read covered. When nothing arrives for `idle` the read stops, and
 /// the coverage says which offsets it did not reach: a caller can tell a complete answer from
-/// a partial one.
+/// a partial one. A visitor that is [`RecordVisitor::satisfied`] stops the read early; the
+/// coverage is then where to continue.
 pub async fn visit_ranges<V: RecordVisitor>(
     settings: &KafkaSettings,
     topic: &str,
@@ -130,6 +137,9 @@ fn read_blocking<V: RecordVisitor>(
                 }
                 if record.offset < end {
                     visitor.visit(record);
+                    if visitor.satisfied() {
+                        break;
+                    }
                 }
             }
         }

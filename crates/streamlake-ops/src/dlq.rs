@@ -1,18 +1,21 @@
 //! The dead-letter inspector and replay. A replayed dead letter goes back through
 //! the ingestion core's validation, keeps its `ingestion_id` (so a sink that already holds it drops the
-//! copy) and carries `replay.of`; a marker record in the dead-letter topic (header
-//! `replay.marker`) records that it was replayed and where it went, so the same dead letter is
-//! not replayed twice by accident, even after a restart.
+//! copy) and carries `replay.of`; an entry in the tenant's replay log (see `replays`) records
+//! that it was replayed and where it went, so the same dead letter is not replayed twice by
+//! accident, even after a restart. Reads stream the dead-letter topic: a listing keeps the
+//! counts and the newest few, a replay the dead letters it names (or a chunk at a time).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use streamlake_core::{headers as h, DatasetId, TenantId};
 use streamlake_ingest::Ingested;
-use streamlake_kafka::{read_ranges, visit_ranges, Headers, Record, RecordVisitor};
+use streamlake_kafka::{visit_ranges, Headers, Record, RecordVisitor};
 
 use crate::messages::{HeaderView, MessageView};
+use crate::replays::{key_of, Position, Refusal, ReplayLog};
 use crate::{ErrorKind, Ops, OpsError, OpsResult, Principal};
 
 /// Where a dead letter was replayed to.
@@ -110,49 +113,32 @@ pub struct DeadLetterList {
 /// (and says that it is partial).
 const READ_IDLE: Duration = Duration::from_secs(15);
 
-/// The replay markers of a dead-letter topic, by the dead letter they mark.
-#[derive(Debug, Default)]
-struct Markers(BTreeMap<(i32, i64), ReplayMark>);
+/// Most dead letters one request may name.
+pub const MAX_REPLAY_SELECTION: usize = 1000;
 
-impl Markers {
-    /// `r`'s mark when it is a replay marker.
-    fn of(r: &Record) -> Option<((i32, i64), ReplayMark)> {
-        let marked = r.header_text(h::REPLAY_MARKER)?;
-        let pos = parse_position(&marked)?;
-        let text = |name| r.header_text(name).unwrap_or_default();
-        Some((
-            pos,
-            ReplayMark {
-                at: text(h::REPLAY_AT),
-                to: text(h::REPLAY_TO),
-            },
-        ))
-    }
+/// Dead letters a replay of "all" holds in memory at a time.
+const REPLAY_CHUNK: usize = 256;
+
+/// A record of the dead-letter topic that is not a dead letter: a replay marker older versions
+/// wrote into the dead-letter topic itself (replay marks now live in the replay log).
+fn is_legacy_marker(r: &Record) -> bool {
+    r.header(h::REPLAY_MARKER).is_some()
 }
 
-impl RecordVisitor for Markers {
-    fn visit(&mut self, r: Record) {
-        if let Some((pos, mark)) = Self::of(&r) {
-            self.0.insert(pos, mark);
-        }
-    }
-}
-
-/// What a listing keeps while the topic streams past: counts, markers, and the newest `limit`
-/// dead letters (left out: those already replayed, when `skip` holds the markers).
+/// What a listing keeps while the topic streams past: counts and the newest `limit` dead
+/// letters (left out, when `pending`: those the replay log marks as replayed).
 #[derive(Debug)]
 struct Listing {
     limit: usize,
-    skip: Option<Markers>,
+    pending: bool,
+    log: Arc<ReplayLog>,
     newest: BTreeMap<(Option<i64>, i32, i64), DeadLetterView>,
     by_stage: BTreeMap<String, usize>,
-    markers: Markers,
 }
 
 impl RecordVisitor for Listing {
     fn visit(&mut self, r: Record) {
-        if r.header_text(h::REPLAY_MARKER).is_some() {
-            self.markers.visit(r);
+        if is_legacy_marker(&r) {
             return;
         }
         let view = DeadLetterView::from_record(&r);
@@ -161,13 +147,51 @@ impl RecordVisitor for Listing {
             .entry(view.stage.clone().unwrap_or_else(|| "unknown".to_owned()))
             .or_insert(0) += 1;
         let pos = (r.partition, r.offset);
-        if self.skip.as_ref().is_some_and(|m| m.0.contains_key(&pos)) {
+        if self.pending && self.log.is_replayed(pos) {
             return;
         }
         self.newest.insert((view.timestamp, pos.0, pos.1), view);
         if self.newest.len() > self.limit {
             self.newest.pop_first();
         }
+    }
+}
+
+/// The next dead letters not replayed yet, up to `take`.
+struct Pending {
+    log: Arc<ReplayLog>,
+    take: usize,
+    found: Vec<Record>,
+}
+
+impl RecordVisitor for Pending {
+    fn visit(&mut self, r: Record) {
+        if !is_legacy_marker(&r) && !self.log.is_replayed((r.partition, r.offset)) {
+            self.found.push(r);
+        }
+    }
+
+    fn satisfied(&self) -> bool {
+        self.found.len() >= self.take
+    }
+}
+
+/// The records at the positions a replay names, and nothing else.
+struct Named {
+    wanted: BTreeSet<Position>,
+    found: BTreeMap<Position, Record>,
+}
+
+impl RecordVisitor for Named {
+    fn visit(&mut self, r: Record) {
+        let pos = (r.partition, r.offset);
+        if self.wanted.contains(&pos) {
+            self.found.insert(pos, r);
+        }
+    }
+
+    fn satisfied(&self) -> bool {
+        self.found.len() == self.wanted.len()
     }
 }
 
@@ -276,19 +300,11 @@ pub struct ReplayReport {
     pub failed: usize,
     /// Each dead letter's outcome, in request order.
     pub results: Vec<ReplayResult>,
-}
-
-/// Everything in a dead-letter topic: the dead letters, and replay markers by the dead letter
-/// they mark.
-struct Scan {
-    letters: BTreeMap<(i32, i64), (Record, DeadLetterView)>,
-    markers: BTreeMap<(i32, i64), ReplayMark>,
-    marker_offsets: Vec<(i32, i64)>,
-}
-
-fn parse_position(s: &str) -> Option<(i32, i64)> {
-    let (p, o) = s.split_once('/')?;
-    Some((p.parse().ok()?, o.parse().ok()?))
+    /// For `all`: whether every dead letter present when the request came was reached. When
+    /// the broker stops delivering first, `unread` says how many were not; ask again.
+    pub complete: bool,
+    /// For `all`: records of the dead-letter topic the replay did not reach.
+    pub unread: i64,
 }
 
 fn now() -> String {
@@ -296,37 +312,9 @@ fn now() -> String {
 }
 
 impl Ops {
-    async fn scan(&self, topic: &str) -> OpsResult<Scan> {
-        let info = self.admin.describe_topic(topic).await?;
-        let ranges = info.ranges();
-        let records = read_ranges(&self.settings, topic, ranges, READ_IDLE).await?;
-        let mut scan = Scan {
-            letters: BTreeMap::new(),
-            markers: BTreeMap::new(),
-            marker_offsets: Vec::new(),
-        };
-        for r in records {
-            if r.header_text(h::REPLAY_MARKER).is_some() {
-                scan.marker_offsets.push((r.partition, r.offset));
-                if let Some((pos, mark)) = Markers::of(&r) {
-                    scan.markers.insert(pos, mark);
-                }
-                continue;
-            }
-            let view = DeadLetterView::from_record(&r);
-            scan.letters.insert((r.partition, r.offset), (r, view));
-        }
-        for (pos, mark) in &scan.markers {
-            if let Some((_, view)) = scan.letters.get_mut(pos) {
-                view.replayed = Some(mark.clone());
-            }
-        }
-        Ok(scan)
-    }
-
     /// The tenant's dead letters, newest first, with reason, path, rule, stage and whether each
-    /// was replayed. The topic streams past once (twice for `pending`, the first time for the
-    /// replay markers only); what is kept is the counts and the `limit` newest.
+    /// was replayed. The topic streams past once; what is kept is the counts and the `limit`
+    /// newest.
     pub async fn dead_letters(
         &self,
         who: &Principal,
@@ -336,26 +324,15 @@ impl Ops {
         let id = self.check_tenant(who, tenant)?;
         let limit = self.limit(q.limit)?;
         let topic = self.config.tenants[&id].dlq_topic.clone();
+        let log = self.replay_log(&id);
+        log.catch_up(&self.settings, &self.admin).await?;
         let ranges = self.admin.describe_topic(&topic).await?.ranges();
-        let skip = if q.pending {
-            let (markers, _) = visit_ranges(
-                &self.settings,
-                &topic,
-                ranges.clone(),
-                READ_IDLE,
-                Markers::default(),
-            )
-            .await?;
-            Some(markers)
-        } else {
-            None
-        };
         let listing = Listing {
             limit,
-            skip,
+            pending: q.pending,
+            log: Arc::clone(&log),
             newest: BTreeMap::new(),
             by_stage: BTreeMap::new(),
-            markers: Markers::default(),
         };
         let (listing, coverage) =
             visit_ranges(&self.settings, &topic, ranges, READ_IDLE, listing).await?;
@@ -363,20 +340,17 @@ impl Ops {
             tracing::warn!(%topic, unread = coverage.unread_records(), "dead-letter listing is partial: the broker stopped delivering before the end");
         }
         let Listing {
-            newest,
-            by_stage,
-            markers,
-            ..
+            newest, by_stage, ..
         } = listing;
         let mut letters: Vec<DeadLetterView> = newest.into_values().rev().collect();
         for v in &mut letters {
-            v.replayed = markers.0.get(&(v.partition, v.offset)).cloned();
+            v.replayed = log.mark((v.partition, v.offset));
         }
         Ok(DeadLetterList {
             tenant: id.to_string(),
             topic,
             total: by_stage.values().sum(),
-            replayed: markers.0.len(),
+            replayed: log.replayed(),
             by_stage,
             dead_letters: letters,
             complete: coverage.complete(),
@@ -384,9 +358,9 @@ impl Ops {
         })
     }
 
-    /// Replays dead letters back through validation. One replay of a tenant runs at a time
-    /// per process; a dead letter with a replay marker, or named twice in the request, is
-    /// replayed once and refused after.
+    /// Replays dead letters back through validation. A dead letter the replay log marks, one
+    /// another request is replaying at the moment, or one named twice in the request is refused;
+    /// requests for different dead letters run side by side.
     pub async fn replay(
         &self,
         who: &Principal,
@@ -400,95 +374,191 @@ impl Ops {
                 "give either \"records\" (partition and offset of each dead letter, optionally a corrected \"payload\") or \"all\": true",
             ));
         }
-        // One replay of a tenant at a time in this process, so a dead letter is not replayed
-        // twice by two requests at once; other tenants' replays do not wait.
-        let _one_at_a_time = self.replay_locks[&id].lock().await;
+        if req.records.len() > MAX_REPLAY_SELECTION {
+            return Err(OpsError::new(
+                ErrorKind::BadRequest,
+                format!(
+                    "{} dead letters named; at most {MAX_REPLAY_SELECTION} per request (or \"all\": true)",
+                    req.records.len()
+                ),
+            ));
+        }
+        let log = self.replay_log(&id);
+        log.catch_up(&self.settings, &self.admin).await?;
         let topic = self.config.tenants[&id].dlq_topic.clone();
-        let scan = self.scan(&topic).await?;
-        let selections: Vec<ReplaySelection> = if req.all {
-            scan.letters
-                .iter()
-                .filter(|(_, (_, v))| v.replayed.is_none())
-                .map(|((partition, offset), _)| ReplaySelection {
-                    partition: *partition,
-                    offset: *offset,
-                    payload: None,
-                })
-                .collect()
-        } else {
-            req.records.clone()
-        };
+        let ranges = self.admin.describe_topic(&topic).await?.ranges();
         let mut report = ReplayReport {
             tenant: id.to_string(),
             replayed: 0,
             dead_lettered: 0,
             refused: 0,
             failed: 0,
-            results: Vec::with_capacity(selections.len()),
+            results: Vec::new(),
+            complete: true,
+            unread: 0,
         };
-        let mut named = std::collections::BTreeSet::new();
-        for sel in &selections {
-            let result = if named.insert((sel.partition, sel.offset)) {
-                self.replay_one(&id, &topic, &scan, sel).await
-            } else {
+        if req.all {
+            // Dead letters present when the request came, a chunk at a time; those the replay
+            // writes back to the dead-letter topic lie past the end and are not replayed again.
+            let mut ranges = ranges;
+            loop {
+                let pending = Pending {
+                    log: Arc::clone(&log),
+                    take: REPLAY_CHUNK,
+                    found: Vec::new(),
+                };
+                let (chunk, coverage) =
+                    visit_ranges(&self.settings, &topic, ranges, READ_IDLE, pending).await?;
+                let stopped_early = chunk.satisfied();
+                for record in &chunk.found {
+                    let result = self.replay_one(&id, &topic, &log, record, None).await;
+                    report.add(result);
+                }
+                if coverage.complete() {
+                    break;
+                }
+                if !stopped_early {
+                    tracing::warn!(%topic, unread = coverage.unread_records(), "replay of all dead letters is partial: the broker stopped delivering before the end");
+                    report.complete = false;
+                    report.unread = coverage.unread_records();
+                    break;
+                }
+                ranges = coverage.unread;
+            }
+            return Ok(report);
+        }
+        let named = self.read_named(&topic, ranges, &req.records).await?;
+        let mut seen = BTreeSet::new();
+        for sel in &req.records {
+            let pos = (sel.partition, sel.offset);
+            let refused = |message: String| ReplayResult {
+                partition: sel.partition,
+                offset: sel.offset,
+                status: ReplayStatus::NotFound,
+                ingestion_id: None,
+                written_to: None,
+                message: Some(message),
+            };
+            let result = if !seen.insert(pos) {
                 ReplayResult {
-                    partition: sel.partition,
-                    offset: sel.offset,
                     status: ReplayStatus::AlreadyReplayed,
-                    ingestion_id: None,
-                    written_to: None,
-                    message: Some("named more than once in this request; replayed once".to_owned()),
+                    ..refused("named more than once in this request; replayed once".to_owned())
+                }
+            } else {
+                match named.get(&pos) {
+                    Some(Some(record)) => {
+                        self.replay_one(&id, &topic, &log, record, sel.payload.as_ref())
+                            .await
+                    }
+                    Some(None) => ReplayResult {
+                        status: ReplayStatus::Failed,
+                        ..refused(format!(
+                            "{topic} stopped delivering before partition {} offset {} was read; nothing was replayed, try again",
+                            sel.partition, sel.offset
+                        ))
+                    },
+                    None => refused(format!(
+                        "{topic} has no record at partition {} offset {}",
+                        sel.partition, sel.offset
+                    )),
                 }
             };
-            match result.status {
-                ReplayStatus::Replayed => report.replayed += 1,
-                ReplayStatus::DeadLettered => report.dead_lettered += 1,
-                ReplayStatus::Failed => report.failed += 1,
-                _ => report.refused += 1,
-            }
-            report.results.push(result);
+            report.add(result);
         }
         Ok(report)
+    }
+
+    /// Reads the dead letters `selections` name, by position: `Some(Some(record))` when read,
+    /// `Some(None)` when the read gave up before reaching it, absent when the topic has no
+    /// record there.
+    async fn read_named(
+        &self,
+        topic: &str,
+        ranges: BTreeMap<i32, (i64, i64)>,
+        selections: &[ReplaySelection],
+    ) -> OpsResult<BTreeMap<Position, Option<Record>>> {
+        let wanted: BTreeSet<Position> = selections
+            .iter()
+            .map(|s| (s.partition, s.offset))
+            .filter(|(p, o)| {
+                ranges
+                    .get(p)
+                    .is_some_and(|(low, high)| low <= o && o < high)
+            })
+            .collect();
+        let mut spans: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+        for &(p, o) in &wanted {
+            let span = spans.entry(p).or_insert((o, o + 1));
+            span.0 = span.0.min(o);
+            span.1 = span.1.max(o + 1);
+        }
+        let named = Named {
+            wanted: wanted.clone(),
+            found: BTreeMap::new(),
+        };
+        let (named, coverage) =
+            visit_ranges(&self.settings, topic, spans, READ_IDLE, named).await?;
+        let mut found = named.found;
+        let mut answer = BTreeMap::new();
+        for pos in wanted {
+            let unread = coverage
+                .unread
+                .get(&pos.0)
+                .is_some_and(|(next, _)| *next <= pos.1);
+            match found.remove(&pos) {
+                Some(r) => {
+                    answer.insert(pos, Some(r));
+                }
+                // Offsets compaction or retention removed are simply absent.
+                None if unread => {
+                    answer.insert(pos, None);
+                }
+                None => {}
+            }
+        }
+        Ok(answer)
     }
 
     async fn replay_one(
         &self,
         tenant: &TenantId,
         topic: &str,
-        scan: &Scan,
-        sel: &ReplaySelection,
+        log: &Arc<ReplayLog>,
+        record: &Record,
+        payload: Option<&serde_json::Value>,
     ) -> ReplayResult {
-        let pos = (sel.partition, sel.offset);
+        let pos = (record.partition, record.offset);
+        let view = DeadLetterView::from_record(record);
         let mut result = ReplayResult {
-            partition: sel.partition,
-            offset: sel.offset,
-            status: ReplayStatus::NotFound,
-            ingestion_id: None,
+            partition: pos.0,
+            offset: pos.1,
+            status: ReplayStatus::NotADeadLetter,
+            ingestion_id: view.ingestion_id.clone(),
             written_to: None,
             message: None,
         };
-        if scan.marker_offsets.contains(&pos) {
-            result.status = ReplayStatus::NotADeadLetter;
+        if is_legacy_marker(record) {
             result.message = Some("this record is a replay marker, not a dead letter".to_owned());
             return result;
         }
-        let Some((record, view)) = scan.letters.get(&pos) else {
-            result.message = Some(format!(
-                "{topic} has no record at partition {} offset {}",
-                sel.partition, sel.offset
-            ));
-            return result;
+        let claim = match log.claim(pos) {
+            Ok(claim) => claim,
+            Err(Refusal::Replayed(mark)) => {
+                result.status = ReplayStatus::AlreadyReplayed;
+                result.message = Some(format!(
+                    "already replayed at {} to {}; replay the new record instead if it needs another try",
+                    mark.at, mark.to
+                ));
+                result.written_to = Some(mark.to);
+                return result;
+            }
+            Err(Refusal::InProgress) => {
+                result.status = ReplayStatus::AlreadyReplayed;
+                result.message =
+                    Some("another request is replaying this dead letter right now".to_owned());
+                return result;
+            }
         };
-        result.ingestion_id = view.ingestion_id.clone();
-        if let Some(mark) = &view.replayed {
-            result.status = ReplayStatus::AlreadyReplayed;
-            result.written_to = Some(mark.to.clone());
-            result.message = Some(format!(
-                "already replayed at {} to {}; replay the new record instead if it needs another try",
-                mark.at, mark.to
-            ));
-            return result;
-        }
         let dataset = view
             .dataset
             .as_deref()
@@ -502,7 +572,7 @@ impl Ops {
             ));
             return result;
         };
-        let bytes = match &sel.payload {
+        let bytes = match payload {
             Some(v) => serde_json::to_vec(v).unwrap_or_default(),
             None => record.payload.clone().unwrap_or_default(),
         };
@@ -515,7 +585,7 @@ impl Ops {
         let provenance = vec![
             (
                 h::REPLAY_OF.to_owned(),
-                format!("{topic}/{}/{}", sel.partition, sel.offset),
+                format!("{topic}/{}/{}", pos.0, pos.1),
             ),
             (h::REPLAY_AT.to_owned(), at.clone()),
         ];
@@ -568,33 +638,50 @@ impl Ops {
         };
         let to = format!("{}/{}/{}", receipt.topic, receipt.partition, receipt.offset);
         result.written_to = Some(to.clone());
-        let marker = Headers::new()
+        let headers = Headers::new()
             .with(h::TENANT, tenant.as_str())
-            .with(
-                h::REPLAY_MARKER,
-                format!("{}/{}", sel.partition, sel.offset),
-            )
+            .with(h::REPLAY_MARKER, key_of(pos))
             .with(h::REPLAY_AT, &at)
             .with(h::REPLAY_TO, &to);
-        let key = format!("replay:{}/{}", sel.partition, sel.offset);
-        let body = serde_json::json!({"replayed": format!("{topic}/{}/{}", sel.partition, sel.offset), "to": to, "at": at});
-        if let Err(e) = self
+        let body = serde_json::json!({
+            "deadLetter": format!("{topic}/{}/{}", pos.0, pos.1),
+            "ingestionId": result.ingestion_id,
+            "to": to,
+            "at": at,
+        });
+        match self
             .producer
             .send(
-                topic,
-                Some(key.as_bytes()),
+                log.topic(),
+                Some(key_of(pos).as_bytes()),
                 body.to_string().as_bytes(),
-                &marker,
+                &headers,
             )
             .await
         {
-            tracing::error!(%tenant, partition = sel.partition, offset = sel.offset, error = %e, "replay marker not written: this dead letter may be replayed again");
-            result.message = Some(format!(
-                "replayed, but its replay marker was not acknowledged ({e}); it may be offered for replay again"
-            ));
-        } else {
-            tracing::info!(%tenant, partition = sel.partition, offset = sel.offset, %to, status = ?result.status, "dead letter replayed");
+            Ok(_) => {
+                claim.mark(ReplayMark { at, to: to.clone() });
+                tracing::info!(%tenant, partition = pos.0, offset = pos.1, %to, status = ?result.status, "dead letter replayed");
+            }
+            Err(e) => {
+                tracing::error!(%tenant, partition = pos.0, offset = pos.1, error = %e, "replay not recorded in the replay log: this dead letter may be replayed again");
+                result.message = Some(format!(
+                    "replayed, but the replay log did not acknowledge it ({e}); it may be offered for replay again"
+                ));
+            }
         }
         result
+    }
+}
+
+impl ReplayReport {
+    fn add(&mut self, result: ReplayResult) {
+        match result.status {
+            ReplayStatus::Replayed => self.replayed += 1,
+            ReplayStatus::DeadLettered => self.dead_lettered += 1,
+            ReplayStatus::Failed => self.failed += 1,
+            _ => self.refused += 1,
+        }
+        self.results.push(result);
     }
 }

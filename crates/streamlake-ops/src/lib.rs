@@ -10,7 +10,9 @@
 //!   status.
 //! - [`topics`], [`groups`], [`messages`]: the Kafka views.
 //! - [`offsets`]: moving a group's committed offsets (with a dry run), deleting a group.
-//! - [`dlq`]: dead letters and their replay through validation, with replay markers.
+//! - [`dlq`]: dead letters and their replay through validation.
+//! - `replays`: the replay log (a compacted topic per tenant) that keeps a dead letter from
+//!   being replayed twice.
 //! - [`overview`]: per-tenant counts and throughput.
 //! - [`labs`]: the labs, run from the API and the console.
 //! - `history`: the lag and throughput samples behind the console's charts.
@@ -24,6 +26,7 @@ pub mod labs;
 pub mod messages;
 pub mod offsets;
 pub mod overview;
+mod replays;
 mod service;
 pub mod sessions;
 pub mod topics;

@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::{ErrorKind, OpsError, OpsResult};
 use crate::history::History;
+use crate::replays::ReplayLog;
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +47,8 @@ pub struct Ops {
     keys: TenantKeys,
     pub(crate) producer: Producer,
     pub(crate) history: History,
-    /// One replay at a time in this process, so a record is not replayed twice concurrently.
-    pub(crate) replay_locks: BTreeMap<TenantId, tokio::sync::Mutex<()>>,
+    /// Each tenant's replay log: which dead letters were replayed.
+    replay_logs: BTreeMap<TenantId, Arc<ReplayLog>>,
     /// Groups asked about that the configuration does not name, listed even after the broker
     /// forgot them (an empty group's offsets expire).
     pub(crate) seen_groups: Mutex<BTreeSet<String>>,
@@ -76,6 +77,7 @@ impl Ops {
         let mut owners = BTreeMap::new();
         for t in config.tenants.values() {
             owners.insert(t.dlq_topic.clone(), (t.id.clone(), TopicRole::Dlq));
+            owners.insert(t.replays_topic.clone(), (t.id.clone(), TopicRole::Replays));
             for d in t.datasets.values() {
                 owners.insert(d.raw_topic.clone(), (t.id.clone(), TopicRole::Raw));
                 owners.insert(d.clean_topic.clone(), (t.id.clone(), TopicRole::Clean));
@@ -84,10 +86,10 @@ impl Ops {
         let producer = Producer::new(&settings)
             .map_err(|e| OpsError::new(ErrorKind::Unavailable, e.to_string()))?
             .with_deadline(Duration::from_millis(config.gateway.produce_timeout_ms));
-        let replay_locks = config
+        let replay_logs = config
             .tenants
-            .keys()
-            .map(|t| (t.clone(), tokio::sync::Mutex::new(())))
+            .values()
+            .map(|t| (t.id.clone(), ReplayLog::new(t.replays_topic.clone())))
             .collect();
         Ok(Self {
             keys: TenantKeys::from_config(&config),
@@ -97,7 +99,7 @@ impl Ops {
             settings,
             ingestor,
             producer,
-            replay_locks,
+            replay_logs,
             seen_groups: Mutex::new(BTreeSet::new()),
             owners,
             lab_worker: None,
@@ -124,6 +126,11 @@ impl Ops {
         self.keys
             .lookup(token)
             .map(|t| Principal::Tenant(t.clone()))
+    }
+
+    /// The tenant's replay log (every configured tenant has one).
+    pub(crate) fn replay_log(&self, tenant: &TenantId) -> Arc<ReplayLog> {
+        Arc::clone(&self.replay_logs[tenant])
     }
 
     pub(crate) fn owner(&self, topic: &str) -> Option<&(TenantId, TopicRole)> {

@@ -228,13 +228,20 @@ pub(crate) async fn run(conn: &Connection, cmd: &DlqCommand) -> anyhow::Result<E
                     "replayed {}, invalid again {}, refused {}, failed {}",
                     report.replayed, report.dead_lettered, report.refused, report.failed
                 );
+                if !report.complete {
+                    println!(
+                        "partial: the broker stopped delivering with {} records of the dead-letter topic unread; run it again to continue",
+                        report.unread
+                    );
+                }
             }
-            let bad = report.results.iter().any(|r| {
-                !matches!(
-                    r.status,
-                    ReplayStatus::Replayed | ReplayStatus::DeadLettered
-                )
-            });
+            let bad = !report.complete
+                || report.results.iter().any(|r| {
+                    !matches!(
+                        r.status,
+                        ReplayStatus::Replayed | ReplayStatus::DeadLettered
+                    )
+                });
             return Ok(if bad {
                 ExitCode::FAILURE
             } else {
