@@ -15,7 +15,10 @@
 #   - Chromium (Debian's `chromium`), the headless browser the web console's tests render pages
 #     with, when missing (override with STREAMLAKE_CHROMIUM);
 #   - cargo-deny, which checks the dependencies' licences and sources (built from crates.io once,
-#     about 2.5 minutes).
+#     about 2.5 minutes);
+#   - Schemathesis, which tests the served API against its OpenAPI documents
+#     (scripts/schemathesis.sh): from PyPI into a virtual environment under the tools directory,
+#     with Debian's python3-venv when missing.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 
@@ -89,6 +92,23 @@ ensure_cargo_deny() {
   cargo install cargo-deny --version "$CARGO_DENY_VERSION" --locked --quiet
 }
 
+SCHEMATHESIS_VERSION=4.32.5
+SCHEMATHESIS_VENV="$TOOLS_DIR/schemathesis-$SCHEMATHESIS_VERSION"
+
+ensure_schemathesis() {
+  if "$SCHEMATHESIS_VENV/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    log "Schemathesis $SCHEMATHESIS_VERSION"
+    return
+  fi
+  if ! python3 -c 'import ensurepip' 2>/dev/null && command -v dpkg-query >/dev/null 2>&1; then
+    ensure_debian_packages python3-venv
+  fi
+  log "installing Schemathesis $SCHEMATHESIS_VERSION from PyPI"
+  rm -rf "$SCHEMATHESIS_VENV"
+  python3 -m venv "$SCHEMATHESIS_VENV"
+  "$SCHEMATHESIS_VENV/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
+}
+
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 wait_port() {
@@ -154,3 +174,4 @@ ensure_mosquitto
 ensure_java
 ensure_kafka
 ensure_cargo_deny
+ensure_schemathesis

@@ -2,7 +2,8 @@
 # Runs the whole test suite on this machine: installs what is missing (scripts/setup.sh), checks
 # formatting, lints, the API docs' links and the dependencies' licences and sources, starts one
 # Apache Kafka for the whole run (`streamlake broker`, on free loopback ports, storage in a
-# temporary directory) and runs every test against it. Tests that stop, kill or replicate
+# temporary directory) and runs every test against it, then Schemathesis against the served
+# OpenAPI documents (scripts/schemathesis.sh). Tests that stop, kill or replicate
 # brokers (failover on three nodes) start their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,6 +66,14 @@ echo "test broker: Apache Kafka at $STREAMLAKE_TEST_BOOTSTRAP" >&2
 log="$work/test.log"
 status=0
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
+# The served API against its OpenAPI documents (generated requests, fixed seed).
+schemathesis_status=0
+scripts/schemathesis.sh >"$work/schemathesis.log" 2>&1 || schemathesis_status=$?
+grep -E "^schemathesis:|generated," "$work/schemathesis.log" || true
+if [ "$schemathesis_status" -ne 0 ]; then
+  cat "$work/schemathesis.log" >&2
+  status=1
+fi
 # One closing line over every test binary (cargo prints one result line per binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "\ntotal: %d passed, %d failed\n", p, f }' "$log"

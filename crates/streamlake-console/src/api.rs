@@ -260,6 +260,7 @@ async fn create_topic(
     params(("name" = String, Path, description = "Topic name")),
     responses(
     (status = 200, body = TopicMetadata, description = "Metadata"),
+    (status = 400, description = "A name that is not a Kafka name (a control character, too long)"),
     (status = 401, description = "No token, or an unknown one"),
     (status = 403, description = "Another tenant's topic"),
     (status = 404, description = "No such topic"),
@@ -278,6 +279,7 @@ async fn metadata(
     params(("name" = String, Path, description = "Topic name")),
     responses(
     (status = 200, body = TopicConfigs, description = "Configs"),
+    (status = 400, description = "A name that is not a Kafka name (a control character, too long)"),
     (status = 401, description = "No token, or an unknown one"),
     (status = 403, description = "Another tenant's topic"),
     (status = 404, description = "No such topic"),
@@ -317,6 +319,7 @@ async fn messages(
 #[into_params(parameter_in = Query)]
 struct DistributionQuery {
     /// Records read for the key statistics (default 10000).
+    #[param(minimum = 1, maximum = 100000)]
     sample: Option<u64>,
 }
 
@@ -411,6 +414,7 @@ async fn groups(State(ops): State<Arc<Ops>>, Authed(who): Authed) -> Answer<Grou
     params(("id" = String, Path, description = "Group id")),
     responses(
     (status = 200, body = GroupDetail, description = "Group"),
+    (status = 400, description = "A name that is not a Kafka name (a control character, too long)"),
     (status = 401, description = "No token, or an unknown one"),
     (status = 403, description = "A group that reads another tenant's topics"),
     (status = 404, description = "No such group"),
@@ -432,6 +436,7 @@ async fn group(
     params(("id" = String, Path, description = "Group id")),
     responses(
     (status = 200, body = GroupDeleted, description = "Deleted"),
+    (status = 400, description = "A name that is not a Kafka name (a control character, too long)"),
     (status = 401, description = "No token, or an unknown one"),
     (status = 403, description = "The group reads another tenant's topics"),
     (status = 404, description = "No such group"),

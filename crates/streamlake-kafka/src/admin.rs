@@ -667,9 +667,17 @@ impl Admin {
             .map_err(kafka("cannot create offsets client"))?;
         let timeout = self.timeout;
         let committed = blocking(move || {
-            offsets_client
-                .committed_offsets(tpl, timeout)
-                .map_err(kafka("cannot fetch committed offsets"))
+            // A group's coordinator may be moving or still loading (a group asked about for
+            // the first time, a broker restarted): that answer is retried, not passed on.
+            let deadline = std::time::Instant::now() + timeout;
+            loop {
+                match offsets_client.committed_offsets(tpl.clone(), timeout) {
+                    Err(e) if coordinator_moving(&e) && std::time::Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    r => break r.map_err(kafka("cannot fetch committed offsets")),
+                }
+            }
         })
         .await?;
         let mut commits: BTreeMap<(String, i32), i64> = BTreeMap::new();
@@ -764,6 +772,15 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|e| Err(AdminError::Invalid(format!("admin task failed: {e}"))))
+}
+
+/// Whether `e` says the group coordinator is moving or loading: worth a retry.
+fn coordinator_moving(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::NotCoordinator | C::CoordinatorLoadInProgress | C::CoordinatorNotAvailable)
+    )
 }
 
 #[cfg(test)]

@@ -120,9 +120,14 @@ pub struct MessagePage {
     pub messages: Vec<MessageView>,
     /// How many.
     pub count: usize,
-    /// Low and high watermark per partition, to seek further.
+    /// Low and high watermark per partition (keyed by the partition number as a string), to
+    /// seek further.
+    #[schema(value_type = BTreeMap<String, Vec<i64>>)]
     pub watermarks: BTreeMap<i32, (i64, i64)>,
 }
+
+/// Most records a distribution reads for its key statistics.
+pub const MAX_DISTRIBUTION_SAMPLE: u64 = 100_000;
 
 impl Ops {
     /// Records of a topic: one partition from an offset, or the newest of every partition.
@@ -199,6 +204,12 @@ impl Ops {
         sample: u64,
     ) -> OpsResult<streamlake_kafka::Distribution> {
         self.check_topic(who, topic)?;
-        Ok(streamlake_kafka::distribution(&self.settings, topic, sample.min(100_000), 10).await?)
+        if !(1..=MAX_DISTRIBUTION_SAMPLE).contains(&sample) {
+            return Err(OpsError::new(
+                ErrorKind::BadRequest,
+                format!("sample {sample} is out of range: 1 to {MAX_DISTRIBUTION_SAMPLE} records"),
+            ));
+        }
+        Ok(streamlake_kafka::distribution(&self.settings, topic, sample, 10).await?)
     }
 }

@@ -139,6 +139,13 @@ impl Ops {
 
     pub(crate) fn check_topic(&self, who: &Principal, topic: &str) -> OpsResult<()> {
         plain_name("topic", topic)?;
+        // No topic has a name Kafka would refuse: say so, rather than pass the broker's error on.
+        streamlake_core::validate_topic_name(topic).map_err(|e| {
+            OpsError::new(
+                ErrorKind::BadRequest,
+                format!("{topic:?} is not a Kafka topic name: it {e}"),
+            )
+        })?;
         match who {
             Principal::Admin => Ok(()),
             Principal::Tenant(t) => match self.owner(topic) {
