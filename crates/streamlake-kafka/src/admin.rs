@@ -775,7 +775,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Whether `e` says the group coordinator is moving or loading: worth a retry.
-fn coordinator_moving(e: &rdkafka::error::KafkaError) -> bool {
+fn coordinator_moving(e: &KafkaError) -> bool {
     use rdkafka::types::RDKafkaErrorCode as C;
     matches!(
         e.rdkafka_error_code(),
