@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +45,11 @@ pub trait BatchHandler: Send {
         let _ = closing;
         async { Ok(true) }
     }
+
+    /// Called before the first batch after the group gave this member an assignment (at start
+    /// and after every rebalance). A handler that remembers what its store holds per partition
+    /// forgets it here: another member may have written those partitions meanwhile.
+    fn assigned(&mut self) {}
 }
 
 /// What to consume and how to batch.
@@ -179,6 +184,8 @@ impl Pending {
 pub struct RunnerContext {
     group: String,
     assigned: Arc<AtomicUsize>,
+    /// Assignments received so far; the runner tells its handler when this moves.
+    assignments: Arc<AtomicU64>,
 }
 
 impl ClientContext for RunnerContext {}
@@ -197,6 +204,7 @@ impl ConsumerContext for RunnerContext {
             }
             Rebalance::Assign(tpl) => {
                 self.assigned.fetch_add(tpl.count(), Ordering::Relaxed);
+                self.assignments.fetch_add(1, Ordering::Release);
                 tracing::info!(group = %self.group, partitions = %describe(tpl), "rebalance: partitions assigned")
             }
             Rebalance::Error(e) => {
@@ -237,6 +245,7 @@ fn describe(tpl: &TopicPartitionList) -> String {
 pub struct ConsumerRunner {
     consumer: StreamConsumer<RunnerContext>,
     options: ConsumerOptions,
+    assignments: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ConsumerRunner {
@@ -271,15 +280,21 @@ impl ConsumerRunner {
                     "latest"
                 },
             );
+        let assignments = Arc::new(AtomicU64::new(0));
         let consumer: StreamConsumer<RunnerContext> = cfg
             .create_with_context(RunnerContext {
                 group: options.group_id.clone(),
                 assigned: Arc::clone(&options.membership.assigned),
+                assignments: Arc::clone(&assignments),
             })
             .map_err(setup)?;
         let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).map_err(setup)?;
-        Ok(Self { consumer, options })
+        Ok(Self {
+            consumer,
+            options,
+            assignments,
+        })
     }
 
     /// Consumes until `shutdown` is cancelled or the handler fails, then commits what was stored.
@@ -296,7 +311,9 @@ impl ConsumerRunner {
         if result.is_ok() {
             result = self.checkpoint(handler, &mut pending, true).await;
         }
-        let Self { consumer, options } = self;
+        let Self {
+            consumer, options, ..
+        } = self;
         let group = options.group_id.clone();
         // The synchronous commit and the close (leaving the group) block their thread for as
         // long as the broker takes: not one of the runtime's workers, and not past the deadline.
@@ -332,6 +349,7 @@ impl ConsumerRunner {
     ) -> Result<(), ConsumerError> {
         let max = self.options.batch_max_size.max(1);
         let mut batch: Vec<Record> = Vec::with_capacity(max);
+        let mut assignments_seen = 0;
         while !shutdown.is_cancelled() {
             batch.clear();
             let first = tokio::select! {
@@ -360,6 +378,13 @@ impl ConsumerRunner {
                         Err(e) => { self.transient(e).await; break; }
                     },
                 }
+            }
+            // The assignment callback runs before records of the new assignment are fetched, so
+            // a batch holding them sees the count moved.
+            let assignments = self.assignments.load(Ordering::Acquire);
+            if assignments != assignments_seen {
+                assignments_seen = assignments;
+                handler.assigned();
             }
             if let Err(source) = handler.handle(&batch).await {
                 let first = &batch[0];

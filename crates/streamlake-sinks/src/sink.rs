@@ -71,6 +71,11 @@ pub trait Sink: Send {
 
     /// Makes every written row durable.
     fn flush(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// The group gave this sink an assignment (at start and after every rebalance): what it
+    /// remembers about which records its store holds may be stale, since another instance may
+    /// have written those partitions meanwhile.
+    fn reassigned(&mut self) {}
 }
 
 /// Counters of a sink, shared with whoever reports them.
@@ -275,5 +280,9 @@ impl<S: Sink> BatchHandler for SinkHandler<S> {
         self.sink.flush().await?;
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
         Ok(true)
+    }
+
+    fn assigned(&mut self) {
+        self.sink.reassigned();
     }
 }

@@ -13,7 +13,9 @@
 //! order, so the highest `LAST` there says which of that partition's records the directory holds
 //! already. A sink that reads records again (after a crash between a file's rename and the
 //! offset commit, or a group that starts over) looks the names up once per directory and skips
-//! what is there, instead of writing it twice.
+//! what is there, instead of writing it twice. What a directory holds is read again after every
+//! assignment of the group: while another instance held a partition, it may have written files
+//! this one does not know of.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -336,11 +338,87 @@ impl Sink for ParquetSink {
         }
         Ok(())
     }
+
+    fn reassigned(&mut self) {
+        self.landed.clear();
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::row::Meta;
+
+    fn rows(topic: &str, partition: i32, offsets: std::ops::Range<i64>) -> Vec<Row> {
+        offsets
+            .map(|offset| Row {
+                meta: Meta {
+                    ingestion_id: format!("id-{offset}"),
+                    tenant: "t".to_owned(),
+                    dataset: "d".to_owned(),
+                    ingested_at: Some(chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap()),
+                    topic: topic.to_owned(),
+                    partition,
+                    offset,
+                },
+                cells: Vec::new(),
+                payload: serde_json::json!({"offset": offset}),
+            })
+            .collect()
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Two instances share a lake: while B held partition 0 it wrote offsets 10..20, and A,
+    /// given the partition back, reads them again from an older commit. After the assignment
+    /// A looks at the directory again and writes nothing twice.
+    #[tokio::test]
+    async fn a_sink_given_a_partition_back_skips_what_another_instance_wrote_meanwhile() {
+        let lake = tempfile::tempdir().unwrap();
+        let config = ParquetConfig {
+            path: lake.path().to_path_buf(),
+            roll_rows: 1_000,
+            roll_secs: 60,
+        };
+        let target = Target {
+            tenant: "t".to_owned(),
+            dataset: "d".to_owned(),
+            data_type: None,
+            columns: Vec::new(),
+        };
+        let mut a = ParquetSink::open(config.clone(), lake.path());
+        let mut b = ParquetSink::open(config, lake.path());
+        a.write(&target, rows("t.d.clean", 0, 0..10)).await.unwrap();
+        a.flush().await.unwrap();
+        b.write(&target, rows("t.d.clean", 0, 10..20))
+            .await
+            .unwrap();
+        b.flush().await.unwrap();
+        let dir = a.table_dir(&target).join("date=2027-01-15");
+        assert_eq!(files(&dir).len(), 2, "{:?}", files(&dir));
+
+        a.reassigned();
+        a.write(&target, rows("t.d.clean", 0, 10..25))
+            .await
+            .unwrap();
+        a.flush().await.unwrap();
+        assert_eq!(
+            files(&dir),
+            [
+                file_name("t.d.clean", 0, 0, 9),
+                file_name("t.d.clean", 0, 10, 19),
+                file_name("t.d.clean", 0, 20, 24),
+            ],
+            "offsets 10..20 were written once"
+        );
+    }
 
     #[test]
     fn file_names_carry_their_source_range_and_sort_by_offset() {
