@@ -11,8 +11,12 @@
 //!   killed at a chosen point; lost and duplicated records by id.
 //! - [`failover`]: a node of a replicated cluster killed under HTTP load: every acknowledged
 //!   event kept, answers bounded by the produce deadline, time without service.
+//! - [`crash`]: `streamlake up` killed again and again under HTTP load: acknowledged, lost and
+//!   duplicated events per stage (raw, dead letters, clean, each sink) and the recovery time
+//!   after each kill.
 //! - `lab`: what every lab shares: unique names, topic creation, clean-up.
 
+pub mod crash;
 pub mod failover;
 mod lab;
 pub mod ordering;

@@ -154,6 +154,25 @@ pub(crate) enum LabCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// `streamlake up` killed (SIGKILL) again and again under HTTP load and restarted at once,
+    /// on a Kafka of the lab's own: per stage (raw, dead letters, clean, the Parquet lake,
+    /// PostgreSQL) the events expected, lost and duplicated, and the recovery time after each kill.
+    Crash {
+        /// Kills of `up`.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+        rounds: u32,
+        /// Concurrent HTTP clients, one event per request (one in ten invalid).
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Seconds of load before each kill, and after the last.
+        #[arg(long, default_value_t = 5)]
+        load_secs: u64,
+        /// A PostgreSQL URL: adds a PostgreSQL sink (in a schema of its own, dropped after).
+        #[arg(long)]
+        postgres: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// A broker node killed (SIGKILL) under steady HTTP load on a managed cluster of the lab's
     /// own: every event answered 2xx must be found at its partition and offset with identical
     /// bytes, answers must stay within the produce deadline; prints time without service.

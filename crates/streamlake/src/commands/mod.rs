@@ -39,6 +39,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Partition(args) => partition::run(&connect(&cli).await?, args).await,
         // Failover kills brokers: it runs a cluster of its own, not the configured one.
         Command::Lab(cmd @ crate::args::LabCommand::Failover { .. }) => lab::failover(cmd).await,
+        // So does the crash lab, which kills `up` itself.
+        Command::Lab(cmd @ crate::args::LabCommand::Crash { .. }) => lab::crash(cmd).await,
         Command::Lab(cmd) => lab::run(&connect(&cli).await?, cmd).await,
         Command::Console(args) => console::run(&connect(&cli).await?, args).await,
         Command::Tenants(args) => dlq::tenants(&connect(&cli).await?, args).await,
