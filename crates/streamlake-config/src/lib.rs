@@ -117,6 +117,8 @@ pub struct Pipeline {
     pub batch_max_size: usize,
     /// Whether `up` runs it.
     pub enabled: bool,
+    /// Batches written in Kafka transactions (exactly once into the clean topic).
+    pub exactly_once: bool,
 }
 
 /// A poller with its outputs resolved.

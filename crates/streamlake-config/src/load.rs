@@ -893,6 +893,7 @@ fn resolve_pipelines(
                     .unwrap_or_else(|| format!("streamlake-process-{name}")),
                 batch_max_size: cfg.batch_max_size,
                 enabled: cfg.enabled,
+                exactly_once: cfg.exactly_once,
             },
         );
     }

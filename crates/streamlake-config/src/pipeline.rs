@@ -103,6 +103,12 @@ pub struct PipelineConfig {
     /// Whether `streamlake up` runs it.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// Each batch's outputs, dead letters and input offsets written in one Kafka transaction,
+    /// so a crash never leaves a record processed twice in the clean topic. `false`:
+    /// at-least-once (outputs acknowledged first, offsets committed after; a crash between the
+    /// two processes those records again).
+    #[serde(default = "default_true")]
+    pub exactly_once: bool,
 }
 
 fn default_batch() -> usize {

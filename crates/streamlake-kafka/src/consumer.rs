@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
+    StreamConsumer,
 };
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -50,6 +51,24 @@ pub trait BatchHandler: Send {
     /// and after every rebalance). A handler that remembers what its store holds per partition
     /// forgets it here: another member may have written those partitions meanwhile.
     fn assigned(&mut self) {}
+
+    /// Whether the handler commits the batches' offsets itself, in a transaction with its
+    /// output ([`BatchHandler::handle_in_group`]); the runner then stores none.
+    fn commits_offsets(&self) -> bool {
+        false
+    }
+
+    /// [`BatchHandler::handle`] for a handler that commits offsets itself: `group` is the
+    /// member's current group metadata, for the transaction's offset commit (the broker refuses
+    /// a commit from a member the group has moved on from). Default: `handle`.
+    fn handle_in_group(
+        &mut self,
+        batch: &[Record],
+        group: Option<ConsumerGroupMetadata>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = group;
+        self.handle(batch)
+    }
 }
 
 /// What to consume and how to batch.
@@ -386,7 +405,14 @@ impl ConsumerRunner {
                 assignments_seen = assignments;
                 handler.assigned();
             }
-            if let Err(source) = handler.handle(&batch).await {
+            let commits_offsets = handler.commits_offsets();
+            let handled = if commits_offsets {
+                let group = self.consumer.group_metadata();
+                handler.handle_in_group(&batch, group).await
+            } else {
+                handler.handle(&batch).await
+            };
+            if let Err(source) = handled {
                 let first = &batch[0];
                 return Err(ConsumerError::Handler {
                     batch_len: batch.len(),
@@ -396,7 +422,9 @@ impl ConsumerRunner {
                     source,
                 });
             }
-            pending.add(&batch);
+            if !commits_offsets {
+                pending.add(&batch);
+            }
             stats.batches += 1;
             stats.records += batch.len() as u64;
             self.checkpoint(handler, pending, false).await?;

@@ -39,9 +39,14 @@ pub use distribution::{distribution, Distribution};
 pub use partitioner::{Partitioner, DEFAULT_PARTITIONER};
 pub use producer::{DeliveryReceipt, Outgoing, ProduceError, Producer, Sent};
 pub use provision::{provision, Drift, ProvisionOutcome, ProvisionReport};
+/// A consumer's group membership as a transaction's offset commit needs it
+/// ([`BatchHandler::handle_in_group`], [`Producer::commit_transaction`]).
+pub use rdkafka::consumer::ConsumerGroupMetadata;
 /// librdkafka's error type, for callers that report client creation failures.
 pub use rdkafka::error::KafkaError;
 /// librdkafka's record headers, for [`Producer::send_owned`].
 pub use rdkafka::message::{Header, OwnedHeaders};
+/// Offsets per topic and partition, for [`Producer::commit_transaction`].
+pub use rdkafka::{Offset, TopicPartitionList};
 pub use record::{Headers, Record};
 pub use settings::{KafkaSettings, GATEWAY_PRODUCER_DEFAULTS, PRODUCER_DEFAULTS};

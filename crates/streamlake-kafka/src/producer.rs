@@ -234,6 +234,85 @@ impl Producer {
         }
     }
 
+    /// A transactional producer (`transactional.id` set on `settings`' producer config), its
+    /// transactions initialised: a previous incarnation's open transaction is aborted, and that
+    /// incarnation fenced. `transaction_timeout` bounds how long a transaction of a process
+    /// that died may stay open (and hold back readers of its topics).
+    pub async fn transactional(
+        settings: &KafkaSettings,
+        transactional_id: &str,
+        transaction_timeout: Duration,
+    ) -> Result<Self, KafkaError> {
+        let mut config = settings.producer_config();
+        let timeout_ms = transaction_timeout.as_millis().to_string();
+        // A record may not outlive the transaction it belongs to (librdkafka refuses the
+        // configuration otherwise).
+        let message_timeout_ms = config
+            .get("message.timeout.ms")
+            .and_then(|v| v.parse::<u128>().ok())
+            .map_or(transaction_timeout.as_millis(), |ms| {
+                ms.min(transaction_timeout.as_millis())
+            });
+        config
+            .set("transactional.id", transactional_id)
+            .set("transaction.timeout.ms", &timeout_ms)
+            .set("message.timeout.ms", message_timeout_ms.to_string());
+        let producer = Self::from_config(config)?;
+        let instance = producer.instance();
+        tokio::task::spawn_blocking(move || {
+            instance.producer.init_transactions(Duration::from_secs(30))
+        })
+        .await
+        .map_err(|_| KafkaError::Canceled)??;
+        Ok(producer)
+    }
+
+    fn is_transactional(&self) -> bool {
+        self.config.get("transactional.id").is_some()
+    }
+
+    /// Starts a transaction: what is sent until [`Producer::commit_transaction`] becomes
+    /// visible to `read_committed` readers all at once, or not at all.
+    pub fn begin_transaction(&self) -> Result<(), KafkaError> {
+        self.instance().producer.begin_transaction()
+    }
+
+    /// Commits the transaction with the consumer offsets `offsets` of the group `group`
+    /// (read-process-write: the input is consumed exactly when the output is written). On
+    /// failure the transaction is aborted when it can be, and the error returned.
+    pub async fn commit_transaction(
+        &self,
+        offsets: rdkafka::TopicPartitionList,
+        group: rdkafka::consumer::ConsumerGroupMetadata,
+    ) -> Result<(), KafkaError> {
+        let instance = self.instance();
+        tokio::task::spawn_blocking(move || {
+            let timeout = Duration::from_secs(30);
+            let p = &instance.producer;
+            let done = p
+                .send_offsets_to_transaction(&offsets, &group, timeout)
+                .and_then(|()| p.commit_transaction(timeout));
+            if let Err(KafkaError::Transaction(e)) = &done {
+                if e.txn_requires_abort() {
+                    let _ = p.abort_transaction(timeout);
+                }
+            }
+            done
+        })
+        .await
+        .map_err(|_| KafkaError::Canceled)?
+    }
+
+    /// Aborts the open transaction: nothing sent in it becomes visible.
+    pub async fn abort_transaction(&self) -> Result<(), KafkaError> {
+        let instance = self.instance();
+        tokio::task::spawn_blocking(move || {
+            instance.producer.abort_transaction(Duration::from_secs(30))
+        })
+        .await
+        .map_err(|_| KafkaError::Canceled)?
+    }
+
     /// How this producer places keyed records (its `partitioner` property), when that is a
     /// function of the key.
     pub fn partitioner(&self) -> Option<crate::Partitioner> {
@@ -341,7 +420,8 @@ impl Producer {
             }
             None => collect.await,
         }
-        if failed {
+        // A transactional producer is not replaced: its owner aborts, and builds a new one.
+        if failed && !self.is_transactional() {
             if let Some(why) = Self::unrecoverable(&instance) {
                 self.replace(instance.generation, &why);
             }

@@ -17,9 +17,16 @@ use crate::ProcessorStats;
 /// again.
 const PRODUCE_DEADLINE: Duration = Duration::from_secs(30);
 
+/// How long a transaction of a processor that died may stay open before the broker aborts it
+/// (readers of the clean topic wait for it meanwhile). A member restarted with the same
+/// instance id aborts it at once.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Runs `pipeline` until `shutdown`, restarting after failures. Several processes running the
 /// same pipeline share its partitions (one consumer group); `membership` names this member
-/// across restarts (static membership) or leaves it dynamic.
+/// across restarts (static membership) or leaves it dynamic. With `exactly_once`, each run
+/// writes through a transactional producer of its own, whose id is the group and the instance
+/// (a random one for a dynamic member), so a restarted member fences its previous incarnation.
 pub async fn run_pipeline(
     config: &Config,
     pipeline: &Pipeline,
@@ -29,34 +36,61 @@ pub async fn run_pipeline(
     shutdown: CancellationToken,
 ) -> Result<RunStats, HandlerError> {
     let processor = ConfigProcessor::new(config, pipeline)?;
-    let producer = Producer::new(settings)?.with_deadline(PRODUCE_DEADLINE);
+    let transactional_id = pipeline.exactly_once.then(|| {
+        let instance = membership
+            .instance_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        format!("{}-{instance}", pipeline.group)
+    });
+    let shared = match transactional_id {
+        Some(_) => None,
+        None => Some(Producer::new(settings)?.with_deadline(PRODUCE_DEADLINE)),
+    };
     let mut options = ConsumerOptions::new(pipeline.group.clone(), processor.topics());
     options.batch_max_size = pipeline.batch_max_size;
     options.membership = membership;
-    tracing::info!(pipeline = %pipeline.name, group = %pipeline.group, topics = ?options.topics, "processor starting");
+    tracing::info!(pipeline = %pipeline.name, group = %pipeline.group, topics = ?options.topics,
+        exactly_once = pipeline.exactly_once, "processor starting");
     let total = supervise(
         &pipeline.name,
         settings,
         options,
         || {
-            let handler = ProcessorHandler::new(processor.clone(), producer.clone(), stats.clone());
-            async move { Ok::<_, HandlerError>(handler) }
+            let (processor, stats) = (processor.clone(), stats.clone());
+            let (shared, id) = (shared.clone(), transactional_id.clone());
+            async move {
+                match (shared, id) {
+                    (Some(producer), _) => Ok(ProcessorHandler::new(processor, producer, stats)),
+                    (None, Some(id)) => {
+                        let producer = Producer::transactional(settings, &id, TRANSACTION_TIMEOUT)
+                            .await?
+                            .with_deadline(PRODUCE_DEADLINE);
+                        Ok::<_, HandlerError>(ProcessorHandler::transactional(
+                            processor, producer, stats,
+                        ))
+                    }
+                    (None, None) => Err("no producer".into()),
+                }
+            }
         },
         shutdown,
     )
     .await;
-    // Every batch waited for its acknowledgements, so this is a formality; never drop queued
-    // records silently.
+    // Every batch waited for its acknowledgements (or committed its transaction), so this is a
+    // formality; never drop queued records silently.
     // librdkafka's flush blocks its thread: not one of the runtime's workers.
-    let flushed =
-        tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
-    match flushed {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(pipeline = %pipeline.name, error = %e, "producer flush at shutdown failed")
-        }
-        Err(e) => {
-            tracing::warn!(pipeline = %pipeline.name, error = %e, "producer flush at shutdown failed")
+    if let Some(producer) = shared {
+        let flushed =
+            tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
+        match flushed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(pipeline = %pipeline.name, error = %e, "producer flush at shutdown failed")
+            }
+            Err(e) => {
+                tracing::warn!(pipeline = %pipeline.name, error = %e, "producer flush at shutdown failed")
+            }
         }
     }
     Ok(total)

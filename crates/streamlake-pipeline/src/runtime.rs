@@ -2,9 +2,12 @@
 //! a batch is read, every record's outputs and dead letters are produced, all their
 //! acknowledgements are awaited, and only then are the batch's offsets stored. A failed
 //! produce fails the batch: the runner stops without storing, and [`supervise`] starts it
-//! again from the last stored offsets, so nothing is lost (duplicates are possible, and sinks
-//! deduplicate on `ingestion_id`).
+//! again from the last stored offsets, so nothing is lost. Exactly once (the default): the
+//! outputs, dead letters and offsets of a batch are one Kafka transaction, so a batch read
+//! again after a crash left nothing visible the first time. At-least-once: duplicates are
+//! possible, and sinks deduplicate on `ingestion_id`.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,8 +15,8 @@ use std::time::Duration;
 
 use futures::future::try_join_all;
 use streamlake_kafka::{
-    BatchHandler, ConsumerOptions, ConsumerRunner, HandlerError, Headers, KafkaSettings, Producer,
-    Record, RunStats,
+    BatchHandler, ConsumerGroupMetadata, ConsumerOptions, ConsumerRunner, HandlerError, Headers,
+    KafkaSettings, Producer, Record, RunStats, TopicPartitionList,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -45,42 +48,46 @@ impl ProcessorStats {
     }
 }
 
-/// Adapts a [`Processor`] to the consumer runner: produce everything a batch yields, wait for
-/// every acknowledgement, then let the runner store the offsets.
+/// Adapts a [`Processor`] to the consumer runner: produce everything a batch yields and wait for
+/// every acknowledgement, then let the runner store the offsets (at-least-once); or, with a
+/// transactional producer, write the outputs and the batch's offsets in one transaction
+/// (exactly once).
 #[derive(Debug)]
 pub struct ProcessorHandler<P> {
     processor: P,
     producer: Producer,
+    transactional: bool,
     stats: Arc<ProcessorStats>,
 }
 
 impl<P: Processor> ProcessorHandler<P> {
-    /// A handler producing with `producer`.
+    /// A handler producing with `producer`; offsets are stored after the acknowledgements.
     pub fn new(processor: P, producer: Producer, stats: Arc<ProcessorStats>) -> Self {
         Self {
             processor,
             producer,
+            transactional: false,
             stats,
         }
     }
-}
 
-/// One record to produce, owned so the sends can run concurrently.
-struct Send {
-    topic: String,
-    key: Option<Vec<u8>>,
-    payload: Vec<u8>,
-    headers: Headers,
-}
+    /// A handler writing each batch in a transaction of `producer` (made with
+    /// [`Producer::transactional`]), the batch's offsets committed in it.
+    pub fn transactional(processor: P, producer: Producer, stats: Arc<ProcessorStats>) -> Self {
+        Self {
+            transactional: true,
+            ..Self::new(processor, producer, stats)
+        }
+    }
 
-impl<P: Processor> BatchHandler for ProcessorHandler<P> {
-    async fn handle(&mut self, batch: &[Record]) -> Result<(), HandlerError> {
+    /// What the processor decides for each record of `batch`, as records to send.
+    fn decide(&mut self, batch: &[Record]) -> (Vec<Send>, Counts) {
         let mut sends = Vec::with_capacity(batch.len());
-        let (mut emitted, mut dead, mut skipped) = (0u64, 0u64, 0u64);
+        let mut counts = Counts::default();
         for record in batch {
             match self.processor.process(record) {
                 Outcome::Emit(outputs) => {
-                    emitted += outputs.len() as u64;
+                    counts.emitted += outputs.len() as u64;
                     sends.extend(outputs.into_iter().map(|o| Send {
                         topic: o.topic,
                         key: o.key,
@@ -89,7 +96,7 @@ impl<P: Processor> BatchHandler for ProcessorHandler<P> {
                     }));
                 }
                 Outcome::DeadLetter { topic, letter } => {
-                    dead += 1;
+                    counts.dead += 1;
                     tracing::warn!(
                         processor = self.processor.name(), dlq = %topic,
                         source_topic = %record.topic, partition = record.partition, offset = record.offset,
@@ -107,25 +114,113 @@ impl<P: Processor> BatchHandler for ProcessorHandler<P> {
                         headers,
                     });
                 }
-                Outcome::Skip => skipped += 1,
+                Outcome::Skip => counts.skipped += 1,
             }
         }
-        let producer = &self.producer;
-        try_join_all(sends.iter().map(|s| {
-            producer.send(&s.topic, s.key.as_deref(), &s.payload, &s.headers)
-        }))
-        .await
-        .map_err(|e| {
-            tracing::warn!(processor = self.processor.name(), error = %e, possibly_persisted = e.possibly_persisted(),
-                "produce failed; the batch will be read again");
-            Box::new(e) as HandlerError
-        })?;
+        (sends, counts)
+    }
+
+    fn count(&self, batch: &[Record], counts: Counts) {
         self.stats
             .records_in
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        self.stats.emitted.fetch_add(emitted, Ordering::Relaxed);
-        self.stats.dead_lettered.fetch_add(dead, Ordering::Relaxed);
-        self.stats.skipped.fetch_add(skipped, Ordering::Relaxed);
+        self.stats
+            .emitted
+            .fetch_add(counts.emitted, Ordering::Relaxed);
+        self.stats
+            .dead_lettered
+            .fetch_add(counts.dead, Ordering::Relaxed);
+        self.stats
+            .skipped
+            .fetch_add(counts.skipped, Ordering::Relaxed);
+    }
+}
+
+/// What a batch became.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    emitted: u64,
+    dead: u64,
+    skipped: u64,
+}
+
+/// One record to produce, owned so the sends can run concurrently.
+struct Send {
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    headers: Headers,
+}
+
+/// Sends every record and waits for every acknowledgement (a free function: the processor
+/// need not be shared across threads while the sends are awaited).
+async fn produce(producer: &Producer, processor: &str, sends: &[Send]) -> Result<(), HandlerError> {
+    try_join_all(
+        sends
+            .iter()
+            .map(|s| producer.send(&s.topic, s.key.as_deref(), &s.payload, &s.headers)),
+    )
+    .await
+    .map_err(|e| {
+        tracing::warn!(processor, error = %e, possibly_persisted = e.possibly_persisted(),
+            "produce failed; the batch will be read again");
+        Box::new(e) as HandlerError
+    })?;
+    Ok(())
+}
+
+/// The offset after the last record of each topic and partition in `batch`: what a consumer
+/// of the group reads next once the batch is done.
+fn next_offsets(batch: &[Record]) -> Result<TopicPartitionList, HandlerError> {
+    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for r in batch {
+        let at = next.entry((r.topic.as_str(), r.partition)).or_insert(0);
+        *at = (*at).max(r.offset + 1);
+    }
+    let mut tpl = TopicPartitionList::with_capacity(next.len());
+    for ((topic, partition), offset) in next {
+        tpl.add_partition_offset(topic, partition, streamlake_kafka::Offset::Offset(offset))?;
+    }
+    Ok(tpl)
+}
+
+impl<P: Processor> BatchHandler for ProcessorHandler<P> {
+    async fn handle(&mut self, batch: &[Record]) -> Result<(), HandlerError> {
+        let (sends, counts) = self.decide(batch);
+        let name = self.processor.name().to_owned();
+        produce(&self.producer, &name, &sends).await?;
+        self.count(batch, counts);
+        Ok(())
+    }
+
+    fn commits_offsets(&self) -> bool {
+        self.transactional
+    }
+
+    async fn handle_in_group(
+        &mut self,
+        batch: &[Record],
+        group: Option<ConsumerGroupMetadata>,
+    ) -> Result<(), HandlerError> {
+        let group = group.ok_or("the consumer has no group membership yet")?;
+        let (sends, counts) = self.decide(batch);
+        let name = self.processor.name().to_owned();
+        self.producer.begin_transaction()?;
+        if let Err(e) = produce(&self.producer, &name, &sends).await {
+            if let Err(abort) = self.producer.abort_transaction().await {
+                tracing::warn!(processor = %name, error = %abort, "aborting the transaction failed; it times out on the broker");
+            }
+            return Err(e);
+        }
+        self.producer
+            .commit_transaction(next_offsets(batch)?, group)
+            .await
+            .map_err(|e| {
+                tracing::warn!(processor = %name, error = %e,
+                    "transaction not committed; the batch will be read again and nothing of it is visible");
+                Box::new(e) as HandlerError
+            })?;
+        self.count(batch, counts);
         Ok(())
     }
 }

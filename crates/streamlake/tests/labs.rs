@@ -211,3 +211,52 @@ async fn lab_commands_print_readable_tables_and_json() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// `up` killed twice under load and restarted at once: every stage holds every acknowledged
+/// event once (raw, dead letters, clean, the lake, PostgreSQL), and each restart serves again.
+#[tokio::test]
+async fn lab_crash_finds_every_event_once_in_every_stage_after_repeated_kills() {
+    let out = Command::new(env!("CARGO_BIN_EXE_streamlake"))
+        .args([
+            "lab",
+            "crash",
+            "--rounds",
+            "2",
+            "--load-secs",
+            "3",
+            "--json",
+        ])
+        .args(["--postgres", &streamlake_testkit::postgres_url()])
+        .env_remove("STREAMLAKE_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(r["drained"], true, "{r}");
+    assert_eq!(r["invalid_in_raw"], 0, "{r}");
+    assert!(r["accepted"].as_u64().unwrap() > 100, "{r}");
+    assert!(r["dead_lettered"].as_u64().unwrap() > 10, "{r}");
+    let stages: Vec<&str> = r["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["raw", "dlq", "clean", "lake", "postgres"], "{r}");
+    for s in r["stages"].as_array().unwrap() {
+        assert_eq!(s["lost"], 0, "{s}");
+        assert_eq!(s["duplicated"], 0, "{s}");
+        assert!(s["expected"].as_u64().unwrap() > 0, "{s}");
+    }
+    let rounds = r["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2);
+    for k in rounds {
+        assert!(k["gateway_ms"].is_u64(), "{k}");
+        assert!(k["processor_ms"].is_u64(), "{k}");
+    }
+}
