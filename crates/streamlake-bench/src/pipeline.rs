@@ -267,36 +267,40 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
         Arc::new(move || stats.records_in.load(Ordering::Relaxed))
     };
     results.push(
-        measure("processor (air-quality pipeline)", progress, async {
-            let shutdown = CancellationToken::new();
-            let task = {
-                let (config, pipeline, settings, stats, shutdown) = (
-                    config.clone(),
-                    pipeline.clone(),
-                    settings.clone(),
-                    stats.clone(),
-                    shutdown.clone(),
-                );
-                tokio::spawn(async move {
-                    run_pipeline(
-                        &config,
-                        &pipeline,
-                        &settings,
-                        Default::default(),
-                        stats,
-                        shutdown,
-                    )
-                    .await
+        measure(
+            "processor, exactly once (air-quality pipeline)",
+            progress,
+            async {
+                let shutdown = CancellationToken::new();
+                let task = {
+                    let (config, pipeline, settings, stats, shutdown) = (
+                        config.clone(),
+                        pipeline.clone(),
+                        settings.clone(),
+                        stats.clone(),
+                        shutdown.clone(),
+                    );
+                    tokio::spawn(async move {
+                        run_pipeline(
+                            &config,
+                            &pipeline,
+                            &settings,
+                            Default::default(),
+                            stats,
+                            shutdown,
+                        )
+                        .await
+                    })
+                };
+                wait_for("the processor", Duration::from_secs(600), || {
+                    stats.records_in.load(Ordering::Relaxed) >= n
                 })
-            };
-            wait_for("the processor", Duration::from_secs(600), || {
-                stats.records_in.load(Ordering::Relaxed) >= n
-            })
-            .await?;
-            shutdown.cancel();
-            task.await?.map_err(|e| anyhow!("{e}"))?;
-            Ok(stats.records_in.load(Ordering::Relaxed))
-        })
+                .await?;
+                shutdown.cancel();
+                task.await?.map_err(|e| anyhow!("{e}"))?;
+                Ok(stats.records_in.load(Ordering::Relaxed))
+            },
+        )
         .await?,
     );
     let emitted = stats.emitted.load(Ordering::Relaxed);
@@ -372,6 +376,53 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
             .await?,
         );
     }
+    // The processor once more without transactions (a group of its own, from the start), to
+    // show what exactly-once costs.
+    let mut at_least_once = pipeline.clone();
+    at_least_once.exactly_once = false;
+    at_least_once.group = format!("bench-alo-{}", uuid::Uuid::new_v4().simple());
+    let stats = Arc::new(ProcessorStats::default());
+    let progress: Progress = {
+        let stats = stats.clone();
+        Arc::new(move || stats.records_in.load(Ordering::Relaxed))
+    };
+    results.push(
+        measure(
+            "processor, at-least-once (no transactions)",
+            progress,
+            async {
+                let shutdown = CancellationToken::new();
+                let task = {
+                    let (config, pipeline, settings, stats, shutdown) = (
+                        config.clone(),
+                        at_least_once.clone(),
+                        settings.clone(),
+                        stats.clone(),
+                        shutdown.clone(),
+                    );
+                    tokio::spawn(async move {
+                        run_pipeline(
+                            &config,
+                            &pipeline,
+                            &settings,
+                            Default::default(),
+                            stats,
+                            shutdown,
+                        )
+                        .await
+                    })
+                };
+                wait_for("the processor", Duration::from_secs(600), || {
+                    stats.records_in.load(Ordering::Relaxed) >= n
+                })
+                .await?;
+                shutdown.cancel();
+                task.await?.map_err(|e| anyhow!("{e}"))?;
+                Ok(stats.records_in.load(Ordering::Relaxed))
+            },
+        )
+        .await?,
+    );
     // Clients first, so none of them reports the broker going away.
     drop(producer);
     drop(admin);
@@ -390,11 +441,13 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
     );
     let (loop_rate, consume_rate) = (results[0].rate(), results[2].rate());
-    for (i, m) in results.iter().enumerate() {
-        let ratio = match i {
-            0 | 2 => "baseline".to_owned(),
-            1 => format!("**{:.2}** of the bare loop", m.rate() / loop_rate),
-            _ => format!("{:.2} of the bare consume", m.rate() / consume_rate),
+    for m in &results {
+        let ratio = if m.label.starts_with("bare") {
+            "baseline".to_owned()
+        } else if m.label.starts_with("processor") {
+            format!("**{:.2}** of the bare loop", m.rate() / loop_rate)
+        } else {
+            format!("{:.2} of the bare consume", m.rate() / consume_rate)
         };
         report.push_str(&format!(
             "| {} | {} | {:.0} | {:.1} | {ratio} |\n",

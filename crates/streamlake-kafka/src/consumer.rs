@@ -52,8 +52,9 @@ pub trait BatchHandler: Send {
     /// forgets it here: another member may have written those partitions meanwhile.
     fn assigned(&mut self) {}
 
-    /// Whether the handler commits the batches' offsets itself, in a transaction with its
-    /// output ([`BatchHandler::handle_in_group`]); the runner then stores none.
+    /// Whether the handler commits the batches' offsets itself, in transactions with its
+    /// output ([`BatchHandler::handle_in_group`]); the runner then stores none, and the
+    /// handler's [`BatchHandler::checkpoint`] says when what it handled is committed.
     fn commits_offsets(&self) -> bool {
         false
     }
@@ -379,6 +380,7 @@ impl ConsumerRunner {
                 }
                 m = self.consumer.recv() => m,
             };
+            let mut gathered_in = self.assignments.load(Ordering::Acquire);
             match first {
                 Ok(m) => batch.push(Record::from_message(&m)),
                 Err(e) => {
@@ -393,7 +395,18 @@ impl ConsumerRunner {
                     // Shutdown finishes the batch already read instead of dropping it.
                     _ = shutdown.cancelled() => break,
                     m = self.consumer.recv() => match m {
-                        Ok(m) => batch.push(Record::from_message(&m)),
+                        Ok(m) => {
+                            // A rebalance ran inside this recv: what was gathered before it
+                            // belongs to the previous assignment, whose partitions restart from
+                            // their committed offsets, so those records come again. Handling
+                            // them now would handle them twice.
+                            let now = self.assignments.load(Ordering::Acquire);
+                            if now != gathered_in {
+                                gathered_in = now;
+                                batch.clear();
+                            }
+                            batch.push(Record::from_message(&m));
+                        }
                         Err(e) => { self.transient(e).await; break; }
                     },
                 }
@@ -422,9 +435,7 @@ impl ConsumerRunner {
                     source,
                 });
             }
-            if !commits_offsets {
-                pending.add(&batch);
-            }
+            pending.add(&batch);
             stats.batches += 1;
             stats.records += batch.len() as u64;
             self.checkpoint(handler, pending, false).await?;
@@ -447,7 +458,11 @@ impl ConsumerRunner {
             .await
             .map_err(ConsumerError::Checkpoint)?
         {
-            self.store(std::mem::take(pending));
+            let durable = std::mem::take(pending);
+            // A handler that commits offsets in its transactions has committed these.
+            if !handler.commits_offsets() {
+                self.store(durable);
+            }
         }
         Ok(())
     }

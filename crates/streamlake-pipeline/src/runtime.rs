@@ -57,7 +57,35 @@ pub struct ProcessorHandler<P> {
     processor: P,
     producer: Producer,
     transactional: bool,
+    /// The transaction open across batches, until it is committed.
+    open: Option<OpenTransaction>,
+    /// The group reassigned partitions while a transaction was open: abort it before the next
+    /// batch (its inputs are read again from the committed offsets).
+    abort_open: bool,
     stats: Arc<ProcessorStats>,
+}
+
+/// How long a transaction stays open, gathering batches, before it is committed: the longest
+/// a processed record waits to become visible. Fewer commits per second cost less (Kafka
+/// Streams' exactly-once default is the same 100 ms).
+const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A transaction in progress: what it has written, and the offsets to commit with it.
+struct OpenTransaction {
+    since: std::time::Instant,
+    offsets: BTreeMap<(String, i32), i64>,
+    group: ConsumerGroupMetadata,
+    records: usize,
+    counts: Counts,
+}
+
+impl std::fmt::Debug for OpenTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenTransaction")
+            .field("records", &self.records)
+            .field("partitions", &self.offsets.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<P: Processor> ProcessorHandler<P> {
@@ -67,6 +95,8 @@ impl<P: Processor> ProcessorHandler<P> {
             processor,
             producer,
             transactional: false,
+            open: None,
+            abort_open: false,
             stats,
         }
     }
@@ -120,10 +150,10 @@ impl<P: Processor> ProcessorHandler<P> {
         (sends, counts)
     }
 
-    fn count(&self, batch: &[Record], counts: Counts) {
+    fn count(&self, records: usize, counts: Counts) {
         self.stats
             .records_in
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            .fetch_add(records as u64, Ordering::Relaxed);
         self.stats
             .emitted
             .fetch_add(counts.emitted, Ordering::Relaxed);
@@ -142,6 +172,14 @@ struct Counts {
     emitted: u64,
     dead: u64,
     skipped: u64,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, other: Self) {
+        self.emitted += other.emitted;
+        self.dead += other.dead;
+        self.skipped += other.skipped;
+    }
 }
 
 /// One record to produce, owned so the sends can run concurrently.
@@ -169,19 +207,25 @@ async fn produce(producer: &Producer, processor: &str, sends: &[Send]) -> Result
     Ok(())
 }
 
-/// The offset after the last record of each topic and partition in `batch`: what a consumer
-/// of the group reads next once the batch is done.
-fn next_offsets(batch: &[Record]) -> Result<TopicPartitionList, HandlerError> {
-    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-    for r in batch {
-        let at = next.entry((r.topic.as_str(), r.partition)).or_insert(0);
-        *at = (*at).max(r.offset + 1);
-    }
-    let mut tpl = TopicPartitionList::with_capacity(next.len());
-    for ((topic, partition), offset) in next {
-        tpl.add_partition_offset(topic, partition, streamlake_kafka::Offset::Offset(offset))?;
+/// `offsets` (the next offset to read per topic and partition) as a partition list.
+fn partition_list(
+    offsets: &BTreeMap<(String, i32), i64>,
+) -> Result<TopicPartitionList, HandlerError> {
+    let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+    for ((topic, partition), offset) in offsets {
+        tpl.add_partition_offset(topic, *partition, streamlake_kafka::Offset::Offset(*offset))?;
     }
     Ok(tpl)
+}
+
+impl<P: Processor> ProcessorHandler<P> {
+    async fn abort(&mut self) {
+        if self.open.take().is_some() {
+            if let Err(e) = self.producer.abort_transaction().await {
+                tracing::warn!(processor = self.processor.name(), error = %e, "aborting the transaction failed; the broker aborts it when it times out");
+            }
+        }
+    }
 }
 
 impl<P: Processor> BatchHandler for ProcessorHandler<P> {
@@ -189,7 +233,7 @@ impl<P: Processor> BatchHandler for ProcessorHandler<P> {
         let (sends, counts) = self.decide(batch);
         let name = self.processor.name().to_owned();
         produce(&self.producer, &name, &sends).await?;
-        self.count(batch, counts);
+        self.count(batch.len(), counts);
         Ok(())
     }
 
@@ -197,31 +241,65 @@ impl<P: Processor> BatchHandler for ProcessorHandler<P> {
         self.transactional
     }
 
+    fn assigned(&mut self) {
+        if self.open.is_some() {
+            self.abort_open = true;
+        }
+    }
+
     async fn handle_in_group(
         &mut self,
         batch: &[Record],
         group: Option<ConsumerGroupMetadata>,
     ) -> Result<(), HandlerError> {
+        if std::mem::take(&mut self.abort_open) {
+            self.abort().await;
+        }
         let group = group.ok_or("the consumer has no group membership yet")?;
         let (sends, counts) = self.decide(batch);
         let name = self.processor.name().to_owned();
-        self.producer.begin_transaction()?;
+        if self.open.is_none() {
+            self.producer.begin_transaction()?;
+        }
+        let open = self.open.get_or_insert_with(|| OpenTransaction {
+            since: std::time::Instant::now(),
+            offsets: BTreeMap::new(),
+            group,
+            records: 0,
+            counts: Counts::default(),
+        });
         if let Err(e) = produce(&self.producer, &name, &sends).await {
-            if let Err(abort) = self.producer.abort_transaction().await {
-                tracing::warn!(processor = %name, error = %abort, "aborting the transaction failed; it times out on the broker");
-            }
+            self.abort().await;
             return Err(e);
         }
-        self.producer
-            .commit_transaction(next_offsets(batch)?, group)
-            .await
-            .map_err(|e| {
-                tracing::warn!(processor = %name, error = %e,
-                    "transaction not committed; the batch will be read again and nothing of it is visible");
-                Box::new(e) as HandlerError
-            })?;
-        self.count(batch, counts);
+        for r in batch {
+            let next = open
+                .offsets
+                .entry((r.topic.clone(), r.partition))
+                .or_insert(0);
+            *next = (*next).max(r.offset + 1);
+        }
+        open.records += batch.len();
+        open.counts += counts;
         Ok(())
+    }
+
+    async fn checkpoint(&mut self, closing: bool) -> Result<bool, HandlerError> {
+        let Some(open) = &self.open else {
+            return Ok(true);
+        };
+        if !closing && open.since.elapsed() < COMMIT_INTERVAL {
+            return Ok(false);
+        }
+        let open = self.open.take().expect("checked above");
+        let offsets = partition_list(&open.offsets)?;
+        if let Err(e) = self.producer.commit_transaction(offsets, open.group).await {
+            tracing::warn!(processor = self.processor.name(), error = %e,
+                "transaction not committed; its batches will be read again and nothing of them is visible");
+            return Err(Box::new(e));
+        }
+        self.count(open.records, open.counts);
+        Ok(true)
     }
 }
 
