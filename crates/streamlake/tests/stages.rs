@@ -145,6 +145,50 @@ async fn a_killed_processor_restarts_from_its_offsets_and_writes_each_record_onc
     );
 }
 
+/// A second processor joins a running one: the group rebalances while batches are in flight
+/// and transactions open, and still every record reaches the clean topic once.
+#[tokio::test]
+async fn a_processor_joining_mid_run_rebalances_without_writing_a_record_twice() {
+    let (raw, clean, dlq) = (unique("raw"), unique("clean"), unique("dlq"));
+    let stack = Stack::new(&config(&raw, &clean, &dlq, "[sinks.s.csv]")).await;
+    let bootstrap = bootstrap().await;
+    let mut ids: BTreeSet<String> = stack
+        .produce(&raw, "t", "sensor", &readings(1500, 0))
+        .await
+        .into_iter()
+        .collect();
+    let args = ["-b", &bootstrap, "process", "--pipeline", "p"];
+    let first = start(&stack, &args, "process-1.log");
+    let mut clean_reader = Reader::new(&stack.settings, &clean).await;
+    let mut out = clean_reader.read(1, Duration::from_secs(60)).await;
+    let second = start(&stack, &args, "process-2.log");
+    ids.extend(
+        stack
+            .produce(&raw, "t", "sensor", &readings(500, 1500))
+            .await,
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !ids_of(&out).is_superset(&ids) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {} records reached the clean topic; logs:\n{}\n{}",
+            ids_of(&out).intersection(&ids).count(),
+            ids.len(),
+            log_of(&stack, "process-1.log"),
+            log_of(&stack, "process-2.log")
+        );
+        out.extend(clean_reader.drain(Duration::from_millis(500)).await);
+    }
+    stop(second);
+    stop(first);
+    out.extend(clean_reader.drain(Duration::from_secs(2)).await);
+    assert!(
+        log_of(&stack, "process-1.log").contains("partitions revoked"),
+        "the first processor gave partitions up when the second joined"
+    );
+    assert_eq!(out.len(), ids_of(&out).len(), "records written twice");
+}
+
 /// With a name (`--instance-id`, static membership) a killed processor restarted at once takes
 /// its partitions back without waiting for the group to expire its previous run: everything
 /// arrives well within the session timeout, which is set long here so that the difference shows.
