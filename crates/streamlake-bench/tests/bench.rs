@@ -19,7 +19,11 @@ fn pipeline_runs_on_the_air_quality_example_and_reports_ratios() {
     let (ok, report, log) = bench(&["pipeline", "--records", "200", "--skip-postgres"]);
     assert!(ok, "{log}");
     assert!(
-        report.contains("| processor (air-quality pipeline) | 200 |"),
+        report.contains("| processor, exactly once (air-quality pipeline) | 200 |"),
+        "{report}"
+    );
+    assert!(
+        report.contains("| processor, at-least-once (no transactions) | 200 |"),
         "{report}"
     );
     assert!(report.contains("of the bare loop"), "{report}");
