@@ -89,6 +89,21 @@ impl Gateway {
         self
     }
 
+    /// Serves `registry`'s metrics on `/metrics` with the gateway's; `refresh` runs before each
+    /// scrape (to bring counters up to what they follow). Its metric names must not collide
+    /// with the gateway's (`streamlake_gateway_*`).
+    pub fn serve_metrics(
+        &self,
+        registry: prometheus::Registry,
+        refresh: impl Fn() + Send + Sync + 'static,
+    ) {
+        self.metrics
+            .extra
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((registry, Box::new(refresh)));
+    }
+
     /// Logs development keys in use, tenants without a key and keys that cannot spread load;
     /// never logs a key from the environment.
     pub fn announce(&self, config: &Config) {

@@ -4,8 +4,11 @@
 
 use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
+/// Another component's metrics served with the gateway's, and what brings them up to date
+/// before a scrape.
+pub(crate) type Extra = (Registry, Box<dyn Fn() + Send + Sync>);
+
 /// The gateway's metrics and their registry.
-#[derive(Debug)]
 pub(crate) struct Metrics {
     /// Also holds the ingestion core's metrics (events, produce latency).
     pub(crate) registry: Registry,
@@ -15,6 +18,14 @@ pub(crate) struct Metrics {
     pub(crate) in_flight: IntGauge,
     /// Records queued in the producer or awaiting acknowledgement, read at scrape time.
     pub(crate) queue_depth: IntGauge,
+    /// Other components' registries served on the same `/metrics`.
+    pub(crate) extra: std::sync::Mutex<Vec<Extra>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
 }
 
 impl Metrics {
@@ -47,13 +58,19 @@ impl Metrics {
             requests,
             in_flight,
             queue_depth,
+            extra: std::sync::Mutex::new(Vec::new()),
         }
     }
 
     /// The metrics in Prometheus' text format.
     pub(crate) fn render(&self) -> String {
+        let mut families = self.registry.gather();
+        for (registry, refresh) in self.extra.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            refresh();
+            families.extend(registry.gather());
+        }
         let mut out = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
             tracing::error!(error = %e, "cannot encode metrics");
         }
         String::from_utf8(out).unwrap_or_default()

@@ -592,6 +592,44 @@ async fn up_provisions_the_example_and_stops_cleanly_on_ctrl_c() {
     .await;
     assert!(parquet.is_some(), "a Parquet file under {}", lake.display());
 
+    // The processor, the sinks, MQTT and the groups' lag are on /metrics beside the gateway.
+    let metrics_url = format!("http://{http}/metrics");
+    let value_of = |text: &str, series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+    };
+    let metrics = eventually(Duration::from_secs(30), || {
+        let url = metrics_url.clone();
+        async move {
+            let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+            let emitted = value_of(
+                &text,
+                r#"streamlake_processor_records_total{outcome="emitted",pipeline="air-quality"}"#,
+            )?;
+            let rows = value_of(
+                &text,
+                r#"streamlake_sink_records_total{outcome="rows",sink="bronze"}"#,
+            )?;
+            let mqtt = value_of(
+                &text,
+                r#"streamlake_source_events_total{outcome="accepted",source="mqtt"}"#,
+            )?;
+            (emitted >= 7.0 && rows >= 7.0 && mqtt >= 1.0).then_some(text)
+        }
+    })
+    .await
+    .expect("stage counters on /metrics");
+    assert!(
+        metrics.contains(
+            r#"streamlake_consumer_lag_records{group="streamlake-process-air-quality",topic="tenant-a.air-quality.raw"}"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("streamlake_gateway_requests_total"),
+        "{metrics}"
+    );
+
     // Ctrl-C: SIGINT to the foreground process group. The broker runs in a group of its own, so
     // StreamLake gets to stop its stages first and the broker last.
     nix::sys::signal::killpg(

@@ -9,6 +9,7 @@ mod gateway;
 mod generate;
 mod groups;
 mod lab;
+mod metrics;
 mod partition;
 mod produce;
 mod stages;

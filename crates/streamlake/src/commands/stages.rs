@@ -16,6 +16,7 @@ use streamlake_sinks::{run_sink, SinkStats};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::metrics::StageMetrics;
 use super::Connection;
 use crate::args::StageArgs;
 
@@ -174,6 +175,7 @@ pub(crate) fn start_all(
     settings: &KafkaSettings,
     instance: &str,
     health: &Health,
+    metrics: &StageMetrics,
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
@@ -205,9 +207,10 @@ pub(crate) fn start_all(
         );
         let (config, settings, shutdown) = (config.clone(), settings.clone(), shutdown.clone());
         let name = pipeline.name.clone();
+        let stats = Arc::new(ProcessorStats::default());
+        metrics.processor(&name, &stats);
         tasks.push(tokio::spawn(async move {
             let pipeline = &config.pipelines[&name];
-            let stats = Arc::new(ProcessorStats::default());
             let reporter = processor_progress(name.clone(), stats.clone(), shutdown.clone());
             if let Err(e) =
                 run_pipeline(&config, pipeline, &settings, membership, stats, shutdown).await
@@ -222,9 +225,10 @@ pub(crate) fn start_all(
         let membership = watch(format!("sink {}", sink.name), &sink.group, topics);
         let (config, settings, shutdown) = (config.clone(), settings.clone(), shutdown.clone());
         let name = sink.name.clone();
+        let stats = Arc::new(SinkStats::default());
+        metrics.sink(&name, &stats);
         tasks.push(tokio::spawn(async move {
             let sink = &config.sinks[&name];
-            let stats = Arc::new(SinkStats::default());
             let reporter = sink_progress(name.clone(), stats.clone(), shutdown.clone());
             let run = run_sink(
                 &config,

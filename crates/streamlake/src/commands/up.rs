@@ -13,6 +13,7 @@ use streamlake_core::Health;
 use streamlake_kafka::{provision, Admin, KafkaSettings, ProvisionOutcome};
 use tokio_util::sync::CancellationToken;
 
+use super::metrics::StageMetrics;
 use crate::args::{BrokerArgs, Cli, UpArgs};
 
 pub(crate) async fn run(cli: &Cli, args: &UpArgs) -> anyhow::Result<ExitCode> {
@@ -134,15 +135,27 @@ async fn serve(
     )
     .await?;
     super::console::announce(config, &ops, config.http.listen);
+    // Processors, sinks, sources and their groups' lag, on the gateway's /metrics.
+    let metrics = StageMetrics::new();
+    {
+        let metrics = Arc::clone(&metrics);
+        ingest.serve_metrics(metrics.registry(), move || metrics.refresh());
+    }
+    tokio::spawn(Arc::clone(&metrics).sample_lag(
+        settings.clone(),
+        stage_groups(config),
+        shutdown.clone(),
+    ));
     let instance = instance_id(&config.data_dir)?;
     let stages = super::stages::start_all(
         &Arc::new(config.clone()),
         settings,
         &instance,
         health,
+        &metrics,
         shutdown,
     );
-    let sources = start_sources(config, &ingest, shutdown);
+    let sources = start_sources(config, &ingest, &metrics, shutdown);
     tracing::info!(
         pipelines = config.pipelines.values().filter(|p| p.enabled).count(),
         sinks = config.sinks.values().filter(|s| s.enabled).count(),
@@ -189,11 +202,31 @@ fn instance_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
     }
 }
 
+/// The consumer group and topics of every enabled pipeline and sink, for the lag metrics.
+fn stage_groups(config: &Config) -> Vec<(String, Vec<String>)> {
+    let pipelines = config.pipelines.values().filter(|p| p.enabled).map(|p| {
+        let topics = p
+            .datasets
+            .iter()
+            .filter_map(|d| config.dataset(d).map(|(_, ds)| ds.raw_topic.clone()))
+            .collect();
+        (p.group.clone(), topics)
+    });
+    let sinks = config.sinks.values().filter(|s| s.enabled).map(|s| {
+        (
+            s.group.clone(),
+            streamlake_sinks::sink::topics_of(config, s),
+        )
+    });
+    pipelines.chain(sinks).collect()
+}
+
 /// Starts the enabled generators, pollers and MQTT ingestion, sharing one gateway (schemas
 /// compiled once, one producer).
 fn start_sources(
     config: &Config,
     gateway: &Arc<streamlake_gateway::Gateway>,
+    metrics: &StageMetrics,
     shutdown: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let generators: Vec<_> = config
@@ -219,8 +252,9 @@ fn start_sources(
             target.clone(),
             shutdown.clone(),
         );
+        let stats = Arc::new(streamlake_sources::SourceStats::default());
+        metrics.source(&format!("generator {name}"), &stats);
         tasks.push(tokio::spawn(async move {
-            let stats = streamlake_sources::SourceStats::default();
             if let Err(e) = streamlake_sources::run_generator(
                 &name, &cfg, &target, &ingestor, &stats, &shutdown,
             )
@@ -232,15 +266,17 @@ fn start_sources(
     }
     for poller in pollers {
         let (ingestor, poller, shutdown) = (ingestor.clone(), poller.clone(), shutdown.clone());
+        let stats = Arc::new(streamlake_sources::poller::PollerStats::default());
+        metrics.poller(&format!("poller {}", poller.name), &stats);
         tasks.push(tokio::spawn(async move {
-            let stats = Arc::new(streamlake_sources::poller::PollerStats::default());
             streamlake_sources::poller::run_poller(&poller, ingestor, stats, shutdown).await;
         }));
     }
     if config.mqtt.enabled {
         let (ingestor, mqtt, shutdown) = (ingestor.clone(), config.mqtt.clone(), shutdown.clone());
+        let stats = Arc::new(streamlake_sources::SourceStats::default());
+        metrics.source("mqtt", &stats);
         tasks.push(tokio::spawn(async move {
-            let stats = Arc::new(streamlake_sources::SourceStats::default());
             streamlake_sources::mqtt::run_mqtt(&mqtt, ingestor, stats, shutdown).await;
         }));
     }

@@ -1,0 +1,225 @@
+//! Prometheus metrics of what `up` runs beside the gateway: each processor, sink and source
+//! (MQTT, pollers, generators), and the lag of each stage's consumer group. They are served on
+//! the gateway's `/metrics` next to its own. The stages count in plain atomics; a scrape brings
+//! the counters up to them, so counting costs the stages nothing more than it did.
+//!
+//! Label values are bounded: pipeline, sink, source and group names and topics come from the
+//! configuration, outcomes from fixed sets.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use streamlake_kafka::{Admin, KafkaSettings};
+use streamlake_pipeline::ProcessorStats;
+use streamlake_sinks::SinkStats;
+use streamlake_sources::poller::PollerStats;
+use streamlake_sources::SourceStats;
+use tokio_util::sync::CancellationToken;
+
+/// How often the stages' consumer lag is sampled.
+const LAG_EVERY: Duration = Duration::from_secs(10);
+
+/// A counter and the atomic it follows.
+type Tracked = (IntCounter, Box<dyn Fn() -> u64 + Send + Sync>);
+
+/// An outcome label and the field of a stage's counters it shows.
+type Outcome<S> = (&'static str, fn(&S) -> &AtomicU64);
+
+/// The stages' metrics and their registry.
+pub(crate) struct StageMetrics {
+    registry: Registry,
+    processor: IntCounterVec,
+    sink: IntCounterVec,
+    source: IntCounterVec,
+    lag: IntGaugeVec,
+    tracked: Mutex<Vec<Tracked>>,
+}
+
+impl std::fmt::Debug for StageMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageMetrics").finish_non_exhaustive()
+    }
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("constant metric definition")
+}
+
+impl StageMetrics {
+    pub(crate) fn new() -> Arc<Self> {
+        let registry = Registry::new_custom(Some("streamlake".to_owned()), None)
+            .expect("constant registry prefix");
+        let processor = counter(
+            "processor_records_total",
+            "Records a processor read (outcome=in) and what became of them: emitted to a clean topic, dead_lettered, skipped",
+            &["pipeline", "outcome"],
+        );
+        let sink = counter(
+            "sink_records_total",
+            "Records a sink read (outcome=in), rows it wrote, records it dead-lettered, flushes that made rows durable",
+            &["sink", "outcome"],
+        );
+        let source = counter(
+            "source_events_total",
+            "Events of MQTT, pollers and generators: received, accepted into a raw topic, dead_lettered, unroutable, retries",
+            &["source", "outcome"],
+        );
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "consumer_lag_records",
+                "Records of a topic the stage's consumer group has not committed yet, sampled every 10 s",
+            ),
+            &["group", "topic"],
+        )
+        .expect("constant metric definition");
+        for c in [
+            Box::new(processor.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(sink.clone()),
+            Box::new(source.clone()),
+            Box::new(lag.clone()),
+        ] {
+            if let Err(e) = registry.register(c) {
+                tracing::error!(error = %e, "cannot register a stage metric");
+            }
+        }
+        Arc::new(Self {
+            registry,
+            processor,
+            sink,
+            source,
+            lag,
+            tracked: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The registry, to serve with the gateway's.
+    pub(crate) fn registry(&self) -> Registry {
+        self.registry.clone()
+    }
+
+    fn track<S: Send + Sync + 'static>(
+        &self,
+        vec: &IntCounterVec,
+        name: &str,
+        stats: &Arc<S>,
+        outcomes: &[Outcome<S>],
+    ) {
+        let mut tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
+        for (outcome, field) in outcomes {
+            let (stats, field) = (Arc::clone(stats), *field);
+            tracked.push((
+                vec.with_label_values(&[name, outcome]),
+                Box::new(move || field(&stats).load(Ordering::Relaxed)),
+            ));
+        }
+    }
+
+    /// Follows a processor's counters.
+    pub(crate) fn processor(&self, pipeline: &str, stats: &Arc<ProcessorStats>) {
+        self.track(
+            &self.processor,
+            pipeline,
+            stats,
+            &[
+                ("in", |s| &s.records_in),
+                ("emitted", |s| &s.emitted),
+                ("dead_lettered", |s| &s.dead_lettered),
+                ("skipped", |s| &s.skipped),
+            ],
+        );
+    }
+
+    /// Follows a sink's counters.
+    pub(crate) fn sink(&self, sink: &str, stats: &Arc<SinkStats>) {
+        self.track(
+            &self.sink,
+            sink,
+            stats,
+            &[
+                ("in", |s| &s.records_in),
+                ("rows", |s| &s.rows),
+                ("dead_lettered", |s| &s.dead_lettered),
+                ("flushes", |s| &s.flushes),
+            ],
+        );
+    }
+
+    /// Follows a source's counters (`mqtt`, `poller NAME`, `generator NAME`).
+    pub(crate) fn source(&self, source: &str, stats: &Arc<SourceStats>) {
+        self.track(
+            &self.source,
+            source,
+            stats,
+            &[
+                ("received", |s| &s.received),
+                ("accepted", |s| &s.accepted),
+                ("dead_lettered", |s| &s.dead_lettered),
+                ("unroutable", |s| &s.unroutable),
+                ("retries", |s| &s.retries),
+            ],
+        );
+    }
+
+    /// Follows a poller's event counters.
+    pub(crate) fn poller(&self, source: &str, stats: &Arc<PollerStats>) {
+        self.track(
+            &self.source,
+            source,
+            stats,
+            &[
+                ("received", |s| &s.events.received),
+                ("accepted", |s| &s.events.accepted),
+                ("dead_lettered", |s| &s.events.dead_lettered),
+                ("unroutable", |s| &s.events.unroutable),
+                ("retries", |s| &s.events.retries),
+            ],
+        );
+    }
+
+    /// Brings every counter up to the atomic it follows (before a scrape).
+    pub(crate) fn refresh(&self) {
+        let tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
+        for (counter, read) in tracked.iter() {
+            let (now, shown) = (read(), counter.get());
+            if now > shown {
+                counter.inc_by(now - shown);
+            }
+        }
+    }
+
+    /// Samples the lag of each `(group, topics)` every 10 s until `shutdown`.
+    pub(crate) async fn sample_lag(
+        self: Arc<Self>,
+        settings: KafkaSettings,
+        groups: Vec<(String, Vec<String>)>,
+        shutdown: CancellationToken,
+    ) {
+        let admin = match Admin::new(&settings) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "no consumer lag metrics: cannot create an admin client");
+                return;
+            }
+        };
+        loop {
+            for (group, topics) in &groups {
+                let Ok(lag) = admin.group_lag(group, topics).await else {
+                    continue;
+                };
+                let mut by_topic: std::collections::BTreeMap<&str, i64> = Default::default();
+                for p in &lag.partitions {
+                    *by_topic.entry(p.topic.as_str()).or_default() += p.lag;
+                }
+                for (topic, records) in by_topic {
+                    self.lag.with_label_values(&[group, topic]).set(records);
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(LAG_EVERY) => {}
+            }
+        }
+    }
+}
