@@ -205,6 +205,8 @@ pub struct Tenant {
     pub api_key_env: Option<String>,
     /// The tenant's dead-letter topic.
     pub dlq_topic: String,
+    /// Rate limits of its HTTP ingestion.
+    pub quota: Option<QuotaConfig>,
     /// The tenant's replay log: which of its dead letters were replayed, and where to; a
     /// compacted topic (`naming.replays`) keyed by the dead letter's `{partition}/{offset}`.
     pub replays_topic: String,

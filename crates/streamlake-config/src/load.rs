@@ -478,6 +478,27 @@ fn check_naming(c: &mut Collector<'_>, naming: &TopicNaming) {
     }
 }
 
+fn check_quota(c: &mut Collector<'_>, at: &str, q: &QuotaConfig) {
+    if q.events_per_sec.is_none() && q.bytes_per_sec.is_none() {
+        c.push(
+            at,
+            "set events_per_sec, bytes_per_sec or both (or leave the table out)",
+        );
+    }
+    if q.events_per_sec == Some(0) {
+        c.push(&format!("{at}.events_per_sec"), "must be at least 1");
+    }
+    if q.bytes_per_sec == Some(0) {
+        c.push(&format!("{at}.bytes_per_sec"), "must be at least 1");
+    }
+    if !(q.burst_secs.is_finite() && q.burst_secs > 0.0 && q.burst_secs <= 3600.0) {
+        c.push(
+            &format!("{at}.burst_secs"),
+            format!("must be above 0 and at most 3600, got {}", q.burst_secs),
+        );
+    }
+}
+
 fn check_counts(c: &mut Collector<'_>, at: &str, partitions: Option<i32>, rf: Option<i32>) {
     if let Some(p) = partitions.filter(|p| *p < 1) {
         c.push(
@@ -559,6 +580,9 @@ fn resolve_tenants(
                 datasets.insert(dataset.id.clone(), dataset);
             }
         }
+        if let Some(q) = &cfg.quota {
+            check_quota(c, &format!("{at}.quota"), q);
+        }
         let display_name = cfg.display_name.unwrap_or_else(|| id.to_string());
         let api_key = match cfg.api_key_env.as_deref() {
             Some(var) => secret(var, cfg.dev_api_key.as_deref()),
@@ -573,6 +597,7 @@ fn resolve_tenants(
                 api_key_env: cfg.api_key_env.clone(),
                 dlq_topic,
                 replays_topic,
+                quota: cfg.quota,
                 datasets,
             },
         );

@@ -258,9 +258,30 @@ pub struct TenantConfig {
     pub dev_api_key: Option<String>,
     /// Dead-letter topic name; default from `[naming]`.
     pub dlq_topic: Option<String>,
+    /// Rate limits of the tenant's HTTP ingestion; none when absent.
+    pub quota: Option<QuotaConfig>,
     /// The tenant's datasets, by id.
     #[serde(default)]
     pub datasets: BTreeMap<String, DatasetConfig>,
+}
+
+/// `[tenants.NAME.quota]`: token buckets over the tenant's HTTP ingestion (all its datasets). A
+/// request over a bucket is answered 429 with `Retry-After` from the bucket, and nothing of it
+/// is written.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// Events per second, sustained.
+    pub events_per_sec: Option<u32>,
+    /// Request body bytes per second, sustained.
+    pub bytes_per_sec: Option<u32>,
+    /// How many seconds of the rate may arrive at once (the buckets' size); default 1.
+    #[serde(default = "default_burst_secs")]
+    pub burst_secs: f64,
+}
+
+fn default_burst_secs() -> f64 {
+    1.0
 }
 
 /// `[gateway]`: HTTP ingestion.

@@ -489,3 +489,32 @@ columns = [{ name = "n", type = "decimal" }]
         "{errors}"
     );
 }
+
+#[test]
+fn a_quota_is_read_and_its_mistakes_are_named() {
+    let (_dir, path) = write_config(&format!(
+        "{VALID_TENANT}\n[tenants.acme.quota]\nevents_per_sec = 500\nburst_secs = 2.0\n"
+    ));
+    let config = load(&path).unwrap();
+    let quota = config.tenants.values().next().unwrap().quota.unwrap();
+    assert_eq!(
+        (quota.events_per_sec, quota.bytes_per_sec, quota.burst_secs),
+        (Some(500), None, 2.0)
+    );
+    let (errors, _) = errors_of(&format!(
+        "{VALID_TENANT}\n[tenants.acme.quota]\nevents_per_sec = 0\nburst_secs = -1.0\n"
+    ));
+    assert!(
+        errors.mentions("tenants.acme.quota.events_per_sec", "at least 1"),
+        "{errors}"
+    );
+    assert!(
+        errors.mentions("tenants.acme.quota.burst_secs", "above 0"),
+        "{errors}"
+    );
+    let (errors, _) = errors_of(&format!("{VALID_TENANT}\n[tenants.acme.quota]\n"));
+    assert!(
+        errors.mentions("tenants.acme.quota", "events_per_sec, bytes_per_sec"),
+        "{errors}"
+    );
+}

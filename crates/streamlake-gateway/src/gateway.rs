@@ -33,6 +33,8 @@ pub struct Gateway {
     pub(crate) in_flight: BTreeMap<TenantId, Arc<Semaphore>>,
     /// Request bodies held at once, in KiB, bounded by `gateway.max_in_flight_bytes`.
     pub(crate) body_bytes: Arc<Semaphore>,
+    /// Tenants' quotas (`[tenants.NAME.quota]`), for those that have one.
+    pub(crate) quotas: BTreeMap<TenantId, crate::quota::TenantQuota>,
     pub(crate) ingestor: Arc<Ingestor>,
     pub(crate) admin: Admin,
     pub(crate) settings: GatewayConfig,
@@ -57,9 +59,20 @@ impl Gateway {
                 Arc::new(Semaphore::new(config.gateway.max_in_flight_per_tenant)),
             );
         }
+        let quotas = config
+            .tenants
+            .values()
+            .filter_map(|t| {
+                Some((
+                    t.id.clone(),
+                    crate::quota::TenantQuota::new(t.quota.as_ref()?),
+                ))
+            })
+            .collect();
         Ok(Self {
             keys,
             in_flight,
+            quotas,
             body_bytes: Arc::new(Semaphore::new(
                 config.gateway.max_in_flight_bytes.div_ceil(1024),
             )),

@@ -19,6 +19,7 @@ mod auth;
 pub mod gateway;
 mod metrics;
 pub mod openapi;
+mod quota;
 mod routes;
 pub mod server;
 

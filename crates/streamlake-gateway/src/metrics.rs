@@ -18,6 +18,8 @@ pub(crate) struct Metrics {
     pub(crate) in_flight: IntGauge,
     /// Records queued in the producer or awaiting acknowledgement, read at scrape time.
     pub(crate) queue_depth: IntGauge,
+    /// Requests refused for a tenant's quota, by tenant and unit (events, bytes).
+    pub(crate) over_quota: IntCounterVec,
     /// Other components' registries served on the same `/metrics`.
     pub(crate) extra: std::sync::Mutex<Vec<Extra>>,
 }
@@ -44,10 +46,19 @@ impl Metrics {
             "Records queued in the producer or awaiting acknowledgement",
         )
         .expect("constant metric definition");
+        let over_quota = IntCounterVec::new(
+            Opts::new(
+                "over_quota_total",
+                "Requests refused for the tenant's quota, by tenant and unit (events, bytes)",
+            ),
+            &["tenant", "unit"],
+        )
+        .expect("constant metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(in_flight.clone()),
             Box::new(queue_depth.clone()),
+            Box::new(over_quota.clone()),
         ] {
             if let Err(e) = registry.register(c) {
                 tracing::error!(error = %e, "cannot register a gateway metric");
@@ -58,6 +69,7 @@ impl Metrics {
             requests,
             in_flight,
             queue_depth,
+            over_quota,
             extra: std::sync::Mutex::new(Vec::new()),
         }
     }

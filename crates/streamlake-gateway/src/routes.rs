@@ -180,6 +180,21 @@ enum RequestError {
         limit: usize,
         retry_after: u64,
     },
+    #[error("tenant {tenant} is over its quota of {per_sec} {unit} per second ([tenants.{tenant}.quota]): this request needs {asked}; retry in {retry_after} s")]
+    OverQuota {
+        tenant: String,
+        unit: &'static str,
+        asked: u32,
+        per_sec: u32,
+        retry_after: u64,
+    },
+    #[error("this request carries {asked} {unit}, more than tenant {tenant}'s quota lets through at once ({burst}; [tenants.{tenant}.quota]): split it")]
+    OverBurst {
+        tenant: String,
+        unit: &'static str,
+        asked: u32,
+        burst: u32,
+    },
     #[error("the producer queue is full ({queued} records waiting for the broker); retry in {retry_after} s")]
     QueueFull { queued: i32, retry_after: u64 },
     #[error("the gateway holds {limit_mib} MiB of request bodies already (gateway.max_in_flight_bytes); retry in {retry_after} s")]
@@ -226,6 +241,8 @@ impl IntoResponse for RequestError {
             E::TooManyInFlight { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             E::TooManyBytes { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_bytes"),
             E::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
+            E::OverQuota { .. } => (StatusCode::TOO_MANY_REQUESTS, "over_quota"),
+            E::OverBurst { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "over_quota_burst"),
             E::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
@@ -246,7 +263,8 @@ impl IntoResponse for RequestError {
         let mut e = ApiError::new(status, code, self.to_string());
         if let E::TooManyInFlight { retry_after, .. }
         | E::TooManyBytes { retry_after, .. }
-        | E::QueueFull { retry_after, .. } = self
+        | E::QueueFull { retry_after, .. }
+        | E::OverQuota { retry_after, .. } = self
         {
             e.retry_after = Some(retry_after);
         }
@@ -442,6 +460,54 @@ fn admit<'g>(
     Ok((target, framing, [permit, bytes]))
 }
 
+/// Takes a request's events and bytes from its tenant's quota, or refuses it (nothing of it is
+/// written).
+fn over_quota(
+    gw: &Gateway,
+    tenant: &streamlake_core::TenantId,
+    events: usize,
+    bytes: usize,
+) -> Result<(), RequestError> {
+    use crate::quota::Refusal;
+    let Some(quota) = gw.quotas.get(tenant) else {
+        return Ok(());
+    };
+    match quota.admit(events, bytes) {
+        Ok(()) => Ok(()),
+        Err(Refusal::Later {
+            unit,
+            asked,
+            per_sec,
+            wait,
+        }) => {
+            gw.metrics
+                .over_quota
+                .with_label_values(&[tenant.as_str(), unit.as_str()])
+                .inc();
+            Err(RequestError::OverQuota {
+                tenant: tenant.to_string(),
+                unit: unit.as_str(),
+                asked,
+                per_sec,
+                // Whole seconds, rounded up: a client that waits that long finds room.
+                retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            })
+        }
+        Err(Refusal::TooLarge { unit, asked, burst }) => {
+            gw.metrics
+                .over_quota
+                .with_label_values(&[tenant.as_str(), unit.as_str()])
+                .inc();
+            Err(RequestError::OverBurst {
+                tenant: tenant.to_string(),
+                unit: unit.as_str(),
+                asked,
+                burst,
+            })
+        }
+    }
+}
+
 /// The ingestor's id of `authed`'s `dataset` (so a target borrows nothing of the request).
 fn dataset_of<'g>(
     gw: &'g Gateway,
@@ -532,7 +598,15 @@ async fn events(
         gw.ingestor.count(t, std::slice::from_ref(&outcome));
         return Ok(body_level(gw, StatusCode::BAD_REQUEST, outcome));
     }
-    match parse(&bytes, framing) {
+    let parsed = parse(&bytes, framing);
+    let events_in = match &parsed {
+        Parsed::Single(_) => 1,
+        Parsed::Batch(events) => events.len(),
+    };
+    if events_in <= gw.settings.max_events_per_request {
+        over_quota(gw, t.tenant, events_in, bytes.len())?;
+    }
+    match parsed {
         Parsed::Single(event) => {
             let malformed = event.value.is_err();
             let outcome = ingest_event(&gw.ingestor, t, event).await;

@@ -46,6 +46,11 @@ impl Harness {
     }
 
     async fn start_with(kafka: KafkaSettings, extra: &str) -> Self {
+        Self::start_full(kafka, extra, "").await
+    }
+
+    /// With `tenant_extra` appended to the first tenant's table (e.g. its quota).
+    async fn start_full(kafka: KafkaSettings, extra: &str, tenant_extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("schema.json"), SCHEMA).unwrap();
         let tenant = unique("t");
@@ -60,6 +65,7 @@ partitions = 3
 
 [tenants.{tenant}]
 dev_api_key = "{key}"
+{tenant_extra}
 [tenants.{tenant}.datasets.readings]
 schema = "schema.json"
 key = "/sensor_id"
@@ -1160,4 +1166,97 @@ async fn metadata_headers_cannot_be_forged_through_request_headers() {
         let count = r.headers.iter().filter(|(n, _)| n == name).count();
         assert_eq!(count, 1, "{name}");
     }
+}
+
+/// A tenant far past its quota is told when to retry and nothing of a refused request is
+/// written, while another tenant, sending at the same time, is answered 200 every time.
+#[tokio::test]
+async fn a_tenant_over_its_quota_is_refused_with_retry_after_and_another_is_not() {
+    let h = Harness::start_full(
+        settings().await,
+        "",
+        "quota = { events_per_sec = 20, burst_secs = 1.0 }",
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let noisy = (0..120).map(|i| {
+        let (url, key) = (h.url(&h.tenant, "readings"), h.key.clone());
+        async move {
+            post_to(
+                &url,
+                Some(&key),
+                "application/json",
+                format!(r#"{{"sensor_id": {i}, "value": 1.5}}"#),
+            )
+            .await
+        }
+    });
+    let quiet = (0..40).map(|i| {
+        let (url, key) = (h.url(&h.other, "readings"), h.other_key.clone());
+        async move {
+            post_to(
+                &url,
+                Some(&key),
+                "application/json",
+                format!(r#"{{"sensor_id": {i}, "value": 1.5}}"#),
+            )
+            .await
+        }
+    });
+    let (noisy, quiet) = tokio::join!(
+        futures::future::join_all(noisy),
+        futures::future::join_all(quiet)
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    let accepted = noisy
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::OK)
+        .count();
+    let refused: Vec<_> = noisy
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert_eq!(accepted + refused.len(), 120, "only 200 or 429");
+    // The bucket holds 20 and refills 20 per second.
+    assert!(
+        accepted as f64 <= 20.0 + 20.0 * elapsed + 1.0,
+        "{accepted} accepted in {elapsed:.2} s"
+    );
+    assert!(!refused.is_empty());
+    let (_, headers, body) = refused[0];
+    assert_eq!(body["error"]["code"], "over_quota", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("20 events per second"),
+        "{body}"
+    );
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    assert!(
+        quiet.iter().all(|(s, _, _)| *s == StatusCode::OK),
+        "the other tenant is not limited"
+    );
+    // Nothing of a refused request was written.
+    let written = Reader::new(&h.kafka, &h.raw_topic())
+        .await
+        .drain(Duration::from_secs(3))
+        .await;
+    assert_eq!(written.len(), accepted);
+
+    // A batch larger than the bucket can ever hold: 413, split it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let batch = format!(
+        "[{}]",
+        vec![r#"{"sensor_id": 1, "value": 1}"#; 21].join(",")
+    );
+    let (status, _, body) = h.post("application/json", batch).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "over_quota_burst", "{body}");
+    // After the wait it says, the tenant is served again.
+    let (status, _, body) = h
+        .post("application/json", r#"{"sensor_id": 1, "value": 2.5}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

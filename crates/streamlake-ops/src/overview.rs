@@ -62,8 +62,22 @@ pub struct TenantOverview {
     /// Per dataset.
     pub datasets: Vec<DatasetCounts>,
     /// Records per second into the raw topics, from the console's samples (empty until two
-    /// samples were taken; not available to one-shot CLI calls).
+    /// samples were taken; not available to one-shot CLI calls): the quota's use.
     pub throughput: Vec<Point>,
+    /// The tenant's quota over HTTP ingestion, when it has one.
+    pub quota: Option<QuotaView>,
+}
+
+/// A tenant's quota (`[tenants.NAME.quota]`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaView {
+    /// Events per second, sustained.
+    pub events_per_sec: Option<u32>,
+    /// Request body bytes per second, sustained.
+    pub bytes_per_sec: Option<u32>,
+    /// Seconds of the rate that may arrive at once.
+    pub burst_secs: f64,
 }
 
 impl Ops {
@@ -132,6 +146,11 @@ impl Ops {
             replayed: dlq.replayed,
             datasets,
             throughput: self.history.rate(&raw_topics),
+            quota: t.quota.map(|q| QuotaView {
+                events_per_sec: q.events_per_sec,
+                bytes_per_sec: q.bytes_per_sec,
+                burst_secs: q.burst_secs,
+            }),
         })
     }
 }
