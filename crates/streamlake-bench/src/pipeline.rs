@@ -185,6 +185,52 @@ async fn wait_for(what: &str, timeout: Duration, done: impl Fn() -> bool) -> any
     Ok(())
 }
 
+/// `pipeline` run until it has read `n` records, then stopped (the stop is part of the time).
+async fn processor(
+    label: &str,
+    config: &Config,
+    pipeline: &streamlake_config::Pipeline,
+    settings: &KafkaSettings,
+    stats: &Arc<ProcessorStats>,
+    n: u64,
+) -> anyhow::Result<Measured> {
+    let progress: Progress = {
+        let stats = stats.clone();
+        Arc::new(move || stats.records_in.load(Ordering::Relaxed))
+    };
+    measure(label, progress, async {
+        let shutdown = CancellationToken::new();
+        let task = {
+            let (config, pipeline, settings, stats, shutdown) = (
+                config.clone(),
+                pipeline.clone(),
+                settings.clone(),
+                stats.clone(),
+                shutdown.clone(),
+            );
+            tokio::spawn(async move {
+                run_pipeline(
+                    &config,
+                    &pipeline,
+                    &settings,
+                    Default::default(),
+                    stats,
+                    shutdown,
+                )
+                .await
+            })
+        };
+        wait_for("the processor", Duration::from_secs(600), || {
+            stats.records_in.load(Ordering::Relaxed) >= n
+        })
+        .await?;
+        shutdown.cancel();
+        task.await?.map_err(|e| anyhow!("{e}"))?;
+        Ok(stats.records_in.load(Ordering::Relaxed))
+    })
+    .await
+}
+
 /// The air-quality example written under `dir` with its schemas, loaded, its data under
 /// `dir/data`.
 pub(crate) fn example_config(dir: &std::path::Path) -> anyhow::Result<Config> {
@@ -262,44 +308,14 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
         .await?,
     );
     let stats = Arc::new(ProcessorStats::default());
-    let progress: Progress = {
-        let stats = stats.clone();
-        Arc::new(move || stats.records_in.load(Ordering::Relaxed))
-    };
     results.push(
-        measure(
+        processor(
             "processor, exactly once (air-quality pipeline)",
-            progress,
-            async {
-                let shutdown = CancellationToken::new();
-                let task = {
-                    let (config, pipeline, settings, stats, shutdown) = (
-                        config.clone(),
-                        pipeline.clone(),
-                        settings.clone(),
-                        stats.clone(),
-                        shutdown.clone(),
-                    );
-                    tokio::spawn(async move {
-                        run_pipeline(
-                            &config,
-                            &pipeline,
-                            &settings,
-                            Default::default(),
-                            stats,
-                            shutdown,
-                        )
-                        .await
-                    })
-                };
-                wait_for("the processor", Duration::from_secs(600), || {
-                    stats.records_in.load(Ordering::Relaxed) >= n
-                })
-                .await?;
-                shutdown.cancel();
-                task.await?.map_err(|e| anyhow!("{e}"))?;
-                Ok(stats.records_in.load(Ordering::Relaxed))
-            },
+            &config,
+            &pipeline,
+            &settings,
+            &stats,
+            n,
         )
         .await?,
     );
@@ -381,45 +397,14 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
     let mut at_least_once = pipeline.clone();
     at_least_once.exactly_once = false;
     at_least_once.group = format!("bench-alo-{}", uuid::Uuid::new_v4().simple());
-    let stats = Arc::new(ProcessorStats::default());
-    let progress: Progress = {
-        let stats = stats.clone();
-        Arc::new(move || stats.records_in.load(Ordering::Relaxed))
-    };
     results.push(
-        measure(
+        processor(
             "processor, at-least-once (no transactions)",
-            progress,
-            async {
-                let shutdown = CancellationToken::new();
-                let task = {
-                    let (config, pipeline, settings, stats, shutdown) = (
-                        config.clone(),
-                        at_least_once.clone(),
-                        settings.clone(),
-                        stats.clone(),
-                        shutdown.clone(),
-                    );
-                    tokio::spawn(async move {
-                        run_pipeline(
-                            &config,
-                            &pipeline,
-                            &settings,
-                            Default::default(),
-                            stats,
-                            shutdown,
-                        )
-                        .await
-                    })
-                };
-                wait_for("the processor", Duration::from_secs(600), || {
-                    stats.records_in.load(Ordering::Relaxed) >= n
-                })
-                .await?;
-                shutdown.cancel();
-                task.await?.map_err(|e| anyhow!("{e}"))?;
-                Ok(stats.records_in.load(Ordering::Relaxed))
-            },
+            &config,
+            &at_least_once,
+            &settings,
+            &Arc::new(ProcessorStats::default()),
+            n,
         )
         .await?,
     );

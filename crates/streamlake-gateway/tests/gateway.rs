@@ -1179,33 +1179,20 @@ async fn a_tenant_over_its_quota_is_refused_with_retry_after_and_another_is_not(
     )
     .await;
     let started = std::time::Instant::now();
-    let noisy = (0..120).map(|i| {
-        let (url, key) = (h.url(&h.tenant, "readings"), h.key.clone());
-        async move {
-            post_to(
-                &url,
-                Some(&key),
-                "application/json",
-                format!(r#"{{"sensor_id": {i}, "value": 1.5}}"#),
-            )
-            .await
-        }
-    });
-    let quiet = (0..40).map(|i| {
-        let (url, key) = (h.url(&h.other, "readings"), h.other_key.clone());
-        async move {
-            post_to(
-                &url,
-                Some(&key),
-                "application/json",
-                format!(r#"{{"sensor_id": {i}, "value": 1.5}}"#),
-            )
-            .await
-        }
-    });
+    // `n` single events to `tenant`'s dataset, all at once.
+    let events = |tenant: &str, key: &str, n: usize| {
+        let (url, key) = (h.url(tenant, "readings"), key.to_owned());
+        futures::future::join_all((0..n).map(move |i| {
+            let (url, key) = (url.clone(), key.clone());
+            async move {
+                let body = format!(r#"{{"sensor_id": {i}, "value": 1.5}}"#);
+                post_to(&url, Some(&key), "application/json", body).await
+            }
+        }))
+    };
     let (noisy, quiet) = tokio::join!(
-        futures::future::join_all(noisy),
-        futures::future::join_all(quiet)
+        events(&h.tenant, &h.key, 120),
+        events(&h.other, &h.other_key, 40)
     );
     let elapsed = started.elapsed().as_secs_f64();
     let accepted = noisy
