@@ -322,12 +322,28 @@ async fn group_lag_is_produced_minus_committed() {
 
     // M = 4 consumed and committed by the group.
     p.commit(4).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let (status, group) = p
         .get(&format!("/api/kafka/groups/{}", p.group), Some(&p.key))
         .await;
     assert_eq!(status, StatusCode::OK, "{group}");
     assert_eq!(group["totalLag"], 6, "{group}");
+    // Time lag: the oldest unread record was written before the commit, so it has waited at
+    // least as long as the test slept since; a partition with nothing to read has no age.
+    for part in group["partitions"].as_array().unwrap() {
+        match part["lag"].as_i64().unwrap() {
+            0 => assert!(part["oldestUnreadAgeMs"].is_null(), "{part}"),
+            _ => assert!(
+                part["oldestUnreadAgeMs"].as_u64().unwrap() >= 1400,
+                "{part}"
+            ),
+        }
+    }
+    assert!(
+        group["oldestUnreadAgeMs"].as_u64().unwrap() >= 1400,
+        "{group}"
+    );
     assert_eq!(group["runs"], "pipeline main");
     let committed: i64 = group["partitions"]
         .as_array()

@@ -146,3 +146,34 @@ fn read_blocking<V: RecordVisitor>(
     }
     Ok((visitor, Coverage { unread: open }))
 }
+
+/// How long a consumer group's oldest unread record of each partition has waited: for every
+/// partition of `lag` with records left to read, the timestamp (milliseconds since the epoch)
+/// of the record at the group's committed offset (or at the log start, without a commit or
+/// when retention removed it). Offset lag says how many records are waiting; this says since
+/// when. One record per partition is read; a partition whose record does not arrive within a
+/// few seconds is left out.
+pub async fn oldest_unread(
+    settings: &KafkaSettings,
+    lag: &crate::admin::GroupLag,
+) -> Result<BTreeMap<(String, i32), i64>, AdminError> {
+    let mut by_topic: BTreeMap<&str, BTreeMap<i32, (i64, i64)>> = BTreeMap::new();
+    for p in lag.partitions.iter().filter(|p| p.lag > 0) {
+        let at = p.committed.unwrap_or(p.low).max(p.low);
+        by_topic
+            .entry(p.topic.as_str())
+            .or_default()
+            .insert(p.partition, (at, at + 1));
+    }
+    let mut oldest = BTreeMap::new();
+    for (topic, ranges) in by_topic {
+        let (records, _) =
+            visit_ranges(settings, topic, ranges, Duration::from_secs(5), Vec::new()).await?;
+        for r in records {
+            if let Some(ts) = r.timestamp_ms {
+                oldest.insert((r.topic.clone(), r.partition), ts);
+            }
+        }
+    }
+    Ok(oldest)
+}

@@ -30,7 +30,7 @@ pub mod shutdown;
 pub use admin::{
     Admin, AdminError, GroupLag, GroupSummary, PartitionInfo, PartitionLag, TopicInfo,
 };
-pub use browse::{read_ranges, visit_ranges, Coverage, RecordVisitor};
+pub use browse::{oldest_unread, read_ranges, visit_ranges, Coverage, RecordVisitor};
 pub use consumer::{
     BatchHandler, ConsumerError, ConsumerOptions, ConsumerRunner, HandlerError, Membership,
     RunStats,

@@ -50,6 +50,9 @@ pub struct GroupPartition {
     pub high_watermark: i64,
     /// Records the group has yet to read.
     pub lag: i64,
+    /// How long the oldest of them has waited, in milliseconds (now minus the timestamp of
+    /// the record at the committed offset); `null` with nothing to read.
+    pub oldest_unread_age_ms: Option<i64>,
 }
 
 impl From<&PartitionLag> for GroupPartition {
@@ -60,6 +63,7 @@ impl From<&PartitionLag> for GroupPartition {
             committed_offset: p.committed,
             high_watermark: p.high,
             lag: p.lag,
+            oldest_unread_age_ms: None,
         }
     }
 }
@@ -104,6 +108,9 @@ pub struct GroupDetail {
     pub partitions: Vec<GroupPartition>,
     /// Sum of the partitions' lag.
     pub total_lag: i64,
+    /// How long the group's oldest unread record has waited, in milliseconds, over all its
+    /// partitions: the data it delivers is at most this old behind; `null` with nothing to read.
+    pub oldest_unread_age_ms: Option<i64>,
     /// What the broker could not tell.
     pub note: Option<String>,
     /// Total lag over time, from the console's samples (empty in one-shot CLI calls).
@@ -254,12 +261,33 @@ impl Ops {
                 self.admin.group_lag_on(group, &infos, false).await?
             }
         };
+        // Time lag: best effort; a read that fails leaves the ages out, not the answer.
+        let oldest = streamlake_kafka::oldest_unread(&self.settings, &lag)
+            .await
+            .unwrap_or_default();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let partitions: Vec<GroupPartition> = lag
+            .partitions
+            .iter()
+            .map(|p| GroupPartition {
+                oldest_unread_age_ms: oldest
+                    .get(&(p.topic.clone(), p.partition))
+                    .map(|ts| (now_ms - ts).max(0)),
+                ..GroupPartition::from(p)
+            })
+            .collect();
         Ok(GroupDetail {
             group: group.to_owned(),
             state: None,
             members: None,
             runs: self.runs(group),
-            partitions: lag.partitions.iter().map(GroupPartition::from).collect(),
+            oldest_unread_age_ms: partitions
+                .iter()
+                .filter_map(|p| p.oldest_unread_age_ms)
+                .max(),
+            partitions,
             total_lag: lag.total_lag,
             note: None,
             lag_history: Vec::new(),

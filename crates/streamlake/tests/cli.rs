@@ -626,6 +626,12 @@ async fn up_provisions_the_example_and_stops_cleanly_on_ctrl_c() {
         "{metrics}"
     );
     assert!(
+        metrics.contains(
+            r#"streamlake_consumer_lag_seconds{group="streamlake-process-air-quality",topic="tenant-a.air-quality.raw"}"#
+        ),
+        "{metrics}"
+    );
+    assert!(
         metrics.contains("streamlake_gateway_requests_total"),
         "{metrics}"
     );

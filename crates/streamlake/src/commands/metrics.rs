@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 use streamlake_kafka::{Admin, KafkaSettings};
 use streamlake_pipeline::ProcessorStats;
 use streamlake_sinks::SinkStats;
@@ -34,6 +34,7 @@ pub(crate) struct StageMetrics {
     sink: IntCounterVec,
     source: IntCounterVec,
     lag: IntGaugeVec,
+    age: GaugeVec,
     tracked: Mutex<Vec<Tracked>>,
 }
 
@@ -74,11 +75,20 @@ impl StageMetrics {
             &["group", "topic"],
         )
         .expect("constant metric definition");
+        let age = GaugeVec::new(
+            Opts::new(
+                "consumer_lag_seconds",
+                "How long the oldest record of a topic the stage's group has not committed has waited (0 with nothing to read), sampled every 10 s",
+            ),
+            &["group", "topic"],
+        )
+        .expect("constant metric definition");
         for c in [
             Box::new(processor.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sink.clone()),
             Box::new(source.clone()),
             Box::new(lag.clone()),
+            Box::new(age.clone()),
         ] {
             if let Err(e) = registry.register(c) {
                 tracing::error!(error = %e, "cannot register a stage metric");
@@ -90,6 +100,7 @@ impl StageMetrics {
             sink,
             source,
             lag,
+            age,
             tracked: Mutex::new(Vec::new()),
         })
     }
@@ -212,8 +223,23 @@ impl StageMetrics {
                 for p in &lag.partitions {
                     *by_topic.entry(p.topic.as_str()).or_default() += p.lag;
                 }
+                let oldest = streamlake_kafka::oldest_unread(&settings, &lag)
+                    .await
+                    .unwrap_or_default();
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
                 for (topic, records) in by_topic {
                     self.lag.with_label_values(&[group, topic]).set(records);
+                    let waited_ms = oldest
+                        .iter()
+                        .filter(|((t, _), _)| t == topic)
+                        .map(|(_, ts)| (now_ms - ts).max(0))
+                        .max()
+                        .unwrap_or(0);
+                    self.age
+                        .with_label_values(&[group, topic])
+                        .set(waited_ms as f64 / 1000.0);
                 }
             }
             tokio::select! {
