@@ -328,8 +328,19 @@ impl ConsumerRunner {
         let mut result = self
             .run_loop(handler, &shutdown, &mut stats, &mut pending)
             .await;
+        // The final checkpoint, the commit and leaving the group share one deadline: with the
+        // broker gone none of them can finish, and shutdown must not wait for them. What was
+        // not made durable or committed in time is read again at the next start.
+        let deadline = Instant::now() + self.options.close_timeout;
         if result.is_ok() {
-            result = self.checkpoint(handler, &mut pending, true).await;
+            let last = self.checkpoint(handler, &mut pending, true);
+            result = tokio::time::timeout_at(deadline, last)
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::warn!(group = %self.options.group_id,
+                        "the final checkpoint did not finish in time; its records are read again at the next start");
+                    Ok(())
+                });
         }
         let Self {
             consumer, options, ..
@@ -342,7 +353,7 @@ impl ConsumerRunner {
             drop(consumer);
             committed
         });
-        let committed = match tokio::time::timeout(options.close_timeout, closing).await {
+        let committed = match tokio::time::timeout_at(deadline, closing).await {
             Ok(Ok(committed)) => committed,
             Ok(Err(e)) => {
                 tracing::error!(%group, error = %e, "the final commit did not run");

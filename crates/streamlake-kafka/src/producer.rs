@@ -287,7 +287,7 @@ impl Producer {
     ) -> Result<(), KafkaError> {
         let instance = self.instance();
         tokio::task::spawn_blocking(move || {
-            let timeout = Duration::from_secs(30);
+            let timeout = Duration::from_secs(10);
             let p = &instance.producer;
             let done = p
                 .send_offsets_to_transaction(&offsets, &group, timeout)
@@ -307,7 +307,7 @@ impl Producer {
     pub async fn abort_transaction(&self) -> Result<(), KafkaError> {
         let instance = self.instance();
         tokio::task::spawn_blocking(move || {
-            instance.producer.abort_transaction(Duration::from_secs(30))
+            instance.producer.abort_transaction(Duration::from_secs(10))
         })
         .await
         .map_err(|_| KafkaError::Canceled)?
