@@ -18,6 +18,13 @@ if [[ -d "$CARGO_TARGET_DIR/debug" ]]; then
   find "$CARGO_TARGET_DIR/debug/incremental" -mindepth 1 -maxdepth 1 -mtime +2 -exec rm -rf {} + 2>/dev/null || true
   find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -mtime +2 \
     \( -name 'libstreamlake*' -o -name 'streamlake*' -o \( -perm -u+x ! -name '*.so' \) \) -delete 2>/dev/null || true
+  # A busy day can still fill the disk: above 40 GB the incremental state goes, and so do this
+  # workspace's own artifacts and test executables no build touched for two hours.
+  if [[ "$(du -s --block-size=1G "$CARGO_TARGET_DIR" 2>/dev/null | cut -f1)" -gt 40 ]]; then
+    rm -rf "$CARGO_TARGET_DIR/debug/incremental"
+    find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -mmin +120 \
+      \( -name 'libstreamlake*' -o -name 'streamlake*' -o \( -perm -u+x ! -name '*.so' \) \) -delete 2>/dev/null || true
+  fi
 fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
