@@ -669,20 +669,21 @@ async fn group(
         Some(&who),
         &format!("Group {id}"),
         html! {
-            p { "Runs: " (g.runs.as_deref().unwrap_or("-")) " · state: " (g.state.as_deref().unwrap_or("unknown")) " · total lag: " b { (g.total_lag) } }
+            p { "Runs: " (g.runs.as_deref().unwrap_or("-")) " · state: " (g.state.as_deref().unwrap_or("unknown")) " · total lag: " b { (g.total_lag) } @if let Some(ms) = g.oldest_unread_age_ms { " · oldest unread record waited " b { (format!("{:.1} s", ms as f64 / 1000.0)) } } }
             @if let Some(n) = &g.note { p.note { (n) } }
             @if let Some(members) = &g.members {
                 table { tr { th { "member" } th { "client id" } th { "host" } th { "assigned partitions" } } @for m in members { tr { td { (m.id) } td { (m.client_id) } td { (m.host) } td { @for a in &m.assignment { (a.topic) ": " (a.partitions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")) br; } } } } }
             }
             h2 { "Lag per partition" }
             table {
-                tr { th { "topic" } th { "partition" } th { "committed offset" } th { "high watermark" } th { "lag" } }
+                tr { th { "topic" } th { "partition" } th { "committed offset" } th { "high watermark" } th { "lag" } th { "oldest unread waited" } }
                 @for p in &g.partitions {
                     tr {
                         td { a href=(format!("/console/topics/{}", p.topic)) { (p.topic) } }
                         td.num { (p.partition) }
                         td.num { (p.committed_offset.map_or_else(|| "none".to_owned(), |c| c.to_string())) }
                         td.num { (p.high_watermark) } td.num { (p.lag) }
+                        td.num { (p.oldest_unread_age_ms.map_or_else(|| "-".to_owned(), |ms| format!("{:.1} s", ms as f64 / 1000.0))) }
                     }
                 }
             }

@@ -324,6 +324,13 @@ async fn groups_describe_shows_produced_minus_committed() {
 
     let o = run(&["-b", &b, "groups", "describe", &group]);
     assert!(stdout(&o).contains("total lag: 6"), "{}", stdout(&o));
+    // With records waiting, the table says since when (seconds), not "-".
+    assert!(
+        stdout(&o).contains("(oldest unread record waited ")
+            && !stdout(&o).contains("(oldest unread record waited -)"),
+        "{}",
+        stdout(&o)
+    );
 
     // A reset is a dry run until --execute; then the lag follows.
     let lag = |b: &str| {

@@ -46,11 +46,23 @@ pub(crate) async fn run(conn: &Connection, cmd: &GroupsCommand) -> anyhow::Resul
             if !topics.is_empty() {
                 detail.partitions.retain(|p| topics.contains(&p.topic));
                 detail.total_lag = detail.partitions.iter().map(|p| p.lag).sum();
+                detail.oldest_unread_age_ms = detail
+                    .partitions
+                    .iter()
+                    .filter_map(|p| p.oldest_unread_age_ms)
+                    .max();
             }
             if output.json {
                 json(&detail)?;
             } else {
-                let mut t = table(["topic", "partition", "committed", "high", "lag"]);
+                let mut t = table([
+                    "topic",
+                    "partition",
+                    "committed",
+                    "high",
+                    "lag",
+                    "oldest unread waited",
+                ]);
                 for p in &detail.partitions {
                     t.add_row([
                         p.topic.clone(),
@@ -59,6 +71,7 @@ pub(crate) async fn run(conn: &Connection, cmd: &GroupsCommand) -> anyhow::Resul
                             .map_or_else(|| "none".to_owned(), |c| c.to_string()),
                         p.high_watermark.to_string(),
                         p.lag.to_string(),
+                        waited(p.oldest_unread_age_ms),
                     ]);
                 }
                 println!("group {group}");
@@ -66,7 +79,11 @@ pub(crate) async fn run(conn: &Connection, cmd: &GroupsCommand) -> anyhow::Resul
                     println!("runs: {runs}");
                 }
                 println!("{t}");
-                println!("total lag: {}", detail.total_lag);
+                println!(
+                    "total lag: {} (oldest unread record waited {})",
+                    detail.total_lag,
+                    waited(detail.oldest_unread_age_ms)
+                );
                 if let Some(note) = &detail.note {
                     println!("({note})");
                 }
@@ -135,4 +152,12 @@ pub(crate) async fn run(conn: &Connection, cmd: &GroupsCommand) -> anyhow::Resul
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long a record has waited, as a table shows it; `-` with nothing waiting.
+fn waited(ms: Option<i64>) -> String {
+    ms.map_or_else(
+        || "-".to_owned(),
+        |ms| format!("{:.1} s", ms as f64 / 1000.0),
+    )
 }
