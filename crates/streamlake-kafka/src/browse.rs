@@ -147,12 +147,12 @@ fn read_blocking<V: RecordVisitor>(
     Ok((visitor, Coverage { unread: open }))
 }
 
-/// How long a consumer group's oldest unread record of each partition has waited: for every
-/// partition of `lag` with records left to read, the timestamp (milliseconds since the epoch)
-/// of the record at the group's committed offset (or at the log start, without a commit or
-/// when retention removed it). Offset lag says how many records are waiting; this says since
-/// when. One record per partition is read; a partition whose record does not arrive within a
-/// few seconds is left out.
+/// How long a consumer group's oldest unread record of each partition has waited, in
+/// milliseconds: for every partition of `lag` with records left to read, now minus the
+/// timestamp of the record at the group's committed offset (or at the log start, without a
+/// commit or when retention removed it). Offset lag says how many records are waiting; this
+/// says since when. One record per partition is read; a partition whose record does not arrive
+/// within a few seconds is left out.
 pub async fn oldest_unread(
     settings: &KafkaSettings,
     lag: &crate::admin::GroupLag,
@@ -175,5 +175,11 @@ pub async fn oldest_unread(
             }
         }
     }
-    Ok(oldest)
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Ok(oldest
+        .into_iter()
+        .map(|(at, ts)| (at, (now_ms - ts).max(0)))
+        .collect())
 }

@@ -262,19 +262,14 @@ impl Ops {
             }
         };
         // Time lag: best effort; a read that fails leaves the ages out, not the answer.
-        let oldest = streamlake_kafka::oldest_unread(&self.settings, &lag)
+        let waited = streamlake_kafka::oldest_unread(&self.settings, &lag)
             .await
             .unwrap_or_default();
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
         let partitions: Vec<GroupPartition> = lag
             .partitions
             .iter()
             .map(|p| GroupPartition {
-                oldest_unread_age_ms: oldest
-                    .get(&(p.topic.clone(), p.partition))
-                    .map(|ts| (now_ms - ts).max(0)),
+                oldest_unread_age_ms: waited.get(&(p.topic.clone(), p.partition)).copied(),
                 ..GroupPartition::from(p)
             })
             .collect();

@@ -36,16 +36,16 @@ pub async fn run_pipeline(
     shutdown: CancellationToken,
 ) -> Result<RunStats, HandlerError> {
     let processor = ConfigProcessor::new(config, pipeline)?;
-    let transactional_id = pipeline.exactly_once.then(|| {
+    // At-least-once: one producer for every run. Exactly once: each run makes its own
+    // transactional producer, since a failed transaction leaves its producer unusable.
+    let producing = if pipeline.exactly_once {
         let instance = membership
             .instance_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-        format!("{}-{instance}", pipeline.group)
-    });
-    let shared = match transactional_id {
-        Some(_) => None,
-        None => Some(Producer::new(settings)?.with_deadline(PRODUCE_DEADLINE)),
+        Producing::Transactional(format!("{}-{instance}", pipeline.group))
+    } else {
+        Producing::Shared(Producer::new(settings)?.with_deadline(PRODUCE_DEADLINE))
     };
     let mut options = ConsumerOptions::new(pipeline.group.clone(), processor.topics());
     options.batch_max_size = pipeline.batch_max_size;
@@ -57,21 +57,19 @@ pub async fn run_pipeline(
         settings,
         options,
         || {
-            let (processor, stats) = (processor.clone(), stats.clone());
-            let (shared, id) = (shared.clone(), transactional_id.clone());
+            let (processor, stats, producing) = (processor.clone(), stats.clone(), &producing);
             async move {
-                match (shared, id) {
-                    (Some(producer), _) => Ok(ProcessorHandler::new(processor, producer, stats)),
-                    (None, Some(id)) => {
-                        let producer = Producer::transactional(settings, &id, TRANSACTION_TIMEOUT)
+                Ok::<_, HandlerError>(match producing {
+                    Producing::Shared(producer) => {
+                        ProcessorHandler::new(processor, producer.clone(), stats)
+                    }
+                    Producing::Transactional(id) => {
+                        let producer = Producer::transactional(settings, id, TRANSACTION_TIMEOUT)
                             .await?
                             .with_deadline(PRODUCE_DEADLINE);
-                        Ok::<_, HandlerError>(ProcessorHandler::transactional(
-                            processor, producer, stats,
-                        ))
+                        ProcessorHandler::transactional(processor, producer, stats)
                     }
-                    (None, None) => Err("no producer".into()),
-                }
+                })
             }
         },
         shutdown,
@@ -80,7 +78,7 @@ pub async fn run_pipeline(
     // Every batch waited for its acknowledgements (or committed its transaction), so this is a
     // formality; never drop queued records silently.
     // librdkafka's flush blocks its thread: not one of the runtime's workers.
-    if let Some(producer) = shared {
+    if let Producing::Shared(producer) = producing {
         let flushed =
             tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
         match flushed {
@@ -94,4 +92,12 @@ pub async fn run_pipeline(
         }
     }
     Ok(total)
+}
+
+/// How a pipeline's runs produce.
+enum Producing {
+    /// One producer shared by every run (at-least-once).
+    Shared(Producer),
+    /// A transactional producer per run, with this `transactional.id` (exactly once).
+    Transactional(String),
 }

@@ -223,18 +223,15 @@ impl StageMetrics {
                 for p in &lag.partitions {
                     *by_topic.entry(p.topic.as_str()).or_default() += p.lag;
                 }
-                let oldest = streamlake_kafka::oldest_unread(&settings, &lag)
+                let waited = streamlake_kafka::oldest_unread(&settings, &lag)
                     .await
                     .unwrap_or_default();
-                let now_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64);
                 for (topic, records) in by_topic {
                     self.lag.with_label_values(&[group, topic]).set(records);
-                    let waited_ms = oldest
+                    let waited_ms = waited
                         .iter()
                         .filter(|((t, _), _)| t == topic)
-                        .map(|(_, ts)| (now_ms - ts).max(0))
+                        .map(|(_, ms)| *ms)
                         .max()
                         .unwrap_or(0);
                     self.age
