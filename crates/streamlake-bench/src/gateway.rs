@@ -141,6 +141,8 @@ struct Load {
     bodies: Vec<bytes::Bytes>,
     clients: Vec<reqwest::Client>,
     batch: u64,
+    /// Each request with an `Idempotency-Key` of its own.
+    keyed: bool,
     gateway_pid: u32,
     broker_pid: u32,
 }
@@ -174,6 +176,7 @@ impl Load {
             let url = self.url.clone();
             let bodies = self.bodies.clone();
             let batch = self.batch;
+            let keyed = self.keyed;
             let stop = stop.clone();
             tasks.push(tokio::spawn(async move {
                 let mut accepted = 0u64;
@@ -184,13 +187,15 @@ impl Load {
                     let body = bodies[i % bodies.len()].clone();
                     i += 1;
                     let t = Instant::now();
-                    let r = client
+                    let mut request = client
                         .post(&url)
                         .bearer_auth(KEY)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await;
+                        .header("content-type", "application/json");
+                    if keyed {
+                        request =
+                            request.header("idempotency-key", uuid::Uuid::now_v7().to_string());
+                    }
+                    let r = request.body(body).send().await;
                     match r {
                         Ok(resp) if resp.status() == 200 => {
                             let _ = resp.bytes().await;
@@ -297,6 +302,7 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
             .map(|_| reqwest::Client::new())
             .collect(),
         batch: args.batch_size as u64,
+        keyed: args.idempotency_keys,
         gateway_pid: pid,
         broker_pid: broker.pid(1).unwrap_or_default(),
     };
@@ -409,17 +415,27 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         .baseline_window
         .map(|w| format!(" --baseline-window {w}"))
         .unwrap_or_default();
+    let keyed = if args.idempotency_keys {
+        " --idempotency-keys"
+    } else {
+        ""
+    };
     let command = format!(
-        "streamlake-bench gateway --duration-secs {} --rounds {} --concurrency {} --batch-size {}{window_arg}{properties}",
+        "streamlake-bench gateway --duration-secs {} --rounds {} --concurrency {} --batch-size {}{window_arg}{properties}{keyed}",
         args.duration_secs, rounds, args.concurrency, args.batch_size
     );
+    let gateway_label = if args.idempotency_keys {
+        ", each with its own Idempotency-Key"
+    } else {
+        ""
+    };
     let report = format!(
         "### Gateway vs bare producer ({})\n\n\
          `{command}` — Apache Kafka {} (one node) on loopback, 2 cores shared by broker, gateway and load generator; events of {avg} bytes, 1,000 keys; schema validation on.\n\n\
          | | events/s | CPU s per 1M events | broker CPU s per 1M | p50 request | p99 request | peak RSS |\n|---|---|---|---|---|---|---|\n\
          | bare librdkafka producer, the gateway's 7 headers per record, up to {window} awaiting acknowledgement (baseline, {:.0} s) | {:.0} | {:.1} | {:.1} | {:.1} ms | {:.1} ms | |\n\
          | bare librdkafka producer, key and payload only (reference, {:.0} s) | {:.0} | {:.1} | {:.1} | | | |\n\
-         | gateway, {} clients x {} events/request ({:.0} s) | {:.0} | {:.1} | {:.1} | {:.1} ms | {:.1} ms | {} MiB |\n\n\
+         | gateway, {} clients x {} events/request{gateway_label} ({:.0} s) | {:.0} | {:.1} | {:.1} | {:.1} ms | {:.1} ms | {} MiB |\n\n\
          Latencies: the gateway's per request, the baseline's per record (produce to acknowledgement). The HTTP load generator (this process) used {:.1} CPU s per 1M events on the same cores.\n\n\
          Ratio gateway / baseline: **{:.2}** (per round: {}; against the headerless reference, measured once after the rounds: {:.2}). The gateway and the baseline took turns over {} round(s), alternating which went first. Gateway RSS: {} MiB at start of load, {} MiB at the end, {} MiB peak during load (sampled each second over {:.0} s of load; VmHWM {} MiB). Failed requests: {errors}.\n",
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),

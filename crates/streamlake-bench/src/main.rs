@@ -135,6 +135,10 @@ pub(crate) struct BenchGatewayArgs {
     /// `linger.ms=1` (repeatable).
     #[arg(long = "producer-property", value_name = "NAME=VALUE", value_parser = parse_property)]
     pub(crate) producer_properties: Vec<(String, String)>,
+    /// Every request carries an `Idempotency-Key` of its own, as a client that retries
+    /// safely sends them.
+    #[arg(long)]
+    pub(crate) idempotency_keys: bool,
     /// Append the report (markdown) to this file, e.g. docs/BENCHMARKS.md.
     #[arg(long)]
     pub(crate) report: Option<PathBuf>,

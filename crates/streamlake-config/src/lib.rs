@@ -210,6 +210,9 @@ pub struct Tenant {
     /// The tenant's replay log: which of its dead letters were replayed, and where to; a
     /// compacted topic (`naming.replays`) keyed by the dead letter's `{partition}/{offset}`.
     pub replays_topic: String,
+    /// The tenant's idempotency log: each request sent with an `Idempotency-Key`, its claim
+    /// and its answer; a compacted topic (`naming.idempotency`) keyed by `{dataset}/{key}`.
+    pub idempotency_topic: String,
     /// Datasets by id.
     pub datasets: BTreeMap<DatasetId, Dataset>,
 }
@@ -237,6 +240,9 @@ pub struct Dataset {
     pub columns: Vec<ColumnConfig>,
 }
 
+/// The largest record of an idempotency log (a batch's answer, every event's outcome in it).
+pub const IDEMPOTENCY_RECORD_BYTES: usize = 16 * 1024 * 1024;
+
 impl Config {
     /// The tenant and dataset `r` names; every `DatasetRef` in a loaded config resolves.
     pub fn dataset(&self, r: &DatasetRef) -> Option<(&Tenant, &Dataset)> {
@@ -260,6 +266,22 @@ impl Config {
             derived.push((tenant.dlq_topic.clone(), dlq, BTreeMap::new()));
             // One partition: the replay log is small and read whole at start-up.
             derived.push((tenant.replays_topic.clone(), 1, compacted.clone()));
+            // One partition: every gateway follows it whole. Compacted, and deleted once no
+            // key it holds can still be answered (the window, and an hour for clocks).
+            let window_ms = self.gateway.idempotency_window_secs.saturating_mul(1000);
+            let idempotency = BTreeMap::from([
+                ("cleanup.policy".to_owned(), "compact,delete".to_owned()),
+                (
+                    "retention.ms".to_owned(),
+                    window_ms.saturating_add(3_600_000).to_string(),
+                ),
+                // A batch's answer is one record: room for the largest.
+                (
+                    "max.message.bytes".to_owned(),
+                    IDEMPOTENCY_RECORD_BYTES.to_string(),
+                ),
+            ]);
+            derived.push((tenant.idempotency_topic.clone(), 1, idempotency));
             for ds in tenant.datasets.values() {
                 derived.push((ds.raw_topic.clone(), ds.partitions, BTreeMap::new()));
                 derived.push((ds.clean_topic.clone(), ds.partitions, BTreeMap::new()));

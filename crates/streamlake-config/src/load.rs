@@ -436,6 +436,12 @@ fn check_gateway(c: &mut Collector<'_>, g: &GatewayConfig) {
     if g.body_timeout_secs == 0 {
         c.push("gateway.body_timeout_secs", "must be at least 1");
     }
+    if g.idempotency_window_secs == 0 {
+        c.push(
+            "gateway.idempotency_window_secs",
+            "must be at least 1 (an Idempotency-Key is remembered this long)",
+        );
+    }
     if g.producer_service.trim().is_empty() {
         c.push("gateway.producer_service", "must not be empty");
     }
@@ -447,12 +453,14 @@ fn check_naming(c: &mut Collector<'_>, naming: &TopicNaming) {
         TopicRole::Clean,
         TopicRole::Dlq,
         TopicRole::Replays,
+        TopicRole::Idempotency,
     ] {
         let key = match role {
             TopicRole::Raw => "naming.raw",
             TopicRole::Clean => "naming.clean",
             TopicRole::Dlq => "naming.dlq",
             TopicRole::Replays => "naming.replays",
+            TopicRole::Idempotency => "naming.idempotency",
         };
         let template = naming.template(role);
         let rest = template.replace("{tenant}", "").replace("{dataset}", "");
@@ -564,6 +572,8 @@ fn resolve_tenants(
         check_topic_name(c, &format!("{at}.dlq_topic"), &dlq_topic);
         let replays_topic = naming.replays.replace("{tenant}", id.as_str());
         check_topic_name(c, "naming.replays", &replays_topic);
+        let idempotency_topic = naming.idempotency.replace("{tenant}", id.as_str());
+        check_topic_name(c, "naming.idempotency", &idempotency_topic);
         let mut datasets = BTreeMap::new();
         for (ds_name, ds) in cfg.datasets {
             let ds_at = format!("{at}.datasets.{ds_name}");
@@ -597,6 +607,7 @@ fn resolve_tenants(
                 api_key_env: cfg.api_key_env.clone(),
                 dlq_topic,
                 replays_topic,
+                idempotency_topic,
                 quota: cfg.quota,
                 datasets,
             },
@@ -698,6 +709,7 @@ fn check_topic_collisions(c: &mut Collector<'_>, tenants: &BTreeMap<TenantId, Te
         let mut mine = vec![
             (t.dlq_topic.clone(), format!("tenants.{}.dlq_topic", t.id)),
             (t.replays_topic.clone(), "naming.replays".to_owned()),
+            (t.idempotency_topic.clone(), "naming.idempotency".to_owned()),
         ];
         for ds in t.datasets.values() {
             let at = format!("tenants.{}.datasets.{}", t.id, ds.id);

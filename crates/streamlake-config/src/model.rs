@@ -311,6 +311,9 @@ pub struct GatewayConfig {
     pub produce_timeout_ms: u64,
     /// Seconds to wait for in-flight requests and the producer queue at shutdown.
     pub shutdown_timeout_secs: u64,
+    /// Seconds a request's `Idempotency-Key` is remembered after its answer: a retry within
+    /// them gets the first answer and writes nothing again.
+    pub idempotency_window_secs: u64,
 }
 
 impl Default for GatewayConfig {
@@ -325,6 +328,7 @@ impl Default for GatewayConfig {
             body_timeout_secs: 10,
             produce_timeout_ms: 10_000,
             shutdown_timeout_secs: 30,
+            idempotency_window_secs: 24 * 3600,
         }
     }
 }

@@ -101,6 +101,7 @@ fn line() -> impl Strategy<Value = String> {
         Just("raw"),
         Just("dlq"),
         Just("replays"),
+        Just("idempotency"),
         Just("schema"),
         Just("key"),
         Just("dlq_topic"),

@@ -38,7 +38,7 @@ async fn tokens_are_required_and_scope_what_a_tenant_sees() {
 
     let (status, mine) = p.get("/api/kafka/topics", Some(&p.key)).await;
     assert_eq!(status, StatusCode::OK, "{mine}");
-    assert_eq!(mine["count"], 4, "{mine}");
+    assert_eq!(mine["count"], 5, "{mine}");
     let mut mine = names(&mine);
     mine.sort();
     assert_eq!(
@@ -46,6 +46,7 @@ async fn tokens_are_required_and_scope_what_a_tenant_sees() {
         vec![
             p.dlq_topic(),
             format!("{}.replays", p.dlq_topic()),
+            format!("{}.idempotency", p.tenant),
             format!("{}.readings.clean", p.tenant),
             p.raw_topic()
         ]

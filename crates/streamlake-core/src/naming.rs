@@ -16,6 +16,8 @@ pub enum TopicRole {
     Dlq,
     /// The tenant's replay log: which dead letters were replayed, and where to (compacted).
     Replays,
+    /// The tenant's idempotency keys: each keyed request's claim and answer (compacted).
+    Idempotency,
 }
 
 impl TopicRole {
@@ -26,17 +28,21 @@ impl TopicRole {
             TopicRole::Clean => "clean",
             TopicRole::Dlq => "dlq",
             TopicRole::Replays => "replays",
+            TopicRole::Idempotency => "idempotency",
         }
     }
 
     /// Whether the topic is one per tenant (no `{dataset}` in its template).
     pub fn per_tenant(self) -> bool {
-        matches!(self, TopicRole::Dlq | TopicRole::Replays)
+        matches!(
+            self,
+            TopicRole::Dlq | TopicRole::Replays | TopicRole::Idempotency
+        )
     }
 }
 
-/// Naming templates. `{tenant}` and `{dataset}` are replaced; the DLQ and the replay log are
-/// per tenant, so their templates have no `{dataset}`.
+/// Naming templates. `{tenant}` and `{dataset}` are replaced; the DLQ, the replay log and the
+/// idempotency log are per tenant, so their templates have no `{dataset}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicNaming {
@@ -48,6 +54,8 @@ pub struct TopicNaming {
     pub dlq: String,
     /// Template of the tenant's replay log.
     pub replays: String,
+    /// Template of the tenant's idempotency log.
+    pub idempotency: String,
 }
 
 impl Default for TopicNaming {
@@ -57,6 +65,7 @@ impl Default for TopicNaming {
             clean: "{tenant}.{dataset}.clean".to_owned(),
             dlq: "{tenant}.dlq".to_owned(),
             replays: "{tenant}.dlq.replays".to_owned(),
+            idempotency: "{tenant}.idempotency".to_owned(),
         }
     }
 }
@@ -69,6 +78,7 @@ impl TopicNaming {
             TopicRole::Clean => &self.clean,
             TopicRole::Dlq => &self.dlq,
             TopicRole::Replays => &self.replays,
+            TopicRole::Idempotency => &self.idempotency,
         }
     }
 

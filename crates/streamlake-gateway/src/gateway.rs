@@ -43,6 +43,8 @@ pub struct Gateway {
     pub(crate) health: Health,
     /// Timeouts and the connection cap of the HTTP server.
     pub(crate) server_limits: ServerLimits,
+    /// Requests sent with an `Idempotency-Key`: the tenants' idempotency logs.
+    pub(crate) idempotency: crate::idempotency::Idempotency,
 }
 
 impl Gateway {
@@ -87,6 +89,7 @@ impl Gateway {
             },
             metrics,
             health: Health::new(),
+            idempotency: crate::idempotency::Idempotency::new(config, kafka),
         })
     }
 

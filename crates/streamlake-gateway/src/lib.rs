@@ -10,6 +10,8 @@
 //! - `auth`: bearer keys to tenants, compared in constant time.
 //! - `answer`: an ingestion outcome as an HTTP status and response entry.
 //! - `routes`: the axum router ([`app`]), response codes and bodies.
+//! - `idempotency`: retries of a request sent with `Idempotency-Key` get its first answer;
+//!   the keys live in each tenant's idempotency log, a compacted topic.
 //! - `metrics`: Prometheus metrics.
 //! - [`server`]: the HTTP server: header and idle timeouts, a connection cap, graceful
 //!   shutdown; [`serve`] runs it with the gateway's routes.
@@ -17,6 +19,7 @@
 mod answer;
 mod auth;
 pub mod gateway;
+mod idempotency;
 mod metrics;
 pub mod openapi;
 mod quota;

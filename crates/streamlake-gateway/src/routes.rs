@@ -11,9 +11,10 @@
 //! | 404 | the tenant has no such dataset |
 //! | 413 | body over `gateway.max_body_bytes` (dead-lettered without its payload) |
 //! | 415 | Content-Type is neither `application/json` nor `application/x-ndjson` |
-//! | 422 | a single event failed validation (dead-lettered) |
+//! | 409 | another attempt of the request with this `Idempotency-Key` is being written; `Retry-After` |
+//! | 422 | a single event failed validation (dead-lettered), or the `Idempotency-Key` was used for another request |
 //! | 429 | producer queue full (or without room for the whole batch), too many requests in flight for the tenant, or too many request bytes held; `Retry-After` |
-//! | 503 | the broker did not acknowledge; `Retry-After`; `may_have_been_written` says whether a retry may duplicate |
+//! | 503 | the broker did not acknowledge; `Retry-After`; `may_have_been_written` says whether a retry may duplicate (with an `Idempotency-Key` it never does) |
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -32,13 +33,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use streamlake_ingest::{
-    dead_letter_body, ingest as ingest_event, ingest_all, parse, Framing, Outcome, Parsed,
-    PartitionPreview, PreviewError, Target,
+    dead_letter_body, ingest as ingest_event, ingest_all, ingest_all_late, parse, Framing, Outcome,
+    Parsed, PartitionPreview, PreviewError, Target,
 };
 
-use crate::answer::{Answer as _, EventReport};
+use crate::answer::{Answer, EventReport};
 use crate::auth::AuthError;
 use crate::gateway::Gateway;
+use crate::idempotency::{self, Stored, Verdict};
 use crate::openapi::ErrorBody;
 
 /// The document's frame; the paths come from the handlers' annotations.
@@ -63,8 +65,9 @@ fn ingest_bodies(doc: &mut utoipa::openapi::OpenApi) {
         ("200", &["EventResult", "BatchResult"][..]),
         ("400", &["EventResult", "Error"]),
         ("413", &["EventResult", "Error"]),
+        ("422", &["EventResult", "Error"]),
         ("429", &["EventResult", "BatchResult", "Error"]),
-        ("503", &["EventResult", "BatchResult"]),
+        ("503", &["EventResult", "BatchResult", "Error"]),
     ] {
         crate::openapi::one_of(doc, events, status, schemas);
     }
@@ -219,6 +222,14 @@ enum RequestError {
     NoKey { reason: String, path: String },
     #[error(transparent)]
     NoPreview(#[from] PreviewError),
+    #[error("{0}")]
+    BadIdempotencyKey(String),
+    #[error("Idempotency-Key {key:?} was used for a different request to this dataset within gateway.idempotency_window_secs; send a new request with a new key")]
+    IdempotencyKeyReused { key: String },
+    #[error("another attempt of this request (Idempotency-Key {key:?}) is being written; retry in {retry_after} s for its answer")]
+    InProgress { key: String, retry_after: u64 },
+    #[error("{0}; nothing was written, retry in {1} s")]
+    IdempotencyLog(idempotency::LogError, u64),
 }
 
 impl From<AuthError> for RequestError {
@@ -259,12 +270,20 @@ impl IntoResponse for RequestError {
             E::NoPreview(PreviewError::Topic { .. }) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable")
             }
+            E::BadIdempotencyKey(_) => (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
+            E::IdempotencyKeyReused { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+            }
+            E::InProgress { .. } => (StatusCode::CONFLICT, "idempotency_in_progress"),
+            E::IdempotencyLog(..) => (StatusCode::SERVICE_UNAVAILABLE, "idempotency_unavailable"),
         };
         let mut e = ApiError::new(status, code, self.to_string());
         if let E::TooManyInFlight { retry_after, .. }
         | E::TooManyBytes { retry_after, .. }
         | E::QueueFull { retry_after, .. }
-        | E::OverQuota { retry_after, .. } = self
+        | E::OverQuota { retry_after, .. }
+        | E::InProgress { retry_after, .. }
+        | E::IdempotencyLog(_, retry_after) = self
         {
             e.retry_after = Some(retry_after);
         }
@@ -324,11 +343,13 @@ async fn track_requests(
     params(
         ("tenant" = String, Path, description = "Tenant id"),
         ("dataset" = String, Path, description = "Dataset name"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a request repeated with the same key (1 to 255 printable ASCII characters, per tenant and dataset, remembered for gateway.idempotency_window_secs) gets the first answer, with `Idempotent-Replayed: true`, and writes nothing again; the same key with another body is 422."),
     ),
     request_body(description = "One event (an object), an array of events, or one event per line",
         content(("application/json"), ("application/x-ndjson"))),
     responses(
-        (status = 200, description = "Every event acknowledged. One event: its receipt; a batch: all receipts."),
+        (status = 200, description = "Every event acknowledged. One event: its receipt; a batch: all receipts.",
+            headers(("Idempotent-Replayed" = String, description = "`true` when the answer is a stored one: the request was written before under its Idempotency-Key"))),
         (status = 207, body = BatchReport<'static>, description = "A batch with mixed outcomes; each result carries its own status, in request order."),
         (status = 400, description = "Empty body, body not UTF-8 or not JSON (dead-lettered), empty batch."),
         (status = 401, description = "No bearer key, or an unknown key."),
@@ -336,11 +357,13 @@ async fn track_requests(
         (status = 404, description = "Unknown tenant or dataset."),
         (status = 408, description = "The body did not arrive within gateway.body_timeout_secs."),
         (status = 413, description = "Body over gateway.max_body_bytes (dead-lettered without payload), an event over the broker's record size (dead-lettered, truncated), or more events than gateway.max_events_per_request."),
+        (status = 409, description = "Another attempt of the request with this Idempotency-Key is being written; see Retry-After.",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 415, description = "Content-Type other than JSON or NDJSON, or a Content-Encoding."),
-        (status = 422, body = EventReport<'static>, description = "The single event failed validation and was dead-lettered."),
+        (status = 422, description = "The single event failed validation and was dead-lettered, or the Idempotency-Key was used for a different request."),
         (status = 429, description = "Producer queue full, too many requests in flight for the tenant, or too many request bytes held; see Retry-After.",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The broker did not acknowledge; see Retry-After and may_have_been_written.",
+        (status = 503, description = "The broker did not acknowledge (see may_have_been_written), or the idempotency log cannot be used (nothing written); see Retry-After.",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 async fn ingest(
@@ -353,10 +376,22 @@ async fn ingest(
         Ok(authed) => authed,
         Err(e) => return refuse(&gw, &headers, body, RequestError::from(e)).await,
     };
+    let key = match headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|v| idempotency::check_key(v.as_bytes()))
+    {
+        None => None,
+        Some(Ok(key)) => Some(key.to_owned()),
+        Some(Err(why)) => {
+            return refuse(&gw, &headers, body, RequestError::BadIdempotencyKey(why)).await
+        }
+    };
     let mut response = match admit(&gw, authed, &tenant, &dataset, &headers) {
-        Ok((target, framing, _permit)) => events(&gw, &target, framing, &headers, body)
-            .await
-            .unwrap_or_else(IntoResponse::into_response),
+        Ok((target, framing, _permit)) => {
+            events(&gw, &target, framing, &headers, body, key.as_deref())
+                .await
+                .unwrap_or_else(IntoResponse::into_response)
+        }
         Err(e) => refuse(&gw, &headers, body, e).await,
     };
     response
@@ -567,11 +602,12 @@ async fn read_body(
 }
 
 async fn events(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     t: &Target<'_>,
     framing: Framing,
     headers: &HeaderMap,
     body: Body,
+    key: Option<&str>,
 ) -> Result<Response, RequestError> {
     let limit = gw.settings.max_body_bytes;
     let body_timeout = Duration::from_secs(gw.settings.body_timeout_secs);
@@ -606,6 +642,25 @@ async fn events(
     if events_in <= gw.settings.max_events_per_request {
         over_quota(gw, t.tenant, events_in, bytes.len())?;
     }
+    if let Some(key) = key {
+        let (events, single) = match parsed {
+            Parsed::Single(event) => (vec![event], true),
+            Parsed::Batch(events) if events.is_empty() => return Err(RequestError::EmptyBatch),
+            Parsed::Batch(events) if events.len() > gw.settings.max_events_per_request => {
+                return Err(RequestError::TooManyEvents {
+                    count: events.len(),
+                    limit: gw.settings.max_events_per_request,
+                })
+            }
+            Parsed::Batch(events) => (events, false),
+        };
+        let request = Keyed {
+            key,
+            fingerprint: idempotency::fingerprint(framing.as_str(), &bytes),
+            single,
+        };
+        return keyed(gw, t, &request, events).await;
+    }
     match parsed {
         Parsed::Single(event) => {
             let malformed = event.value.is_err();
@@ -630,6 +685,183 @@ async fn events(
             Ok(batch_answer(gw, &outcomes))
         }
     }
+}
+
+/// The `Idempotency-Key` request header.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The response header that marks a stored answer.
+const REPLAYED: &str = "idempotent-replayed";
+
+/// A request sent with an `Idempotency-Key`.
+struct Keyed<'a> {
+    key: &'a str,
+    /// Its framing and body, hashed: what makes a retry the same request.
+    fingerprint: String,
+    /// One event, not a batch.
+    single: bool,
+}
+
+/// Writes a keyed request once: the idempotency log decides whether this attempt writes it
+/// (only its events not written before), answers from a previous one, or waits for one.
+async fn keyed(
+    gw: &Arc<Gateway>,
+    t: &Target<'_>,
+    request: &Keyed<'_>,
+    mut events: Vec<streamlake_ingest::Event>,
+) -> Result<Response, RequestError> {
+    let verdict = gw
+        .idempotency
+        .decide(t.tenant, t.dataset, request.key, &request.fingerprint)
+        .await
+        .map_err(|e| RequestError::IdempotencyLog(e, gw.settings.retry_after_secs))?;
+    let (claim, prior) = match verdict {
+        Verdict::Write { claim, prior } => (claim, prior),
+        Verdict::Answered(stored) => {
+            let mut r = stored_answer(gw, request.single, stored.events.into_iter().flatten());
+            r.headers_mut()
+                .insert(REPLAYED, HeaderValue::from_static("true"));
+            return Ok(r);
+        }
+        Verdict::InProgress { retry_after } => {
+            return Err(RequestError::InProgress {
+                key: request.key.to_owned(),
+                retry_after,
+            })
+        }
+        Verdict::Reused => {
+            return Err(RequestError::IdempotencyKeyReused {
+                key: request.key.to_owned(),
+            })
+        }
+    };
+    let count = events.len();
+    let mut stored = prior.map_or_else(|| vec![None; count], |p| p.events);
+    stored.resize(count, None);
+    let id =
+        |i| idempotency::ingestion_id(t.tenant, t.dataset, request.key, &request.fingerprint, i);
+    for (i, event) in events.iter_mut().enumerate() {
+        event.ingestion_id = Some(id(i));
+    }
+    // The events a previous attempt did not write, with their request positions.
+    let open: Vec<usize> = (0..count).filter(|i| stored[*i].is_none()).collect();
+    let to_write: Vec<_> = events
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| stored[*i].is_none())
+        .map(|(_, e)| e)
+        .collect();
+    let malformed = request.single && to_write.first().is_some_and(|e| e.value.is_err());
+    let (outcomes, late) = ingest_all_late(&gw.ingestor, t, to_write).await;
+    gw.ingestor.count(t, &outcomes);
+    let index = |i: usize| (!request.single).then_some(i);
+    let mut shown: Vec<serde_json::Value> = Vec::with_capacity(count);
+    let mut fresh = open.iter().zip(&outcomes).peekable();
+    for (i, slot) in stored.iter_mut().enumerate() {
+        match fresh.next_if(|(at, _)| **at == i) {
+            Some((_, outcome)) => {
+                let mut report = outcome.report(index(i));
+                // A single body that is not JSON answers 400, as without a key.
+                if malformed && !matches!(outcome, Outcome::Failed { .. }) {
+                    report.status = StatusCode::BAD_REQUEST.as_u16();
+                }
+                let value = serde_json::to_value(&report).unwrap_or_default();
+                if !matches!(outcome, Outcome::Failed { .. }) {
+                    *slot = Some(value.clone());
+                }
+                shown.push(value);
+            }
+            None => shown.push(slot.clone().unwrap_or_default()),
+        }
+    }
+    let answer = stored_answer(gw, request.single, shown);
+    let all_known = late.is_empty();
+    let settle = {
+        let gw = Arc::clone(gw);
+        let (tenant, dataset) = (t.tenant.clone(), t.dataset.clone());
+        let (key, fingerprint, single) = (
+            request.key.to_owned(),
+            request.fingerprint.clone(),
+            request.single,
+        );
+        async move {
+            // The events not acknowledged in time: what their delivery reports say.
+            for (j, delivered) in late.settle().await {
+                let i = open[j];
+                if let Ok(receipt) = delivered {
+                    let outcome = Outcome::Accepted {
+                        ingestion_id: idempotency::ingestion_id(
+                            &tenant,
+                            &dataset,
+                            &key,
+                            &fingerprint,
+                            i,
+                        ),
+                        receipt,
+                    };
+                    let report = outcome.report((!single).then_some(i));
+                    stored[i] = Some(serde_json::to_value(&report).unwrap_or_default());
+                }
+            }
+            let events = stored;
+            if let Err(e) = gw
+                .idempotency
+                .settle(
+                    &tenant,
+                    &dataset,
+                    &key,
+                    &fingerprint,
+                    claim,
+                    Stored { single, events },
+                )
+                .await
+            {
+                tracing::warn!(%tenant, %dataset, idempotency_key = %key, error = %e, "the answer of a keyed request was not stored: a retry writes its events again, with the same ingestion ids, once the claim's lease ran out");
+            }
+        }
+    };
+    if all_known {
+        settle.await;
+    } else {
+        tokio::spawn(settle);
+    }
+    Ok(answer)
+}
+
+/// The answer of a keyed request from its events' reports (written now or stored).
+fn stored_answer(
+    gw: &Gateway,
+    single: bool,
+    reports: impl IntoIterator<Item = serde_json::Value>,
+) -> Response {
+    let status_of = |r: &serde_json::Value| {
+        r.get("status")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|s| u16::try_from(s).ok())
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    };
+    let failed_status =
+        |s: StatusCode| s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::SERVICE_UNAVAILABLE;
+    let reports: Vec<serde_json::Value> = reports.into_iter().collect();
+    let statuses: Vec<StatusCode> = reports.iter().map(status_of).collect();
+    let retry = statuses
+        .iter()
+        .any(|s| failed_status(*s))
+        .then_some(gw.settings.retry_after_secs);
+    if single {
+        let report = reports.into_iter().next().unwrap_or_default();
+        return answer(statuses[0], report, retry);
+    }
+    let accepted = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let failed = statuses.iter().filter(|s| failed_status(**s)).count();
+    let body = serde_json::json!({
+        "accepted": accepted,
+        "rejected": statuses.len() - accepted - failed,
+        "failed": failed,
+        "results": reports,
+    });
+    answer(batch_status(&statuses, accepted, failed), body, retry)
 }
 
 /// A body-level refusal that was dead-lettered: the given status, or the failure's own status
@@ -665,17 +897,24 @@ struct BatchReport<'a> {
     results: Vec<EventReport<'a>>,
 }
 
-fn batch_answer(gw: &Gateway, outcomes: &[Outcome]) -> Response {
-    let count = |label: &str| outcomes.iter().filter(|o| o.label() == label).count();
-    let (accepted, rejected, failed) = (count("accepted"), count("rejected"), count("failed"));
-    let first = outcomes[0].status();
-    let status = if accepted == outcomes.len() {
+/// A batch's status: 200 when every event was accepted, the failure's own status when every
+/// event failed the same way, 207 otherwise.
+fn batch_status(statuses: &[StatusCode], accepted: usize, failed: usize) -> StatusCode {
+    let first = statuses.first().copied().unwrap_or(StatusCode::OK);
+    if accepted == statuses.len() {
         StatusCode::OK
-    } else if failed == outcomes.len() && outcomes.iter().all(|o| o.status() == first) {
+    } else if failed == statuses.len() && statuses.iter().all(|s| *s == first) {
         first
     } else {
         StatusCode::MULTI_STATUS
-    };
+    }
+}
+
+fn batch_answer(gw: &Gateway, outcomes: &[Outcome]) -> Response {
+    let count = |label: &str| outcomes.iter().filter(|o| o.label() == label).count();
+    let (accepted, rejected, failed) = (count("accepted"), count("rejected"), count("failed"));
+    let statuses: Vec<StatusCode> = outcomes.iter().map(Answer::status).collect();
+    let status = batch_status(&statuses, accepted, failed);
     let results = outcomes
         .iter()
         .enumerate()

@@ -172,7 +172,21 @@ async fn post_to(
     content_type: &str,
     body: impl Into<reqwest::Body>,
 ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    post_with(url, key, content_type, body, None).await
+}
+
+/// [`post_to`] with an `Idempotency-Key`.
+async fn post_with(
+    url: &str,
+    key: Option<&str>,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+    idempotency_key: Option<&str>,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
     let mut req = reqwest::Client::new().post(url).body(body);
+    if let Some(k) = idempotency_key {
+        req = req.header("idempotency-key", k);
+    }
     if !content_type.is_empty() {
         req = req.header("content-type", content_type);
     }
@@ -1249,4 +1263,197 @@ async fn a_tenant_over_its_quota_is_refused_with_retry_after_and_another_is_not(
     })
     .await;
     assert!(served.is_some(), "served again within 10 s");
+}
+
+/// Posts `body` as JSON to the harness tenant's dataset with `Idempotency-Key: idem`.
+async fn post_keyed(
+    h: &Harness,
+    idem: &str,
+    body: &str,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    post_with(
+        &h.url(&h.tenant, "readings"),
+        Some(&h.key),
+        "application/json",
+        body.to_owned(),
+        Some(idem),
+    )
+    .await
+}
+
+/// The records of `topic` carrying `ingestion_id`.
+async fn records_with_id(h: &Harness, topic: &str, id: &str) -> usize {
+    Reader::new(&h.kafka, topic)
+        .await
+        .drain(Duration::from_secs(2))
+        .await
+        .iter()
+        .filter(|r| header(r, "ingestion_id") == id)
+        .count()
+}
+
+#[tokio::test]
+async fn a_retry_with_the_idempotency_key_gets_the_first_answer_and_writes_nothing_again() {
+    let mut h = Harness::start("").await;
+    let one = r#"{"sensor_id": 7, "value": 1.5}"#;
+    let (s, first_headers, first) = post_keyed(&h, "order-1", one).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    assert!(!first_headers.contains_key("idempotent-replayed"));
+    let (s, headers, again) = post_keyed(&h, "order-1", one).await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(again, first, "the retry gets the first answer");
+    assert_eq!(headers["idempotent-replayed"], "true");
+
+    // A batch is one unit: its mixed answer comes back whole, its dead letter is not repeated.
+    let batch = r#"[{"sensor_id": 1, "value": 1}, {"sensor_id": 2, "value": -99}, {"sensor_id": 3, "value": 3}]"#;
+    let (s, _, first_batch) = post_keyed(&h, "batch-1", batch).await;
+    assert_eq!(s, StatusCode::MULTI_STATUS, "{first_batch}");
+    let (s, _, again_batch) = post_keyed(&h, "batch-1", batch).await;
+    assert_eq!(s, StatusCode::MULTI_STATUS);
+    assert_eq!(again_batch, first_batch);
+
+    // The same key with another body is refused and writes nothing.
+    let (s, _, reused) = post_keyed(&h, "order-1", r#"{"sensor_id": 8, "value": 1}"#).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{reused}");
+    assert_eq!(reused["error"]["code"], "idempotency_key_reused");
+    // A key is the tenant's own: another tenant's same key is another request.
+    let (s, _, other) = post_with(
+        &h.url(&h.other, "readings"),
+        Some(&h.other_key),
+        "application/json",
+        one,
+        Some("order-1"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{other}");
+    assert_ne!(other["ingestion_id"], first["ingestion_id"]);
+    let (s, _, bad) = post_keyed(&h, "two words", one).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+    assert_eq!(bad["error"]["code"], "invalid_idempotency_key");
+
+    // A new gateway (a restart, or another instance) knows the key from the log.
+    h.shutdown.cancel();
+    h.server.take().unwrap().await.unwrap().unwrap();
+    h.shutdown = CancellationToken::new();
+    h.serve().await;
+    let (s, headers, after_restart) = post_keyed(&h, "order-1", one).await;
+    assert_eq!(s, StatusCode::OK, "{after_restart}");
+    assert_eq!(after_restart, first);
+    assert_eq!(headers["idempotent-replayed"], "true");
+
+    let raw = h.raw_topic();
+    let id = first["ingestion_id"].as_str().unwrap();
+    assert_eq!(records_with_id(&h, &raw, id).await, 1, "written once");
+    let written = Reader::new(&h.kafka, &raw)
+        .await
+        .drain(Duration::from_secs(2))
+        .await;
+    assert_eq!(written.len(), 3, "one event and the batch's two valid ones");
+    let dead = Reader::new(&h.kafka, &h.dlq_topic())
+        .await
+        .drain(Duration::from_secs(2))
+        .await;
+    assert_eq!(
+        dead.len(),
+        1,
+        "the batch's invalid event, dead-lettered once"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_attempts_over_two_gateways_write_a_keyed_request_once() {
+    let mut h = Harness::start("").await;
+    let first_base = h.base.clone();
+    let first_server = h.server.take();
+    h.serve().await;
+    let bases = [first_base, h.base.clone()];
+    let body = r#"{"sensor_id": 11, "value": 2}"#;
+    let mut attempts = Vec::new();
+    for i in 0..12 {
+        let url = format!(
+            "{}/v1/tenants/{}/datasets/readings/events",
+            bases[i % 2],
+            h.tenant
+        );
+        let key = h.key.clone();
+        attempts.push(tokio::spawn(async move {
+            post_with(&url, Some(&key), "application/json", body, Some("once")).await
+        }));
+    }
+    let mut receipts = Vec::new();
+    for a in attempts {
+        let (s, headers, r) = a.await.unwrap();
+        match s {
+            StatusCode::OK => receipts.push(r),
+            StatusCode::CONFLICT => {
+                assert_eq!(r["error"]["code"], "idempotency_in_progress", "{r}");
+                assert!(headers.contains_key("retry-after"));
+            }
+            other => panic!("unexpected {other}: {r}"),
+        }
+    }
+    assert!(!receipts.is_empty(), "one attempt wrote it");
+    assert!(receipts.windows(2).all(|w| w[0] == w[1]), "{receipts:?}");
+    // Once it is settled, every attempt on either gateway gets the one answer.
+    for base in &bases {
+        let url = format!("{base}/v1/tenants/{}/datasets/readings/events", h.tenant);
+        let (s, _, r) = post_with(&url, Some(&h.key), "application/json", body, Some("once")).await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+        assert_eq!(r, receipts[0]);
+    }
+    let written = Reader::new(&h.kafka, &h.raw_topic())
+        .await
+        .drain(Duration::from_secs(2))
+        .await;
+    assert_eq!(written.len(), 1, "twelve attempts, one record");
+    h.shutdown.cancel();
+    first_server.unwrap().await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_retry_after_503_may_have_been_written_gets_what_became_of_the_first_attempt() {
+    // A produce deadline shorter than the producer's linger: the gateway answers before the
+    // broker's acknowledgement comes, which it then does.
+    let h = Harness::start("[gateway]\nproduce_timeout_ms = 1\n").await;
+    let mut first = None;
+    for attempt in 0..20 {
+        let key = format!("slow-{attempt}");
+        let body = format!(r#"{{"sensor_id": {attempt}, "value": 5}}"#);
+        let (s, _, answer) = post_keyed(&h, &key, &body).await;
+        if s == StatusCode::SERVICE_UNAVAILABLE {
+            first = Some((key, body, answer));
+            break;
+        }
+    }
+    let (key, body, first) = first.expect("an answer before the acknowledgement");
+    assert_eq!(first["may_have_been_written"], true, "{first}");
+    assert_eq!(first["error"]["code"], "broker_unavailable", "{first}");
+
+    // The retry learns what became of the first attempt (it was written) instead of writing
+    // the event again; while the delivery report is due it is told to wait (409).
+    let settled = streamlake_testkit::eventually(Duration::from_secs(60), || async {
+        let (s, headers, r) = post_keyed(&h, &key, &body).await;
+        match s {
+            StatusCode::OK => Some((headers, r)),
+            StatusCode::CONFLICT => None,
+            other => panic!("unexpected {other}: {r}"),
+        }
+    })
+    .await
+    .expect("the retry is answered with the first attempt's write");
+    let (headers, settled) = settled;
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(settled["ingestion_id"], first["ingestion_id"]);
+    let id = first["ingestion_id"].as_str().unwrap();
+    let records = Reader::new(&h.kafka, &h.raw_topic())
+        .await
+        .drain(Duration::from_secs(2))
+        .await;
+    let mine: Vec<&Record> = records
+        .iter()
+        .filter(|r| header(r, "ingestion_id") == id)
+        .collect();
+    assert_eq!(mine.len(), 1, "written once");
+    assert_eq!(settled["offset"], mine[0].offset);
+    assert_eq!(settled["partition"], mine[0].partition);
 }

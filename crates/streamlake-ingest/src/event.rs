@@ -19,6 +19,14 @@ pub enum Framing {
 }
 
 impl Framing {
+    /// `json` or `ndjson`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Framing::Json => "json",
+            Framing::Ndjson => "ndjson",
+        }
+    }
+
     /// The framing of a Content-Type header value, ignoring parameters such as `charset`.
     pub fn from_content_type(ct: &str) -> Option<Self> {
         let essence = ct

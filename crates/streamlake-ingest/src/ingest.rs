@@ -6,7 +6,9 @@
 use std::time::SystemTime;
 
 use streamlake_core::{headers as h, DatasetId, Stage, TenantId, Violation};
-use streamlake_kafka::{DeliveryReceipt, Header, Headers, Outgoing, OwnedHeaders, ProduceError};
+use streamlake_kafka::{
+    DeliveryReceipt, Header, Headers, Late, Outgoing, OwnedHeaders, ProduceError,
+};
 use streamlake_schema::DatasetSchema;
 
 use crate::event::Event;
@@ -174,6 +176,44 @@ struct Valid {
 /// outcomes are in the events' order. The valid events are queued in order, so per-key order
 /// holds, and wait for the broker together.
 pub async fn ingest_all(gw: &Ingestor, t: &Target<'_>, events: Vec<Event>) -> Vec<Outcome> {
+    ingest_all_late(gw, t, events).await.0
+}
+
+/// The events of a request still unacknowledged when it was answered (their outcome was
+/// [`Outcome::Failed`] with a timeout), to learn later whether they were written.
+#[derive(Debug)]
+pub struct LateOutcomes {
+    late: Late,
+    /// The request index of each record of the produced batch.
+    indices: Vec<usize>,
+}
+
+impl LateOutcomes {
+    /// Whether every event's outcome was known in time.
+    pub fn is_empty(&self) -> bool {
+        self.late.is_empty()
+    }
+
+    /// Waits for the delivery reports still to come: each late event's request index and its
+    /// acknowledgement, or the error that ended it.
+    pub async fn settle(self) -> Vec<(usize, Result<DeliveryReceipt, ProduceError>)> {
+        let indices = self.indices;
+        self.late
+            .settle()
+            .await
+            .into_iter()
+            .map(|(i, result)| (indices[i], result))
+            .collect()
+    }
+}
+
+/// [`ingest_all`], with the events whose acknowledgement was still to come when the outcomes
+/// were decided.
+pub async fn ingest_all_late(
+    gw: &Ingestor,
+    t: &Target<'_>,
+    events: Vec<Event>,
+) -> (Vec<Outcome>, LateOutcomes) {
     let count = events.len();
     // The metadata headers' size but for the ingestion id, the same for every event here.
     let headers: usize = metadata_pairs(t, "")
@@ -228,10 +268,14 @@ pub async fn ingest_all(gw: &Ingestor, t: &Target<'_>, events: Vec<Event>) -> Ve
                     dead_letter(gw, t, bytes, key, headers, ingestion_id, violation).await;
                 (index, outcome)
             });
-    let (sent, dead_lettered) = futures::join!(
-        gw.producer.send_all(t.raw_topic, records),
+    let ((sent, late), dead_lettered) = futures::join!(
+        gw.producer.send_all_late(t.raw_topic, records),
         futures::future::join_all(dead_letters)
     );
+    let late = LateOutcomes {
+        late,
+        indices: valid.iter().map(|v| v.index).collect(),
+    };
     let mut outcomes: Vec<Option<Outcome>> = std::iter::repeat_with(|| None).take(count).collect();
     for (v, sent) in valid.into_iter().zip(sent) {
         t.produce_latency.observe(sent.latency.as_secs_f64());
@@ -258,7 +302,7 @@ pub async fn ingest_all(gw: &Ingestor, t: &Target<'_>, events: Vec<Event>) -> Ve
     }
     let outcomes: Vec<Outcome> = outcomes.into_iter().flatten().collect();
     log_refusals(gw, t, &outcomes);
-    outcomes
+    (outcomes, late)
 }
 
 /// Logs a request's events that were not accepted in one line per kind, not one per event (a

@@ -25,7 +25,8 @@ mod throttle;
 
 pub use event::{parse, Event, Framing, Parsed};
 pub use ingest::{
-    dead_letter_body, ingest, ingest_all, Outcome, Target, MAX_RECORD_RULE, TRUNCATED_PAYLOAD_BYTES,
+    dead_letter_body, ingest, ingest_all, ingest_all_late, LateOutcomes, Outcome, Target,
+    MAX_RECORD_RULE, TRUNCATED_PAYLOAD_BYTES,
 };
 pub use ingestor::{IngestError, Ingestor};
 pub use keys::TenantKeys;

@@ -12,6 +12,7 @@
 //! - [`partitioner`]: the partition a key lands on, Java-compatible by default.
 //! - [`provision`](mod@provision): create declared topics, report existing ones and drift.
 //! - [`shutdown`]: SIGINT/SIGTERM to a cancellation token.
+//! - [`tail`]: [`Tail`], topics followed from their beginning for the life of the process.
 //!
 //! What this crate does not do: validation, routing or any knowledge of tenants beyond topic
 //! names. Those live in the crates that use it.
@@ -26,6 +27,7 @@ pub mod provision;
 pub mod record;
 pub mod settings;
 pub mod shutdown;
+pub mod tail;
 
 pub use admin::{
     Admin, AdminError, GroupLag, GroupSummary, PartitionInfo, PartitionLag, TopicInfo,
@@ -37,7 +39,7 @@ pub use consumer::{
 };
 pub use distribution::{distribution, Distribution};
 pub use partitioner::{Partitioner, DEFAULT_PARTITIONER};
-pub use producer::{DeliveryReceipt, Outgoing, ProduceError, Producer, Sent};
+pub use producer::{DeliveryReceipt, Late, Outgoing, ProduceError, Producer, Sent};
 pub use provision::{provision, Drift, ProvisionOutcome, ProvisionReport};
 /// A consumer's group membership as a transaction's offset commit needs it
 /// ([`BatchHandler::handle_in_group`], [`Producer::commit_transaction`]).
@@ -50,3 +52,4 @@ pub use rdkafka::message::{Header, OwnedHeaders};
 pub use rdkafka::{Offset, TopicPartitionList};
 pub use record::{Headers, Record};
 pub use settings::{KafkaSettings, GATEWAY_PRODUCER_DEFAULTS, PRODUCER_DEFAULTS};
+pub use tail::Tail;

@@ -15,6 +15,7 @@ use futures::stream::{FuturesUnordered, StreamExt as _};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use serde::Serialize;
 
@@ -50,6 +51,60 @@ pub struct Sent {
     pub result: Result<DeliveryReceipt, ProduceError>,
     /// From the start of the batch to this record's acknowledgement (or failure).
     pub latency: Duration,
+}
+
+/// A delivery report as librdkafka's future resolves.
+type Delivered = Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>;
+
+/// A delivery report still to come, with the index of its record in the batch.
+type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = (usize, Delivered)> + Send>>;
+
+/// The records of a [`Producer::send_all_late`] batch that were still unacknowledged at the
+/// deadline (none when every record was answered in time).
+pub struct Late {
+    topic: String,
+    waiting: FuturesUnordered<Pending>,
+}
+
+impl std::fmt::Debug for Late {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Late")
+            .field("topic", &self.topic)
+            .field("waiting", &self.waiting.len())
+            .finish()
+    }
+}
+
+impl Late {
+    /// Whether no record is left to settle.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Waits for the delivery report of every record left, each with its index in the batch:
+    /// acknowledged after all, or failed for good (a record librdkafka gave up on at
+    /// `message.timeout.ms` stays [`ProduceError::TimedOut`]: written or not, nobody knows).
+    pub async fn settle(mut self) -> Vec<(usize, Result<DeliveryReceipt, ProduceError>)> {
+        let mut settled = Vec::with_capacity(self.waiting.len());
+        while let Some((index, delivered)) = self.waiting.next().await {
+            settled.push((index, delivery(&self.topic, delivered)));
+        }
+        settled
+    }
+}
+
+/// A delivery report as an acknowledgement or an error.
+fn delivery(topic: &str, delivered: Delivered) -> Result<DeliveryReceipt, ProduceError> {
+    match delivered {
+        Err(_canceled) => Err(ProduceError::Closed),
+        // A record is refused for a full queue when it is sent, never in its report.
+        Ok(Err((e, _))) => Err(ProduceError::from_kafka(e, 0)),
+        Ok(Ok(d)) => Ok(DeliveryReceipt {
+            topic: topic.to_owned(),
+            partition: d.partition,
+            offset: d.offset,
+        }),
+    }
 }
 
 /// Why a record was not acknowledged.
@@ -348,24 +403,40 @@ impl Producer {
         topic: &str,
         records: impl IntoIterator<Item = Outgoing<'a>>,
     ) -> Vec<Sent> {
+        self.send_all_late(topic, records).await.0
+    }
+
+    /// [`Producer::send_all`], and what became of the records still unacknowledged at the
+    /// deadline: [`Late::settle`] waits for their delivery reports (librdkafka gives up on a
+    /// record after `message.timeout.ms`), so a caller that answered "may have been written"
+    /// can learn later whether it was.
+    pub async fn send_all_late<'a>(
+        &self,
+        topic: &str,
+        records: impl IntoIterator<Item = Outgoing<'a>>,
+    ) -> (Vec<Sent>, Late) {
         let started = Instant::now();
         let instance = self.instance();
         let records: Vec<Outgoing<'a>> = records.into_iter().collect();
         let queued = instance.producer.in_flight_count();
+        let mut late = Late {
+            topic: topic.to_owned(),
+            waiting: FuturesUnordered::new(),
+        };
         if records.len() as i64 > i64::from(self.capacity) - i64::from(queued)
             && records.len() as i64 <= i64::from(self.capacity)
         {
-            return records
+            let refused = records
                 .iter()
                 .map(|_| Sent {
                     result: Err(ProduceError::QueueFull { queued }),
                     latency: started.elapsed(),
                 })
                 .collect();
+            return (refused, late);
         }
         // `None` until acknowledged or failed; still `None` at the deadline: timed out.
         let mut results: Vec<Option<Sent>> = Vec::new();
-        let mut waiting = FuturesUnordered::new();
         for record in records {
             let mut r: FutureRecord<'_, [u8], [u8]> =
                 FutureRecord::to(topic).payload(record.payload);
@@ -379,7 +450,8 @@ impl Producer {
             match instance.producer.send_result(r) {
                 Ok(delivery) => {
                     results.push(None);
-                    waiting.push(async move { (index, delivery.await) });
+                    late.waiting
+                        .push(Box::pin(async move { (index, delivery.await) }));
                 }
                 Err((e, _)) => results.push(Some(Sent {
                     result: Err(ProduceError::from_kafka(
@@ -392,22 +464,9 @@ impl Producer {
         }
         let mut failed = false;
         let collect = async {
-            while let Some((index, delivered)) = waiting.next().await {
-                let result = match delivered {
-                    Err(_canceled) => Err(ProduceError::Closed),
-                    Ok(Err((e, _))) => {
-                        failed = true;
-                        Err(ProduceError::from_kafka(
-                            e,
-                            instance.producer.in_flight_count(),
-                        ))
-                    }
-                    Ok(Ok(d)) => Ok(DeliveryReceipt {
-                        topic: topic.to_owned(),
-                        partition: d.partition,
-                        offset: d.offset,
-                    }),
-                };
+            while let Some((index, delivered)) = late.waiting.next().await {
+                let result = delivery(topic, delivered);
+                failed |= matches!(result, Err(ProduceError::Kafka(_)));
                 results[index] = Some(Sent {
                     result,
                     latency: started.elapsed(),
@@ -427,7 +486,7 @@ impl Producer {
             }
         }
         let ended = started.elapsed();
-        results
+        let sent = results
             .into_iter()
             .map(|sent| {
                 sent.unwrap_or(Sent {
@@ -435,7 +494,8 @@ impl Producer {
                     latency: ended,
                 })
             })
-            .collect()
+            .collect();
+        (sent, late)
     }
 
     /// Encodes `value` as JSON and sends it.

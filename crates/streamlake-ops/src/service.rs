@@ -78,6 +78,10 @@ impl Ops {
         for t in config.tenants.values() {
             owners.insert(t.dlq_topic.clone(), (t.id.clone(), TopicRole::Dlq));
             owners.insert(t.replays_topic.clone(), (t.id.clone(), TopicRole::Replays));
+            owners.insert(
+                t.idempotency_topic.clone(),
+                (t.id.clone(), TopicRole::Idempotency),
+            );
             for d in t.datasets.values() {
                 owners.insert(d.raw_topic.clone(), (t.id.clone(), TopicRole::Raw));
                 owners.insert(d.clean_topic.clone(), (t.id.clone(), TopicRole::Clean));

@@ -456,8 +456,10 @@ async fn up_provisions_the_example_and_stops_cleanly_on_ctrl_c() {
     .await
     .expect("up provisions the tenant topics");
     for t in found {
-        // The replay logs are compacted single-partition topics; the rest follow the example.
-        let partitions = if t.name.ends_with(".replays") { 1 } else { 6 };
+        // The replay and idempotency logs are compacted single-partition topics; the rest
+        // follow the example.
+        let log = t.name.ends_with(".replays") || t.name.ends_with(".idempotency");
+        let partitions = if log { 1 } else { 6 };
         assert_eq!(t.partitions.len(), partitions, "{}", t.name);
     }
     assert!(data
