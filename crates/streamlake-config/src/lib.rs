@@ -236,6 +236,8 @@ pub struct Dataset {
     pub partitions: i32,
     /// Processing between the raw and the clean topic.
     pub processing: ProcessingConfig,
+    /// How fresh its data must be, if declared.
+    pub freshness: Option<FreshnessObjective>,
     /// Columns the sinks write.
     pub columns: Vec<ColumnConfig>,
 }

@@ -682,6 +682,21 @@ fn resolve_dataset(
     check_topic_name(c, &format!("{at}.raw_topic"), &raw_topic);
     check_topic_name(c, &format!("{at}.clean_topic"), &clean_topic);
     check_columns(c, &format!("{at}.columns"), &cfg.columns);
+    if let Some(f) = &cfg.freshness {
+        let at = format!("{at}.freshness");
+        if f.max_age_secs.is_none() && f.p99_end_to_end_ms.is_none() {
+            c.push(
+                &at,
+                "declares no objective: set max_age_secs, p99_end_to_end_ms or both",
+            );
+        }
+        if f.max_age_secs == Some(0) {
+            c.push(&format!("{at}.max_age_secs"), "must be at least 1");
+        }
+        if f.p99_end_to_end_ms == Some(0) {
+            c.push(&format!("{at}.p99_end_to_end_ms"), "must be at least 1");
+        }
+    }
     Some(Dataset {
         id,
         schema_path,
@@ -692,6 +707,7 @@ fn resolve_dataset(
         partitions: cfg.partitions.unwrap_or(defaults.partitions),
         processing: cfg.processing,
         columns: cfg.columns,
+        freshness: cfg.freshness,
     })
 }
 

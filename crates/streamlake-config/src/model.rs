@@ -238,6 +238,20 @@ pub struct DatasetConfig {
     /// Columns the sinks write (besides the metadata columns every sink writes).
     #[serde(default)]
     pub columns: Vec<crate::pipeline::ColumnConfig>,
+    /// How fresh the dataset's data must be; no objective when absent.
+    pub freshness: Option<FreshnessObjective>,
+}
+
+/// `[tenants.NAME.datasets.NAME.freshness]`: how fresh a dataset's data must be. Each is
+/// optional; the dataset is *breached* when one is exceeded and *at risk* from half the age
+/// (or 80 % of the latency), or while a stage falls behind or stalls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreshnessObjective {
+    /// The oldest record a stage (processor, sink) may leave unread, in seconds.
+    pub max_age_secs: Option<u64>,
+    /// The 99th percentile from ingestion to the clean topic, in milliseconds.
+    pub p99_end_to_end_ms: Option<u64>,
 }
 
 fn default_schema_version() -> String {
@@ -347,8 +361,11 @@ pub struct AdminConfig {
     /// Most records one message-browser or dead-letter request returns; larger `limit`s are
     /// refused with 400.
     pub max_messages: usize,
-    /// Seconds between the console's samples of consumer lag and topic throughput.
+    /// Seconds between the console's samples of consumer lag and topic throughput; datasets'
+    /// freshness is evaluated at each.
     pub sample_interval_secs: u64,
+    /// URL that receives a JSON notice (POST) each time a dataset's freshness state changes.
+    pub freshness_webhook: Option<String>,
 }
 
 impl Default for AdminConfig {
@@ -358,6 +375,7 @@ impl Default for AdminConfig {
             dev_token: None,
             max_messages: 500,
             sample_interval_secs: 5,
+            freshness_webhook: None,
         }
     }
 }

@@ -31,6 +31,7 @@ use streamlake_gateway::openapi::ErrorBody;
 use streamlake_ops::dlq::{
     DeadLetterList, DeadLetterQuery, ReplayReport, ReplayRequest, ReplayStatus,
 };
+use streamlake_ops::freshness::FreshnessReport;
 use streamlake_ops::groups::{GroupDetail, GroupList};
 use streamlake_ops::messages::{MessagePage, MessageQuery};
 use streamlake_ops::offsets::{GroupDeleted, ResetReport, ResetRequest};
@@ -170,6 +171,7 @@ type Answer<T> = Result<Json<T>, ApiError>;
         (name = "groups", description = "Consumer groups and lag"),
         (name = "tenants", description = "Tenants, their overview and dead letters"),
         (name = "labs", description = "Kafka behaviour shown on the running cluster"),
+        (name = "freshness", description = "How old each dataset's data is at every stage, against its objective"),
     )
 )]
 struct ApiDoc;
@@ -194,6 +196,7 @@ fn api() -> OpenApiRouter<Arc<Ops>> {
         .routes(routes!(overview))
         .routes(routes!(dlq))
         .routes(routes!(replay))
+        .routes(routes!(freshness))
 }
 
 /// The admin API's OpenAPI document, as `/api/openapi.json` serves it.
@@ -562,6 +565,18 @@ async fn overview(
     Path(tenant): Path<String>,
 ) -> Answer<TenantOverview> {
     Ok(Json(ops.tenant_overview(&who, &tenant).await?))
+}
+
+/// Each dataset's freshness: per stage the records left to read, how long the oldest has
+/// waited and the lag's trend; the time from ingestion to the clean topic; the state against
+/// the dataset's objective (ok, at_risk, breached) and why.
+#[utoipa::path(get, path = "/api/freshness", tag = "freshness", responses(
+    (status = 200, body = FreshnessReport, description = "One row per dataset the token may see"),
+    (status = 401, description = "No token, or an unknown one"),
+    (status = 503, description = "The broker did not answer"),
+))]
+async fn freshness(State(ops): State<Arc<Ops>>, Authed(who): Authed) -> Answer<FreshnessReport> {
+    Ok(Json(ops.freshness(&who).await?))
 }
 
 /// Dead letters, newest first, with reason, path, rule, stage and replay state.

@@ -47,6 +47,7 @@ pre{background:#0f1720;color:#e6edf3;padding:.5rem .7rem;overflow:auto;max-width
 form.inline{display:inline}input,select,textarea,button{font:inherit;font-size:.88rem}
 button{background:#1d3557;color:#fff;border:0;border-radius:4px;padding:.25rem .7rem;cursor:pointer}
 .tag{display:inline-block;padding:0 .4rem;border-radius:3px;background:#e9eef5;font-size:.8rem}
+.state-ok{background:#c8e6c9}.state-at_risk{background:#ffe082}.state-breached{background:#ef9a9a}.state-no_objective{background:#e9eef5}
 "#;
 
 /// The `/console` router.
@@ -64,6 +65,7 @@ pub fn router(ops: Arc<Ops>) -> Router {
         .route("/console/group", get(group_lookup))
         .route("/console/groups/{id}/reset", post(reset_group))
         .route("/console/groups/{id}/delete", post(delete_group))
+        .route("/console/freshness", get(freshness))
         .route("/console/labs", get(labs))
         .route("/console/labs/{name}", post(run_lab))
         .route("/console/tenants/{tenant}/dlq", get(dlq))
@@ -193,6 +195,7 @@ fn page(who: Option<&Principal>, title: &str, body: Markup) -> Html<String> {
                             a href="/console" { "Overview" }
                             a href="/console/topics" { "Topics" }
                             a href="/console/groups" { "Consumer groups" }
+                            a href="/console/freshness" { "Freshness" }
                             a href="/console/labs" { "Labs" }
                             span.who { "signed in as " (who_text) " · " a href="/console/logout" { "sign out" } }
                         }
@@ -635,6 +638,94 @@ async fn groups(State(ops): State<Arc<Ops>>, SignedIn(who): SignedIn) -> Respons
             form method="get" action="/console/group" class="card" {
                 "Look up another group: " input type="text" name="id" placeholder="group id"; " " button { "Show" }
             }
+        },
+    )
+    .into_response()
+}
+
+/// A small line of `points` (a stage's lag over time), without axes.
+fn sparkline(points: &[Point]) -> Markup {
+    let (w, h) = (120.0, 24.0);
+    let max = points
+        .iter()
+        .map(|p| p.value)
+        .fold(0.0_f64, f64::max)
+        .max(1.0);
+    let step = w / (points.len().max(2) - 1) as f64;
+    let line: Vec<String> = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "{:.1},{:.1}",
+                i as f64 * step,
+                h - 2.0 - p.value / max * (h - 4.0)
+            )
+        })
+        .collect();
+    html! {
+        svg role="img" aria-label="lag over time" width=(w) height=(h) viewBox=(format!("0 0 {w} {h}")) {
+            @if line.len() > 1 {
+                polyline fill="none" stroke="#1d3557" stroke-width="1.5" points=(line.join(" ")) {}
+            }
+        }
+    }
+}
+
+/// Each dataset the principal may see: its state against its objective, and per stage the
+/// records left, the oldest one's age, the trend and the lag over time.
+async fn freshness(State(ops): State<Arc<Ops>>, SignedIn(who): SignedIn) -> Response {
+    let report = match ops.freshness(&who).await {
+        Ok(r) => r,
+        Err(e) => return error_page(&who, &e),
+    };
+    let age = |ms: Option<i64>| {
+        ms.map_or_else(
+            || "-".to_owned(),
+            |ms| format!("{:.1} s", ms as f64 / 1000.0),
+        )
+    };
+    page(
+        Some(&who),
+        "Freshness",
+        html! {
+            div.stats {
+                div.stat { b { (report.datasets.len()) } "datasets" }
+                div.stat { b { (report.breached) } "breached" }
+                div.stat { b { (report.at_risk) } "at risk" }
+            }
+            table {
+                tr { th { "tenant / dataset" } th { "state" } th { "objective" } th { "ingestion → clean p50 / p99" } th { "stage" } th { "unread" } th { "oldest waited" } th { "trend" } th { "lag over time" } }
+                @for d in &report.datasets {
+                    @let rows = d.stages.len().max(1);
+                    tr {
+                        td rowspan=(rows) { (d.tenant) " / " (d.dataset) }
+                        td rowspan=(rows) class=(format!("state-{}", d.state.as_str())) {
+                            b { (d.state.as_str()) } br;
+                            span.muted { (d.reason) }
+                            @if let Some(since) = d.since { br; span.muted { "since " (time(Some(since))) } }
+                        }
+                        td rowspan=(rows) {
+                            @match &d.objective {
+                                Some(o) => {
+                                    @if let Some(a) = o.max_age_secs { "max age " (a) " s" br; }
+                                    @if let Some(p) = o.p99_end_to_end_ms { "p99 " (p) " ms" }
+                                }
+                                None => { "-" }
+                            }
+                        }
+                        td rowspan=(rows) { @match &d.ingest_to_clean { Some(l) => { (l.p50_ms) " / " (l.p99_ms) " ms" br; span.muted { (l.samples) " records" } } None => { "-" } } }
+                        @match d.stages.first() {
+                            Some(st) => { td { (st.stage) " " (st.name) } td.num { (st.lag) } td.num { (age(st.oldest_unread_age_ms)) } td { (st.trend.as_str()) } td { (sparkline(&st.lag_history)) } }
+                            None => { td colspan="5" { span.muted { "no stage reads this dataset" } } }
+                        }
+                    }
+                    @for st in d.stages.iter().skip(1) {
+                        tr { td { (st.stage) " " (st.name) } td.num { (st.lag) } td.num { (age(st.oldest_unread_age_ms)) } td { (st.trend.as_str()) } td { (sparkline(&st.lag_history)) } }
+                    }
+                }
+            }
+            p.muted { "Evaluated " (time(Some(report.evaluated_at))) ". Objectives are declared per dataset in [tenants.T.datasets.D.freshness]: max_age_secs (the oldest record a stage may leave unread) and p99_end_to_end_ms (ingestion to the clean topic). At risk from half the age, 80 % of the latency, or while a stage stalls or falls behind." }
         },
     )
     .into_response()

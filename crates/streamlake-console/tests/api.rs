@@ -551,7 +551,7 @@ async fn every_operation_of_the_openapi_document_is_served_as_documented() {
     let partition = &doc["components"]["schemas"]["PartitionMetadata"]["properties"];
     assert!(partition["inSyncReplicas"].is_object(), "{partition}");
     let checked = streamlake_testkit::assert_served_as_documented(&p.base, &doc).await;
-    assert_eq!(checked, 19, "operations in {doc}");
+    assert_eq!(checked, 20, "operations in {doc}");
 }
 
 #[tokio::test]
@@ -903,4 +903,40 @@ async fn a_group_is_reset_after_a_dry_run_and_deleted_but_not_while_it_has_membe
         .filter(|c| !c["committedOffset"].is_null())
         .collect();
     assert!(committed.is_empty(), "{after}");
+}
+
+#[tokio::test]
+async fn freshness_rows_are_the_tenants_own_with_each_stage_and_its_lag() {
+    let p = Platform::start().await;
+    let (status, body) = p
+        .ingest(r#"[{"sensor_id": 1, "value": 1}, {"sensor_id": 2, "value": 2}]"#)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, all) = p.get("/api/freshness", Some(&p.admin)).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let tenants: Vec<&str> = all["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["tenant"].as_str().unwrap())
+        .collect();
+    assert!(tenants.contains(&p.tenant.as_str()) && tenants.contains(&p.other.as_str()));
+
+    let (status, mine) = p.get("/api/freshness", Some(&p.key)).await;
+    assert_eq!(status, StatusCode::OK, "{mine}");
+    let rows = mine["datasets"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{mine}");
+    let row = &rows[0];
+    assert_eq!(row["tenant"], p.tenant.as_str());
+    assert_eq!(row["state"], "no_objective", "{row}");
+    let stage = &row["stages"][0];
+    assert_eq!(stage["stage"], "process");
+    assert_eq!(stage["group"], p.group.as_str());
+    // The pipeline is not running: both events wait, the oldest since it was written.
+    assert_eq!(stage["lag"], 2, "{stage}");
+    assert!(stage["oldestUnreadAgeMs"].as_i64().is_some(), "{stage}");
+
+    let (status, _) = p.get("/api/freshness", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

@@ -161,6 +161,21 @@ async fn the_console_renders_real_data_in_a_browser() {
     let labs = render(&p, &p.admin, "/console/labs", "labs").await;
     assert!(labs.contains("partitioning") && labs.contains("semantics"));
 
+    let freshness = render(&p, &p.key, "/console/freshness", "freshness").await;
+    assert!(
+        freshness.contains(&format!("{} / readings", p.tenant)),
+        "{freshness}"
+    );
+    assert!(freshness.contains("process main"), "{freshness}");
+    assert!(
+        freshness.contains("aria-label=\"lag over time\""),
+        "no sparkline"
+    );
+    assert!(
+        !freshness.contains(&p.other),
+        "a tenant sees another tenant's freshness"
+    );
+
     let overview = render(&p, &p.key, "/console", "overview").await;
     assert!(overview.contains("events in"));
     assert!(

@@ -370,7 +370,8 @@ impl Idempotency {
     async fn producer(&self, topic: &str) -> Result<&Producer, LogError> {
         self.producer
             .get_or_try_init(|| async {
-                let mut config = self.settings.producer_config();
+                // A request waits for its claim: the log's records leave at once.
+                let mut config = self.settings.producer_config_over(&[("linger.ms", "0")]);
                 // Room for a batch's answer, with the record's own overhead.
                 config.set(
                     "message.max.bytes",

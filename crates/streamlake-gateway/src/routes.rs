@@ -820,6 +820,8 @@ async fn keyed(
             }
         }
     };
+    // Stored before it is given, so a retry that follows the answer finds it; when delivery
+    // reports are still due, stored once they came (a retry meanwhile is told to wait).
     if all_known {
         settle.await;
     } else {

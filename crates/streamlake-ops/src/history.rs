@@ -23,6 +23,8 @@ pub(crate) struct Sample {
     pub(crate) highs: BTreeMap<String, i64>,
     /// Total lag per group.
     pub(crate) lag: BTreeMap<String, i64>,
+    /// Sum of committed offsets per group: whether it moved between samples.
+    pub(crate) committed: BTreeMap<String, i64>,
 }
 
 /// A point of a time series.
@@ -45,6 +47,62 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Which way a group's lag goes over the last samples, judged by rules after Burrow's
+/// consumer-lag evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Trend {
+    /// Fewer than three samples: nothing to judge yet.
+    Unknown,
+    /// Nothing left to read in at least one sample of the window.
+    CaughtUp,
+    /// Records wait and the committed offsets did not move over the window.
+    Stalled,
+    /// The lag grew in every interval of the window while the group committed.
+    FallingBehind,
+    /// The lag is smaller at the end of the window than at its start.
+    CatchingUp,
+    /// None of the above: the group keeps pace.
+    Steady,
+}
+
+impl Trend {
+    /// The trend as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trend::Unknown => "unknown",
+            Trend::CaughtUp => "caught_up",
+            Trend::Stalled => "stalled",
+            Trend::FallingBehind => "falling_behind",
+            Trend::CatchingUp => "catching_up",
+            Trend::Steady => "steady",
+        }
+    }
+}
+
+/// Samples a trend is judged over (at the default 5 s interval: the last 50 s).
+pub(crate) const TREND_WINDOW: usize = 10;
+
+/// The trend of `points`, each a (lag, committed) pair, oldest first.
+pub(crate) fn trend(points: &[(i64, i64)]) -> Trend {
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return Trend::Unknown;
+    };
+    if points.len() < 3 {
+        Trend::Unknown
+    } else if points.iter().any(|(lag, _)| *lag == 0) {
+        Trend::CaughtUp
+    } else if first.1 == last.1 {
+        Trend::Stalled
+    } else if points.windows(2).all(|w| w[1].0 > w[0].0) {
+        Trend::FallingBehind
+    } else if last.0 < first.0 {
+        Trend::CatchingUp
+    } else {
+        Trend::Steady
+    }
 }
 
 impl History {
@@ -75,6 +133,19 @@ impl History {
             .collect()
     }
 
+    /// The trend of `group` over the last [`TREND_WINDOW`] samples.
+    pub(crate) fn trend(&self, group: &str) -> Trend {
+        let samples = self.samples.lock().expect("history lock");
+        let mut points: Vec<(i64, i64)> = samples
+            .iter()
+            .rev()
+            .filter_map(|s| Some((*s.lag.get(group)?, *s.committed.get(group)?)))
+            .take(TREND_WINDOW)
+            .collect();
+        points.reverse();
+        trend(&points)
+    }
+
     /// A group's total lag over time.
     pub(crate) fn lag(&self, group: &str) -> Vec<Point> {
         let samples = self.samples.lock().expect("history lock");
@@ -97,6 +168,7 @@ impl Ops {
             at_ms: now_ms(),
             highs: BTreeMap::new(),
             lag: BTreeMap::new(),
+            committed: BTreeMap::new(),
         };
         let topics = match self.admin.list_topics().await {
             Ok(t) => t,
@@ -113,12 +185,15 @@ impl Ops {
         for group in self.known_groups() {
             match self.admin.group_lag_on(&group, &topics, true).await {
                 Ok(l) => {
+                    let committed = l.partitions.iter().filter_map(|p| p.committed).sum();
+                    sample.committed.insert(group.clone(), committed);
                     sample.lag.insert(group, l.total_lag);
                 }
                 Err(e) => tracing::debug!(%group, error = %e, "console sample: lag not read"),
             }
         }
         self.history.push(sample);
+        self.watch_freshness().await;
     }
 
     /// Samples every `admin.sample_interval_secs` until `shutdown`.
@@ -132,5 +207,20 @@ impl Ops {
                 _ = tick.tick() => self.sample().await,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trends_follow_the_lag_and_the_commits_over_the_window() {
+        assert_eq!(trend(&[(5, 0), (6, 0)]), Trend::Unknown);
+        assert_eq!(trend(&[(5, 10), (0, 15), (3, 18)]), Trend::CaughtUp);
+        assert_eq!(trend(&[(5, 10), (6, 10), (9, 10)]), Trend::Stalled);
+        assert_eq!(trend(&[(5, 10), (6, 12), (9, 14)]), Trend::FallingBehind);
+        assert_eq!(trend(&[(9, 10), (12, 12), (4, 30)]), Trend::CatchingUp);
+        assert_eq!(trend(&[(5, 10), (7, 12), (6, 14)]), Trend::Steady);
     }
 }

@@ -14,12 +14,14 @@
 //! - `replays`: the replay log (a compacted topic per tenant) that keeps a dead letter from
 //!   being replayed twice.
 //! - [`overview`]: per-tenant counts and throughput.
+//! - [`freshness`]: each dataset's age at every stage against its declared objective.
 //! - [`labs`]: the labs, run from the API and the console.
 //! - `history`: the lag and throughput samples behind the console's charts.
 //! - [`sessions`]: console sessions (opaque ids) and one-time sign-in codes.
 
 pub mod dlq;
 pub mod error;
+pub mod freshness;
 pub mod groups;
 mod history;
 pub mod labs;
@@ -32,7 +34,7 @@ pub mod sessions;
 pub mod topics;
 
 pub use error::{ErrorKind, OpsError, OpsResult};
-pub use history::Point;
+pub use history::{Point, Trend};
 pub use service::{Ops, Principal, DEFAULT_LIMIT};
 pub use sessions::{CODE_TTL, SESSION_TTL};
 pub use topics::role_name;

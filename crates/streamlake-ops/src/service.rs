@@ -57,6 +57,12 @@ pub struct Ops {
     pub(crate) lab_worker: Option<Vec<String>>,
     /// Console sessions and one-time sign-in codes.
     pub(crate) sessions: crate::sessions::Sessions,
+    /// Each dataset's freshness state as the sampler last saw it change, and since when.
+    pub(crate) freshness_seen:
+        Mutex<BTreeMap<(TenantId, streamlake_core::DatasetId), crate::freshness::Seen>>,
+    /// Freshness notices on their way to `admin.freshness_webhook`, in order.
+    pub(crate) notices:
+        std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::freshness::Notice>>,
 }
 
 impl std::fmt::Debug for Ops {
@@ -108,6 +114,8 @@ impl Ops {
             owners,
             lab_worker: None,
             sessions: Default::default(),
+            freshness_seen: Mutex::new(BTreeMap::new()),
+            notices: std::sync::OnceLock::new(),
         })
     }
 

@@ -66,6 +66,10 @@ pub(crate) enum Command {
     Console(ConsoleArgs),
     /// Tenants: events in, accepted, rejected, dead-lettered and records per dataset.
     Tenants(TenantsArgs),
+    /// Each dataset's freshness: per stage the records left and how long the oldest has
+    /// waited, the time from ingestion to the clean topic, and the state against the dataset's
+    /// objective. Exits with 2 when a dataset is breached (for cron and CI).
+    Freshness(OutputArgs),
     /// Dead letters of a tenant: list them with their reasons, replay them through validation.
     #[command(subcommand)]
     Dlq(DlqCommand),

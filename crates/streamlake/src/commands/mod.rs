@@ -5,6 +5,7 @@ mod config;
 mod console;
 mod consume;
 mod dlq;
+mod freshness;
 mod gateway;
 mod generate;
 mod groups;
@@ -35,6 +36,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(cmd) => Ok(config::run(cmd)),
         Command::Topics(cmd) => topics::run(&connect(&cli).await?, cmd).await,
         Command::Groups(cmd) => groups::run(&connect(&cli).await?, cmd).await,
+        Command::Freshness(out) => freshness::run(&connect(&cli).await?, out).await,
         Command::Produce(args) => produce::run(&connect(&cli).await?, args).await,
         Command::Consume(args) => consume::run(&connect(&cli).await?, args).await,
         Command::Partition(args) => partition::run(&connect(&cli).await?, args).await,

@@ -1,0 +1,580 @@
+//! Freshness: how old each dataset's data is at every stage, against the objective its
+//! configuration declares (`[tenants.T.datasets.D.freshness]`).
+//!
+//! For each stage that reads the dataset (the processors of its raw topic, the sinks of its raw
+//! or clean topic) the answer gives the records left to read, how long the oldest of them has
+//! waited, and the trend of the stage's lag over the last samples. From the headers of the
+//! clean topic's latest records it gives the time from ingestion to the clean topic
+//! (`processed_at` minus `ingested_at`, both stamped by the hosts' clocks), p50 and p99. The
+//! objective turns these into a state: *breached* when a stage's oldest unread record is older
+//! than `max_age_secs` or the p99 is over `p99_end_to_end_ms`; *at risk* from half the age, 80 %
+//! of the latency, or while a stage stalls or falls behind; *ok* otherwise.
+//!
+//! The console's sampler evaluates every dataset with an objective at each sample and
+//! remembers when each state began; a change is logged and, with `admin.freshness_webhook`
+//! set, posted there as JSON (retried with back-off).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use streamlake_config::{Dataset, FreshnessObjective, ReadTopic};
+use streamlake_core::{headers as h, DatasetId, TenantId};
+use streamlake_kafka::TopicInfo;
+
+use crate::error::OpsResult;
+use crate::history::{Point, Trend};
+use crate::service::{Ops, Principal};
+
+/// Records read from the end of each clean partition for the latency figures.
+const LATENCY_RECORDS: i64 = 100;
+
+/// Only records processed this recently count towards the latency figures.
+const LATENCY_WINDOW: Duration = Duration::from_secs(300);
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A dataset's declared objective.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Objective {
+    /// The oldest record a stage may leave unread, in seconds.
+    pub max_age_secs: Option<u64>,
+    /// The 99th percentile from ingestion to the clean topic, in milliseconds.
+    pub p99_end_to_end_ms: Option<u64>,
+}
+
+impl From<&FreshnessObjective> for Objective {
+    fn from(o: &FreshnessObjective) -> Self {
+        Self {
+            max_age_secs: o.max_age_secs,
+            p99_end_to_end_ms: o.p99_end_to_end_ms,
+        }
+    }
+}
+
+/// Where a dataset stands against its objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FreshnessState {
+    /// Every stage within the objective.
+    Ok,
+    /// Within the objective, but half-way to the age, near the latency, or a stage stalls or
+    /// falls behind.
+    AtRisk,
+    /// A stage's oldest unread record is older than the objective allows, or the latency over it.
+    Breached,
+    /// The dataset declares no objective.
+    NoObjective,
+}
+
+impl FreshnessState {
+    /// The state as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FreshnessState::Ok => "ok",
+            FreshnessState::AtRisk => "at_risk",
+            FreshnessState::Breached => "breached",
+            FreshnessState::NoObjective => "no_objective",
+        }
+    }
+}
+
+/// One stage that reads the dataset.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StageFreshness {
+    /// `process` or `sink`.
+    pub stage: String,
+    /// The pipeline's or sink's name.
+    pub name: String,
+    /// Its consumer group.
+    pub group: String,
+    /// The topic it reads.
+    pub topic: String,
+    /// Records of the dataset it has yet to read.
+    pub lag: i64,
+    /// How long the oldest of them has waited, in milliseconds; `null` with nothing to read.
+    pub oldest_unread_age_ms: Option<i64>,
+    /// Which way its lag goes over the last samples.
+    pub trend: Trend,
+    /// Its group's total lag over time (the console's samples).
+    pub lag_history: Vec<Point>,
+}
+
+/// Time from ingestion to the clean topic, over the latest records.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Latency {
+    /// Median, in milliseconds.
+    pub p50_ms: i64,
+    /// 99th percentile, in milliseconds.
+    pub p99_ms: i64,
+    /// Records measured (the last of each partition, processed within the last 5 minutes).
+    pub samples: usize,
+}
+
+/// One dataset's freshness.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatasetFreshness {
+    /// Tenant.
+    pub tenant: String,
+    /// Dataset.
+    pub dataset: String,
+    /// The declared objective; `null` without one.
+    pub objective: Option<Objective>,
+    /// Where the dataset stands.
+    pub state: FreshnessState,
+    /// Why, in words.
+    pub reason: String,
+    /// When the continuous evaluation last saw the state change (ms since the epoch); `null`
+    /// when it has not evaluated the dataset (no sampler runs, as in one-shot CLI calls).
+    pub since: Option<i64>,
+    /// Each stage that reads the dataset.
+    pub stages: Vec<StageFreshness>,
+    /// From ingestion to the clean topic; `null` without recent clean records.
+    pub ingest_to_clean: Option<Latency>,
+}
+
+/// `GET /api/freshness`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FreshnessReport {
+    /// One row per dataset the principal may see.
+    pub datasets: Vec<DatasetFreshness>,
+    /// Datasets breached.
+    pub breached: usize,
+    /// Datasets at risk.
+    pub at_risk: usize,
+    /// When this was evaluated (ms since the epoch).
+    pub evaluated_at: i64,
+}
+
+/// A state the continuous evaluation saw, and since when.
+#[derive(Debug, Clone)]
+pub(crate) struct Seen {
+    state: FreshnessState,
+    since: i64,
+}
+
+/// What a notice on a state change says (the webhook's body).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Notice {
+    tenant: String,
+    dataset: String,
+    state: FreshnessState,
+    previous: Option<FreshnessState>,
+    reason: String,
+    /// RFC 3339.
+    at: String,
+}
+
+/// The state of a dataset with `objective`, its stages and its latency, with the reason.
+pub(crate) fn evaluate(
+    objective: Option<&FreshnessObjective>,
+    stages: &[StageFreshness],
+    latency: Option<&Latency>,
+) -> (FreshnessState, String) {
+    let Some(objective) = objective else {
+        return (
+            FreshnessState::NoObjective,
+            "no objective declared (freshness in the dataset's table)".to_owned(),
+        );
+    };
+    let (mut breached, mut at_risk) = (Vec::new(), Vec::new());
+    if let Some(max) = objective.max_age_secs {
+        let max_ms = i64::try_from(max.saturating_mul(1000)).unwrap_or(i64::MAX);
+        for s in stages {
+            let Some(age) = s.oldest_unread_age_ms else {
+                continue;
+            };
+            let waited = format!(
+                "{} {}: the oldest unread record has waited {:.1} s",
+                s.stage,
+                s.name,
+                age as f64 / 1000.0
+            );
+            if age > max_ms {
+                breached.push(format!("{waited}, over max_age_secs = {max}"));
+            } else if age.saturating_mul(2) > max_ms {
+                at_risk.push(format!("{waited}, over half of max_age_secs = {max}"));
+            }
+        }
+    }
+    for s in stages.iter().filter(|s| s.lag > 0) {
+        match s.trend {
+            Trend::Stalled => at_risk.push(format!(
+                "{} {}: stalled with {} records unread",
+                s.stage, s.name, s.lag
+            )),
+            Trend::FallingBehind => at_risk.push(format!(
+                "{} {}: falling behind ({} records unread)",
+                s.stage, s.name, s.lag
+            )),
+            _ => {}
+        }
+    }
+    if let (Some(target), Some(l)) = (objective.p99_end_to_end_ms, latency) {
+        let target = i64::try_from(target).unwrap_or(i64::MAX);
+        let p99 = format!("p99 from ingestion to the clean topic is {} ms", l.p99_ms);
+        if l.p99_ms > target {
+            breached.push(format!("{p99}, over p99_end_to_end_ms = {target}"));
+        } else if l.p99_ms.saturating_mul(10) > target.saturating_mul(8) {
+            at_risk.push(format!("{p99}, over 80 % of p99_end_to_end_ms = {target}"));
+        }
+    }
+    if !breached.is_empty() {
+        (FreshnessState::Breached, breached.join("; "))
+    } else if !at_risk.is_empty() {
+        (FreshnessState::AtRisk, at_risk.join("; "))
+    } else {
+        (
+            FreshnessState::Ok,
+            "every stage within the objective".to_owned(),
+        )
+    }
+}
+
+/// The `p`th percentile of sorted `values`.
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1);
+    sorted
+        .get(i.min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0)
+}
+
+fn millis_of(text: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339_weak(text).ok()?;
+    let d = t.duration_since(UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_millis()).ok()
+}
+
+impl Ops {
+    /// Every dataset the principal may see, with its stages' lag, age and trend, its latency
+    /// to the clean topic, and its state against its objective.
+    pub async fn freshness(&self, who: &Principal) -> OpsResult<FreshnessReport> {
+        let topics = self.admin.list_topics().await?;
+        let seen = self.freshness_seen.lock().expect("freshness lock").clone();
+        let mut datasets = Vec::new();
+        for tenant in self.config.tenants.values() {
+            if !who.may_see(&tenant.id) {
+                continue;
+            }
+            for ds in tenant.datasets.values() {
+                let mut row = self.dataset_freshness(&tenant.id, ds, &topics).await;
+                row.since = seen
+                    .get(&(tenant.id.clone(), ds.id.clone()))
+                    .filter(|s| s.state == row.state)
+                    .map(|s| s.since);
+                datasets.push(row);
+            }
+        }
+        let count = |state| datasets.iter().filter(|d| d.state == state).count();
+        Ok(FreshnessReport {
+            breached: count(FreshnessState::Breached),
+            at_risk: count(FreshnessState::AtRisk),
+            datasets,
+            evaluated_at: now_ms(),
+        })
+    }
+
+    async fn dataset_freshness(
+        &self,
+        tenant: &TenantId,
+        ds: &Dataset,
+        topics: &[TopicInfo],
+    ) -> DatasetFreshness {
+        let mut readers: Vec<(&str, &str, &str, &str)> = Vec::new();
+        for p in self.config.pipelines.values() {
+            if p.datasets
+                .iter()
+                .any(|d| &d.tenant == tenant && d.dataset == ds.id)
+            {
+                readers.push(("process", &p.name, &p.group, &ds.raw_topic));
+            }
+        }
+        for s in self.config.sinks.values() {
+            if s.datasets
+                .iter()
+                .any(|d| &d.tenant == tenant && d.dataset == ds.id)
+            {
+                let topic = match s.read {
+                    ReadTopic::Raw => &ds.raw_topic,
+                    ReadTopic::Clean => &ds.clean_topic,
+                };
+                readers.push(("sink", &s.name, &s.group, topic));
+            }
+        }
+        let mut stages = Vec::new();
+        for (stage, name, group, topic) in readers {
+            let infos: Vec<TopicInfo> =
+                topics.iter().filter(|t| t.name == topic).cloned().collect();
+            let (lag, age) = match self.admin.group_lag_on(group, &infos, false).await {
+                Ok(lag) => {
+                    // Best effort, as on the group page: a failed read leaves the age out.
+                    let ages = streamlake_kafka::oldest_unread(&self.settings, &lag)
+                        .await
+                        .unwrap_or_default();
+                    (lag.total_lag, ages.values().copied().max())
+                }
+                Err(e) => {
+                    tracing::debug!(%group, error = %e, "freshness: lag not read");
+                    (0, None)
+                }
+            };
+            stages.push(StageFreshness {
+                stage: stage.to_owned(),
+                name: name.to_owned(),
+                group: group.to_owned(),
+                topic: topic.to_owned(),
+                lag,
+                oldest_unread_age_ms: age,
+                trend: self.history.trend(group),
+                lag_history: self.history.lag(group),
+            });
+        }
+        let latency = self.clean_latency(ds, topics).await;
+        let (state, reason) = evaluate(ds.freshness.as_ref(), &stages, latency.as_ref());
+        DatasetFreshness {
+            tenant: tenant.to_string(),
+            dataset: ds.id.to_string(),
+            objective: ds.freshness.as_ref().map(Objective::from),
+            state,
+            reason,
+            since: None,
+            stages,
+            ingest_to_clean: latency,
+        }
+    }
+
+    /// p50 and p99 of `processed_at - ingested_at` over the clean topic's latest records.
+    async fn clean_latency(&self, ds: &Dataset, topics: &[TopicInfo]) -> Option<Latency> {
+        let info = topics.iter().find(|t| t.name == ds.clean_topic)?;
+        let ranges: BTreeMap<i32, (i64, i64)> = info
+            .partitions
+            .iter()
+            .filter(|p| p.high > p.low)
+            .map(|p| (p.id, ((p.high - LATENCY_RECORDS).max(p.low), p.high)))
+            .collect();
+        let records = streamlake_kafka::read_ranges(
+            &self.settings,
+            &ds.clean_topic,
+            ranges,
+            Duration::from_secs(2),
+        )
+        .await
+        .ok()?;
+        let recent = now_ms() - i64::try_from(LATENCY_WINDOW.as_millis()).unwrap_or(0);
+        let mut latencies: Vec<i64> = records
+            .iter()
+            .filter(|r| {
+                r.header_text(h::DATASET).as_deref() == Some(ds.id.as_str())
+                    || r.header(h::DATASET).is_none()
+            })
+            .filter_map(|r| {
+                let ingested = millis_of(&r.header_text(h::INGESTED_AT)?)?;
+                let processed = millis_of(&r.header_text(h::PROCESSED_AT)?)?;
+                (processed >= recent).then_some((processed - ingested).max(0))
+            })
+            .collect();
+        if latencies.is_empty() {
+            return None;
+        }
+        latencies.sort_unstable();
+        Some(Latency {
+            p50_ms: percentile(&latencies, 0.50),
+            p99_ms: percentile(&latencies, 0.99),
+            samples: latencies.len(),
+        })
+    }
+
+    /// Evaluates the datasets with an objective and remembers each state's start; a change is
+    /// logged and posted to `admin.freshness_webhook`. Run after each sample.
+    pub(crate) async fn watch_freshness(&self) {
+        let watched = self
+            .config
+            .tenants
+            .values()
+            .any(|t| t.datasets.values().any(|d| d.freshness.is_some()));
+        if !watched {
+            return;
+        }
+        let report = match self.freshness(&Principal::Admin).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "freshness not evaluated");
+                return;
+            }
+        };
+        let now = now_ms();
+        for row in report
+            .datasets
+            .into_iter()
+            .filter(|d| d.state != FreshnessState::NoObjective)
+        {
+            let (Ok(tenant), Ok(dataset)) = (
+                TenantId::new(row.tenant.clone()),
+                DatasetId::new(row.dataset.clone()),
+            ) else {
+                continue;
+            };
+            let previous = {
+                let mut seen = self.freshness_seen.lock().expect("freshness lock");
+                let key = (tenant, dataset);
+                let previous = seen.get(&key).map(|s| s.state);
+                if previous == Some(row.state) {
+                    continue;
+                }
+                seen.insert(
+                    key,
+                    Seen {
+                        state: row.state,
+                        since: now,
+                    },
+                );
+                previous
+            };
+            match row.state {
+                FreshnessState::Breached => {
+                    tracing::warn!(tenant = %row.tenant, dataset = %row.dataset, reason = %row.reason, "freshness objective breached")
+                }
+                FreshnessState::AtRisk => {
+                    tracing::warn!(tenant = %row.tenant, dataset = %row.dataset, reason = %row.reason, "freshness objective at risk")
+                }
+                _ => {
+                    tracing::info!(tenant = %row.tenant, dataset = %row.dataset, state = row.state.as_str(), reason = %row.reason, "freshness")
+                }
+            }
+            if let Some(url) = &self.config.admin.freshness_webhook {
+                let notice = Notice {
+                    tenant: row.tenant,
+                    dataset: row.dataset,
+                    state: row.state,
+                    previous,
+                    reason: row.reason,
+                    at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+                };
+                // One sender per process, in order: a notice being retried holds back later
+                // ones, so the receiver sees the changes as they happened.
+                let sender = self.notices.get_or_init(|| {
+                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Notice>();
+                    let url = url.clone();
+                    tokio::spawn(async move {
+                        while let Some(notice) = rx.recv().await {
+                            notify(&url, notice).await;
+                        }
+                    });
+                    tx
+                });
+                let _ = sender.send(notice);
+            }
+        }
+    }
+}
+
+/// Attempts at posting one notice, and the wait before the first retry (doubled each time).
+const NOTIFY_ATTEMPTS: u32 = 5;
+const NOTIFY_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Posts `notice` to `url`, retrying with back-off until a 2xx answer or the last attempt.
+async fn notify(url: &str, notice: Notice) {
+    let client = reqwest::Client::new();
+    let mut wait = NOTIFY_BACKOFF;
+    for attempt in 1..=NOTIFY_ATTEMPTS {
+        let sent = client
+            .post(url)
+            .timeout(Duration::from_secs(10))
+            .json(&notice)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => return,
+            Ok(r) => {
+                tracing::debug!(%url, attempt, status = %r.status(), "freshness webhook refused the notice")
+            }
+            Err(e) => tracing::debug!(%url, attempt, error = %e, "freshness webhook not reached"),
+        }
+        if attempt < NOTIFY_ATTEMPTS {
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+    }
+    tracing::warn!(%url, tenant = %notice.tenant, dataset = %notice.dataset, state = notice.state.as_str(), attempts = NOTIFY_ATTEMPTS, "freshness notice not delivered");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(age_ms: Option<i64>, lag: i64, trend: Trend) -> StageFreshness {
+        StageFreshness {
+            stage: "process".into(),
+            name: "main".into(),
+            group: "g".into(),
+            topic: "t".into(),
+            lag,
+            oldest_unread_age_ms: age_ms,
+            trend,
+            lag_history: Vec::new(),
+        }
+    }
+
+    const OBJECTIVE: FreshnessObjective = FreshnessObjective {
+        max_age_secs: Some(60),
+        p99_end_to_end_ms: Some(2000),
+    };
+
+    #[test]
+    fn ages_against_max_age_give_ok_at_risk_and_breached() {
+        let ok = evaluate(
+            Some(&OBJECTIVE),
+            &[stage(Some(10_000), 5, Trend::Steady)],
+            None,
+        );
+        assert_eq!(ok.0, FreshnessState::Ok, "{}", ok.1);
+        let risk = evaluate(
+            Some(&OBJECTIVE),
+            &[stage(Some(31_000), 5, Trend::Steady)],
+            None,
+        );
+        assert_eq!(risk.0, FreshnessState::AtRisk, "{}", risk.1);
+        let breached = evaluate(
+            Some(&OBJECTIVE),
+            &[stage(Some(61_000), 5, Trend::Steady)],
+            None,
+        );
+        assert_eq!(breached.0, FreshnessState::Breached);
+        assert!(breached.1.contains("max_age_secs = 60"), "{}", breached.1);
+    }
+
+    #[test]
+    fn a_stalled_stage_is_at_risk_and_latency_counts_against_its_target() {
+        let stalled = evaluate(
+            Some(&OBJECTIVE),
+            &[stage(Some(1000), 40, Trend::Stalled)],
+            None,
+        );
+        assert_eq!(stalled.0, FreshnessState::AtRisk);
+        assert!(stalled.1.contains("stalled with 40"), "{}", stalled.1);
+        let slow = Latency {
+            p50_ms: 300,
+            p99_ms: 2500,
+            samples: 100,
+        };
+        assert_eq!(
+            evaluate(Some(&OBJECTIVE), &[], Some(&slow)).0,
+            FreshnessState::Breached
+        );
+        assert_eq!(
+            evaluate(None, &[stage(Some(1_000_000), 1, Trend::Stalled)], None).0,
+            FreshnessState::NoObjective
+        );
+    }
+}
