@@ -160,6 +160,21 @@ pub struct FreshnessReport {
 pub(crate) struct Seen {
     state: FreshnessState,
     since: i64,
+    /// The oldest unread record over the dataset's stages at the last evaluation.
+    oldest_unread_ms: Option<i64>,
+}
+
+/// A dataset as the continuous evaluation last saw it (for metrics).
+#[derive(Debug, Clone)]
+pub struct Watched {
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Dataset.
+    pub dataset: DatasetId,
+    /// Its state.
+    pub state: FreshnessState,
+    /// The oldest unread record over its stages, in milliseconds; `None` with nothing to read.
+    pub oldest_unread_ms: Option<i64>,
 }
 
 /// What a notice on a state change says (the webhook's body).
@@ -395,6 +410,21 @@ impl Ops {
         })
     }
 
+    /// The datasets with an objective as the continuous evaluation last saw them.
+    pub fn watched(&self) -> Vec<Watched> {
+        self.freshness_seen
+            .lock()
+            .expect("freshness lock")
+            .iter()
+            .map(|((tenant, dataset), seen)| Watched {
+                tenant: tenant.clone(),
+                dataset: dataset.clone(),
+                state: seen.state,
+                oldest_unread_ms: seen.oldest_unread_ms,
+            })
+            .collect()
+    }
+
     /// Evaluates the datasets with an objective and remembers each state's start; a change is
     /// logged and posted to `admin.freshness_webhook`. Run after each sample.
     pub(crate) async fn watch_freshness(&self) {
@@ -425,21 +455,31 @@ impl Ops {
             ) else {
                 continue;
             };
+            let oldest_unread_ms = row
+                .stages
+                .iter()
+                .filter_map(|s| s.oldest_unread_age_ms)
+                .max();
             let previous = {
                 let mut seen = self.freshness_seen.lock().expect("freshness lock");
                 let key = (tenant, dataset);
-                let previous = seen.get(&key).map(|s| s.state);
-                if previous == Some(row.state) {
-                    continue;
-                }
+                let previous = seen.get(&key).map(|s| (s.state, s.since));
+                let since = match previous {
+                    Some((state, since)) if state == row.state => since,
+                    _ => now,
+                };
                 seen.insert(
                     key,
                     Seen {
                         state: row.state,
-                        since: now,
+                        since,
+                        oldest_unread_ms,
                     },
                 );
-                previous
+                match previous {
+                    Some((state, _)) if state == row.state => continue,
+                    _ => previous.map(|(state, _)| state),
+                }
             };
             match row.state {
                 FreshnessState::Breached => {

@@ -644,6 +644,28 @@ async fn up_provisions_the_example_and_stops_cleanly_on_ctrl_c() {
         metrics.contains("streamlake_gateway_requests_total"),
         "{metrics}"
     );
+    // The example's freshness objective, evaluated by the console's sampler.
+    let freshness = eventually(Duration::from_secs(30), || {
+        let url = metrics_url.clone();
+        async move {
+            let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+            let states: f64 = ["ok", "at_risk", "breached"]
+                .iter()
+                .filter_map(|s| {
+                    value_of(
+                        &text,
+                        &format!(r#"streamlake_dataset_freshness_state{{dataset="air-quality",state="{s}",tenant="tenant-a"}}"#),
+                    )
+                })
+                .sum();
+            (states == 1.0).then_some(text)
+        }
+    })
+    .await;
+    assert!(
+        freshness.is_some(),
+        "one freshness state of tenant-a/air-quality on /metrics"
+    );
 
     // Ctrl-C: SIGINT to the foreground process group. The broker runs in a group of its own, so
     // StreamLake gets to stop its stages first and the broker last.

@@ -35,7 +35,11 @@ pub(crate) struct StageMetrics {
     source: IntCounterVec,
     lag: IntGaugeVec,
     age: GaugeVec,
+    freshness: IntGaugeVec,
+    oldest: GaugeVec,
     tracked: Mutex<Vec<Tracked>>,
+    /// The console's service, whose sampler evaluates freshness.
+    ops: Mutex<Option<Arc<streamlake_ops::Ops>>>,
 }
 
 impl std::fmt::Debug for StageMetrics {
@@ -83,12 +87,30 @@ impl StageMetrics {
             &["group", "topic"],
         )
         .expect("constant metric definition");
+        let freshness = IntGaugeVec::new(
+            Opts::new(
+                "dataset_freshness_state",
+                "1 for a dataset's current freshness state (ok, at_risk, breached), 0 for the others; datasets with an objective",
+            ),
+            &["tenant", "dataset", "state"],
+        )
+        .expect("constant metric definition");
+        let oldest = GaugeVec::new(
+            Opts::new(
+                "dataset_oldest_unread_seconds",
+                "How long the oldest record any stage of the dataset has not read has waited (0 with nothing to read); datasets with an objective",
+            ),
+            &["tenant", "dataset"],
+        )
+        .expect("constant metric definition");
         for c in [
             Box::new(processor.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sink.clone()),
             Box::new(source.clone()),
             Box::new(lag.clone()),
             Box::new(age.clone()),
+            Box::new(freshness.clone()),
+            Box::new(oldest.clone()),
         ] {
             if let Err(e) = registry.register(c) {
                 tracing::error!(error = %e, "cannot register a stage metric");
@@ -101,7 +123,10 @@ impl StageMetrics {
             source,
             lag,
             age,
+            freshness,
+            oldest,
             tracked: Mutex::new(Vec::new()),
+            ops: Mutex::new(None),
         })
     }
 
@@ -189,8 +214,27 @@ impl StageMetrics {
         );
     }
 
+    /// Shows the freshness `ops`' sampler evaluates.
+    pub(crate) fn freshness(&self, ops: Arc<streamlake_ops::Ops>) {
+        *self.ops.lock().unwrap_or_else(|e| e.into_inner()) = Some(ops);
+    }
+
     /// Brings every counter up to the atomic it follows (before a scrape).
     pub(crate) fn refresh(&self) {
+        use streamlake_ops::freshness::FreshnessState as S;
+        if let Some(ops) = self.ops.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            for w in ops.watched() {
+                let (t, d) = (w.tenant.as_str(), w.dataset.as_str());
+                for state in [S::Ok, S::AtRisk, S::Breached] {
+                    self.freshness
+                        .with_label_values(&[t, d, state.as_str()])
+                        .set(i64::from(w.state == state));
+                }
+                self.oldest
+                    .with_label_values(&[t, d])
+                    .set(w.oldest_unread_ms.unwrap_or(0) as f64 / 1000.0);
+            }
+        }
         let tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
         for (counter, read) in tracked.iter() {
             let (now, shown) = (read(), counter.get());

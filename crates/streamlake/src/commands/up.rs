@@ -137,6 +137,7 @@ async fn serve(
     super::console::announce(config, &ops, config.http.listen);
     // Processors, sinks, sources and their groups' lag, on the gateway's /metrics.
     let metrics = StageMetrics::new();
+    metrics.freshness(Arc::clone(&ops));
     {
         let metrics = Arc::clone(&metrics);
         ingest.serve_metrics(metrics.registry(), move || metrics.refresh());
