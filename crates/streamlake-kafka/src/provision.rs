@@ -54,7 +54,8 @@ pub struct ProvisionReport {
     pub notes: Vec<String>,
 }
 
-/// Provisions every declared topic, in order, and logs each topic's partition metadata.
+/// Provisions every declared topic, in order, and logs each topic's outcome (its partition
+/// metadata at debug level).
 pub async fn provision(admin: &Admin, specs: &[TopicSpec]) -> Vec<ProvisionReport> {
     let mut reports = Vec::with_capacity(specs.len());
     for spec in specs {
@@ -159,7 +160,7 @@ fn log_report(r: &ProvisionReport) {
         }
     }
     for p in &r.partitions {
-        tracing::info!(topic = %r.topic, partition = p.id, leader = p.leader, replicas = ?p.replicas, isr = ?p.isr, "partition metadata");
+        tracing::debug!(topic = %r.topic, partition = p.id, leader = p.leader, replicas = ?p.replicas, isr = ?p.isr, "partition metadata");
     }
     for n in &r.notes {
         tracing::info!(topic = %r.topic, note = %n, "provisioning note");

@@ -499,6 +499,31 @@ async fn up_provisions_the_example_and_stops_cleanly_on_ctrl_c() {
     assert_eq!(receipt["topic"], "tenant-a.air-quality.raw");
     let ingestion_id = receipt["ingestion_id"].as_str().unwrap().to_owned();
 
+    // The CLI in another terminal of the same directory (the data directory at its default
+    // place) talks to this instance without being told its configuration.
+    let terminal = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(data.path(), terminal.path().join("streamlake-data")).unwrap();
+    let listed = streamlake(&["topics", "list", "--json"])
+        .current_dir(terminal.path())
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(
+        stderr(&listed).contains("talking to the running streamlake up"),
+        "{}",
+        stderr(&listed)
+    );
+    let topics: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let raw = topics["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "tenant-a.air-quality.raw")
+        .cloned()
+        .unwrap_or_else(|| panic!("{topics}"));
+    assert_eq!(raw["tenant"], "tenant-a", "{raw}");
+    assert_eq!(raw["role"], "raw", "{raw}");
+
     // An event published over MQTT lands in the same raw topic.
     let mqtt_event = event.replace("\"sensor_id\":107", "\"sensor_id\":4242");
     let over_mqtt = eventually(Duration::from_secs(60), || {
@@ -683,6 +708,10 @@ async fn up_provisions_the_example_and_stops_cleanly_on_ctrl_c() {
     .unwrap();
     let log = std::fs::read_to_string(data.path().join("up.log")).unwrap();
     assert!(status.success(), "{log}");
+    assert!(
+        !data.path().join("running.json").exists(),
+        "a stopped up leaves no trace of running"
+    );
     assert!(
         log.contains("dev-tenant-a-key"),
         "up prints the development key: {log}"

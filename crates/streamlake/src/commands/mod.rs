@@ -13,6 +13,7 @@ mod lab;
 mod metrics;
 mod partition;
 mod produce;
+mod running;
 mod stages;
 mod topics;
 mod up;
@@ -84,16 +85,36 @@ pub(crate) struct Connection {
 /// Resolves the cluster for commands that talk to a running platform: `--bootstrap-servers`,
 /// else `kafka.bootstrap_servers`, else the managed broker of a running `streamlake up` or `streamlake broker`.
 async fn connect(cli: &Cli) -> anyhow::Result<Connection> {
-    let config = load_config(cli)?;
+    // Without a configuration file in effect, the `up` running from this directory.
+    let running = config_path(cli).is_none().then(running::find).flatten();
+    let config = match &running {
+        Some(r) => {
+            eprintln!(
+                "talking to the running streamlake up (pid {}, {}, HTTP {}); pass --config to choose another",
+                r.pid,
+                r.config
+                    .as_ref()
+                    .map_or_else(|| "built-in configuration".to_owned(), |c| c.display().to_string()),
+                r.http
+            );
+            match &r.config {
+                Some(path) => streamlake_config::load(path, COMPONENTS),
+                None => streamlake_config::load_defaults(COMPONENTS),
+            }
+            .map_err(|errors| anyhow::anyhow!("{errors}"))?
+        }
+        None => load_config(cli)?,
+    };
     let bootstrap = cli
         .bootstrap_servers
         .clone()
         .or_else(|| config.kafka.bootstrap_servers.clone())
+        .or_else(|| running.as_ref().map(|r| r.bootstrap_servers.clone()))
         .unwrap_or_else(|| {
             streamlake_broker::ClusterLayout::new(&config.broker, &config.data_dir)
                 .bootstrap_servers()
         });
-    if cli.bootstrap_servers.is_none() && config.uses_embedded_broker() {
+    if cli.bootstrap_servers.is_none() && running.is_none() && config.uses_embedded_broker() {
         let addr = config.broker.listen;
         let reachable = tokio::task::spawn_blocking(move || {
             std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()

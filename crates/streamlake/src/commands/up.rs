@@ -34,6 +34,13 @@ pub(crate) async fn run(cli: &Cli, args: &UpArgs) -> anyhow::Result<ExitCode> {
         .or_else(|| broker.as_ref().map(ManagedKafka::bootstrap_servers))
         .unwrap_or_else(|| config.broker.listen.to_string());
     let settings = KafkaSettings::from_config(&config, bootstrap.clone());
+    // For the CLI in another terminal: where this instance's configuration and endpoints are.
+    let _announced = super::running::announce(
+        super::config_path(cli).as_deref(),
+        &config.data_dir,
+        &bootstrap,
+        config.http.listen,
+    );
 
     let result = serve(&config, &settings, &health, &shutdown, started).await;
     // The stages have stopped and committed: only now may the broker go.
