@@ -33,7 +33,7 @@ use streamlake_ops::dlq::{
 };
 use streamlake_ops::freshness::FreshnessReport;
 use streamlake_ops::groups::{GroupDetail, GroupList};
-use streamlake_ops::messages::{MessagePage, MessageQuery};
+use streamlake_ops::messages::{MessagePage, MessageQuery, ProduceRequest, Produced};
 use streamlake_ops::offsets::{GroupDeleted, ResetReport, ResetRequest};
 use streamlake_ops::overview::{TenantOverview, TenantSummary};
 use streamlake_ops::topics::{CreateTopic, TopicConfigs, TopicList, TopicMetadata};
@@ -183,7 +183,8 @@ fn api() -> OpenApiRouter<Arc<Ops>> {
         .routes(routes!(topics, create_topic))
         .routes(routes!(metadata))
         .routes(routes!(configs))
-        .routes(routes!(messages))
+        .routes(routes!(messages, produce))
+        .routes(routes!(export))
         .routes(routes!(distribution))
         .routes(routes!(provision))
         .routes(routes!(init_module_a_topics))
@@ -297,12 +298,14 @@ async fn configs(
     Ok(Json(ops.topic_configs(&who, &name).await?))
 }
 
-/// Browse records: one partition from an offset, or the newest of every partition.
+/// Browse records: one partition or all, from an offset, from a time, or the newest;
+/// optionally filtered by key, header, text in the value or a JSON field (over at most `scan`
+/// records, which the answer counts).
 #[utoipa::path(get, path = "/api/kafka/topics/{name}/messages", tag = "topics",
     params(("name" = String, Path, description = "Topic name"), MessageQuery),
     responses(
     (status = 200, body = MessagePage, description = "Records with key, headers and value"),
-    (status = 400, description = "A bad query, or `limit` over admin.max_messages"),
+    (status = 400, description = "A bad query or filter, `limit` over admin.max_messages, `scan` out of range"),
     (status = 401, description = "No token, or an unknown one"),
     (status = 403, description = "Another tenant's topic"),
     (status = 404, description = "No such topic or partition"),
@@ -315,6 +318,71 @@ async fn messages(
     ApiQuery(q): ApiQuery<MessageQuery>,
 ) -> Answer<MessagePage> {
     Ok(Json(ops.messages(&who, &name, &q).await?))
+}
+
+/// Write one record: the admin any value, key and headers to any topic; a tenant an event to
+/// one of its datasets' raw topics, validated, keyed and given headers as the gateway does
+/// (422 when it was dead-lettered instead).
+#[utoipa::path(post, path = "/api/kafka/topics/{name}/messages", tag = "topics",
+    params(("name" = String, Path, description = "Topic name")),
+    request_body = ProduceRequest,
+    responses(
+    (status = 200, body = Produced, description = "Written; where"),
+    (status = 400, description = "No value, or a tenant giving a key or headers"),
+    (status = 401, description = "No token, or an unknown one"),
+    (status = 403, description = "Another tenant's topic, or not one of the tenant's raw topics"),
+    (status = 422, body = Produced, description = "The tenant's event failed validation and was dead-lettered; where and why"),
+    (status = 503, description = "The broker did not acknowledge"),
+))]
+async fn produce(
+    State(ops): State<Arc<Ops>>,
+    Authed(who): Authed,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<ProduceRequest>,
+) -> Result<Response, ApiError> {
+    let produced = ops.produce(&who, &name, &req).await?;
+    let status = if produced.status == "dead_lettered" {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(produced)).into_response())
+}
+
+/// Download records as NDJSON, one record per line (as the browser shows them): the same
+/// query as the browser, up to 100,000 records (default 1,000).
+#[utoipa::path(get, path = "/api/kafka/topics/{name}/export", tag = "topics",
+    params(("name" = String, Path, description = "Topic name"), MessageQuery),
+    responses(
+    (status = 200, description = "One record per line", content_type = "application/x-ndjson", body = String),
+    (status = 400, description = "A bad query or filter"),
+    (status = 401, description = "No token, or an unknown one"),
+    (status = 403, description = "Another tenant's topic"),
+    (status = 404, description = "No such topic or partition"),
+    (status = 503, description = "The broker did not answer"),
+))]
+async fn export(
+    State(ops): State<Arc<Ops>>,
+    Authed(who): Authed,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<MessageQuery>,
+) -> Result<Response, ApiError> {
+    let page = ops.export(&who, &name, &q).await?;
+    let mut body = Vec::new();
+    for m in &page.messages {
+        serde_json::to_writer(&mut body, m)
+            .map_err(|e| ApiError::from(OpsError::new(ErrorKind::Unavailable, e.to_string())))?;
+        body.push(b'\n');
+    }
+    let file = format!("attachment; filename=\"{name}.ndjson\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson".to_owned()),
+            (header::CONTENT_DISPOSITION, file),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -60,6 +60,8 @@ pub fn router(ops: Arc<Ops>) -> Router {
         .route("/console/topics", get(topics))
         .route("/console/topics/{name}", get(topic))
         .route("/console/topics/{name}/messages", get(messages))
+        .route("/console/topics/{name}/export", get(export))
+        .route("/console/topics/{name}/produce", post(produce))
         .route("/console/groups", get(groups))
         .route("/console/groups/{id}", get(group))
         .route("/console/group", get(group_lookup))
@@ -173,6 +175,16 @@ impl FromRequestParts<Arc<Ops>> for SignedIn {
 }
 
 fn page(who: Option<&Principal>, title: &str, body: Markup) -> Html<String> {
+    page_refreshing(who, title, body, None)
+}
+
+/// [`page`], reloading itself every `refresh` seconds when given (the live tail).
+fn page_refreshing(
+    who: Option<&Principal>,
+    title: &str,
+    body: Markup,
+    refresh: Option<u32>,
+) -> Html<String> {
     let who_text = match who {
         Some(Principal::Admin) => "admin".to_owned(),
         Some(Principal::Tenant(t)) => format!("tenant {t}"),
@@ -185,6 +197,7 @@ fn page(who: Option<&Principal>, title: &str, body: Markup) -> Html<String> {
                 head {
                     meta charset="utf-8";
                     meta name="viewport" content="width=device-width, initial-scale=1";
+                    @if let Some(secs) = refresh { meta http-equiv="refresh" content=(secs); }
                     title { (title) " · StreamLake" }
                     style { (PreEscaped(STYLE)) }
                 }
@@ -536,6 +549,17 @@ async fn topic(
                 }
                 Err(e) => p.note { "Key distribution not available: " (e.message) }
             }
+            h2 { "Produce a record" }
+            form method="post" action=(format!("/console/topics/{name}/produce")) class="card" {
+                @if matches!(who, Principal::Admin) {
+                    label { "Key " input type="text" name="key"; } br;
+                    label { "Headers (name=value, one per line)" br; textarea name="headers" rows="2" cols="60" {} } br;
+                } @else {
+                    p.muted { "As a tenant you write events to your datasets' raw topics: validated, keyed and given headers as the gateway does." }
+                }
+                label { "Value (JSON, or text)" br; textarea name="value" rows="4" cols="60" {} } br;
+                button type="submit" { "Produce" }
+            }
             h2 { "Configs" }
             @match &configs {
                 Ok(c) if c.configs.is_empty() => p.muted { "The broker reports no configs set on this topic (its defaults apply)." },
@@ -550,27 +574,154 @@ async fn topic(
     .into_response()
 }
 
+/// The message browser's form as the browser sends it: every field text, empty when left
+/// blank.
+#[derive(Debug, Default, Deserialize)]
+struct BrowseForm {
+    partition: Option<String>,
+    offset: Option<String>,
+    since: Option<String>,
+    limit: Option<String>,
+    key: Option<String>,
+    header: Option<String>,
+    contains: Option<String>,
+    pointer: Option<String>,
+    equals: Option<String>,
+    scan: Option<String>,
+    /// Reload every 2 s showing the newest records.
+    tail: Option<String>,
+}
+
+/// A field's text, `None` when blank.
+fn given(field: &Option<String>) -> Option<&str> {
+    field.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+impl BrowseForm {
+    fn tail(&self) -> bool {
+        given(&self.tail).is_some()
+    }
+
+    /// The service's query, or what was wrong with a field.
+    fn query(&self) -> Result<MessageQuery, String> {
+        fn number<T: std::str::FromStr>(
+            name: &str,
+            f: &Option<String>,
+        ) -> Result<Option<T>, String> {
+            given(f)
+                .map(|v| {
+                    v.parse::<T>()
+                        .map_err(|_| format!("{name} must be a whole number, got {v:?}"))
+                })
+                .transpose()
+        }
+        let since = match given(&self.since) {
+            None => None,
+            Some(v) => Some(match v.parse::<i64>() {
+                Ok(ms) => ms,
+                Err(_) => humantime::parse_rfc3339_weak(v)
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .and_then(|d| i64::try_from(d.as_millis()).ok())
+                    .ok_or_else(|| format!("since must be an RFC 3339 time (2026-12-02T10:00:00Z) or milliseconds since the epoch, got {v:?}"))?,
+            }),
+        };
+        let text = |f: &Option<String>| given(f).map(str::to_owned);
+        let tail = self.tail();
+        Ok(MessageQuery {
+            partition: number("partition", &self.partition)?,
+            // The live tail shows the newest records.
+            offset: if tail {
+                None
+            } else {
+                number("offset", &self.offset)?
+            },
+            timestamp: if tail { None } else { since },
+            limit: number("limit", &self.limit)?,
+            key: text(&self.key),
+            header: text(&self.header),
+            contains: text(&self.contains),
+            pointer: text(&self.pointer),
+            equals: text(&self.equals),
+            scan: number("scan", &self.scan)?,
+        })
+    }
+
+    /// The form's fields again as a query string (for the export and tail links).
+    fn query_string(&self, tail: bool) -> String {
+        let fields = [
+            ("partition", &self.partition),
+            ("offset", &self.offset),
+            ("since", &self.since),
+            ("limit", &self.limit),
+            ("key", &self.key),
+            ("header", &self.header),
+            ("contains", &self.contains),
+            ("pointer", &self.pointer),
+            ("equals", &self.equals),
+            ("scan", &self.scan),
+        ];
+        let mut parts: Vec<String> = fields
+            .iter()
+            .filter_map(|(name, f)| {
+                Some(format!(
+                    "{name}={}",
+                    utf8_percent_encode(given(f)?, UNRESERVED)
+                ))
+            })
+            .collect();
+        if tail {
+            parts.push("tail=1".to_owned());
+        }
+        parts.join("&")
+    }
+}
+
 async fn messages(
     State(ops): State<Arc<Ops>>,
     Path(name): Path<String>,
     SignedIn(who): SignedIn,
-    Query(q): Query<MessageQuery>,
+    Query(form): Query<BrowseForm>,
 ) -> Response {
-    let result = ops.messages(&who, &name, &q).await;
+    let result = match form.query() {
+        Ok(q) => ops.messages(&who, &name, &q).await,
+        Err(why) => Err(OpsError::new(streamlake_ops::ErrorKind::BadRequest, why)),
+    };
+    let tail = form.tail();
+    let value = |f: &Option<String>| given(f).unwrap_or("").to_owned();
     let page_body = html! {
         form method="get" class="card" {
-            label { "Partition " input type="number" name="partition" min="0" value=[q.partition] placeholder="all"; }
-            " " label { "Offset " input type="number" name="offset" min="0" value=[q.offset] placeholder="newest"; }
-            " " label { "Limit " input type="number" name="limit" min="1" value=(q.limit.unwrap_or(streamlake_ops::DEFAULT_LIMIT)); }
+            label { "Partition " input type="number" name="partition" min="0" value=(value(&form.partition)) placeholder="all"; }
+            " " label { "Offset " input type="number" name="offset" min="0" value=(value(&form.offset)) placeholder="newest"; }
+            " " label { "or since " input type="text" name="since" value=(value(&form.since)) placeholder="2026-12-02T10:00:00Z"; }
+            " " label { "Limit " input type="number" name="limit" min="1" value=(given(&form.limit).map_or_else(|| streamlake_ops::DEFAULT_LIMIT.to_string(), str::to_owned)); }
+            br;
+            label { "Key " input type="text" name="key" value=(value(&form.key)); }
+            " " label { "Header " input type="text" name="header" value=(value(&form.header)) placeholder="name or name=value"; }
+            " " label { "Value contains " input type="text" name="contains" value=(value(&form.contains)); }
+            br;
+            label { "JSON field " input type="text" name="pointer" value=(value(&form.pointer)) placeholder="/sensor_id"; }
+            " " label { "equals " input type="text" name="equals" value=(value(&form.equals)) placeholder="107"; }
+            " " label { "Scan at most " input type="number" name="scan" min="1" value=(value(&form.scan)) placeholder="10000"; }
             " " button type="submit" { "Seek" }
-            " " a href=(format!("/console/topics/{name}")) { "back to the topic" }
+            " " a href=(format!("/console/topics/{name}/messages?{}", form.query_string(true))) { "live tail" }
+            " · " a href=(format!("/console/topics/{name}/export?{}", form.query_string(false))) { "download NDJSON" }
+            " · " a href=(format!("/console/topics/{name}")) { "back to the topic" }
         }
+        @if tail { p.note { "Live tail: the newest records, reloaded every 2 s. " a href=(format!("/console/topics/{name}/messages?{}", form.query_string(false))) { "stop" } } }
         @match &result {
             Err(e) => p.error { (e.message) },
             Ok(page) => {
                 p.muted {
                     (page.count) " messages. Watermarks (low–high): "
                     @for (p, (low, high)) in &page.watermarks { "p" (p) " " (low) "–" (high) "; " }
+                }
+                @if page.filtered {
+                    p.muted {
+                        (page.scanned) " records read to find them"
+                        @if !page.complete { "; more left: raise the scan or narrow the range (next offsets: " @for (p, o) in &page.next { "p" (p) " " (o) "; " } ")" }
+                        "."
+                    }
                 }
                 @if page.messages.is_empty() { p.muted { "No messages in this range." } }
                 @for m in &page.messages {
@@ -598,9 +749,126 @@ async fn messages(
         .map_or(StatusCode::OK, |e| crate::api::status_of(e.kind));
     (
         status,
-        page(Some(&who), &format!("Messages of {name}"), page_body),
+        page_refreshing(
+            Some(&who),
+            &format!("Messages of {name}"),
+            page_body,
+            tail.then_some(2),
+        ),
     )
         .into_response()
+}
+
+/// The browser's records as an NDJSON download.
+async fn export(
+    State(ops): State<Arc<Ops>>,
+    Path(name): Path<String>,
+    SignedIn(who): SignedIn,
+    Query(form): Query<BrowseForm>,
+) -> Response {
+    let mut q = match form.query() {
+        Ok(q) => q,
+        Err(why) => {
+            return error_page(
+                &who,
+                &OpsError::new(streamlake_ops::ErrorKind::BadRequest, why),
+            )
+        }
+    };
+    // The browser's default of 20 is not a download's.
+    if given(&form.limit).is_none() {
+        q.limit = None;
+    }
+    match ops.export(&who, &name, &q).await {
+        Err(e) => error_page(&who, &e),
+        Ok(page) => {
+            let mut body = Vec::new();
+            for m in &page.messages {
+                if serde_json::to_writer(&mut body, m).is_ok() {
+                    body.push(b'\n');
+                }
+            }
+            (
+                [
+                    (header::CONTENT_TYPE, "application/x-ndjson".to_owned()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"{name}.ndjson\""),
+                    ),
+                ],
+                body,
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The produce form on a topic's page.
+#[derive(Debug, Deserialize)]
+struct ProduceForm {
+    value: String,
+    key: Option<String>,
+    /// `name=value`, one per line.
+    headers: Option<String>,
+}
+
+/// Writes the form's record and shows it in the browser (or why it was not written).
+async fn produce(
+    State(ops): State<Arc<Ops>>,
+    Path(name): Path<String>,
+    SignedIn(who): SignedIn,
+    Form(form): Form<ProduceForm>,
+) -> Response {
+    let mut headers = std::collections::BTreeMap::new();
+    for line in form.headers.as_deref().unwrap_or("").lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match line.split_once('=') {
+            Some((n, v)) if !n.trim().is_empty() => {
+                headers.insert(n.trim().to_owned(), v.to_owned());
+            }
+            _ => {
+                return error_page(
+                    &who,
+                    &OpsError::new(
+                        streamlake_ops::ErrorKind::BadRequest,
+                        format!("header line {line:?} is not name=value"),
+                    ),
+                )
+            }
+        }
+    }
+    let req = streamlake_ops::messages::ProduceRequest {
+        // JSON when it parses, else the text as it is.
+        value: serde_json::from_str(&form.value).ok(),
+        text: serde_json::from_str::<serde_json::Value>(&form.value)
+            .is_err()
+            .then(|| form.value.clone()),
+        key: given(&form.key).map(str::to_owned),
+        headers,
+    };
+    match ops.produce(&who, &name, &req).await {
+        Err(e) => error_page(&who, &e),
+        Ok(p) if p.status == "dead_lettered" => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            page(
+                Some(&who),
+                "Event dead-lettered",
+                html! {
+                    p.error { "The event failed validation: " (p.reason.as_deref().unwrap_or("")) }
+                    p { "It was written to the dead-letter topic " a href=(format!("/console/topics/{}/messages?partition={}&offset={}", p.topic, p.partition, p.offset)) { (p.topic) " partition " (p.partition) " offset " (p.offset) } "." }
+                },
+            ),
+        )
+            .into_response(),
+        Ok(p) => Redirect::to(&format!(
+            "/console/topics/{}/messages?partition={}&offset={}&limit=1",
+            p.topic, p.partition, p.offset
+        ))
+        .into_response(),
+    }
 }
 
 fn pretty(value: Option<&str>, is_json: bool) -> String {

@@ -84,6 +84,14 @@ async fn render(p: &Platform, token: &str, path: &str, name: &str) -> String {
     dom
 }
 
+/// `path` as the value of a query parameter.
+fn encoded(path: &str) -> String {
+    path.replace('%', "%25")
+        .replace('?', "%3F")
+        .replace('&', "%26")
+        .replace('=', "%3D")
+}
+
 #[tokio::test]
 async fn the_console_renders_real_data_in_a_browser() {
     let p = Platform::start().await;
@@ -157,6 +165,47 @@ async fn the_console_renders_real_data_in_a_browser() {
     .await;
     assert!(messages.contains("ingestion_id"), "headers not shown");
     assert!(messages.contains("&quot;sensor_id&quot;") || messages.contains("\"sensor_id\""));
+
+    // The browser's filter form (a GET: its result is the URL it leads to), and the live tail.
+    let filtered = render(
+        &p,
+        &p.key,
+        &encoded(&format!(
+            "/console/topics/{raw}/messages?key=2&pointer=/value&equals=6"
+        )),
+        "messages-filtered",
+    )
+    .await;
+    assert!(filtered.contains("1 messages"), "{filtered}");
+    assert!(filtered.contains("records read to find them"), "{filtered}");
+    let tail = render(
+        &p,
+        &p.key,
+        &encoded(&format!("/console/topics/{raw}/messages?tail=1")),
+        "messages-tail",
+    )
+    .await;
+    assert!(tail.contains("http-equiv=\"refresh\""), "{tail}");
+    assert!(tail.contains("Live tail"), "{tail}");
+
+    // The topic page's produce form: the record written shows in the browser it leads to.
+    let cookie = p.console_cookie(&p.key).await;
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{}/console/topics/{raw}/produce", p.base))
+        .header("cookie", &cookie)
+        .header("origin", &p.base)
+        .form(&[("value", r#"{"sensor_id": 77, "value": 12.5}"#)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let written = r.headers()["location"].to_str().unwrap().to_owned();
+    let shown = render(&p, &p.key, &encoded(&written), "produced").await;
+    assert!(shown.contains("77"), "{shown}");
+    assert!(shown.contains("ingestion_id"), "{shown}");
 
     let labs = render(&p, &p.admin, "/console/labs", "labs").await;
     assert!(labs.contains("partitioning") && labs.contains("semantics"));

@@ -416,22 +416,29 @@ pub(crate) enum TopicsCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// Browse records with key, headers and value: one partition from an offset, or the newest
-    /// of every partition.
+    /// Browse records with key, headers and value: one partition from an offset or a time, or
+    /// the newest of every partition; optionally only those matching a filter.
     Messages {
         /// Topic name.
         name: String,
-        /// Partition. Default: every partition.
-        #[arg(long, short = 'p')]
-        partition: Option<i32>,
-        /// First offset. Default: the newest records.
-        #[arg(long, short = 'o')]
-        offset: Option<i64>,
+        #[command(flatten)]
+        find: FindArgs,
         /// Most records shown.
         #[arg(long, short = 'n', default_value_t = 20)]
         limit: usize,
         #[command(flatten)]
         output: OutputArgs,
+    },
+    /// Write records to standard output as NDJSON (one record per line, as `messages --json`
+    /// shows each), with the same choice of records as `messages`.
+    Export {
+        /// Topic name.
+        name: String,
+        #[command(flatten)]
+        find: FindArgs,
+        /// Most records written.
+        #[arg(long, short = 'n', default_value_t = 1000)]
+        limit: usize,
     },
     /// Delete a topic.
     Delete {
@@ -447,6 +454,69 @@ pub(crate) enum TopicsCommand {
         #[arg(long, value_name = "N")]
         to: usize,
     },
+}
+
+/// Which records `topics messages` and `topics export` read.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct FindArgs {
+    /// Partition. Default: every partition.
+    #[arg(long, short = 'p')]
+    pub(crate) partition: Option<i32>,
+    /// First offset. Default: the newest records.
+    #[arg(long, short = 'o', conflicts_with = "since")]
+    pub(crate) offset: Option<i64>,
+    /// Start at the first record at or after this time (RFC 3339, e.g. 2026-12-02T10:00:00Z).
+    #[arg(long, value_parser = parse_time)]
+    pub(crate) since: Option<i64>,
+    /// Only records with this key.
+    #[arg(long)]
+    pub(crate) key: Option<String>,
+    /// Only records with this header: NAME or NAME=VALUE.
+    #[arg(long)]
+    pub(crate) header: Option<String>,
+    /// Only records whose value contains this text.
+    #[arg(long)]
+    pub(crate) contains: Option<String>,
+    /// Only records whose JSON value holds VALUE at POINTER: POINTER=VALUE, e.g. /sensor_id=107.
+    #[arg(long, value_name = "POINTER=VALUE")]
+    pub(crate) field: Option<String>,
+    /// With a filter: records read at most (default 10,000).
+    #[arg(long)]
+    pub(crate) scan: Option<u64>,
+}
+
+impl FindArgs {
+    /// The service's query for these arguments and `limit`.
+    pub(crate) fn query(&self, limit: usize) -> streamlake_ops::messages::MessageQuery {
+        let (pointer, equals) = match self.field.as_deref().map(|f| f.split_once('=')) {
+            Some(Some((p, v))) => (Some(p.to_owned()), Some(v.to_owned())),
+            // No `=`: the service says what is missing.
+            Some(None) => (self.field.clone(), None),
+            None => (None, None),
+        };
+        streamlake_ops::messages::MessageQuery {
+            partition: self.partition,
+            offset: self.offset,
+            timestamp: self.since,
+            limit: Some(limit),
+            key: self.key.clone(),
+            header: self.header.clone(),
+            contains: self.contains.clone(),
+            pointer,
+            equals,
+            scan: self.scan,
+        }
+    }
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    let t = humantime::parse_rfc3339_weak(s)
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time (e.g. 2026-12-02T10:00:00Z): {e}"))?;
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| format!("{s:?} is before 1970"))?
+        .as_millis();
+    i64::try_from(ms).map_err(|_| format!("{s:?} is too far ahead"))
 }
 
 #[derive(Debug, Subcommand)]

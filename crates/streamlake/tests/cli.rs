@@ -396,6 +396,68 @@ async fn topics_delete_removes_that_topic_and_no_other() {
 }
 
 #[tokio::test]
+async fn messages_filter_and_export_find_records_by_key_and_text() {
+    let b = bootstrap().await;
+    let topic = unique("find");
+    assert!(run(&["-b", &b, "topics", "create", &topic, "-p", "2"])
+        .status
+        .success());
+    let settings = streamlake_kafka::KafkaSettings::new(b.clone());
+    // Keys k0..k19, values 0..19.
+    streamlake_testkit::produce_numbered(&settings, &topic, 20).await;
+
+    let o = run(&[
+        "-b", &b, "topics", "messages", &topic, "--key", "k13", "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(page["count"], 1, "{page}");
+    assert_eq!(page["messages"][0]["value"], "13");
+    assert_eq!(page["scanned"], 20);
+
+    let o = run(&[
+        "-b",
+        &b,
+        "topics",
+        "export",
+        &topic,
+        "--contains",
+        "1",
+        "--since",
+        "2020-01-01T00:00:00Z",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut values: Vec<String> = stdout(&o)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["value"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    values.sort();
+    let mut expected: Vec<String> = [1, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    expected.sort();
+    assert_eq!(values, expected);
+
+    let o = run(&[
+        "-b",
+        &b,
+        "topics",
+        "messages",
+        &topic,
+        "--field",
+        "nopointer",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("needs equals"), "{}", stderr(&o));
+}
+
+#[tokio::test]
 async fn producing_to_a_missing_topic_fails_fast_with_its_name() {
     let b = bootstrap().await;
     let o = run(&["-b", &b, "produce", "no-such-topic-xyz", "v"]);

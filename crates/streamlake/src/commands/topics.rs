@@ -35,23 +35,34 @@ pub(crate) async fn run(conn: &Connection, cmd: &TopicsCommand) -> anyhow::Resul
                 println!("{t}");
             }
         }
+        TopicsCommand::Export { name, find, limit } => {
+            let page = super::dlq::admin_ops(conn)?
+                .export(&streamlake_ops::Principal::Admin, name, &find.query(*limit))
+                .await?;
+            let mut out = std::io::stdout().lock();
+            for m in &page.messages {
+                serde_json::to_writer(&mut out, m)?;
+                std::io::Write::write_all(&mut out, b"\n")?;
+            }
+            eprintln!(
+                "{} records of {} read{}",
+                page.count,
+                page.scanned,
+                if page.complete {
+                    ""
+                } else {
+                    " (more left: narrow the range or raise --scan)"
+                }
+            );
+        }
         TopicsCommand::Messages {
             name,
-            partition,
-            offset,
+            find,
             limit,
             output,
         } => {
             let page = super::dlq::admin_ops(conn)?
-                .messages(
-                    &streamlake_ops::Principal::Admin,
-                    name,
-                    &streamlake_ops::messages::MessageQuery {
-                        partition: *partition,
-                        offset: *offset,
-                        limit: Some(*limit),
-                    },
-                )
+                .messages(&streamlake_ops::Principal::Admin, name, &find.query(*limit))
                 .await?;
             if output.json {
                 json(&page)?;
@@ -77,6 +88,17 @@ pub(crate) async fn run(conn: &Connection, cmd: &TopicsCommand) -> anyhow::Resul
                     .map(|(p, (l, h))| format!("{p}: {l}-{h}"))
                     .collect();
                 println!("{} messages; watermarks {}", page.count, marks.join(", "));
+                if page.filtered {
+                    println!(
+                        "{} records read to find them{}",
+                        page.scanned,
+                        if page.complete {
+                            ""
+                        } else {
+                            "; more left (raise --scan or narrow the range)"
+                        }
+                    );
+                }
             }
         }
         TopicsCommand::Describe { name, output } => describe(&admin, name, output.json).await?,
