@@ -36,7 +36,10 @@ use streamlake_ops::groups::{GroupDetail, GroupList};
 use streamlake_ops::messages::{MessagePage, MessageQuery, ProduceRequest, Produced};
 use streamlake_ops::offsets::{GroupDeleted, ResetReport, ResetRequest};
 use streamlake_ops::overview::{TenantOverview, TenantSummary};
-use streamlake_ops::topics::{CreateTopic, TopicConfigs, TopicList, TopicMetadata};
+use streamlake_ops::topics::{
+    AddPartitions, AlterConfigs, CreateTopic, PartitionsAdded, Purge, Purged, TopicConfigs,
+    TopicDeleted, TopicList, TopicMetadata,
+};
 use streamlake_ops::{ErrorKind, Ops, OpsError, Principal};
 
 /// The HTTP status of a failure of `kind`.
@@ -182,7 +185,10 @@ fn api() -> OpenApiRouter<Arc<Ops>> {
         .routes(routes!(openapi))
         .routes(routes!(topics, create_topic))
         .routes(routes!(metadata))
-        .routes(routes!(configs))
+        .routes(routes!(configs, alter_configs))
+        .routes(routes!(delete_topic))
+        .routes(routes!(add_partitions))
+        .routes(routes!(purge))
         .routes(routes!(messages, produce))
         .routes(routes!(export))
         .routes(routes!(distribution))
@@ -298,6 +304,103 @@ async fn configs(
     Ok(Json(ops.topic_configs(&who, &name).await?))
 }
 
+/// Change a topic's configs (admin): set values, or remove the topic's own (`null`).
+#[utoipa::path(put, path = "/api/kafka/topics/{name}/configs", tag = "topics",
+    params(("name" = String, Path, description = "Topic name")),
+    request_body = AlterConfigs,
+    responses(
+    (status = 200, body = TopicConfigs, description = "The configs as they are now"),
+    (status = 400, description = "No config named, or the broker refused a name or value"),
+    (status = 401, description = "No token, or an unknown one"),
+    (status = 403, description = "Not the admin token"),
+    (status = 404, description = "No such topic"),
+    (status = 503, description = "The broker did not answer"),
+))]
+async fn alter_configs(
+    State(ops): State<Arc<Ops>>,
+    Authed(who): Authed,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<AlterConfigs>,
+) -> Answer<TopicConfigs> {
+    Ok(Json(ops.alter_topic_configs(&who, &name, &req).await?))
+}
+
+/// `?force=` of a topic deletion.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct DeleteQuery {
+    /// Delete even a tenant's topic the platform uses (raw, clean, dead-letter, logs).
+    force: Option<bool>,
+}
+
+/// Delete a topic (admin). A tenant's topic the platform uses is refused (409) without
+/// `force=true`.
+#[utoipa::path(delete, path = "/api/kafka/topics/{name}", tag = "topics",
+    params(("name" = String, Path, description = "Topic name"), DeleteQuery),
+    responses(
+    (status = 200, body = TopicDeleted, description = "Deleted"),
+    (status = 400, description = "A bad name, or one of Kafka's internal topics"),
+    (status = 401, description = "No token, or an unknown one"),
+    (status = 403, description = "Not the admin token"),
+    (status = 404, description = "No such topic"),
+    (status = 409, description = "A tenant's topic in use by the platform, without force=true"),
+    (status = 503, description = "The broker did not answer"),
+))]
+async fn delete_topic(
+    State(ops): State<Arc<Ops>>,
+    Authed(who): Authed,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
+) -> Answer<TopicDeleted> {
+    Ok(Json(
+        ops.delete_topic(&who, &name, q.force.unwrap_or(false))
+            .await?,
+    ))
+}
+
+/// Raise a topic's partition count (admin). Keys hash over the new count from then on.
+#[utoipa::path(post, path = "/api/kafka/topics/{name}/partitions", tag = "topics",
+    params(("name" = String, Path, description = "Topic name")),
+    request_body = AddPartitions,
+    responses(
+    (status = 200, body = PartitionsAdded, description = "The topic now, with what it means for keys"),
+    (status = 400, description = "Not larger than the current count, or over 10000"),
+    (status = 401, description = "No token, or an unknown one"),
+    (status = 403, description = "Not the admin token"),
+    (status = 404, description = "No such topic"),
+    (status = 503, description = "The broker did not answer"),
+))]
+async fn add_partitions(
+    State(ops): State<Arc<Ops>>,
+    Authed(who): Authed,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<AddPartitions>,
+) -> Answer<PartitionsAdded> {
+    Ok(Json(ops.add_partitions(&who, &name, &req).await?))
+}
+
+/// Delete a topic's records before an offset, in one partition or all (admin).
+#[utoipa::path(post, path = "/api/kafka/topics/{name}/purge", tag = "topics",
+    params(("name" = String, Path, description = "Topic name")),
+    request_body = Purge,
+    responses(
+    (status = 200, body = Purged, description = "The new low watermarks and how many records went"),
+    (status = 400, description = "A negative offset, or past the partition's end"),
+    (status = 401, description = "No token, or an unknown one"),
+    (status = 403, description = "Not the admin token"),
+    (status = 404, description = "No such topic or partition"),
+    (status = 503, description = "The broker did not answer"),
+))]
+async fn purge(
+    State(ops): State<Arc<Ops>>,
+    Authed(who): Authed,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<Purge>,
+) -> Answer<Purged> {
+    Ok(Json(ops.purge(&who, &name, &req).await?))
+}
+
 /// Browse records: one partition or all, from an offset, from a time, or the newest;
 /// optionally filtered by key, header, text in the value or a JSON field (over at most `scan`
 /// records, which the answer counts).
@@ -331,6 +434,7 @@ async fn messages(
     (status = 400, description = "No value, or a tenant giving a key or headers"),
     (status = 401, description = "No token, or an unknown one"),
     (status = 403, description = "Another tenant's topic, or not one of the tenant's raw topics"),
+    (status = 404, description = "No such topic"),
     (status = 422, body = Produced, description = "The tenant's event failed validation and was dead-lettered; where and why"),
     (status = 503, description = "The broker did not acknowledge"),
 ))]

@@ -57,7 +57,11 @@ pub fn router(ops: Arc<Ops>) -> Router {
         .route("/console", get(overview))
         .route("/console/login", get(login_page).post(login_form))
         .route("/console/logout", get(logout))
-        .route("/console/topics", get(topics))
+        .route("/console/topics", get(topics).post(create_topic))
+        .route("/console/topics/{name}/configs", post(alter_configs))
+        .route("/console/topics/{name}/partitions", post(add_partitions))
+        .route("/console/topics/{name}/purge", post(purge))
+        .route("/console/topics/{name}/delete", post(delete_topic))
         .route("/console/topics/{name}", get(topic))
         .route("/console/topics/{name}/messages", get(messages))
         .route("/console/topics/{name}/export", get(export))
@@ -491,6 +495,19 @@ async fn topics(State(ops): State<Arc<Ops>>, SignedIn(who): SignedIn) -> Respons
                 tr { th { "topic" } th { "tenant" } th { "role" } th { "partitions" } th { "messages" } th { "retention.ms" } th { "cleanup.policy" } th { "compression" } }
                 @for r in rows { (r) }
             }
+            @if matches!(who, Principal::Admin) {
+                h2 { "Create a topic" }
+                form method="post" action="/console/topics" class="card" {
+                    label { "Name " input type="text" name="name" required; }
+                    " " label { "Partitions " input type="number" name="partitions" min="1" value="3"; }
+                    " " label { "Replication " input type="number" name="replication" min="1" placeholder="broker default"; }
+                    br;
+                    label { "retention.ms " input type="text" name="retention_ms" placeholder="broker default"; }
+                    " " label { "cleanup.policy " select name="cleanup_policy" { option value="" { "broker default" } option { "delete" } option { "compact" } option { "compact,delete" } } }
+                    " " label { "compression.type " select name="compression" { option value="" { "broker default" } option { "producer" } option { "lz4" } option { "zstd" } option { "snappy" } option { "gzip" } option { "uncompressed" } } }
+                    " " button type="submit" { "Create" }
+                }
+            }
         },
     )
     .into_response()
@@ -560,6 +577,7 @@ async fn topic(
                 label { "Value (JSON, or text)" br; textarea name="value" rows="4" cols="60" {} } br;
                 button type="submit" { "Produce" }
             }
+            @if matches!(who, Principal::Admin) { (topic_admin_forms(&name, meta.partition_count)) }
             h2 { "Configs" }
             @match &configs {
                 Ok(c) if c.configs.is_empty() => p.muted { "The broker reports no configs set on this topic (its defaults apply)." },
@@ -572,6 +590,244 @@ async fn topic(
         },
     )
     .into_response()
+}
+
+/// The admin's forms on a topic's page: configs, partitions, purge, deletion.
+fn topic_admin_forms(name: &str, partitions: usize) -> Markup {
+    html! {
+        h2 { "Change the topic" }
+        form method="post" action=(format!("/console/topics/{name}/configs")) class="card" {
+            "Set a config: " input type="text" name="config" placeholder="retention.ms" required;
+            " = " input type="text" name="value" placeholder="empty: back to the broker's default";
+            " " button type="submit" { "Set" }
+        }
+        form method="post" action=(format!("/console/topics/{name}/partitions")) class="card" {
+            "Partitions: " input type="number" name="count" min=(partitions + 1) value=(partitions + 1);
+            " " button type="submit" { "Add partitions" }
+            br; span.muted { "Kafka cannot remove partitions, and keys hash over the new count from then on: a key's new records may land on another partition than its old ones, so per-key order holds only from then on." }
+        }
+        form method="post" action=(format!("/console/topics/{name}/purge")) class="card" {
+            "Delete the records before offset " input type="number" name="before" min="0" required;
+            " in partition " input type="number" name="partition" min="0" placeholder="every";
+            " " button type="submit" { "Purge" }
+        }
+        form method="post" action=(format!("/console/topics/{name}/delete")) class="card" {
+            "Delete this topic: type its name to confirm " input type="text" name="confirm" required;
+            " " label { input type="checkbox" name="force" value="true"; " even if a tenant's stages use it" }
+            " " button type="submit" { "Delete topic" }
+        }
+    }
+}
+
+/// A change's outcome, with the way back.
+fn done(who: &Principal, title: &str, message: Markup, back: &str) -> Response {
+    page(
+        Some(who),
+        title,
+        html! { p.ok { (message) } p { a href=(back) { "Back" } } },
+    )
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateTopicForm {
+    name: String,
+    partitions: Option<String>,
+    replication: Option<String>,
+    retention_ms: Option<String>,
+    cleanup_policy: Option<String>,
+    compression: Option<String>,
+}
+
+async fn create_topic(
+    State(ops): State<Arc<Ops>>,
+    SignedIn(who): SignedIn,
+    Form(form): Form<CreateTopicForm>,
+) -> Response {
+    let bad = |m: String| OpsError::new(streamlake_ops::ErrorKind::BadRequest, m);
+    let number = |name: &str, f: &Option<String>| -> Result<Option<i32>, OpsError> {
+        given(f)
+            .map(|v| {
+                v.parse::<i32>()
+                    .map_err(|_| bad(format!("{name} must be a whole number, got {v:?}")))
+            })
+            .transpose()
+    };
+    let (partitions, replication) = match (
+        number("partitions", &form.partitions),
+        number("replication", &form.replication),
+    ) {
+        (Ok(p), Ok(r)) => (p, r),
+        (Err(e), _) | (_, Err(e)) => return error_page(&who, &e),
+    };
+    let mut configs = std::collections::BTreeMap::new();
+    for (key, f) in [
+        ("retention.ms", &form.retention_ms),
+        ("cleanup.policy", &form.cleanup_policy),
+        ("compression.type", &form.compression),
+    ] {
+        if let Some(v) = given(f) {
+            configs.insert(key.to_owned(), v.to_owned());
+        }
+    }
+    let req = streamlake_ops::topics::CreateTopic {
+        name: form.name.trim().to_owned(),
+        num_partitions: partitions.unwrap_or(3),
+        replication_factor: replication,
+        configs,
+    };
+    match ops.create_topic(&who, &req).await {
+        Ok(m) => Redirect::to(&format!("/console/topics/{}", m.topic)).into_response(),
+        Err(e) => error_page(&who, &e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ConfigForm {
+    config: String,
+    value: Option<String>,
+}
+
+async fn alter_configs(
+    State(ops): State<Arc<Ops>>,
+    Path(name): Path<String>,
+    SignedIn(who): SignedIn,
+    Form(form): Form<ConfigForm>,
+) -> Response {
+    let value = given(&form.value).map(str::to_owned);
+    let req = streamlake_ops::topics::AlterConfigs {
+        configs: [(form.config.trim().to_owned(), value.clone())].into(),
+    };
+    match ops.alter_topic_configs(&who, &name, &req).await {
+        Ok(_) => done(
+            &who,
+            "Config changed",
+            html! { (form.config.trim()) " on " (name) " is now " (value.as_deref().unwrap_or("the broker's default")) "." },
+            &format!("/console/topics/{name}"),
+        ),
+        Err(e) => error_page(&who, &e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PartitionsForm {
+    count: String,
+}
+
+async fn add_partitions(
+    State(ops): State<Arc<Ops>>,
+    Path(name): Path<String>,
+    SignedIn(who): SignedIn,
+    Form(form): Form<PartitionsForm>,
+) -> Response {
+    let Ok(count) = form.count.trim().parse::<usize>() else {
+        return error_page(
+            &who,
+            &OpsError::new(
+                streamlake_ops::ErrorKind::BadRequest,
+                format!(
+                    "the partition count must be a whole number, got {:?}",
+                    form.count
+                ),
+            ),
+        );
+    };
+    let req = streamlake_ops::topics::AddPartitions { count };
+    match ops.add_partitions(&who, &name, &req).await {
+        Ok(added) => done(
+            &who,
+            "Partitions added",
+            html! { (name) " has " (added.metadata.partition_count) " partitions. " (added.warning) "." },
+            &format!("/console/topics/{name}"),
+        ),
+        Err(e) => error_page(&who, &e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PurgeForm {
+    before: String,
+    partition: Option<String>,
+}
+
+async fn purge(
+    State(ops): State<Arc<Ops>>,
+    Path(name): Path<String>,
+    SignedIn(who): SignedIn,
+    Form(form): Form<PurgeForm>,
+) -> Response {
+    let bad = |m: String| OpsError::new(streamlake_ops::ErrorKind::BadRequest, m);
+    let before = match form.before.trim().parse::<i64>() {
+        Ok(b) => b,
+        Err(_) => {
+            return error_page(
+                &who,
+                &bad(format!(
+                    "the offset must be a whole number, got {:?}",
+                    form.before
+                )),
+            )
+        }
+    };
+    let partition = match given(&form.partition).map(str::parse::<i32>).transpose() {
+        Ok(p) => p,
+        Err(_) => {
+            return error_page(
+                &who,
+                &bad("the partition must be a whole number".to_owned()),
+            )
+        }
+    };
+    let req = streamlake_ops::topics::Purge {
+        before_offset: before,
+        partition,
+    };
+    match ops.purge(&who, &name, &req).await {
+        Ok(p) => done(
+            &who,
+            "Records purged",
+            html! { (p.deleted) " records of " (name) " deleted; first offsets now: " @for (part, low) in &p.low_watermarks { "p" (part) " " (low) "; " } },
+            &format!("/console/topics/{name}"),
+        ),
+        Err(e) => error_page(&who, &e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DeleteForm {
+    confirm: String,
+    force: Option<String>,
+}
+
+async fn delete_topic(
+    State(ops): State<Arc<Ops>>,
+    Path(name): Path<String>,
+    SignedIn(who): SignedIn,
+    Form(form): Form<DeleteForm>,
+) -> Response {
+    if form.confirm.trim() != name {
+        return error_page(
+            &who,
+            &OpsError::new(
+                streamlake_ops::ErrorKind::BadRequest,
+                format!(
+                    "type the topic's name ({name}) to confirm its deletion; nothing was deleted"
+                ),
+            ),
+        );
+    }
+    match ops
+        .delete_topic(&who, &name, given(&form.force).is_some())
+        .await
+    {
+        Ok(_) => done(
+            &who,
+            "Topic deleted",
+            html! { "Topic " (name) " was deleted." },
+            "/console/topics",
+        ),
+        Err(e) => error_page(&who, &e),
+    }
 }
 
 /// The message browser's form as the browser sends it: every field text, empty when left

@@ -551,7 +551,7 @@ async fn every_operation_of_the_openapi_document_is_served_as_documented() {
     let partition = &doc["components"]["schemas"]["PartitionMetadata"]["properties"];
     assert!(partition["inSyncReplicas"].is_object(), "{partition}");
     let checked = streamlake_testkit::assert_served_as_documented(&p.base, &doc).await;
-    assert_eq!(checked, 22, "operations in {doc}");
+    assert_eq!(checked, 26, "operations in {doc}");
 }
 
 #[tokio::test]
@@ -1135,4 +1135,131 @@ async fn a_tenant_produces_through_validation_and_the_admin_writes_any_record() 
     assert_eq!(m["value"], "not even json");
     assert_eq!(m["key"], "k1");
     assert_eq!(m["headers"][0]["name"], "source");
+}
+
+#[tokio::test]
+async fn the_admin_changes_a_topics_configs_partitions_and_records_and_deletes_it() {
+    let p = Platform::start().await;
+    let topic = unique("change");
+    let (status, created) = p
+        .post(
+            "/api/kafka/topics",
+            Some(&p.admin),
+            json!({"name": topic, "numPartitions": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    streamlake_testkit::produce_numbered(&p.stack.settings, &topic, 10).await;
+    let client = reqwest::Client::new();
+    let put_configs = |token: &str, body: Value| {
+        client
+            .put(format!("{}/api/kafka/topics/{topic}/configs", p.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+
+    let r = put_configs(&p.admin, json!({"configs": {"retention.ms": "3600000"}}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let configs: Value = r.json().await.unwrap();
+    assert_eq!(configs["configs"]["retention.ms"], "3600000", "{configs}");
+    let r = put_configs(&p.admin, json!({"configs": {"retention.ms": null}}))
+        .await
+        .unwrap();
+    let configs: Value = r.json().await.unwrap();
+    assert_eq!(
+        configs["configs"]["retention.ms"], "604800000",
+        "back to the default"
+    );
+    let r = put_configs(&p.admin, json!({"configs": {"retention.ms": "soon"}}))
+        .await
+        .unwrap();
+    let st = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    let r = put_configs(&p.key, json!({"configs": {"retention.ms": "1"}}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    let (status, added) = p
+        .post(
+            &format!("/api/kafka/topics/{topic}/partitions"),
+            Some(&p.admin),
+            json!({"count": 3}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{added}");
+    assert_eq!(added["metadata"]["partitionCount"], 3);
+    assert!(added["warning"].as_str().unwrap().contains("per-key order"));
+    let (status, _) = p
+        .post(
+            &format!("/api/kafka/topics/{topic}/partitions"),
+            Some(&p.admin),
+            json!({"count": 2}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "partitions never shrink");
+
+    let (status, purged) = p
+        .post(
+            &format!("/api/kafka/topics/{topic}/purge"),
+            Some(&p.admin),
+            json!({"beforeOffset": 4, "partition": 0}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{purged}");
+    assert_eq!(purged["lowWatermarks"]["0"], 4, "{purged}");
+    assert_eq!(purged["deleted"], 4);
+    let (_, meta) = p
+        .get(
+            &format!("/api/kafka/topics/{topic}/metadata"),
+            Some(&p.admin),
+        )
+        .await;
+    assert_eq!(meta["partitions"][0]["lowWatermark"], 4, "{meta}");
+    let (status, past) = p
+        .post(
+            &format!("/api/kafka/topics/{topic}/purge"),
+            Some(&p.admin),
+            json!({"beforeOffset": 99, "partition": 0}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{past}");
+
+    // A tenant's topic in use: refused without force.
+    let r = client
+        .delete(format!("{}/api/kafka/topics/{}", p.base, p.raw_topic()))
+        .bearer_auth(&p.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let r = client
+        .delete(format!("{}/api/kafka/topics/{topic}", p.base))
+        .bearer_auth(&p.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = client
+        .delete(format!("{}/api/kafka/topics/{topic}", p.base))
+        .bearer_auth(&p.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let gone = streamlake_testkit::eventually(Duration::from_secs(30), || async {
+        let (status, _) = p
+            .get(
+                &format!("/api/kafka/topics/{topic}/metadata"),
+                Some(&p.admin),
+            )
+            .await;
+        (status == StatusCode::NOT_FOUND).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "{topic} is still there");
 }

@@ -488,3 +488,110 @@ async fn a_group_is_reset_from_its_console_page_after_a_dry_run() {
     assert!(done.contains("Offsets reset."), "{done}");
     assert_eq!(group_lag(&p).await, Some(10));
 }
+
+#[tokio::test]
+async fn the_admin_creates_changes_purges_and_deletes_a_topic_from_the_console() {
+    let p = Platform::start().await;
+    let cookie = p.console_cookie(&p.admin).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let submit = |path: String, form: Vec<(&'static str, String)>| {
+        client
+            .post(format!("{}{path}", p.base))
+            .header("cookie", &cookie)
+            .header("origin", &p.base)
+            .form(&form)
+            .send()
+    };
+    let topic = streamlake_testkit::unique("console-topic");
+    let r = submit(
+        "/console/topics".into(),
+        vec![
+            ("name", topic.clone()),
+            ("partitions", "1".into()),
+            ("replication", String::new()),
+            ("retention_ms", "7200000".into()),
+            ("cleanup_policy", String::new()),
+            ("compression", "zstd".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], format!("/console/topics/{topic}"));
+    streamlake_testkit::produce_numbered(&p.stack.settings, &topic, 6).await;
+
+    let ok = |r: reqwest::Response| async move {
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{text}");
+        text
+    };
+    let set = ok(submit(
+        format!("/console/topics/{topic}/configs"),
+        vec![
+            ("config", "retention.ms".into()),
+            ("value", "3600000".into()),
+        ],
+    )
+    .await
+    .unwrap())
+    .await;
+    assert!(set.contains("is now 3600000"), "{set}");
+    let added = ok(submit(
+        format!("/console/topics/{topic}/partitions"),
+        vec![("count", "2".into())],
+    )
+    .await
+    .unwrap())
+    .await;
+    assert!(added.contains("has 2 partitions"), "{added}");
+    let purged = ok(submit(
+        format!("/console/topics/{topic}/purge"),
+        vec![("before", "2".into()), ("partition", "0".into())],
+    )
+    .await
+    .unwrap())
+    .await;
+    assert!(purged.contains("2 records"), "{purged}");
+
+    // What the browser shows of the topic now.
+    let page = render(
+        &p,
+        &p.admin,
+        &format!("/console/topics/{topic}"),
+        "topic-changed",
+    )
+    .await;
+    assert!(page.contains("3600000"), "the new retention.ms");
+    assert!(page.contains("zstd"), "the compression it was created with");
+    assert!(page.contains("2 partitions"), "{page}");
+    assert!(page.contains("Delete topic"), "the admin's forms");
+
+    // Deletion asks for the name typed out.
+    let r = submit(
+        format!("/console/topics/{topic}/delete"),
+        vec![("confirm", "something else".into())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let deleted = ok(submit(
+        format!("/console/topics/{topic}/delete"),
+        vec![("confirm", topic.clone())],
+    )
+    .await
+    .unwrap())
+    .await;
+    assert!(deleted.contains("was deleted"), "{deleted}");
+    // A tenant's raw topic is refused without the force box.
+    let r = submit(
+        format!("/console/topics/{}/delete", p.raw_topic()),
+        vec![("confirm", p.raw_topic())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+}

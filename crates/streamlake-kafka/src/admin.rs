@@ -343,6 +343,139 @@ impl Admin {
         Ok(())
     }
 
+    /// Changes topic-level configs of `name`: each entry sets its value (`Some`) or removes the
+    /// topic's own value (`None`, the broker's default applies again); the topic's other own
+    /// values are kept. Kafka's AlterConfigs replaces a topic's whole set, so the set is read
+    /// first: a change another client makes to the same topic at the same moment may be lost.
+    /// A value the broker refuses is [`AdminError::Invalid`] with the broker's reason.
+    pub async fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: &BTreeMap<String, Option<String>>,
+    ) -> Result<(), AdminError> {
+        let opts = AdminOptions::new().request_timeout(Some(self.timeout));
+        let described = self
+            .admin
+            .describe_configs([&ResourceSpecifier::Topic(name)], &opts)
+            .await
+            .map_err(kafka(format!(
+                "cannot read the configs of topic \"{name}\""
+            )))?;
+        let mut own: BTreeMap<String, String> = BTreeMap::new();
+        for r in described {
+            let resource = r.map_err(|code| match code {
+                RDKafkaErrorCode::UnknownTopicOrPartition => {
+                    AdminError::UnknownTopic(name.to_owned())
+                }
+                code => AdminError::Kafka {
+                    context: format!("cannot read the configs of topic \"{name}\""),
+                    source: KafkaError::AdminOp(code),
+                },
+            })?;
+            for entry in resource.entries {
+                if let (rdkafka::admin::ConfigSource::DynamicTopic, Some(v)) =
+                    (entry.source, entry.value)
+                {
+                    own.insert(entry.name, v);
+                }
+            }
+        }
+        for (key, value) in changes {
+            match value {
+                Some(v) => own.insert(key.clone(), v.clone()),
+                None => own.remove(key),
+            };
+        }
+        let mut alter = rdkafka::admin::AlterConfig::new(ResourceSpecifier::Topic(name));
+        for (k, v) in &own {
+            alter = alter.set(k, v);
+        }
+        let results = self
+            .admin
+            .alter_configs([&alter], &opts)
+            .await
+            .map_err(kafka(format!(
+                "cannot change the configs of topic \"{name}\""
+            )))?;
+        for r in results {
+            match r {
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+                    return Err(AdminError::UnknownTopic(name.to_owned()))
+                }
+                // The broker refused the change itself (a name, a value, a policy): the
+                // request's fault, not the broker's.
+                Err((_, _)) => {
+                    return Err(AdminError::Invalid(format!(
+                        "the broker refused the configs {} for topic \"{name}\" (an unknown name or a value out of range)",
+                        changes
+                            .iter()
+                            .map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("(default)")))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )))
+                }
+            }
+        }
+        // The broker may answer a value it did not take without an error: read the configs
+        // back (changes reach the metadata a moment later) and say which did not hold.
+        let mut refused = Vec::new();
+        for _ in 0..20 {
+            let now = self.topic_configs(name).await?;
+            refused = changes
+                .iter()
+                .filter_map(|(k, v)| {
+                    let v = v.as_ref()?;
+                    (now.get(k) != Some(v)).then(|| format!("{k}={v}"))
+                })
+                .collect();
+            if refused.is_empty() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(AdminError::Invalid(format!(
+            "the broker did not take {} for topic \"{name}\": an unknown config name or a value it refuses (a number where one is expected, in range)",
+            refused.join(", ")
+        )))
+    }
+
+    /// Deletes the records of `name` before each given offset (per partition): the partition's
+    /// log start moves there. Returns each partition's new low watermark.
+    pub async fn delete_records(
+        &self,
+        name: &str,
+        before: &BTreeMap<i32, i64>,
+    ) -> Result<BTreeMap<i32, i64>, AdminError> {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in before {
+            tpl.add_partition_offset(name, *p, Offset::Offset(*o))
+                .map_err(kafka("cannot list the partitions to purge"))?;
+        }
+        let opts = AdminOptions::new().operation_timeout(Some(self.timeout));
+        let done = self
+            .admin
+            .delete_records(&tpl, &opts)
+            .await
+            .map_err(kafka(format!("cannot delete records of topic \"{name}\"")))?;
+        let mut lows = BTreeMap::new();
+        for el in done.elements() {
+            if let Err(source) = el.error() {
+                return Err(AdminError::Kafka {
+                    context: format!(
+                        "cannot delete records of topic \"{name}\" partition {}",
+                        el.partition()
+                    ),
+                    source,
+                });
+            }
+            if let Offset::Offset(o) = el.offset() {
+                lows.insert(el.partition(), o);
+            }
+        }
+        Ok(lows)
+    }
+
     /// Raises a topic's partition count to `total`. Kafka cannot remove partitions, and keys
     /// hash to new partitions afterwards, so per-key order holds only from then on.
     pub async fn add_partitions(&self, name: &str, total: usize) -> Result<(), AdminError> {

@@ -1,4 +1,5 @@
-//! Topics: the list, a topic's partitions and configs, creation and provisioning.
+//! Topics: the list, a topic's partitions and configs, creation and provisioning, and the
+//! admin's changes: configs, partitions, purging records, deletion.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -105,6 +106,63 @@ pub struct CreateTopic {
     /// Topic configs by Kafka name.
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
+}
+
+/// `PUT /api/kafka/topics/{name}/configs`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlterConfigs {
+    /// Configs to change by Kafka name: a value sets it on the topic, `null` removes the
+    /// topic's own value (the broker's default applies again). Others are kept.
+    pub configs: BTreeMap<String, Option<String>>,
+}
+
+/// `POST /api/kafka/topics/{name}/partitions`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddPartitions {
+    /// The new partition count; larger than the current one (Kafka cannot remove partitions).
+    pub count: usize,
+}
+
+/// What adding partitions did.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionsAdded {
+    /// The topic now.
+    pub metadata: TopicMetadata,
+    /// What it means for keyed records.
+    pub warning: String,
+}
+
+/// `POST /api/kafka/topics/{name}/purge`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Purge {
+    /// Delete the records before this offset.
+    pub before_offset: i64,
+    /// In this partition only; absent: in every partition (each up to its own high watermark).
+    pub partition: Option<i32>,
+}
+
+/// What a purge did.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Purged {
+    /// Topic.
+    pub topic: String,
+    /// Per partition (keyed by its number as a string), the first offset still held.
+    #[schema(value_type = BTreeMap<String, i64>)]
+    pub low_watermarks: BTreeMap<i32, i64>,
+    /// Records deleted.
+    pub deleted: i64,
+}
+
+/// What deleting a topic did.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TopicDeleted {
+    /// The topic deleted.
+    pub topic: String,
 }
 
 fn default_partitions() -> i32 {
@@ -223,6 +281,184 @@ impl Ops {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         last.unwrap_or_else(|| Err(OpsError::new(ErrorKind::Unavailable, "no metadata")))
+    }
+
+    /// Changes a topic's configs (admin only) and answers them as they are then.
+    pub async fn alter_topic_configs(
+        &self,
+        who: &Principal,
+        name: &str,
+        req: &AlterConfigs,
+    ) -> OpsResult<TopicConfigs> {
+        self.check_admin(who, "changing a topic's configs")?;
+        self.check_topic(who, name)?;
+        if req.configs.is_empty() {
+            return Err(OpsError::new(
+                ErrorKind::BadRequest,
+                "configs is empty: name at least one config to set or remove",
+            ));
+        }
+        // Kafka's config names are lower-case words joined by dots (retention.ms).
+        let kafka_name = |k: &str| {
+            !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        };
+        if let Some(k) = req.configs.keys().find(|k| !kafka_name(k)) {
+            return Err(OpsError::new(
+                ErrorKind::BadRequest,
+                format!("{k:?} is not a Kafka config name (lower-case letters, digits and dots, e.g. retention.ms)"),
+            ));
+        }
+        if let Some((k, _)) = req.configs.iter().find(|(_, v)| {
+            v.as_deref()
+                .is_some_and(|v| v.chars().any(char::is_control))
+        }) {
+            return Err(OpsError::new(
+                ErrorKind::BadRequest,
+                format!("the value of {k} holds a control character"),
+            ));
+        }
+        self.admin.alter_topic_configs(name, &req.configs).await?;
+        self.topic_configs(who, name).await
+    }
+
+    /// Raises a topic's partition count (admin only).
+    pub async fn add_partitions(
+        &self,
+        who: &Principal,
+        name: &str,
+        req: &AddPartitions,
+    ) -> OpsResult<PartitionsAdded> {
+        self.check_admin(who, "adding partitions")?;
+        self.check_topic(who, name)?;
+        if req.count > 10_000 {
+            return Err(OpsError::new(
+                ErrorKind::BadRequest,
+                format!("count {} is out of range: at most 10000", req.count),
+            ));
+        }
+        if let Some((tenant, role @ (TopicRole::Replays | TopicRole::Idempotency))) =
+            self.owner(name)
+        {
+            return Err(OpsError::new(
+                ErrorKind::BadRequest,
+                format!(
+                    "\"{name}\" is tenant {tenant}'s {} log: the platform reads it as one partition, so it keeps one",
+                    role.as_str()
+                ),
+            ));
+        }
+        self.admin.add_partitions(name, req.count).await?;
+        // The new partitions reach the metadata, with their leaders, a moment later.
+        self.admin
+            .await_topic(name, req.count, Duration::from_secs(10))
+            .await?;
+        let mut metadata = self.topic_metadata(who, name).await;
+        for _ in 0..20 {
+            if metadata
+                .as_ref()
+                .is_ok_and(|m| m.partition_count >= req.count)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            metadata = self.topic_metadata(who, name).await;
+        }
+        let metadata = metadata?;
+        Ok(PartitionsAdded {
+            metadata,
+            warning: format!(
+                "records are placed by the hash of their key over {} partitions from now on: a key's new records may go to another partition than its earlier ones, so per-key order holds only among records written from now on",
+                req.count
+            ),
+        })
+    }
+
+    /// Deletes a topic's records before an offset (admin only).
+    pub async fn purge(&self, who: &Principal, name: &str, req: &Purge) -> OpsResult<Purged> {
+        self.check_admin(who, "purging records")?;
+        self.check_topic(who, name)?;
+        if req.before_offset < 0 {
+            return Err(OpsError::new(
+                ErrorKind::BadRequest,
+                "beforeOffset must be 0 or more",
+            ));
+        }
+        let info = self.admin.describe_topic(name).await?;
+        let mut before = BTreeMap::new();
+        for p in &info.partitions {
+            if req.partition.is_some_and(|want| want != p.id) {
+                continue;
+            }
+            if req.partition.is_some() && req.before_offset > p.high {
+                return Err(OpsError::new(
+                    ErrorKind::BadRequest,
+                    format!(
+                        "partition {} of \"{name}\" ends at offset {}: beforeOffset {} is past it",
+                        p.id, p.high, req.before_offset
+                    ),
+                ));
+            }
+            before.insert(p.id, req.before_offset.min(p.high));
+        }
+        if let Some(want) = req.partition.filter(|_| before.is_empty()) {
+            return Err(OpsError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "topic \"{name}\" has no partition {want}; it has partitions 0 to {}",
+                    info.partitions.len().saturating_sub(1)
+                ),
+            ));
+        }
+        let lows = self.admin.delete_records(name, &before).await?;
+        let deleted = info
+            .partitions
+            .iter()
+            .filter_map(|p| Some(lows.get(&p.id)? - p.low))
+            .map(|d| d.max(0))
+            .sum();
+        tracing::info!(topic = %name, before = req.before_offset, partition = ?req.partition, deleted, "records purged");
+        Ok(Purged {
+            topic: name.to_owned(),
+            low_watermarks: lows,
+            deleted,
+        })
+    }
+
+    /// Deletes a topic (admin only). A tenant's topic the configuration declares (raw, clean,
+    /// dead-letter, replay or idempotency log) is refused unless `force`: the platform would
+    /// recreate it empty at the next provisioning, and its stages would lose their place.
+    pub async fn delete_topic(
+        &self,
+        who: &Principal,
+        name: &str,
+        force: bool,
+    ) -> OpsResult<TopicDeleted> {
+        self.check_admin(who, "deleting a topic")?;
+        self.check_topic(who, name)?;
+        if name.starts_with("__") {
+            return Err(OpsError::new(
+                ErrorKind::BadRequest,
+                format!("\"{name}\" is one of Kafka's internal topics; it is not deleted"),
+            ));
+        }
+        if let Some((tenant, role)) = self.owner(name) {
+            if !force {
+                return Err(OpsError::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "\"{name}\" is tenant {tenant}'s {} topic, in use by the platform; delete it with force=true if you mean to",
+                        role.as_str()
+                    ),
+                ));
+            }
+        }
+        self.admin.delete_topic(name).await?;
+        tracing::warn!(topic = %name, force, "topic deleted");
+        Ok(TopicDeleted {
+            topic: name.to_owned(),
+        })
     }
 
     /// Creates the declared topics that are missing; reports existing ones and drift (admin

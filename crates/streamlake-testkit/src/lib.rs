@@ -217,6 +217,10 @@ pub async fn assert_served_as_documented(base: &str, doc: &serde_json::Value) ->
                     .post(&url)
                     .header("content-type", "application/json")
                     .body("{}"),
+                "put" => client
+                    .put(&url)
+                    .header("content-type", "application/json")
+                    .body("{}"),
                 "delete" => client.delete(&url),
                 other => panic!("{other} {path}: a method this check does not know"),
             };

@@ -399,8 +399,8 @@ pub(crate) enum TopicsCommand {
         #[arg(long, short = 'r')]
         replication_factor: Option<i32>,
         /// Topic config as KEY=VALUE (repeatable), e.g. retention.ms=86400000.
-        #[arg(long = "topic-config", value_name = "KEY=VALUE")]
-        configs: Vec<String>,
+        #[arg(long = "topic-config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        configs: Vec<(String, String)>,
     },
     /// How records spread over partitions and keys: counts per partition, skew, top keys, and
     /// warnings for a constant key or too few keys.
@@ -440,10 +440,37 @@ pub(crate) enum TopicsCommand {
         #[arg(long, short = 'n', default_value_t = 1000)]
         limit: usize,
     },
-    /// Delete a topic.
+    /// Delete a topic. A tenant's topic the platform uses (raw, clean, dead-letter, logs) is
+    /// refused without --force.
     Delete {
         /// Topic name.
         name: String,
+        /// Delete it even if it is a tenant's topic in use.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Set topic-level configs (NAME=VALUE), or remove the topic's own value (--unset NAME)
+    /// so the broker's default applies; the others are kept.
+    SetConfig {
+        /// Topic name.
+        name: String,
+        /// Configs to set, e.g. retention.ms=3600000.
+        #[arg(value_name = "NAME=VALUE", value_parser = parse_key_value)]
+        set: Vec<(String, String)>,
+        /// Configs to remove from the topic.
+        #[arg(long, value_name = "NAME")]
+        unset: Vec<String>,
+    },
+    /// Delete a topic's records before an offset, in one partition or all.
+    Purge {
+        /// Topic name.
+        name: String,
+        /// Delete the records before this offset.
+        #[arg(long, value_name = "OFFSET")]
+        before: i64,
+        /// Only this partition. Default: every partition.
+        #[arg(long, short = 'p')]
+        partition: Option<i32>,
     },
     /// Raise a topic's partition count (Kafka cannot lower it; keys hash to the new partitions
     /// from then on, so per-key order holds only from then on).
@@ -506,6 +533,16 @@ impl FindArgs {
             equals,
             scan: self.scan,
         }
+    }
+}
+
+/// `KEY=VALUE`, both trimmed; the key not empty.
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!(
+            "expected KEY=VALUE, e.g. retention.ms=86400000, got {s:?}"
+        )),
     }
 }
 

@@ -458,6 +458,62 @@ async fn messages_filter_and_export_find_records_by_key_and_text() {
 }
 
 #[tokio::test]
+async fn topics_set_config_and_purge_change_a_topic() {
+    let b = bootstrap().await;
+    let topic = unique("tune");
+    let o = run(&[
+        "-b",
+        &b,
+        "topics",
+        "create",
+        &topic,
+        "-p",
+        "1",
+        "--topic-config",
+        "retention.ms=7200000",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let settings = streamlake_kafka::KafkaSettings::new(b.clone());
+    streamlake_testkit::produce_numbered(&settings, &topic, 5).await;
+
+    let o = run(&[
+        "-b",
+        &b,
+        "topics",
+        "set-config",
+        &topic,
+        "retention.ms=3600000",
+        "--unset",
+        "cleanup.policy",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("retention.ms = 3600000"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&[
+        "-b",
+        &b,
+        "topics",
+        "set-config",
+        &topic,
+        "retention.ms=soon",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("did not take retention.ms=soon"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = run(&["-b", &b, "topics", "purge", &topic, "--before", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("3 records"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("0: 3"), "{}", stdout(&o));
+}
+
+#[tokio::test]
 async fn producing_to_a_missing_topic_fails_fast_with_its_name() {
     let b = bootstrap().await;
     let o = run(&["-b", &b, "produce", "no-such-topic-xyz", "v"]);

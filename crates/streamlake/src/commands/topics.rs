@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use anyhow::bail;
 use serde::Serialize;
 use streamlake_core::TopicSpec;
 use streamlake_kafka::{provision, Admin, AdminError, PartitionInfo, ProvisionOutcome};
@@ -154,13 +153,7 @@ pub(crate) async fn run(conn: &Connection, cmd: &TopicsCommand) -> anyhow::Resul
             replication_factor,
             configs,
         } => {
-            let mut parsed = BTreeMap::new();
-            for c in configs {
-                let Some((k, v)) = c.split_once('=') else {
-                    bail!("--config \"{c}\" must be KEY=VALUE");
-                };
-                parsed.insert(k.trim().to_owned(), v.trim().to_owned());
-            }
+            let parsed: BTreeMap<String, String> = configs.iter().cloned().collect();
             let spec = TopicSpec {
                 name: name.clone(),
                 partitions: *partitions,
@@ -185,9 +178,56 @@ pub(crate) async fn run(conn: &Connection, cmd: &TopicsCommand) -> anyhow::Resul
                 print_distribution(&d);
             }
         }
-        TopicsCommand::Delete { name } => {
-            admin.delete_topic(name).await?;
+        TopicsCommand::Delete { name, force } => {
+            super::dlq::admin_ops(conn)?
+                .delete_topic(&streamlake_ops::Principal::Admin, name, *force)
+                .await?;
             println!("deleted topic {name}");
+        }
+        TopicsCommand::SetConfig { name, set, unset } => {
+            let mut configs: BTreeMap<String, Option<String>> = set
+                .iter()
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .collect();
+            configs.extend(unset.iter().map(|k| (k.clone(), None)));
+            let now = super::dlq::admin_ops(conn)?
+                .alter_topic_configs(
+                    &streamlake_ops::Principal::Admin,
+                    name,
+                    &streamlake_ops::topics::AlterConfigs {
+                        configs: configs.clone(),
+                    },
+                )
+                .await?;
+            for k in configs.keys() {
+                println!("{k} = {}", now.configs.get(k).map_or("-", String::as_str));
+            }
+        }
+        TopicsCommand::Purge {
+            name,
+            before,
+            partition,
+        } => {
+            let purged = super::dlq::admin_ops(conn)?
+                .purge(
+                    &streamlake_ops::Principal::Admin,
+                    name,
+                    &streamlake_ops::topics::Purge {
+                        before_offset: *before,
+                        partition: *partition,
+                    },
+                )
+                .await?;
+            let lows: Vec<String> = purged
+                .low_watermarks
+                .iter()
+                .map(|(p, o)| format!("{p}: {o}"))
+                .collect();
+            println!(
+                "{} records of {name} deleted; first offsets now {}",
+                purged.deleted,
+                lows.join(", ")
+            );
         }
         TopicsCommand::AddPartitions { name, to } => {
             admin.add_partitions(name, *to).await?;
