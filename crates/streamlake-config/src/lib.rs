@@ -192,6 +192,15 @@ impl std::fmt::Debug for ApiKey {
     }
 }
 
+/// A tenant's key known by its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashedKey {
+    /// What it is for.
+    pub name: String,
+    /// SHA-256 of the key.
+    pub sha256: [u8; 32],
+}
+
 /// A tenant with its resolved topic names.
 #[derive(Debug, Clone)]
 pub struct Tenant {
@@ -203,6 +212,8 @@ pub struct Tenant {
     pub api_key: Option<ApiKey>,
     /// The environment variable `api_key_env` names, if any.
     pub api_key_env: Option<String>,
+    /// More keys, by their SHA-256 (`api_keys`).
+    pub api_key_hashes: Vec<HashedKey>,
     /// The tenant's dead-letter topic.
     pub dlq_topic: String,
     /// Rate limits of its HTTP ingestion.

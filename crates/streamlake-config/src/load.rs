@@ -486,6 +486,48 @@ fn check_naming(c: &mut Collector<'_>, naming: &TopicNaming) {
     }
 }
 
+/// `api_keys` checked: names unique and not empty, hashes of 64 hex digits.
+fn hashed_keys(
+    c: &mut Collector<'_>,
+    at: &str,
+    keys: &[ApiKeyHashConfig],
+) -> Vec<crate::HashedKey> {
+    let mut out = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let entry = format!("{at}.api_keys[{i}]");
+        if k.name.trim().is_empty() {
+            c.push(
+                &format!("{entry}.name"),
+                "must not be empty: say what the key is for",
+            );
+        } else if keys[..i].iter().any(|o| o.name == k.name) {
+            c.push(
+                &format!("{entry}.name"),
+                format!("{:?} names another key of this tenant already", k.name),
+            );
+        }
+        let hex = k.sha256.trim();
+        let bytes: Option<Vec<u8>> = (hex.len() == 64)
+            .then(|| {
+                (0..32)
+                    .map(|j| u8::from_str_radix(&hex[2 * j..2 * j + 2], 16).ok())
+                    .collect()
+            })
+            .flatten();
+        match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+            Some(sha256) => out.push(crate::HashedKey {
+                name: k.name.clone(),
+                sha256,
+            }),
+            None => c.push(
+                &format!("{entry}.sha256"),
+                "must be the key's SHA-256 as 64 hex digits (streamlake keys hash prints it)",
+            ),
+        }
+    }
+    out
+}
+
 fn check_quota(c: &mut Collector<'_>, at: &str, q: &QuotaConfig) {
     if q.events_per_sec.is_none() && q.bytes_per_sec.is_none() {
         c.push(
@@ -605,6 +647,7 @@ fn resolve_tenants(
                 display_name,
                 api_key,
                 api_key_env: cfg.api_key_env.clone(),
+                api_key_hashes: hashed_keys(c, &at, &cfg.api_keys),
                 dlq_topic,
                 replays_topic,
                 idempotency_topic,

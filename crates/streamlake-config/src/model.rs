@@ -258,6 +258,16 @@ fn default_schema_version() -> String {
     "1".to_owned()
 }
 
+/// One entry of `api_keys`: a key by its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyHashConfig {
+    /// What the key is for, e.g. `ci-2026-12` (shown in logs, never the key).
+    pub name: String,
+    /// SHA-256 of the key, 64 hex digits.
+    pub sha256: String,
+}
+
 /// `[tenants.NAME]`: a tenant and its datasets.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -270,6 +280,11 @@ pub struct TenantConfig {
     /// Development key used when `api_key_env` is unset or its variable is empty; printed at
     /// start-up so examples work out of the box. Leave it out in production.
     pub dev_api_key: Option<String>,
+    /// More keys, stored as their SHA-256 (`streamlake keys new` makes one): several keys at
+    /// once let a key be rotated without downtime; removing one and reloading (SIGHUP) refuses
+    /// it at once.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyHashConfig>,
     /// Dead-letter topic name; default from `[naming]`.
     pub dlq_topic: Option<String>,
     /// Rate limits of the tenant's HTTP ingestion; none when absent.

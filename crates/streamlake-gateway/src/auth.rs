@@ -1,9 +1,10 @@
 //! Bearer-key authentication over HTTP: the `Authorization` header read once, the key looked up
-//! in [`TenantKeys`] (constant time).
+//! in the tenants' keys (`streamlake_ingest::TenantKeys`, constant time).
 
 use axum::http::HeaderMap;
 use streamlake_core::TenantId;
-use streamlake_ingest::TenantKeys;
+
+use crate::gateway::Gateway;
 
 /// Why a request was not authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,12 +28,12 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The tenant whose key the request carries.
-pub(crate) fn authenticate<'k>(
-    keys: &'k TenantKeys,
+pub(crate) fn authenticate<'g>(
+    gw: &'g Gateway,
     headers: &HeaderMap,
-) -> Result<&'k TenantId, AuthError> {
+) -> Result<&'g TenantId, AuthError> {
     let token = bearer_token(headers).ok_or(AuthError::Missing)?;
-    keys.lookup(token).ok_or(AuthError::Unknown)
+    gw.tenant_of_key(token).ok_or(AuthError::Unknown)
 }
 
 #[cfg(test)]

@@ -147,7 +147,15 @@ impl Gateway {
     /// The tenant whose API key `token` is (compared in constant time), for other HTTP
     /// surfaces that accept tenant keys.
     pub fn tenant_of_key(&self, token: &str) -> Option<&TenantId> {
-        self.keys.lookup(token)
+        let tenant = self.keys.lookup(token)?;
+        // The configured tenant's id, borrowed from the gateway for as long as it lives.
+        self.in_flight.get_key_value(&tenant).map(|(id, _)| id)
+    }
+
+    /// Replaces the tenants' API keys with those of `config` (on SIGHUP): a key it no longer
+    /// holds is refused from now on. Returns how many keys each tenant has.
+    pub fn reload_keys(&self, config: &Config) -> Vec<(TenantId, usize)> {
+        self.keys.replace(config)
     }
 
     /// Waits for every queued record to be acknowledged (bounded by the shutdown timeout).

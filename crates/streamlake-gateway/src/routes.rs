@@ -372,7 +372,7 @@ async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let authed = match crate::auth::authenticate(&gw.keys, &headers) {
+    let authed = match crate::auth::authenticate(&gw, &headers) {
         Ok(authed) => authed,
         Err(e) => return refuse(&gw, &headers, body, RequestError::from(e)).await,
     };
@@ -972,7 +972,7 @@ async fn partition(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PartitionPreview>, RequestError> {
-    let authed = crate::auth::authenticate(&gw.keys, &headers)?;
+    let authed = crate::auth::authenticate(&gw, &headers)?;
     if authed.as_str() != tenant {
         return Err(RequestError::WrongTenant {
             authed: authed.to_string(),

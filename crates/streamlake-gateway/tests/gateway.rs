@@ -37,6 +37,8 @@ struct Harness {
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     /// What the platform's components report to the gateway's `/readyz`.
     health: streamlake_core::Health,
+    /// The gateway being served.
+    gateway: Option<Arc<Gateway>>,
     _dir: tempfile::TempDir,
 }
 
@@ -101,6 +103,7 @@ key = "/sensor_id"
             shutdown: CancellationToken::new(),
             server: None,
             health: streamlake_core::Health::new(),
+            gateway: None,
             _dir: dir,
         };
         h.serve().await;
@@ -115,6 +118,7 @@ key = "/sensor_id"
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.base = format!("http://{}", listener.local_addr().unwrap());
+        self.gateway = Some(Arc::clone(&gateway));
         self.server = Some(tokio::spawn(streamlake_gateway::serve(
             listener,
             gateway,
@@ -1456,4 +1460,51 @@ async fn a_retry_after_503_may_have_been_written_gets_what_became_of_the_first_a
     assert_eq!(mine.len(), 1, "written once");
     assert_eq!(settled["offset"], mine[0].offset);
     assert_eq!(settled["partition"], mine[0].partition);
+}
+
+#[tokio::test]
+async fn a_tenant_holds_several_keys_and_a_key_removed_on_reload_is_refused_at_once() {
+    let rotated = unique("rotated-key");
+    let next = unique("next-key");
+    let entry = |name: &str, key: &str| {
+        format!(
+            "{{ name = \"{name}\", sha256 = \"{}\" }}",
+            streamlake_ingest::hash_key(key)
+        )
+    };
+    let h = Harness::start_full(
+        settings().await,
+        "",
+        &format!("api_keys = [{}]\n", entry("old", &rotated)),
+    )
+    .await;
+    let url = h.url(&h.tenant, "readings");
+    let event = r#"{"sensor_id": 1, "value": 2.5}"#;
+    let post = |key: String| {
+        let url = url.clone();
+        async move { post_to(&url, Some(&key), "application/json", event).await.0 }
+    };
+    // The development key and the hashed one both hold.
+    assert_eq!(post(h.key.clone()).await, StatusCode::OK);
+    assert_eq!(post(rotated.clone()).await, StatusCode::OK);
+    assert_eq!(post(next.clone()).await, StatusCode::UNAUTHORIZED);
+
+    // The configuration now holds the next key instead: reloaded, the old one is refused.
+    let path = h._dir.path().join("streamlake.toml");
+    let toml = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(&entry("old", &rotated), &entry("new", &next));
+    let reloaded_path = h._dir.path().join("reloaded.toml");
+    std::fs::write(&reloaded_path, toml).unwrap();
+    let reloaded = streamlake_config::load(&reloaded_path, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let counts = h.gateway.as_ref().unwrap().reload_keys(&reloaded);
+    assert!(
+        counts
+            .iter()
+            .any(|(t, n)| t.as_str() == h.tenant && *n == 2),
+        "{counts:?}"
+    );
+    assert_eq!(post(rotated).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(post(next).await, StatusCode::OK);
+    assert_eq!(post(h.key.clone()).await, StatusCode::OK);
 }

@@ -11,8 +11,8 @@
 //! - [`ingest`](mod@ingest): one request's events to the raw or the dead-letter topic: [`Outcome`]s.
 //! - `source`: the one-event API sources use ([`Ingested`]).
 //! - [`preview`]: the partition a key would land on, without writing.
-//! - `keys`: [`TenantKeys`], tenants' API keys compared in constant time, for every surface
-//!   that authenticates tenants.
+//! - `keys`: [`TenantKeys`], tenants' API keys (several per tenant, plain or hashed) compared
+//!   in constant time, for every surface that authenticates tenants, replaceable while running.
 
 pub mod event;
 pub mod ingest;
@@ -29,6 +29,6 @@ pub use ingest::{
     MAX_RECORD_RULE, TRUNCATED_PAYLOAD_BYTES,
 };
 pub use ingestor::{IngestError, Ingestor};
-pub use keys::TenantKeys;
+pub use keys::{hash_key, TenantKeys};
 pub use preview::{PartitionPreview, PreviewError};
 pub use source::{Ingested, UnknownDataset};

@@ -44,7 +44,7 @@ pub struct Ops {
     /// The ingestion core: dead letters are replayed through it.
     pub(crate) ingestor: Arc<Ingestor>,
     /// Tenants' keys.
-    keys: TenantKeys,
+    pub(crate) keys: TenantKeys,
     pub(crate) producer: Producer,
     pub(crate) history: History,
     /// Each tenant's replay log: which dead letters were replayed.

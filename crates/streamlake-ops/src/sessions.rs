@@ -82,6 +82,12 @@ impl Sessions {
         lock(&self.sessions).remove(id);
     }
 
+    /// Ends every tenant's session and unused code (the admin's stay: its token did not change).
+    fn end_tenants(&self) {
+        lock(&self.sessions).retain(|_, (who, _)| *who == Principal::Admin);
+        lock(&self.codes).retain(|_, (who, _)| *who == Principal::Admin);
+    }
+
     fn mint(&self, who: Principal, now: Instant) -> String {
         let mut codes = lock(&self.codes);
         codes.retain(|_, (_, expires)| *expires > now);
@@ -111,6 +117,14 @@ impl Ops {
     /// Ends a session (sign-out).
     pub fn close_session(&self, id: &str) {
         self.sessions.close(id);
+    }
+
+    /// Replaces the tenants' API keys with those of `config` (on SIGHUP) and ends every
+    /// tenant's console session, so a key removed is refused everywhere at once: its holder
+    /// signs in again with a key that still holds.
+    pub fn reload_keys(&self, config: &streamlake_config::Config) {
+        self.keys.replace(config);
+        self.sessions.end_tenants();
     }
 
     /// A one-time sign-in code for `token`'s principal, valid for [`CODE_TTL`]; `None` when the

@@ -70,6 +70,9 @@ pub(crate) enum Command {
     /// waited, the time from ingestion to the clean topic, and the state against the dataset's
     /// objective. Exits with 2 when a dataset is breached (for cron and CI).
     Freshness(OutputArgs),
+    /// API keys for `[tenants.NAME] api_keys`: make a new one, or hash one.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Dead letters of a tenant: list them with their reasons, replay them through validation.
     #[command(subcommand)]
     Dlq(DlqCommand),
@@ -481,6 +484,19 @@ pub(crate) enum TopicsCommand {
         #[arg(long, value_name = "N")]
         to: usize,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// A new random key and the `api_keys` entry that accepts it (give the key to the tenant,
+    /// put the entry in the configuration, then SIGHUP `up`).
+    New {
+        /// What the key is for, e.g. ci-2026-12.
+        #[arg(long, default_value = "new-key")]
+        name: String,
+    },
+    /// The SHA-256 of a key (read from standard input), as `api_keys` holds it.
+    Hash,
 }
 
 /// Which records `topics messages` and `topics export` read.

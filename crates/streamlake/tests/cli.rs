@@ -131,6 +131,52 @@ fn config_check_reports_every_problem_and_fails() {
 }
 
 #[test]
+fn keys_new_makes_an_entry_that_hash_and_config_check_agree_with() {
+    let o = run(&["keys", "new", "--name", "ci"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let key = out
+        .lines()
+        .find_map(|l| l.split(": ").nth(1).filter(|k| k.starts_with("sl_")))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    let entry = out
+        .lines()
+        .find(|l| l.contains("sha256"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let mut hash = streamlake(&["keys", "hash"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Write::write_all(hash.stdin.as_mut().unwrap(), format!("{key}\n").as_bytes()).unwrap();
+    let hashed = hash.wait_with_output().unwrap();
+    let digest = String::from_utf8(hashed.stdout).unwrap().trim().to_owned();
+    assert_eq!(digest.len(), 64);
+    assert!(entry.contains(&digest), "{entry} vs {digest}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.json"), "{}").unwrap();
+    let path = dir.path().join("keys.toml");
+    std::fs::write(
+        &path,
+        format!("[tenants.t]\napi_keys = [{entry}, {{ name = \"ci\", sha256 = \"abc\" }}]\n[tenants.t.datasets.d]\nschema = \"s.json\"\nkey = \"/id\"\n"),
+    )
+    .unwrap();
+    let o = run(&["config", "check", path.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("tenants.t.api_keys[1].name"), "{err}");
+    assert!(
+        err.contains("tenants.t.api_keys[1].sha256: must be the key's SHA-256"),
+        "{err}"
+    );
+    assert!(!err.contains("api_keys[0]"), "{err}");
+}
+
+#[test]
 fn config_check_reports_component_problems_with_the_others() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("schema.json"), r#"{"type":"object"}"#).unwrap();
@@ -511,6 +557,96 @@ async fn topics_set_config_and_purge_change_a_topic() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("3 records"), "{}", stdout(&o));
     assert!(stdout(&o).contains("0: 3"), "{}", stdout(&o));
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_api_keys_of_a_running_up() {
+    let b = bootstrap().await;
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_local_addr();
+    let tenant = unique("hup");
+    let (old, new) = (unique("old-key"), unique("new-key"));
+    let hash = |k: &str| {
+        let mut c = streamlake(&["keys", "hash"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Write::write_all(c.stdin.as_mut().unwrap(), k.as_bytes()).unwrap();
+        String::from_utf8(c.wait_with_output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    std::fs::write(dir.path().join("s.json"), "{}").unwrap();
+    let config = |key: &str| {
+        format!(
+            "data_dir = \"{}\"\n[http]\nlisten = \"{http}\"\n[tenants.{tenant}]\napi_keys = [{{ name = \"k\", sha256 = \"{}\" }}]\n[tenants.{tenant}.datasets.d]\nschema = \"s.json\"\nkey = \"/id\"\n",
+            dir.path().join("data").display(),
+            hash(key)
+        )
+    };
+    let path = dir.path().join("streamlake.toml");
+    std::fs::write(&path, config(&old)).unwrap();
+    let child = Running(Some(
+        streamlake(&["-c", path.to_str().unwrap(), "-b", &b, "up"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("up.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    let url = format!("http://{http}/v1/tenants/{tenant}/datasets/d/events");
+    let status_with = |key: String| {
+        let url = url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(&url)
+                .bearer_auth(key)
+                .header("content-type", "application/json")
+                .body(r#"{"id": 1}"#)
+                .send()
+                .await
+                .ok()
+                .map(|r| r.status())
+        }
+    };
+    let up = eventually(Duration::from_secs(60), || async {
+        (status_with(old.clone()).await == Some(reqwest::StatusCode::OK)).then_some(())
+    })
+    .await;
+    assert!(
+        up.is_some(),
+        "{}",
+        std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default()
+    );
+    assert_eq!(
+        status_with(new.clone()).await,
+        Some(reqwest::StatusCode::UNAUTHORIZED)
+    );
+
+    std::fs::write(&path, config(&new)).unwrap();
+    let pid = child.0.as_ref().unwrap().id() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let rotated = eventually(Duration::from_secs(10), || async {
+        (status_with(new.clone()).await == Some(reqwest::StatusCode::OK)).then_some(())
+    })
+    .await;
+    assert!(
+        rotated.is_some(),
+        "{}",
+        std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default()
+    );
+    assert_eq!(
+        status_with(old).await,
+        Some(reqwest::StatusCode::UNAUTHORIZED)
+    );
+    assert!(std::fs::read_to_string(dir.path().join("up.log"))
+        .unwrap()
+        .contains("API keys reloaded"));
 }
 
 #[tokio::test]

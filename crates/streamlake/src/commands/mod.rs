@@ -35,6 +35,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Broker(args) => up::broker(&cli, args).await,
         Command::Gateway => gateway::run(&connect(&cli).await?).await,
         Command::Config(cmd) => Ok(config::run(cmd)),
+        Command::Keys(cmd) => keys(cmd),
         Command::Topics(cmd) => topics::run(&connect(&cli).await?, cmd).await,
         Command::Groups(cmd) => groups::run(&connect(&cli).await?, cmd).await,
         Command::Freshness(out) => freshness::run(&connect(&cli).await?, out).await,
@@ -53,6 +54,35 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Process(args) => stages::process(&connect(&cli).await?, args).await,
         Command::Sink(args) => stages::sink(&connect(&cli).await?, args).await,
     }
+}
+
+/// `streamlake keys new|hash`.
+fn keys(cmd: &crate::args::KeysCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        crate::args::KeysCommand::New { name } => {
+            let key = format!(
+                "sl_{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            println!("key (give it to the tenant; it is not stored anywhere): {key}");
+            println!("entry for [tenants.NAME] api_keys:");
+            println!(
+                "  {{ name = {name:?}, sha256 = \"{}\" }}",
+                streamlake_ingest::hash_key(&key)
+            );
+        }
+        crate::args::KeysCommand::Hash => {
+            let mut key = String::new();
+            std::io::stdin()
+                .read_line(&mut key)
+                .context("reading the key from standard input")?;
+            let key = key.trim();
+            anyhow::ensure!(!key.is_empty(), "no key on standard input");
+            println!("{}", streamlake_ingest::hash_key(key));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The configuration file in effect: `--config`, else `./streamlake.toml` if present.

@@ -42,7 +42,8 @@ pub(crate) async fn run(cli: &Cli, args: &UpArgs) -> anyhow::Result<ExitCode> {
         config.http.listen,
     );
 
-    let result = serve(&config, &settings, &health, &shutdown, started).await;
+    let reload = super::config_path(cli);
+    let result = serve(&config, reload, &settings, &health, &shutdown, started).await;
     // The stages have stopped and committed: only now may the broker go.
     if let Some(broker) = broker {
         broker.stop().await;
@@ -98,6 +99,7 @@ async fn start_broker(config: &Config, health: &Health) -> anyhow::Result<Manage
 
 async fn serve(
     config: &Config,
+    reload: Option<std::path::PathBuf>,
     settings: &KafkaSettings,
     health: &Health,
     shutdown: &CancellationToken,
@@ -142,6 +144,12 @@ async fn serve(
     )
     .await?;
     super::console::announce(config, &ops, config.http.listen);
+    tokio::spawn(reload_keys_on_sighup(
+        reload,
+        Arc::clone(&ingest),
+        Arc::clone(&ops),
+        shutdown.clone(),
+    ));
     // Processors, sinks, sources and their groups' lag, on the gateway's /metrics.
     let metrics = StageMetrics::new();
     metrics.freshness(Arc::clone(&ops));
@@ -191,6 +199,48 @@ async fn serve(
         }
     }
     Ok(())
+}
+
+/// On SIGHUP, reads the configuration file again and replaces the tenants' API keys with its
+/// own (a key removed is refused at once); anything else that changed waits for a restart. A
+/// file that does not load keeps the keys in effect and says why.
+async fn reload_keys_on_sighup(
+    path: Option<std::path::PathBuf>,
+    gateway: Arc<streamlake_gateway::Gateway>,
+    ops: Arc<streamlake_ops::Ops>,
+    shutdown: CancellationToken,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: API keys reload only with a restart");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = hangups.recv() => if got.is_none() { return },
+        }
+        let loaded = match &path {
+            Some(p) => streamlake_config::load(p, super::COMPONENTS),
+            None => streamlake_config::load_defaults(super::COMPONENTS),
+        };
+        match loaded {
+            Ok(config) => {
+                let counts = gateway.reload_keys(&config);
+                ops.reload_keys(&config);
+                for (tenant, keys) in counts {
+                    tracing::info!(%tenant, keys, "API keys reloaded");
+                }
+                tracing::info!("SIGHUP: API keys reloaded (tenants' console sessions ended); other configuration changes take a restart");
+            }
+            Err(errors) => {
+                tracing::error!(%errors, "SIGHUP: the configuration does not load; the API keys in effect stay")
+            }
+        }
+    }
 }
 
 /// This `up`'s name in its stages' consumer groups: read from `{data_dir}/instance-id`, created
