@@ -513,14 +513,27 @@ async fn topics(State(ops): State<Arc<Ops>>, SignedIn(who): SignedIn) -> Respons
     .into_response()
 }
 
+/// `?key=` on a topic's page: where that key lands.
+#[derive(Debug, Default, Deserialize)]
+struct TopicQuery {
+    key: Option<String>,
+}
+
 async fn topic(
     State(ops): State<Arc<Ops>>,
     Path(name): Path<String>,
     SignedIn(who): SignedIn,
+    Query(q): Query<TopicQuery>,
 ) -> Response {
     let meta = match ops.topic_metadata(&who, &name).await {
         Ok(m) => m,
         Err(e) => return error_page(&who, &e),
+    };
+    // A dataset's raw topic answers where a key lands (ingestion's producer places it).
+    let raw = matches!(meta.role, Some(streamlake_core::TopicRole::Raw));
+    let preview = match given(&q.key) {
+        Some(key) if raw => Some(ops.partition_preview(&who, &name, key).await),
+        _ => None,
     };
     let configs = ops.topic_configs(&who, &name).await;
     let dist = ops.distribution(&who, &name, 5_000).await;
@@ -565,6 +578,18 @@ async fn topic(
                     }
                 }
                 Err(e) => p.note { "Key distribution not available: " (e.message) }
+            }
+            @if raw {
+                h2 { "Which partition does a key land on?" }
+                form method="get" class="card" {
+                    "Key " input type="text" name="key" value=(given(&q.key).unwrap_or("")) placeholder="as ingestion writes it, e.g. 107";
+                    " " button type="submit" { "Show" }
+                    @match &preview {
+                        Some(Ok(p)) => { " " b { "key " (p.key) " → partition " (p.partition) } span.muted { " of " (p.partitions) " (" (p.partitioner) ", as Java clients place it)" } }
+                        Some(Err(e)) => { " " span.error { (e.message) } }
+                        None => {}
+                    }
+                }
             }
             h2 { "Produce a record" }
             form method="post" action=(format!("/console/topics/{name}/produce")) class="card" {

@@ -166,6 +166,31 @@ async fn the_console_renders_real_data_in_a_browser() {
     assert!(messages.contains("ingestion_id"), "headers not shown");
     assert!(messages.contains("&quot;sensor_id&quot;") || messages.contains("\"sensor_id\""));
 
+    // The raw topic's page says where a key lands, as the gateway's preview does.
+    let preview: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/tenants/{}/datasets/readings/partition?key=2",
+            p.base, p.tenant
+        ))
+        .bearer_auth(&p.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let landed = render(
+        &p,
+        &p.key,
+        &encoded(&format!("/console/topics/{raw}?key=2")),
+        "topic-key",
+    )
+    .await;
+    assert!(
+        landed.contains(&format!("key 2 → partition {}", preview["partition"])),
+        "{preview} {landed}"
+    );
+
     // The browser's filter form (a GET: its result is the URL it leads to), and the live tail.
     let filtered = render(
         &p,

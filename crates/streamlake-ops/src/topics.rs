@@ -461,6 +461,47 @@ impl Ops {
         })
     }
 
+    /// The partition a record keyed `key` would land on in `topic`, a dataset's raw topic, as
+    /// the gateway's producer places it (the key as ingestion writes it: a number in canonical
+    /// form, several key fields joined by `|`).
+    pub async fn partition_preview(
+        &self,
+        who: &Principal,
+        topic: &str,
+        key: &str,
+    ) -> OpsResult<streamlake_ingest::PartitionPreview> {
+        self.check_topic(who, topic)?;
+        let (tenant, dataset) = self
+            .config
+            .tenants
+            .values()
+            .find_map(|t| {
+                let d = t.datasets.values().find(|d| d.raw_topic == topic)?;
+                Some((t.id.clone(), d.id.clone()))
+            })
+            .ok_or_else(|| {
+                OpsError::new(
+                    ErrorKind::BadRequest,
+                    format!("\"{topic}\" is no dataset's raw topic: the preview is where ingestion writes"),
+                )
+            })?;
+        let target = self
+            .ingestor
+            .target(&tenant, &dataset, "streamlake-console", &[])
+            .map_err(|e| OpsError::new(ErrorKind::NotFound, e.to_string()))?;
+        self.ingestor
+            .preview(&self.admin, &target, key.to_owned())
+            .await
+            .map_err(|e| match e {
+                streamlake_ingest::PreviewError::NotByKey(_) => {
+                    OpsError::new(ErrorKind::Unsupported, e.to_string())
+                }
+                streamlake_ingest::PreviewError::Topic { .. } => {
+                    OpsError::new(ErrorKind::Unavailable, e.to_string())
+                }
+            })
+    }
+
     /// Creates the declared topics that are missing; reports existing ones and drift (admin
     /// only).
     pub async fn provision(&self, who: &Principal) -> OpsResult<Vec<ProvisionReport>> {
