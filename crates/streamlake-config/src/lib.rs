@@ -249,6 +249,8 @@ pub struct Dataset {
     pub processing: ProcessingConfig,
     /// How fresh its data must be, if declared.
     pub freshness: Option<FreshnessObjective>,
+    /// Rate limits of its HTTP ingestion (within the tenant's), if declared.
+    pub quota: Option<QuotaConfig>,
     /// Columns the sinks write.
     pub columns: Vec<ColumnConfig>,
 }

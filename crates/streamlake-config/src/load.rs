@@ -725,6 +725,9 @@ fn resolve_dataset(
     check_topic_name(c, &format!("{at}.raw_topic"), &raw_topic);
     check_topic_name(c, &format!("{at}.clean_topic"), &clean_topic);
     check_columns(c, &format!("{at}.columns"), &cfg.columns);
+    if let Some(q) = &cfg.quota {
+        check_quota(c, &format!("{at}.quota"), q);
+    }
     if let Some(f) = &cfg.freshness {
         let at = format!("{at}.freshness");
         if f.max_age_secs.is_none() && f.p99_end_to_end_ms.is_none() {
@@ -751,6 +754,7 @@ fn resolve_dataset(
         processing: cfg.processing,
         columns: cfg.columns,
         freshness: cfg.freshness,
+        quota: cfg.quota,
     })
 }
 

@@ -240,6 +240,8 @@ pub struct DatasetConfig {
     pub columns: Vec<crate::pipeline::ColumnConfig>,
     /// How fresh the dataset's data must be; no objective when absent.
     pub freshness: Option<FreshnessObjective>,
+    /// Rate limits of this dataset's HTTP ingestion, within the tenant's; none when absent.
+    pub quota: Option<QuotaConfig>,
 }
 
 /// `[tenants.NAME.datasets.NAME.freshness]`: how fresh a dataset's data must be. Each is

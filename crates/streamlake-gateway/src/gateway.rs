@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streamlake_config::{ApiKeySource, Config, GatewayConfig};
-use streamlake_core::{Health, TenantId};
+use streamlake_core::{DatasetId, Health, TenantId};
 use streamlake_ingest::{IngestError, Ingestor, TenantKeys};
 use streamlake_kafka::{Admin, AdminError, KafkaSettings};
 use tokio::sync::Semaphore;
@@ -35,6 +35,8 @@ pub struct Gateway {
     pub(crate) body_bytes: Arc<Semaphore>,
     /// Tenants' quotas (`[tenants.NAME.quota]`), for those that have one.
     pub(crate) quotas: BTreeMap<TenantId, crate::quota::TenantQuota>,
+    /// Datasets' quotas (`[tenants.NAME.datasets.NAME.quota]`), within their tenant's.
+    pub(crate) dataset_quotas: BTreeMap<(TenantId, DatasetId), crate::quota::TenantQuota>,
     pub(crate) ingestor: Arc<Ingestor>,
     pub(crate) admin: Admin,
     pub(crate) settings: GatewayConfig,
@@ -71,10 +73,23 @@ impl Gateway {
                 ))
             })
             .collect();
+        let dataset_quotas = config
+            .tenants
+            .values()
+            .flat_map(|t| {
+                t.datasets.values().filter_map(|d| {
+                    Some((
+                        (t.id.clone(), d.id.clone()),
+                        crate::quota::TenantQuota::new(d.quota.as_ref()?),
+                    ))
+                })
+            })
+            .collect();
         Ok(Self {
             keys,
             in_flight,
             quotas,
+            dataset_quotas,
             body_bytes: Arc::new(Semaphore::new(
                 config.gateway.max_in_flight_bytes.div_ceil(1024),
             )),

@@ -183,17 +183,19 @@ enum RequestError {
         limit: usize,
         retry_after: u64,
     },
-    #[error("tenant {tenant} is over its quota of {per_sec} {unit} per second ([tenants.{tenant}.quota]): this request needs {asked}; retry in {retry_after} s")]
+    #[error("{scope} is over its quota of {per_sec} {unit} per second ([{table}]): this request needs {asked}; retry in {retry_after} s")]
     OverQuota {
-        tenant: String,
+        scope: String,
+        table: String,
         unit: &'static str,
         asked: u32,
         per_sec: u32,
         retry_after: u64,
     },
-    #[error("this request carries {asked} {unit}, more than tenant {tenant}'s quota lets through at once ({burst}; [tenants.{tenant}.quota]): split it")]
+    #[error("this request carries {asked} {unit}, more than {scope}'s quota lets through at once ({burst}; [{table}]): split it")]
     OverBurst {
-        tenant: String,
+        scope: String,
+        table: String,
         unit: &'static str,
         asked: u32,
         burst: u32,
@@ -495,18 +497,41 @@ fn admit<'g>(
     Ok((target, framing, [permit, bytes]))
 }
 
-/// Takes a request's events and bytes from its tenant's quota, or refuses it (nothing of it is
-/// written).
+/// Takes a request's events and bytes from its dataset's quota, then its tenant's, or refuses
+/// it (nothing of it is written). A request the dataset admits and the tenant refuses has used
+/// the dataset's share: a dataset's quota is a ceiling within the tenant's, so this only errs
+/// towards refusing.
 fn over_quota(
     gw: &Gateway,
     tenant: &streamlake_core::TenantId,
+    dataset: &DatasetId,
+    events: usize,
+    bytes: usize,
+) -> Result<(), RequestError> {
+    if let Some(quota) = gw.dataset_quotas.get(&(tenant.clone(), dataset.clone())) {
+        let scope = format!("dataset {tenant}/{dataset}");
+        let table = format!("tenants.{tenant}.datasets.{dataset}.quota");
+        take_quota(gw, tenant, quota, scope, table, events, bytes)?;
+    }
+    if let Some(quota) = gw.quotas.get(tenant) {
+        let scope = format!("tenant {tenant}");
+        let table = format!("tenants.{tenant}.quota");
+        take_quota(gw, tenant, quota, scope, table, events, bytes)?;
+    }
+    Ok(())
+}
+
+/// One quota's answer to a request.
+fn take_quota(
+    gw: &Gateway,
+    tenant: &streamlake_core::TenantId,
+    quota: &crate::quota::TenantQuota,
+    scope: String,
+    table: String,
     events: usize,
     bytes: usize,
 ) -> Result<(), RequestError> {
     use crate::quota::Refusal;
-    let Some(quota) = gw.quotas.get(tenant) else {
-        return Ok(());
-    };
     match quota.admit(events, bytes) {
         Ok(()) => Ok(()),
         Err(Refusal::Later {
@@ -520,7 +545,8 @@ fn over_quota(
                 .with_label_values(&[tenant.as_str(), unit.as_str()])
                 .inc();
             Err(RequestError::OverQuota {
-                tenant: tenant.to_string(),
+                scope,
+                table,
                 unit: unit.as_str(),
                 asked,
                 per_sec,
@@ -534,7 +560,8 @@ fn over_quota(
                 .with_label_values(&[tenant.as_str(), unit.as_str()])
                 .inc();
             Err(RequestError::OverBurst {
-                tenant: tenant.to_string(),
+                scope,
+                table,
                 unit: unit.as_str(),
                 asked,
                 burst,
@@ -640,7 +667,7 @@ async fn events(
         Parsed::Batch(events) => events.len(),
     };
     if events_in <= gw.settings.max_events_per_request {
-        over_quota(gw, t.tenant, events_in, bytes.len())?;
+        over_quota(gw, t.tenant, t.dataset, events_in, bytes.len())?;
     }
     if let Some(key) = key {
         let (events, single) = match parsed {

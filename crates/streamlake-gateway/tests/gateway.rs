@@ -53,6 +53,16 @@ impl Harness {
 
     /// With `tenant_extra` appended to the first tenant's table (e.g. its quota).
     async fn start_full(kafka: KafkaSettings, extra: &str, tenant_extra: &str) -> Self {
+        Self::start_tables(kafka, extra, tenant_extra, "").await
+    }
+
+    /// With `dataset_extra` appended to the first tenant's dataset's table too.
+    async fn start_tables(
+        kafka: KafkaSettings,
+        extra: &str,
+        tenant_extra: &str,
+        dataset_extra: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("schema.json"), SCHEMA).unwrap();
         let tenant = unique("t");
@@ -71,6 +81,7 @@ dev_api_key = "{key}"
 [tenants.{tenant}.datasets.readings]
 schema = "schema.json"
 key = "/sensor_id"
+{dataset_extra}
 
 [tenants.{other}]
 dev_api_key = "{other_key}"
@@ -1507,4 +1518,80 @@ async fn a_tenant_holds_several_keys_and_a_key_removed_on_reload_is_refused_at_o
     assert_eq!(post(rotated).await, StatusCode::UNAUTHORIZED);
     assert_eq!(post(next).await, StatusCode::OK);
     assert_eq!(post(h.key.clone()).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_dataset_over_its_own_quota_is_refused_naming_it_and_the_tenants_others_are_not() {
+    let h = Harness::start_tables(
+        settings().await,
+        "",
+        "",
+        "quota = { events_per_sec = 1, burst_secs = 3 }",
+    )
+    .await;
+    let three = r#"[{"sensor_id": 1, "value": 1}, {"sensor_id": 2, "value": 2}, {"sensor_id": 3, "value": 3}]"#;
+    let (s, _, body) = h.post("application/json", three).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // Five more at once: the bucket refills one event a second, so most are refused.
+    let url = h.url(&h.tenant, "readings");
+    let attempts: Vec<_> = (0..5)
+        .map(|i| {
+            let (url, key) = (url.clone(), h.key.clone());
+            tokio::spawn(async move {
+                post_to(
+                    &url,
+                    Some(&key),
+                    "application/json",
+                    format!(r#"{{"sensor_id": {i}, "value": 4}}"#),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    let mut refused = None;
+    for a in attempts {
+        let (s, headers, body) = a.await.unwrap();
+        match s {
+            StatusCode::OK => accepted += 1,
+            StatusCode::TOO_MANY_REQUESTS => refused = Some((headers, body)),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    let (headers, refused) = refused.expect("a request over the dataset's quota");
+    assert!(accepted <= 2, "{accepted} of 5 admitted at 1 event/s");
+    assert_eq!(refused["error"]["code"], "over_quota");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("dataset {}/readings", h.tenant))
+            && message.contains(&format!("[tenants.{}.datasets.readings.quota]", h.tenant)),
+        "{message}"
+    );
+    assert!(headers.contains_key("retry-after"));
+    let ten: Vec<Value> = (0..10)
+        .map(|i| json!({"sensor_id": i, "value": i}))
+        .collect();
+    let (s, _, too_large) = h
+        .post("application/json", Value::from(ten).to_string())
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{too_large}");
+    assert_eq!(too_large["error"]["code"], "over_quota_burst");
+    // Another tenant's dataset has no quota of its own.
+    let (s, _, other) = post_to(
+        &h.url(&h.other, "readings"),
+        Some(&h.other_key),
+        "application/json",
+        r#"{"sensor_id": 5, "value": 5}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{other}");
+    let written = Reader::new(&h.kafka, &h.raw_topic())
+        .await
+        .drain(Duration::from_secs(2))
+        .await;
+    assert_eq!(
+        written.len(),
+        3 + accepted,
+        "nothing of a refused request is written"
+    );
 }
