@@ -310,6 +310,8 @@ pub(crate) struct Idempotency {
     /// How long a write to the log waits for its acknowledgement.
     log_timeout: Duration,
     retry_after_secs: u64,
+    /// Answers being stored once their delivery reports came; awaited at shutdown.
+    pending: tokio_util::task::TaskTracker,
 }
 
 impl std::fmt::Debug for Idempotency {
@@ -348,6 +350,7 @@ impl Idempotency {
             // deadline does not make the log unusable.
             log_timeout: produce_timeout.max(LOG_TIMEOUT_MIN),
             retry_after_secs: config.gateway.retry_after_secs,
+            pending: tokio_util::task::TaskTracker::new(),
         }
     }
 
@@ -474,6 +477,23 @@ impl Idempotency {
             }) => Some(Verdict::Answered(self.read(log, offset).await?)),
             Some(State::Settled { .. }) => None,
         })
+    }
+
+    /// Runs `settle` (storing an answer once its delivery reports came) in the background; the
+    /// gateway's shutdown waits for it ([`Idempotency::finish`]).
+    pub(crate) fn settle_later(
+        &self,
+        settle: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        self.pending.spawn(settle);
+    }
+
+    /// Waits, at most `timeout`, for the answers still being stored; returns how many were
+    /// left (their claims hold until their lease runs out).
+    pub(crate) async fn finish(&self, timeout: Duration) -> usize {
+        self.pending.close();
+        let _ = tokio::time::timeout(timeout, self.pending.wait()).await;
+        self.pending.len()
     }
 
     /// Settles the claim at `claim` with `answer`.

@@ -63,8 +63,19 @@ pub async fn serve_with(
     )
     .await?;
     // librdkafka's flush blocks its thread: not one of the runtime's workers.
-    if let Err(e) = tokio::task::spawn_blocking(move || gateway.flush()).await {
+    let flushing = Arc::clone(&gateway);
+    if let Err(e) = tokio::task::spawn_blocking(move || flushing.flush()).await {
         tracing::error!(error = %e, "flushing the gateway's producer failed");
+    }
+    // Keyed requests whose answers wait for their delivery reports (now in) are stored.
+    let left = gateway
+        .idempotency
+        .finish(std::time::Duration::from_secs(
+            gateway.settings.shutdown_timeout_secs,
+        ))
+        .await;
+    if left > 0 {
+        tracing::warn!(left, "answers of keyed requests not stored at shutdown: their keys are held until their lease runs out");
     }
     tracing::info!("gateway stopped");
     Ok(())

@@ -852,7 +852,7 @@ async fn keyed(
     if all_known {
         settle.await;
     } else {
-        tokio::spawn(settle);
+        gw.idempotency.settle_later(settle);
     }
     Ok(answer)
 }

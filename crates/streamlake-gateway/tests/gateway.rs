@@ -1595,3 +1595,28 @@ async fn a_dataset_over_its_own_quota_is_refused_naming_it_and_the_tenants_other
         "nothing of a refused request is written"
     );
 }
+
+#[tokio::test]
+async fn an_answer_still_due_at_shutdown_is_stored_before_the_gateway_stops() {
+    let mut h = Harness::start("[gateway]\nproduce_timeout_ms = 1\n").await;
+    let mut first = None;
+    for attempt in 0..20 {
+        let key = format!("stop-{attempt}");
+        let body = format!(r#"{{"sensor_id": {attempt}, "value": 6}}"#);
+        let (s, _, answer) = post_keyed(&h, &key, &body).await;
+        if s == StatusCode::SERVICE_UNAVAILABLE {
+            first = Some((key, body, answer));
+            break;
+        }
+    }
+    let (key, body, first) = first.expect("an answer before the acknowledgement");
+    // Stopped at once: the delivery report comes with the flush, and the answer is stored.
+    h.shutdown.cancel();
+    h.server.take().unwrap().await.unwrap().unwrap();
+    h.shutdown = CancellationToken::new();
+    h.serve().await;
+    let (s, headers, again) = post_keyed(&h, &key, &body).await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(again["ingestion_id"], first["ingestion_id"]);
+}

@@ -23,6 +23,8 @@ pub struct DatasetCounts {
     pub clean_topic: String,
     /// Records in the clean topic (processed events).
     pub clean_records: i64,
+    /// The dataset's own quota over HTTP ingestion (within the tenant's), when it has one.
+    pub quota: Option<QuotaView>,
 }
 
 /// A tenant in the tenant list.
@@ -68,7 +70,7 @@ pub struct TenantOverview {
     pub quota: Option<QuotaView>,
 }
 
-/// A tenant's quota (`[tenants.NAME.quota]`).
+/// A tenant's or dataset's quota (`quota` in its table).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QuotaView {
@@ -78,6 +80,16 @@ pub struct QuotaView {
     pub bytes_per_sec: Option<u32>,
     /// Seconds of the rate that may arrive at once.
     pub burst_secs: f64,
+}
+
+impl From<&streamlake_config::QuotaConfig> for QuotaView {
+    fn from(q: &streamlake_config::QuotaConfig) -> Self {
+        Self {
+            events_per_sec: q.events_per_sec,
+            bytes_per_sec: q.bytes_per_sec,
+            burst_secs: q.burst_secs,
+        }
+    }
 }
 
 impl Ops {
@@ -120,6 +132,7 @@ impl Ops {
                 raw_records: count(&d.raw_topic),
                 clean_topic: d.clean_topic.clone(),
                 clean_records: count(&d.clean_topic),
+                quota: d.quota.as_ref().map(QuotaView::from),
             })
             .collect();
         let dlq = self
@@ -146,11 +159,7 @@ impl Ops {
             replayed: dlq.replayed,
             datasets,
             throughput: self.history.rate(&raw_topics),
-            quota: t.quota.map(|q| QuotaView {
-                events_per_sec: q.events_per_sec,
-                bytes_per_sec: q.bytes_per_sec,
-                burst_secs: q.burst_secs,
-            }),
+            quota: t.quota.as_ref().map(QuotaView::from),
         })
     }
 }
