@@ -471,13 +471,7 @@ async fn export(
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<MessageQuery>,
 ) -> Result<Response, ApiError> {
-    let page = ops.export(&who, &name, &q).await?;
-    let mut body = Vec::new();
-    for m in &page.messages {
-        serde_json::to_writer(&mut body, m)
-            .map_err(|e| ApiError::from(OpsError::new(ErrorKind::Unavailable, e.to_string())))?;
-        body.push(b'\n');
-    }
+    let body = ops.export(&who, &name, &q).await?.ndjson();
     let file = format!("attachment; filename=\"{name}.ndjson\"");
     Ok((
         [

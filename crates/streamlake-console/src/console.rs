@@ -1063,12 +1063,7 @@ async fn export(
     match ops.export(&who, &name, &q).await {
         Err(e) => error_page(&who, &e),
         Ok(page) => {
-            let mut body = Vec::new();
-            for m in &page.messages {
-                if serde_json::to_writer(&mut body, m).is_ok() {
-                    body.push(b'\n');
-                }
-            }
+            let body = page.ndjson();
             (
                 [
                     (header::CONTENT_TYPE, "application/x-ndjson".to_owned()),

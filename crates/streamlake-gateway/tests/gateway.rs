@@ -1296,6 +1296,21 @@ async fn post_keyed(
     .await
 }
 
+/// A keyed request the gateway answered 503 before the broker's acknowledgement (its produce
+/// deadline shorter than the producer's linger): its key, body and answer. Tries up to 20 keys
+/// starting with `prefix`, as a fast broker may still acknowledge one in time.
+async fn answered_before_acknowledged(h: &Harness, prefix: &str) -> (String, String, Value) {
+    for attempt in 0..20 {
+        let key = format!("{prefix}-{attempt}");
+        let body = format!(r#"{{"sensor_id": {attempt}, "value": 5}}"#);
+        let (s, _, answer) = post_keyed(h, &key, &body).await;
+        if s == StatusCode::SERVICE_UNAVAILABLE {
+            return (key, body, answer);
+        }
+    }
+    panic!("no answer before the acknowledgement in 20 requests")
+}
+
 /// The records of `topic` carrying `ingestion_id`.
 async fn records_with_id(h: &Harness, topic: &str, id: &str) -> usize {
     Reader::new(&h.kafka, topic)
@@ -1430,17 +1445,7 @@ async fn a_retry_after_503_may_have_been_written_gets_what_became_of_the_first_a
     // A produce deadline shorter than the producer's linger: the gateway answers before the
     // broker's acknowledgement comes, which it then does.
     let h = Harness::start("[gateway]\nproduce_timeout_ms = 1\n").await;
-    let mut first = None;
-    for attempt in 0..20 {
-        let key = format!("slow-{attempt}");
-        let body = format!(r#"{{"sensor_id": {attempt}, "value": 5}}"#);
-        let (s, _, answer) = post_keyed(&h, &key, &body).await;
-        if s == StatusCode::SERVICE_UNAVAILABLE {
-            first = Some((key, body, answer));
-            break;
-        }
-    }
-    let (key, body, first) = first.expect("an answer before the acknowledgement");
+    let (key, body, first) = answered_before_acknowledged(&h, "slow").await;
     assert_eq!(first["may_have_been_written"], true, "{first}");
     assert_eq!(first["error"]["code"], "broker_unavailable", "{first}");
 
@@ -1599,17 +1604,7 @@ async fn a_dataset_over_its_own_quota_is_refused_naming_it_and_the_tenants_other
 #[tokio::test]
 async fn an_answer_still_due_at_shutdown_is_stored_before_the_gateway_stops() {
     let mut h = Harness::start("[gateway]\nproduce_timeout_ms = 1\n").await;
-    let mut first = None;
-    for attempt in 0..20 {
-        let key = format!("stop-{attempt}");
-        let body = format!(r#"{{"sensor_id": {attempt}, "value": 6}}"#);
-        let (s, _, answer) = post_keyed(&h, &key, &body).await;
-        if s == StatusCode::SERVICE_UNAVAILABLE {
-            first = Some((key, body, answer));
-            break;
-        }
-    }
-    let (key, body, first) = first.expect("an answer before the acknowledgement");
+    let (key, body, first) = answered_before_acknowledged(&h, "stop").await;
     // Stopped at once: the delivery report comes with the flush, and the answer is stored.
     h.shutdown.cancel();
     h.server.take().unwrap().await.unwrap().unwrap();

@@ -153,6 +153,20 @@ pub struct MessagePage {
     pub next: BTreeMap<i32, i64>,
 }
 
+impl MessagePage {
+    /// The records as NDJSON: one [`MessageView`] per line, as the browser shows each.
+    pub fn ndjson(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for m in &self.messages {
+            // A view of strings and numbers always serializes.
+            if serde_json::to_writer(&mut out, m).is_ok() {
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+}
+
 /// Most records a distribution reads for its key statistics.
 pub const MAX_DISTRIBUTION_SAMPLE: u64 = 100_000;
 

@@ -130,6 +130,20 @@ fn config_check_reports_every_problem_and_fails() {
     assert!(err.contains(&path.display().to_string()), "{err}");
 }
 
+/// What `streamlake keys hash` prints for `input` on its standard input.
+fn keys_hash(input: &str) -> String {
+    let mut c = streamlake(&["keys", "hash"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Write::write_all(c.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+    String::from_utf8(c.wait_with_output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
 #[test]
 fn keys_new_makes_an_entry_that_hash_and_config_check_agree_with() {
     let o = run(&["keys", "new", "--name", "ci"]);
@@ -146,14 +160,7 @@ fn keys_new_makes_an_entry_that_hash_and_config_check_agree_with() {
         .unwrap()
         .trim()
         .to_owned();
-    let mut hash = streamlake(&["keys", "hash"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    Write::write_all(hash.stdin.as_mut().unwrap(), format!("{key}\n").as_bytes()).unwrap();
-    let hashed = hash.wait_with_output().unwrap();
-    let digest = String::from_utf8(hashed.stdout).unwrap().trim().to_owned();
+    let digest = keys_hash(&format!("{key}\n"));
     assert_eq!(digest.len(), 64);
     assert!(entry.contains(&digest), "{entry} vs {digest}");
 
@@ -566,24 +573,12 @@ async fn sighup_reloads_the_api_keys_of_a_running_up() {
     let http = free_local_addr();
     let tenant = unique("hup");
     let (old, new) = (unique("old-key"), unique("new-key"));
-    let hash = |k: &str| {
-        let mut c = streamlake(&["keys", "hash"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        Write::write_all(c.stdin.as_mut().unwrap(), k.as_bytes()).unwrap();
-        String::from_utf8(c.wait_with_output().unwrap().stdout)
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
     std::fs::write(dir.path().join("s.json"), "{}").unwrap();
     let config = |key: &str| {
         format!(
             "data_dir = \"{}\"\n[http]\nlisten = \"{http}\"\n[tenants.{tenant}]\napi_keys = [{{ name = \"k\", sha256 = \"{}\" }}]\n[tenants.{tenant}.datasets.d]\nschema = \"s.json\"\nkey = \"/id\"\n",
             dir.path().join("data").display(),
-            hash(key)
+            keys_hash(key)
         )
     };
     let path = dir.path().join("streamlake.toml");

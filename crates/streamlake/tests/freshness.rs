@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use streamlake_testkit::{bootstrap, unique, Stack};
+use streamlake_testkit::{bootstrap, eventually, unique, Stack};
 
 /// The objective: the oldest unread record may wait 8 s (at risk from 4 s).
 const MAX_AGE_SECS: u64 = 8;
@@ -76,29 +76,32 @@ group = "{group}"
         .collect();
     stack.produce(&raw, "t", "sensor", &events).await;
     let produced = Instant::now();
-    let (mut at_risk, mut breached) = (None, None);
-    while breached.is_none() {
-        assert!(
-            produced.elapsed() < Duration::from_secs(4 * MAX_AGE_SECS),
-            "not breached {:?} after the events arrived",
-            produced.elapsed()
-        );
+    let mut at_risk = None;
+    let breached = eventually(Duration::from_secs(4 * MAX_AGE_SECS), || {
         let (row, code) = freshness(&stack, &bootstrap);
-        match row["state"].as_str() {
+        let seen = match row["state"].as_str() {
             Some("at_risk") => {
                 assert_eq!(code, 0, "at risk is not a failure");
                 at_risk.get_or_insert((produced.elapsed(), row));
+                None
             }
             Some("breached") => {
                 assert_eq!(code, 2, "breached exits 2: {row}");
-                breached = Some((produced.elapsed(), row));
+                Some((produced.elapsed(), row))
             }
-            _ => {}
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+            _ => None,
+        };
+        std::future::ready(seen)
+    })
+    .await;
+    let breached = breached.unwrap_or_else(|| {
+        panic!(
+            "not breached {:?} after the events arrived",
+            produced.elapsed()
+        )
+    });
     let (risk_at, risk_row) = at_risk.expect("at risk before breached");
-    let (breach_at, breach_row) = breached.unwrap();
+    let (breach_at, breach_row) = breached;
     // At risk from half the age, breached past it (the ages count from the records' own
     // timestamps, a little before `produced`).
     assert!(risk_at >= Duration::from_secs(MAX_AGE_SECS / 2) - Duration::from_secs(2));
@@ -132,20 +135,21 @@ group = "{group}"
         .stderr(log)
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    let ok = loop {
+    let ok = eventually(Duration::from_secs(90), || {
         let (row, code) = freshness(&stack, &bootstrap);
-        if row["state"] == "ok" {
+        let ok = (row["state"] == "ok").then(|| {
             assert_eq!(code, 0);
-            break row;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "still {row} after the processor started; its log:\n{}",
+            row
+        });
+        std::future::ready(ok)
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "not ok 90 s after the processor started; its log:\n{}",
             std::fs::read_to_string(stack.dir.path().join("process.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+        )
+    });
     stop(processor);
     assert_eq!(ok["stages"][0]["lag"], 0, "{ok}");
     assert!(ok["stages"][0]["oldestUnreadAgeMs"].is_null(), "{ok}");

@@ -38,11 +38,7 @@ pub(crate) async fn run(conn: &Connection, cmd: &TopicsCommand) -> anyhow::Resul
             let page = super::dlq::admin_ops(conn)?
                 .export(&streamlake_ops::Principal::Admin, name, &find.query(*limit))
                 .await?;
-            let mut out = std::io::stdout().lock();
-            for m in &page.messages {
-                serde_json::to_writer(&mut out, m)?;
-                std::io::Write::write_all(&mut out, b"\n")?;
-            }
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &page.ndjson())?;
             eprintln!(
                 "{} records of {} read{}",
                 page.count,
