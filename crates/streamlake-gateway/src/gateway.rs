@@ -36,7 +36,7 @@ pub struct Gateway {
     /// Tenants' quotas (`[tenants.NAME.quota]`), for those that have one.
     pub(crate) quotas: BTreeMap<TenantId, crate::quota::TenantQuota>,
     /// Datasets' quotas (`[tenants.NAME.datasets.NAME.quota]`), within their tenant's.
-    pub(crate) dataset_quotas: BTreeMap<(TenantId, DatasetId), crate::quota::TenantQuota>,
+    pub(crate) dataset_quotas: BTreeMap<TenantId, BTreeMap<DatasetId, crate::quota::TenantQuota>>,
     pub(crate) ingestor: Arc<Ingestor>,
     pub(crate) admin: Admin,
     pub(crate) settings: GatewayConfig,
@@ -76,14 +76,20 @@ impl Gateway {
         let dataset_quotas = config
             .tenants
             .values()
-            .flat_map(|t| {
-                t.datasets.values().filter_map(|d| {
-                    Some((
-                        (t.id.clone(), d.id.clone()),
-                        crate::quota::TenantQuota::new(d.quota.as_ref()?),
-                    ))
-                })
+            .map(|t| {
+                let quotas: BTreeMap<_, _> = t
+                    .datasets
+                    .values()
+                    .filter_map(|d| {
+                        Some((
+                            d.id.clone(),
+                            crate::quota::TenantQuota::new(d.quota.as_ref()?),
+                        ))
+                    })
+                    .collect();
+                (t.id.clone(), quotas)
             })
+            .filter(|(_, quotas)| !quotas.is_empty())
             .collect();
         Ok(Self {
             keys,

@@ -17,8 +17,8 @@
 //! the rare second write (a winner that died before settling, whose lease ran out) carries the
 //! same ids, which the sinks deduplicate on.
 //!
-//! Memory: one entry per key seen within the window (a fingerprint, offsets and times, about
-//! 150 bytes); stored answers stay in the log and are read back when a retry needs one.
+//! Memory: one entry per key seen within the window (the key, a fingerprint, offsets and
+//! times); stored answers stay in the log and are read back when a retry needs one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -508,30 +508,36 @@ fn over_quota(
     events: usize,
     bytes: usize,
 ) -> Result<(), RequestError> {
-    if let Some(quota) = gw.dataset_quotas.get(&(tenant.clone(), dataset.clone())) {
-        let scope = format!("dataset {tenant}/{dataset}");
-        let table = format!("tenants.{tenant}.datasets.{dataset}.quota");
-        take_quota(gw, tenant, quota, scope, table, events, bytes)?;
+    if let Some(quota) = gw.dataset_quotas.get(tenant).and_then(|d| d.get(dataset)) {
+        take_quota(gw, tenant, Some(dataset), quota, events, bytes)?;
     }
     if let Some(quota) = gw.quotas.get(tenant) {
-        let scope = format!("tenant {tenant}");
-        let table = format!("tenants.{tenant}.quota");
-        take_quota(gw, tenant, quota, scope, table, events, bytes)?;
+        take_quota(gw, tenant, None, quota, events, bytes)?;
     }
     Ok(())
 }
 
-/// One quota's answer to a request.
+/// One quota's answer to a request: the dataset's (with `dataset`) or the tenant's.
 fn take_quota(
     gw: &Gateway,
     tenant: &streamlake_core::TenantId,
+    dataset: Option<&DatasetId>,
     quota: &crate::quota::TenantQuota,
-    scope: String,
-    table: String,
     events: usize,
     bytes: usize,
 ) -> Result<(), RequestError> {
     use crate::quota::Refusal;
+    // Named only when refused: admitting costs no allocation.
+    let named = || match dataset {
+        Some(d) => (
+            format!("dataset {tenant}/{d}"),
+            format!("tenants.{tenant}.datasets.{d}.quota"),
+        ),
+        None => (
+            format!("tenant {tenant}"),
+            format!("tenants.{tenant}.quota"),
+        ),
+    };
     match quota.admit(events, bytes) {
         Ok(()) => Ok(()),
         Err(Refusal::Later {
@@ -544,6 +550,7 @@ fn take_quota(
                 .over_quota
                 .with_label_values(&[tenant.as_str(), unit.as_str()])
                 .inc();
+            let (scope, table) = named();
             Err(RequestError::OverQuota {
                 scope,
                 table,
@@ -559,6 +566,7 @@ fn take_quota(
                 .over_quota
                 .with_label_values(&[tenant.as_str(), unit.as_str()])
                 .inc();
+            let (scope, table) = named();
             Err(RequestError::OverBurst {
                 scope,
                 table,
