@@ -355,7 +355,7 @@ impl Ops {
                 lag_history: self.history.lag(group),
             });
         }
-        let latency = self.clean_latency(ds, topics).await;
+        let latency = self.clean_latency(ds).await;
         let (state, reason) = evaluate(ds.freshness.as_ref(), &stages, latency.as_ref());
         DatasetFreshness {
             tenant: tenant.to_string(),
@@ -369,9 +369,11 @@ impl Ops {
         }
     }
 
-    /// p50 and p99 of `processed_at - ingested_at` over the clean topic's latest records.
-    async fn clean_latency(&self, ds: &Dataset, topics: &[TopicInfo]) -> Option<Latency> {
-        let info = topics.iter().find(|t| t.name == ds.clean_topic)?;
+    /// p50 and p99 of `processed_at - ingested_at` over the clean topic's latest records. Its
+    /// watermarks are read now, after the stages' lag: a processor's outputs commit with its
+    /// offsets, so a stage with nothing left to read has its records counted here.
+    async fn clean_latency(&self, ds: &Dataset) -> Option<Latency> {
+        let info = self.admin.describe_topic(&ds.clean_topic).await.ok()?;
         let ranges: BTreeMap<i32, (i64, i64)> = info
             .partitions
             .iter()
