@@ -233,10 +233,10 @@ pub struct Tenant {
 pub struct Dataset {
     /// Dataset id.
     pub id: DatasetId,
-    /// Schema file, resolved against the config file's directory.
-    pub schema_path: PathBuf,
-    /// Pinned schema version.
-    pub schema_version: String,
+    /// Schema versions, oldest first (at least one); the last is the newest.
+    pub schemas: Vec<SchemaVersion>,
+    /// How each version must relate to the ones before it.
+    pub compatibility: Compatibility,
     /// Partition key.
     pub key: KeySpec,
     /// Raw topic name.
@@ -253,6 +253,24 @@ pub struct Dataset {
     pub quota: Option<QuotaConfig>,
     /// Columns the sinks write.
     pub columns: Vec<ColumnConfig>,
+}
+
+/// One schema version of a dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaVersion {
+    /// Its name, carried in the `schema_version` header.
+    pub version: String,
+    /// Its schema file, resolved against the config file's directory.
+    pub path: PathBuf,
+}
+
+impl Dataset {
+    /// The newest schema version, used for events that name none.
+    pub fn newest_schema(&self) -> &SchemaVersion {
+        self.schemas
+            .last()
+            .expect("a loaded dataset has at least one schema version")
+    }
 }
 
 /// The largest record of an idempotency log (a batch's answer, every event's outcome in it).

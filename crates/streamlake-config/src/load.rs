@@ -16,8 +16,8 @@ use crate::model::*;
 use crate::pipeline::*;
 use crate::sources::*;
 use crate::{
-    ApiKey, ApiKeySource, Config, Dataset, DatasetRef, Pipeline, Poller, Sink, Tenant,
-    DEFAULT_DATA_DIR,
+    ApiKey, ApiKeySource, Config, Dataset, DatasetRef, Pipeline, Poller, SchemaVersion, Sink,
+    Tenant, DEFAULT_DATA_DIR,
 };
 
 /// Prefix of environment variables that override configuration keys.
@@ -670,33 +670,7 @@ fn resolve_dataset(
     defaults: &TopicDefaults,
     base_dir: &Path,
 ) -> Option<Dataset> {
-    let schema_path = base_dir.join(&cfg.schema);
-    match std::fs::read(&schema_path) {
-        Err(e) => c.push(
-            &format!("{at}.schema"),
-            format!(
-                "schema file \"{}\" cannot be read: {e}",
-                schema_path.display()
-            ),
-        ),
-        Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
-            Err(e) => c.push(
-                &format!("{at}.schema"),
-                format!(
-                    "schema file \"{}\" is not valid JSON: {e}",
-                    schema_path.display()
-                ),
-            ),
-            Ok(v) if !(v.is_object() || v.is_boolean()) => c.push(
-                &format!("{at}.schema"),
-                format!(
-                    "schema file \"{}\" must hold a JSON object (a JSON Schema)",
-                    schema_path.display()
-                ),
-            ),
-            Ok(_) => {}
-        },
-    }
+    let schemas = schema_versions(c, at, &cfg, base_dir);
     let pointers = cfg.key.pointers();
     if pointers.is_empty() {
         c.push(
@@ -745,8 +719,8 @@ fn resolve_dataset(
     }
     Some(Dataset {
         id,
-        schema_path,
-        schema_version: cfg.schema_version,
+        schemas,
+        compatibility: cfg.compatibility,
         key: cfg.key,
         raw_topic,
         clean_topic,
@@ -756,6 +730,102 @@ fn resolve_dataset(
         freshness: cfg.freshness,
         quota: cfg.quota,
     })
+}
+
+/// A dataset's schema versions, oldest first: `schema` (with `schema_version`) or `versions`.
+/// Each file must hold JSON that is an object or a boolean; each name is unique and fits a
+/// header value.
+fn schema_versions(
+    c: &mut Collector<'_>,
+    at: &str,
+    cfg: &DatasetConfig,
+    base_dir: &Path,
+) -> Vec<SchemaVersion> {
+    let listed: Vec<(String, String, &Path)> = match (&cfg.schema, cfg.versions.is_empty()) {
+        (Some(schema), true) => vec![(
+            format!("{at}.schema"),
+            cfg.schema_version.clone().unwrap_or_else(|| "1".to_owned()),
+            schema.as_path(),
+        )],
+        (None, false) => {
+            if cfg.schema_version.is_some() {
+                c.push(
+                    &format!("{at}.schema_version"),
+                    "names the version of `schema`; with `versions`, each entry names its own",
+                );
+            }
+            cfg.versions
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    (
+                        format!("{at}.versions[{i}]"),
+                        v.version.clone(),
+                        v.schema.as_path(),
+                    )
+                })
+                .collect()
+        }
+        (Some(_), false) => {
+            c.push(
+                at,
+                "has both `schema` and `versions`: list every version, the current one last, in `versions`",
+            );
+            return Vec::new();
+        }
+        (None, true) => {
+            c.push(
+                at,
+                "has no schema: set `schema = \"FILE\"`, or `versions = [{ version = \"1\", schema = \"FILE\" }, ...]`",
+            );
+            return Vec::new();
+        }
+    };
+    let mut seen = BTreeSet::new();
+    let mut versions = Vec::new();
+    for (key, version, file) in listed {
+        if version.is_empty()
+            || version.len() > 64
+            || !version
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+        {
+            c.push(
+                &key,
+                format!("version \"{version}\" must be 1 to 64 letters, digits, '.', '_' or '-'"),
+            );
+        } else if !seen.insert(version.clone()) {
+            c.push(&key, format!("version \"{version}\" is listed twice"));
+        }
+        let path = base_dir.join(file);
+        let schema_key = if key.ends_with(".schema") {
+            key.clone()
+        } else {
+            format!("{key}.schema")
+        };
+        match std::fs::read(&path) {
+            Err(e) => c.push(
+                &schema_key,
+                format!("schema file \"{}\" cannot be read: {e}", path.display()),
+            ),
+            Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Err(e) => c.push(
+                    &schema_key,
+                    format!("schema file \"{}\" is not valid JSON: {e}", path.display()),
+                ),
+                Ok(v) if !(v.is_object() || v.is_boolean()) => c.push(
+                    &schema_key,
+                    format!(
+                        "schema file \"{}\" must hold a JSON object (a JSON Schema)",
+                        path.display()
+                    ),
+                ),
+                Ok(_) => {}
+            },
+        }
+        versions.push(SchemaVersion { version, path });
+    }
+    versions
 }
 
 fn check_topic_name(c: &mut Collector<'_>, key: &str, name: &str) {

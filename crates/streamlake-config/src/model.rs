@@ -219,11 +219,18 @@ impl KeySpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetConfig {
-    /// JSON Schema file, relative to the config file.
-    pub schema: PathBuf,
-    /// Schema version pinned for this dataset, carried in the `schema_version` header.
-    #[serde(default = "default_schema_version")]
-    pub schema_version: String,
+    /// JSON Schema file, relative to the config file: a dataset of one schema version. Leave it
+    /// out and list `versions` for several.
+    pub schema: Option<PathBuf>,
+    /// The version name of `schema`, carried in the `schema_version` header; `1` by default.
+    pub schema_version: Option<String>,
+    /// The dataset's schema versions, oldest first; the last is the newest, used for events
+    /// that name no version (the `Schema-Version` request header names one).
+    #[serde(default)]
+    pub versions: Vec<SchemaVersionConfig>,
+    /// How each version must relate to the ones before it; `backward` by default.
+    #[serde(default)]
+    pub compatibility: Compatibility,
     /// Partition key.
     pub key: KeySpec,
     /// Raw topic name; default from `[naming]`.
@@ -256,8 +263,111 @@ pub struct FreshnessObjective {
     pub p99_end_to_end_ms: Option<u64>,
 }
 
-fn default_schema_version() -> String {
-    "1".to_owned()
+/// One entry of a dataset's `versions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaVersionConfig {
+    /// The version's name, e.g. `2` (letters, digits, `.`, `_`, `-`).
+    pub version: String,
+    /// Its JSON Schema file, relative to the config file.
+    pub schema: PathBuf,
+}
+
+/// How a dataset's schema versions must relate, as a schema registry defines it for JSON Schema.
+/// *Backward*: the new version accepts every event the previous one accepted (consumers on the
+/// new version read old data). *Forward*: the previous version accepts every event the new one
+/// accepts (consumers still on the old version read new data). *Full*: both. The `_transitive`
+/// forms check against every earlier version, not only the previous one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compatibility {
+    /// No check.
+    None,
+    /// The new version reads the previous one's events.
+    #[default]
+    Backward,
+    /// The new version reads every earlier version's events.
+    BackwardTransitive,
+    /// The previous version reads the new one's events.
+    Forward,
+    /// Every earlier version reads the new one's events.
+    ForwardTransitive,
+    /// Backward and forward.
+    Full,
+    /// Backward and forward against every earlier version.
+    FullTransitive,
+}
+
+impl Compatibility {
+    /// Every mode, in the order documented.
+    pub const ALL: [Compatibility; 7] = [
+        Compatibility::None,
+        Compatibility::Backward,
+        Compatibility::BackwardTransitive,
+        Compatibility::Forward,
+        Compatibility::ForwardTransitive,
+        Compatibility::Full,
+        Compatibility::FullTransitive,
+    ];
+
+    /// Its name in the configuration, e.g. `backward_transitive`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compatibility::None => "none",
+            Compatibility::Backward => "backward",
+            Compatibility::BackwardTransitive => "backward_transitive",
+            Compatibility::Forward => "forward",
+            Compatibility::ForwardTransitive => "forward_transitive",
+            Compatibility::Full => "full",
+            Compatibility::FullTransitive => "full_transitive",
+        }
+    }
+
+    /// Whether new versions must read earlier versions' events.
+    pub fn backward(self) -> bool {
+        matches!(
+            self,
+            Compatibility::Backward
+                | Compatibility::BackwardTransitive
+                | Compatibility::Full
+                | Compatibility::FullTransitive
+        )
+    }
+
+    /// Whether earlier versions must read new versions' events.
+    pub fn forward(self) -> bool {
+        matches!(
+            self,
+            Compatibility::Forward
+                | Compatibility::ForwardTransitive
+                | Compatibility::Full
+                | Compatibility::FullTransitive
+        )
+    }
+
+    /// Whether every earlier version is checked, not only the previous one.
+    pub fn transitive(self) -> bool {
+        matches!(
+            self,
+            Compatibility::BackwardTransitive
+                | Compatibility::ForwardTransitive
+                | Compatibility::FullTransitive
+        )
+    }
+}
+
+impl std::str::FromStr for Compatibility {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Compatibility::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Compatibility::ALL.iter().map(|c| c.name()).collect();
+                format!("unknown compatibility \"{s}\"; one of {}", names.join(", "))
+            })
+    }
 }
 
 /// One entry of `api_keys`: a key by its hash.

@@ -226,6 +226,8 @@ enum RequestError {
     NoPreview(#[from] PreviewError),
     #[error("{0}")]
     BadIdempotencyKey(String),
+    #[error("{0}")]
+    BadSchemaVersion(String),
     #[error("Idempotency-Key {key:?} was used for a different request to this dataset within gateway.idempotency_window_secs; send a new request with a new key")]
     IdempotencyKeyReused { key: String },
     #[error("another attempt of this request (Idempotency-Key {key:?}) is being written; retry in {retry_after} s for its answer")]
@@ -273,6 +275,7 @@ impl IntoResponse for RequestError {
                 (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable")
             }
             E::BadIdempotencyKey(_) => (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
+            E::BadSchemaVersion(_) => (StatusCode::BAD_REQUEST, "unknown_schema_version"),
             E::IdempotencyKeyReused { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
             }
@@ -345,6 +348,7 @@ async fn track_requests(
     params(
         ("tenant" = String, Path, description = "Tenant id"),
         ("dataset" = String, Path, description = "Dataset name"),
+        ("Schema-Version" = Option<String>, Header, description = "The schema version the events follow (one of the dataset's `versions`); the newest when absent. Recorded in each record's `schema_version` header; an unknown version is 400 `unknown_schema_version`, nothing written."),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a request repeated with the same key (1 to 255 printable ASCII characters, per tenant and dataset, remembered for gateway.idempotency_window_secs) gets the first answer, with `Idempotent-Replayed: true`, and writes nothing again; the same key with another body is 422."),
     ),
     request_body(description = "One event (an object), an array of events, or one event per line",
@@ -353,7 +357,7 @@ async fn track_requests(
         (status = 200, description = "Every event acknowledged. One event: its receipt; a batch: all receipts.",
             headers(("Idempotent-Replayed" = String, description = "`true` when the answer is a stored one: the request was written before under its Idempotency-Key"))),
         (status = 207, body = BatchReport<'static>, description = "A batch with mixed outcomes; each result carries its own status, in request order."),
-        (status = 400, description = "Empty body, body not UTF-8 or not JSON (dead-lettered), empty batch."),
+        (status = 400, description = "Empty body, body not UTF-8 or not JSON (dead-lettered), empty batch, an unknown Schema-Version."),
         (status = 401, description = "No bearer key, or an unknown key."),
         (status = 403, description = "The key belongs to another tenant."),
         (status = 404, description = "Unknown tenant or dataset."),
@@ -494,6 +498,17 @@ fn admit<'g>(
         .ingestor
         .target(authed, dataset_id, &gw.settings.producer_service, &[])
         .map_err(|_| unknown_dataset(gw, authed, dataset))?;
+    let target = match headers.get(SCHEMA_VERSION) {
+        None => target,
+        Some(v) => {
+            let version = v.to_str().map_err(|_| {
+                RequestError::BadSchemaVersion("Schema-Version must be ASCII".to_owned())
+            })?;
+            target
+                .at_version(version.trim())
+                .map_err(|e| RequestError::BadSchemaVersion(e.to_string()))?
+        }
+    };
     Ok((target, framing, [permit, bytes]))
 }
 
@@ -691,7 +706,15 @@ async fn events(
         };
         let request = Keyed {
             key,
-            fingerprint: idempotency::fingerprint(framing.as_str(), &bytes),
+            // A version named by the request is part of what it asks; the default is not, so
+            // a request stays the same request when its dataset gains a version.
+            fingerprint: match headers.get(SCHEMA_VERSION) {
+                None => idempotency::fingerprint(framing.as_str(), &bytes),
+                Some(_) => idempotency::fingerprint(
+                    &format!("{};schema_version={}", framing.as_str(), t.schema.version()),
+                    &bytes,
+                ),
+            },
             single,
         };
         return keyed(gw, t, &request, events).await;
@@ -724,6 +747,9 @@ async fn events(
 
 /// The `Idempotency-Key` request header.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The request header that names the schema version of a request's events.
+const SCHEMA_VERSION: &str = "schema-version";
 
 /// The response header that marks a stored answer.
 const REPLAYED: &str = "idempotent-replayed";

@@ -9,7 +9,7 @@ use streamlake_core::{headers as h, DatasetId, Stage, TenantId, Violation};
 use streamlake_kafka::{
     DeliveryReceipt, Header, Headers, Late, Outgoing, OwnedHeaders, ProduceError,
 };
-use streamlake_schema::DatasetSchema;
+use streamlake_schema::{DatasetSchema, DatasetSchemas, UnknownVersion};
 
 use crate::event::Event;
 use crate::ingestor::Ingestor;
@@ -25,7 +25,10 @@ pub struct Target<'a> {
     pub raw_topic: &'a str,
     /// The tenant's dead-letter topic.
     pub dlq_topic: &'a str,
-    /// The dataset's compiled schema.
+    /// The dataset's schema versions.
+    pub schemas: &'a DatasetSchemas,
+    /// The version events are validated against and labelled with: the newest unless the
+    /// request names one ([`Target::at_version`]).
     pub schema: &'a DatasetSchema,
     /// Acceptance time of the request, RFC 3339 UTC; shared by its events.
     pub ingested_at: String,
@@ -41,6 +44,13 @@ impl Target<'_> {
     /// The request's acceptance time, formatted once per request.
     pub fn now() -> String {
         humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+    }
+
+    /// Validates against schema version `version` (a request's `Schema-Version`) instead of
+    /// the newest.
+    pub fn at_version(mut self, version: &str) -> Result<Self, UnknownVersion> {
+        self.schema = self.schemas.version(version)?;
+        Ok(self)
     }
 }
 

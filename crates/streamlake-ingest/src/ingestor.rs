@@ -165,12 +165,14 @@ impl Ingestor {
             .raw_topics
             .get_key_value(dataset)
             .ok_or_else(unknown)?;
+        let schemas = self.schemas.get(tenant, dataset).ok_or_else(unknown)?;
         Ok(Target {
             tenant,
             dataset,
             raw_topic,
             dlq_topic: &route.dlq_topic,
-            schema: self.schemas.get(tenant, dataset).ok_or_else(unknown)?,
+            schemas,
+            schema: schemas.newest(),
             ingested_at: Target::now(),
             producer_service,
             extra_headers,
@@ -182,8 +184,8 @@ impl Ingestor {
     pub fn key_warnings(&self) -> Vec<(&TenantId, &DatasetId, &str)> {
         self.schemas
             .iter()
-            .filter_map(|((tenant, dataset), schema)| {
-                schema.key_warning().map(|w| (tenant, dataset, w))
+            .filter_map(|((tenant, dataset), schemas)| {
+                schemas.newest().key_warning().map(|w| (tenant, dataset, w))
             })
             .collect()
     }
