@@ -24,6 +24,18 @@ const SCHEMA: &str = r#"{
   }
 }"#;
 
+/// Version 2 of [`SCHEMA`]: backward compatible (it accepts every event version 1 accepted,
+/// and `unit` may now also be kelvin), not forward: a version-1 reader refuses `"K"`.
+const SCHEMA_V2: &str = r#"{
+  "type": "object",
+  "required": ["sensor_id", "value"],
+  "properties": {
+    "sensor_id": {"type": "integer"},
+    "value": {"type": "number", "minimum": -50},
+    "unit": {"enum": ["C", "F", "K"]}
+  }
+}"#;
+
 /// A gateway on a free port with two tenants of unique names, their topics provisioned.
 struct Harness {
     base: String,
@@ -65,6 +77,13 @@ impl Harness {
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("schema.json"), SCHEMA).unwrap();
+        std::fs::write(dir.path().join("schema-v2.json"), SCHEMA_V2).unwrap();
+        // A dataset that lists `versions` names no `schema` of its own.
+        let schema_line = if dataset_extra.contains("versions") {
+            ""
+        } else {
+            r#"schema = "schema.json""#
+        };
         let tenant = unique("t");
         let other = unique("o");
         let key = unique("key");
@@ -79,7 +98,7 @@ partitions = 3
 dev_api_key = "{key}"
 {tenant_extra}
 [tenants.{tenant}.datasets.readings]
-schema = "schema.json"
+{schema_line}
 key = "/sensor_id"
 {dataset_extra}
 
@@ -1614,4 +1633,75 @@ async fn an_answer_still_due_at_shutdown_is_stored_before_the_gateway_stops() {
     assert_eq!(s, StatusCode::OK, "{again}");
     assert_eq!(headers["idempotent-replayed"], "true");
     assert_eq!(again["ingestion_id"], first["ingestion_id"]);
+}
+
+#[tokio::test]
+async fn an_event_is_validated_against_the_schema_version_its_request_names() {
+    let h = Harness::start_tables(
+        settings().await,
+        "",
+        "",
+        r#"versions = [
+  { version = "1", schema = "schema.json" },
+  { version = "2", schema = "schema-v2.json" },
+]"#,
+    )
+    .await;
+    let url = h.url(&h.tenant, "readings");
+    let post = |version: Option<&'static str>, body: &'static str| {
+        let url = url.clone();
+        let key = h.key.clone();
+        async move {
+            let mut req = reqwest::Client::new()
+                .post(&url)
+                .bearer_auth(key)
+                .header("content-type", "application/json")
+                .body(body);
+            if let Some(v) = version {
+                req = req.header("schema-version", v);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status();
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+    let kelvin = r#"{"sensor_id": 1, "value": 280, "unit": "K"}"#;
+    // No Schema-Version: the newest, which knows kelvin.
+    let (status, newest) = post(None, kelvin).await;
+    assert_eq!(status, StatusCode::OK, "{newest}");
+    // Version 1 does not: dead-lettered with the reason, as any invalid event.
+    let (status, refused) = post(Some("1"), kelvin).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["error"]["path"], "/unit", "{refused}");
+    let (status, v1) = post(Some("1"), r#"{"sensor_id": 1, "value": 20, "unit": "C"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{v1}");
+    // A version the dataset does not have: refused before anything is written.
+    let (status, unknown) = post(Some("7"), kelvin).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{unknown}");
+    assert_eq!(unknown["error"]["code"], "unknown_schema_version");
+    let message = unknown["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"7\"") && message.contains("1, 2"),
+        "{message}"
+    );
+
+    // Each record says which version it was validated against.
+    let records = h.read(&h.raw_topic(), 2).await;
+    let version_of = |id: &Value| {
+        let r = records
+            .iter()
+            .find(|r| header(r, "ingestion_id") == id.as_str().unwrap())
+            .unwrap_or_else(|| panic!("{id} not in the raw topic"));
+        header(r, "schema_version").to_owned()
+    };
+    assert_eq!(version_of(&newest["ingestion_id"]), "2");
+    assert_eq!(version_of(&v1["ingestion_id"]), "1");
+    let dead = h.read(&h.dlq_topic(), 1).await;
+    assert_eq!(header(&dead[0], "schema_version"), "1");
+    // Only those two reached the raw topic: the unknown version wrote nothing.
+    let all = Reader::new(&h.kafka, &h.raw_topic())
+        .await
+        .drain(Duration::from_secs(2))
+        .await;
+    assert_eq!(all.len(), 2);
 }

@@ -62,6 +62,13 @@ pub struct UnknownVersion {
     pub known: String,
 }
 
+/// Whether `schema` compiles as a JSON Schema; what is wrong with it if not.
+pub fn check_schema(schema: &Value) -> Result<(), String> {
+    jsonschema::validator_for(schema)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// A dataset's compiled schema, version and key policy.
 pub struct DatasetSchema {
     validator: jsonschema::Validator,

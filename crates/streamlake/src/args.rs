@@ -39,6 +39,9 @@ pub(crate) enum Command {
     /// Check configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// JSON Schema versions: whether a new version keeps an old one's readers and writers.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
     /// Inspect and manage topics.
     #[command(subcommand)]
     Topics(TopicsCommand),
@@ -367,6 +370,26 @@ pub(crate) enum ConfigCommand {
     Check {
         /// The file to check.
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SchemaCommand {
+    /// Compare JSON Schema versions, oldest first: backward (each new version accepts what the
+    /// one before accepted), forward (the one before accepts what the new one accepts) and full,
+    /// each incompatible change named by location and rule. Exits 1 when the versions break
+    /// --compatibility.
+    Check {
+        /// Schema files, oldest first (at least two).
+        #[arg(required = true, num_args = 2..)]
+        files: Vec<PathBuf>,
+        /// The mode the versions must keep: none, backward, backward_transitive, forward,
+        /// forward_transitive, full or full_transitive.
+        #[arg(long, default_value = "backward")]
+        compatibility: streamlake_config::Compatibility,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -221,6 +221,127 @@ parquet = { roll_rows = 0 }
     );
 }
 
+/// Three versions of a closed schema: 2 adds an optional `unit` (backward compatible only),
+/// 3 requires it, narrows its values and makes `value` an integer (forward compatible only).
+fn schema_versions(dir: &std::path::Path) -> [String; 3] {
+    let versions = [
+        r#"{"type":"object","required":["id","value"],"additionalProperties":false,
+            "properties":{"id":{"type":"integer"},"value":{"type":"number"}}}"#,
+        r#"{"type":"object","required":["id","value"],"additionalProperties":false,
+            "properties":{"id":{"type":"integer"},"value":{"type":"number"},"unit":{"enum":["C","F"]}}}"#,
+        r#"{"type":"object","required":["id","value","unit"],"additionalProperties":false,
+            "properties":{"id":{"type":"integer"},"value":{"type":"integer"},"unit":{"enum":["C"]}}}"#,
+    ];
+    let mut paths = Vec::new();
+    for (i, v) in versions.iter().enumerate() {
+        let path = dir.join(format!("v{}.json", i + 1));
+        std::fs::write(&path, v).unwrap();
+        paths.push(path.to_str().unwrap().to_owned());
+    }
+    paths.try_into().unwrap()
+}
+
+#[test]
+fn schema_check_names_each_incompatible_change_and_fails_on_the_mode_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let [v1, v2, v3] = schema_versions(dir.path());
+    let o = run(&["schema", "check", &v1, &v2]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("backward  compatible"), "{out}");
+    assert!(
+        out.contains("/unit: property_added_to_closed_content_model"),
+        "{out}"
+    );
+    assert!(out.contains("compatibility backward: kept"), "{out}");
+    // The same pair under full: the forward change breaks it.
+    let o = run(&["schema", "check", &v1, &v2, "--compatibility", "full"]);
+    assert!(!o.status.success());
+    assert!(stdout(&o).contains("compatibility full: broken"));
+
+    let o = run(&["schema", "check", &v1, &v2, &v3, "--json"]);
+    assert!(!o.status.success());
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["compatible"], false);
+    let rules: Vec<(&str, &str)> = report["pairs"][1]["backward"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["path"].as_str().unwrap(), c["rule"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            ("/unit", "required_added"),
+            ("/unit", "enum_narrowed"),
+            ("/value", "type_narrowed")
+        ]
+    );
+    // Transitive: version 3 against version 1 as well.
+    let o = run(&[
+        "schema",
+        "check",
+        &v1,
+        &v2,
+        &v3,
+        "--json",
+        "--compatibility",
+        "forward_transitive",
+    ]);
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["pairs"].as_array().unwrap().len(), 3);
+    assert_eq!(report["compatible"], false, "v1 -> v2 is not forward");
+
+    let o = run(&["schema", "check", &v1, "missing.json"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("cannot read missing.json"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn config_check_refuses_versions_that_break_the_datasets_compatibility() {
+    let dir = tempfile::tempdir().unwrap();
+    schema_versions(dir.path());
+    let path = dir.path().join("streamlake.toml");
+    let toml = |mode: &str| {
+        format!(
+            r#"
+[tenants.acme.datasets.orders]
+key = "/id"
+compatibility = "{mode}"
+versions = [
+  {{ version = "1", schema = "v1.json" }},
+  {{ version = "2", schema = "v2.json" }},
+  {{ version = "3", schema = "v3.json" }},
+]
+"#
+        )
+    };
+    std::fs::write(&path, toml("backward")).unwrap();
+    let o = run(&["config", "check", path.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("tenants.acme.datasets.orders: compatibility backward: version 3 is not backward compatible with version 2: /unit: required_added"),
+        "{err}"
+    );
+    std::fs::write(&path, toml("none")).unwrap();
+    let o = run(&["config", "check", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // `schema` and `versions` together are refused.
+    std::fs::write(&path, format!("{}schema = \"v1.json\"\n", toml("none"))).unwrap();
+    let o = run(&["config", "check", path.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("has both `schema` and `versions`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn environment_overrides_are_applied_and_named_in_errors() {
     let path = example("air-quality/streamlake.toml");

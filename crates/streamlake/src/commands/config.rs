@@ -8,6 +8,13 @@ pub(crate) fn run(cmd: &ConfigCommand) -> ExitCode {
     match cmd {
         ConfigCommand::Check { file } => match streamlake_config::load(file, super::COMPONENTS) {
             Ok(config) => {
+                // Each dataset's schema versions compile and keep its compatibility mode.
+                if let Err(errors) = streamlake_schema::SchemaRegistry::from_config(&config) {
+                    for e in errors {
+                        eprintln!("{}: {e}", file.display());
+                    }
+                    return ExitCode::FAILURE;
+                }
                 let topics = config.declared_topics().len();
                 let datasets: usize = config.tenants.values().map(|t| t.datasets.len()).sum();
                 println!(

@@ -14,6 +14,7 @@ mod metrics;
 mod partition;
 mod produce;
 mod running;
+mod schema;
 mod stages;
 mod topics;
 mod up;
@@ -35,6 +36,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Broker(args) => up::broker(&cli, args).await,
         Command::Gateway => gateway::run(&connect(&cli).await?).await,
         Command::Config(cmd) => Ok(config::run(cmd)),
+        Command::Schema(cmd) => schema::run(cmd),
         Command::Keys(cmd) => keys(cmd),
         Command::Topics(cmd) => topics::run(&connect(&cli).await?, cmd).await,
         Command::Groups(cmd) => groups::run(&connect(&cli).await?, cmd).await,
