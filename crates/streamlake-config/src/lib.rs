@@ -45,6 +45,7 @@ pub const METADATA_COLUMNS: &[&str] = &[
     "kafka_topic",
     "kafka_partition",
     "kafka_offset",
+    "schema_version",
 ];
 
 /// Default data directory, relative to the working directory.

@@ -59,6 +59,8 @@ pub struct Meta {
     pub partition: i32,
     /// Source offset.
     pub offset: i64,
+    /// The `schema_version` header: the schema version the event was validated against.
+    pub schema_version: Option<String>,
 }
 
 /// A row for one dataset's table or file.
@@ -132,6 +134,7 @@ pub fn to_row(
             topic: record.topic.clone(),
             partition: record.partition,
             offset: record.offset,
+            schema_version: header_str(record, headers::SCHEMA_VERSION).map(str::to_owned),
         },
         cells,
         payload,

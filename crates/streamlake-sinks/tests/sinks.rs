@@ -173,6 +173,7 @@ async fn csv_writes_one_file_per_type_with_one_header_and_rfc4180_quoting() {
             "kafka_topic",
             "kafka_partition",
             "kafka_offset",
+            "schema_version",
             "sensor_id",
             "temperature",
             "note",
@@ -184,10 +185,11 @@ async fn csv_writes_one_file_per_type_with_one_header_and_rfc4180_quoting() {
     let by_id: std::collections::BTreeMap<&str, &csv::StringRecord> =
         rows.iter().map(|r| (&r[0], r)).collect();
     let first = by_id[ids[0].as_str()];
-    assert_eq!(&first[9], tricky, "the note survives the round trip");
-    assert_eq!(&first[7], "s0");
-    assert_eq!(&first[8], "20.5");
-    assert_eq!(&first[10], "2026-11-23T10:00:00.000Z");
+    assert_eq!(&first[7], "1", "the schema version from the record's header");
+    assert_eq!(&first[10], tricky, "the note survives the round trip");
+    assert_eq!(&first[8], "s0");
+    assert_eq!(&first[9], "20.5");
+    assert_eq!(&first[11], "2026-11-23T10:00:00.000Z");
 
     let activity = std::fs::read_to_string(&activity_file).unwrap();
     let lines: Vec<&str> = activity.lines().collect();
@@ -233,6 +235,7 @@ async fn jsonl_writes_one_typed_object_per_row_with_its_metadata() {
     assert_eq!(first["dataset"], "sensor");
     assert_eq!(first["kafka_topic"], clean.as_str());
     assert!(first["kafka_offset"].is_i64(), "{first}");
+    assert_eq!(first["schema_version"], "1", "from the record's header");
     assert_eq!(first["sensor_id"], "s0");
     assert_eq!(first["temperature"], 20.5, "numbers stay numbers");
     assert_eq!(first["note"], "a\nb");
@@ -334,18 +337,19 @@ async fn parquet_tables_are_readable_with_the_declared_schema_and_every_row() {
                     "kafka_topic",
                     "kafka_partition",
                     "kafka_offset",
+                    "schema_version",
                     "sensor_id",
                     "temperature",
                     "note",
                     "at"
                 ]
             );
-            assert_eq!(fields[8].1, "Float64");
+            assert_eq!(fields[9].1, "Float64");
             assert!(
-                fields[10].1.starts_with("Timestamp(µs")
-                    || fields[10].1.starts_with("Timestamp(Microsecond"),
+                fields[11].1.starts_with("Timestamp(µs")
+                    || fields[11].1.starts_with("Timestamp(Microsecond"),
                 "{}",
-                fields[10].1
+                fields[11].1
             );
             let id = batch
                 .column(0)
@@ -353,12 +357,12 @@ async fn parquet_tables_are_readable_with_the_declared_schema_and_every_row() {
                 .downcast_ref::<arrow_array::StringArray>()
                 .unwrap();
             let temp = batch
-                .column(8)
+                .column(9)
                 .as_any()
                 .downcast_ref::<arrow_array::Float64Array>()
                 .unwrap();
             let sensor_id = batch
-                .column(7)
+                .column(8)
                 .as_any()
                 .downcast_ref::<arrow_array::StringArray>()
                 .unwrap();
@@ -573,6 +577,88 @@ async fn a_row_postgres_refuses_is_dead_lettered_and_the_rest_land() {
         .unwrap();
     let landed: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(landed, [ids[0].clone(), ids[2].clone()]);
+    client
+        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_postgres_table_gains_the_columns_declared_after_it_was_made() {
+    let (clean, dlq) = (unique("clean"), unique("dlq"));
+    let schema = unique("sl").replace('-', "_");
+    let toml = config(
+        &clean,
+        &dlq,
+        &format!(
+            "[sinks.s.postgres]\nurl = \"{}\"\nschema = \"{schema}\"",
+            postgres_url()
+        ),
+    );
+    let stack = Stack::new(&toml).await;
+    let old: BTreeSet<String> = stack
+        .produce(&clean, "t", "sensor", &[sensor(0, "a"), sensor(1, "b")])
+        .await
+        .into_iter()
+        .collect();
+    run_until(&stack, Arc::new(SinkStats::default()), |s| {
+        s.rows.load(Ordering::Relaxed) >= 2
+    })
+    .await;
+    let client = postgres().await;
+    let table = format!("\"{schema}\".t_sensor");
+    // A table from before `schema_version` was a metadata column.
+    client
+        .batch_execute(&format!("ALTER TABLE {table} DROP COLUMN schema_version"))
+        .await
+        .unwrap();
+
+    // A new schema version's field, declared as a column; the sink started again.
+    let mut record = sensor(2, "c");
+    record["unit"] = json!("K");
+    let new_id = stack.produce(&clean, "t", "sensor", &[record]).await;
+    let mut wider = stack.config.clone();
+    for dataset in wider
+        .tenants
+        .values_mut()
+        .flat_map(|t| t.datasets.values_mut())
+        .filter(|d| d.id.as_str() == "sensor")
+    {
+        dataset.columns.push(streamlake_config::ColumnConfig {
+            name: "unit".into(),
+            pointer: None,
+            kind: streamlake_config::ColumnType::String,
+        });
+    }
+    let restarted = Stack {
+        dir: tempfile::tempdir().unwrap(),
+        config: wider,
+        settings: stack.settings.clone(),
+    };
+    run_until(&restarted, Arc::new(SinkStats::default()), |s| {
+        s.records_in.load(Ordering::Relaxed) >= 1 && s.rows.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+
+    let rows = client
+        .query(
+            &format!("SELECT ingestion_id, unit, schema_version FROM {table}"),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        let id: String = r.get(0);
+        let (unit, version): (Option<String>, Option<String>) = (r.get(1), r.get(2));
+        if id == new_id[0] {
+            assert_eq!(unit.as_deref(), Some("K"));
+            assert_eq!(version.as_deref(), Some("1"));
+        } else {
+            assert!(old.contains(&id), "{id}");
+            assert_eq!(unit, None, "rows from before the column are empty in it");
+        }
+    }
     client
         .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
         .await

@@ -1167,7 +1167,7 @@ async fn up_on_the_seed_pipeline_writes_one_csv_file_per_data_type() {
     let log = || std::fs::read_to_string(data.path().join("up.log")).unwrap_or_default();
     let (sensor, activity) =
         files.unwrap_or_else(|| panic!("CSV files not complete; log:\n{}", log()));
-    assert!(sensor.starts_with("ingestion_id,tenant,dataset,ingested_at,kafka_topic,kafka_partition,kafka_offset,sensor_id,timestamp,temperature,humidity,location,status,processed_at\n"), "{sensor}");
+    assert!(sensor.starts_with("ingestion_id,tenant,dataset,ingested_at,kafka_topic,kafka_partition,kafka_offset,schema_version,sensor_id,timestamp,temperature,humidity,location,status,processed_at\n"), "{sensor}");
     assert!(
         sensor.contains(",s1,") && sensor.contains(",normal,"),
         "{sensor}"

@@ -74,6 +74,7 @@ fn fields(row: &Row) -> Vec<String> {
         m.topic.clone(),
         m.partition.to_string(),
         m.offset.to_string(),
+        m.schema_version.clone().unwrap_or_default(),
     ];
     if row.cells.is_empty() {
         f.push(row.payload.to_string());
@@ -93,7 +94,20 @@ fn encode(records: impl IntoIterator<Item = Vec<String>>) -> Result<Vec<u8>, Sin
     Ok(w.into_inner().map_err(|e| e.into_error())?)
 }
 
+/// Opens `path` for appending rows under `header`. A file begun under another header (columns
+/// declared or removed since, `schema_version` added) is rotated first, so no file mixes rows of
+/// two layouts.
 fn open_file(path: &Path, header: &[String]) -> Result<OpenFile, SinkError> {
+    let encoded = encode([header.to_vec()])?;
+    if let Some(first) = first_line(path)? {
+        if first != encoded {
+            let to = rotated_name(path);
+            std::fs::rename(path, &to).map_err(|e| {
+                format!("cannot rotate {} to {}: {e}", path.display(), to.display())
+            })?;
+            tracing::info!(file = %to.display(), "CSV columns changed; the file under the old header was rotated");
+        }
+    }
     let mut file = crate::files::open_append(path)?;
     let meta = file.metadata()?;
     let mut bytes = meta.len();
@@ -103,12 +117,26 @@ fn open_file(path: &Path, header: &[String]) -> Result<OpenFile, SinkError> {
         DateTime::<Utc>::from(meta.modified()?).date_naive()
     };
     if bytes == 0 {
-        let h = encode([header.to_vec()])?;
-        file.write_all(&h)
+        file.write_all(&encoded)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        bytes = h.len() as u64;
+        bytes = encoded.len() as u64;
     }
     Ok(OpenFile { file, bytes, day })
+}
+
+/// The first line of an existing, non-empty file, with its line ending.
+fn first_line(path: &Path) -> Result<Option<Vec<u8>>, SinkError> {
+    use std::io::BufRead as _;
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display()).into()),
+    };
+    let mut line = Vec::new();
+    std::io::BufReader::new(file)
+        .read_until(b'\n', &mut line)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok((!line.is_empty()).then_some(line))
 }
 
 /// The name an active file is renamed to when it rotates.
@@ -217,6 +245,7 @@ mod tests {
                 topic: "x".into(),
                 partition: 0,
                 offset: i,
+                schema_version: Some("1".into()),
             },
             cells: vec![Cell::Str(format!("value {i}"))],
             payload: serde_json::Value::Null,
@@ -257,5 +286,51 @@ mod tests {
             );
         }
         assert_eq!(rows, 20, "every row in exactly one file");
+    }
+
+    #[tokio::test]
+    async fn a_file_begun_under_other_columns_is_rotated_not_appended_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CsvConfig {
+            path: "{data_type}.csv".into(),
+            rotate_bytes: None,
+            rotate_daily: false,
+        };
+        let mut sink = CsvSink::open(config.clone(), dir.path());
+        sink.write(&target(), vec![row(0)]).await.unwrap();
+        sink.flush().await.unwrap();
+        drop(sink);
+        // A new schema version's field declared as a column; the sink restarted.
+        let mut wider = target();
+        wider.columns.push(ColumnConfig {
+            name: "unit".into(),
+            pointer: None,
+            kind: ColumnType::String,
+        });
+        let mut sink = CsvSink::open(config, dir.path());
+        let mut r = row(1);
+        r.cells.push(Cell::Str("K".into()));
+        sink.write(&wider, vec![r]).await.unwrap();
+        sink.flush().await.unwrap();
+        let active = std::fs::read_to_string(dir.path().join("sensor.csv")).unwrap();
+        let mut lines = active.lines();
+        assert!(
+            lines.next().unwrap().ends_with(",schema_version,v,unit"),
+            "{active}"
+        );
+        assert!(lines.next().unwrap().ends_with(",1,value 1,K"), "{active}");
+        assert_eq!(lines.next(), None);
+        let rotated: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "sensor.csv")
+            .collect();
+        assert_eq!(rotated.len(), 1, "{rotated:?}");
+        let old = std::fs::read_to_string(dir.path().join(&rotated[0])).unwrap();
+        assert!(
+            old.lines().next().unwrap().ends_with(",schema_version,v"),
+            "{old}"
+        );
+        assert_eq!(old.lines().count(), 2, "{old}");
     }
 }

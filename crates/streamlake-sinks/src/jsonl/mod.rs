@@ -71,6 +71,10 @@ fn object(target: &Target, row: &Row) -> Map<String, Value> {
     o.insert("kafka_topic".into(), m.topic.clone().into());
     o.insert("kafka_partition".into(), m.partition.into());
     o.insert("kafka_offset".into(), m.offset.into());
+    o.insert(
+        "schema_version".into(),
+        m.schema_version.clone().map_or(Value::Null, Value::String),
+    );
     if target.columns.is_empty() {
         o.insert("payload".into(), row.payload.clone());
     } else {

@@ -52,6 +52,7 @@ pub fn schema(columns: &[ColumnConfig]) -> Schema {
         Field::new("kafka_topic", DataType::Utf8, false),
         Field::new("kafka_partition", DataType::Int32, false),
         Field::new("kafka_offset", DataType::Int64, false),
+        Field::new("schema_version", DataType::Utf8, true),
     ];
     if columns.is_empty() {
         fields.push(Field::new("payload", DataType::Utf8, false));
@@ -96,6 +97,7 @@ pub fn to_batch(columns: &[ColumnConfig], rows: &[Row]) -> Result<RecordBatch, S
     arrays.push(text_column(rows, |r| Some(r.meta.topic.clone())));
     arrays.push(Arc::new(partition.finish()));
     arrays.push(Arc::new(offset.finish()));
+    arrays.push(text_column(rows, |r| r.meta.schema_version.clone()));
     if columns.is_empty() {
         arrays.push(text_column(rows, |r| Some(r.payload.to_string())));
     }
@@ -360,6 +362,7 @@ mod tests {
                     topic: topic.to_owned(),
                     partition,
                     offset,
+                    schema_version: Some("1".to_owned()),
                 },
                 cells: Vec::new(),
                 payload: serde_json::json!({"offset": offset}),

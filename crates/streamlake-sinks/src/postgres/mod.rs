@@ -104,6 +104,7 @@ impl PostgresSink {
             "kafka_topic text NOT NULL".to_owned(),
             "kafka_partition integer NOT NULL".to_owned(),
             "kafka_offset bigint NOT NULL".to_owned(),
+            "schema_version text".to_owned(),
         ];
         cols.extend(
             target
@@ -122,6 +123,21 @@ impl PostgresSink {
             .batch_execute(&ddl)
             .await
             .map_err(|e| format!("cannot create table {table}: {e}"))?;
+        // A table made before a column was declared (a new schema version's field) or before
+        // `schema_version` was a metadata column gains it, empty in the rows already there.
+        let added: Vec<String> = std::iter::once("schema_version text".to_owned())
+            .chain(
+                target
+                    .columns
+                    .iter()
+                    .map(|c| format!("{} {}", quote(&c.name), sql_type(c.kind))),
+            )
+            .map(|col| format!("ADD COLUMN IF NOT EXISTS {col}"))
+            .collect();
+        self.client
+            .batch_execute(&format!("ALTER TABLE {table} {}", added.join(", ")))
+            .await
+            .map_err(|e| format!("cannot add the declared columns to table {table}: {e}"))?;
         let mut defs = vec![
             ("ingestion_id".to_owned(), "text"),
             ("tenant".to_owned(), "text"),
@@ -130,6 +146,7 @@ impl PostgresSink {
             ("kafka_topic".to_owned(), "text"),
             ("kafka_partition".to_owned(), "integer"),
             ("kafka_offset".to_owned(), "bigint"),
+            ("schema_version".to_owned(), "text"),
         ];
         defs.extend(
             target
@@ -187,6 +204,10 @@ fn row_json(columns: &[ColumnConfig], row: &Row) -> Value {
     o.insert("kafka_topic".into(), m.topic.clone().into());
     o.insert("kafka_partition".into(), m.partition.into());
     o.insert("kafka_offset".into(), m.offset.into());
+    o.insert(
+        "schema_version".into(),
+        m.schema_version.clone().map_or(Value::Null, Value::String),
+    );
     for (c, cell) in columns.iter().zip(&row.cells) {
         o.insert(c.name.clone(), cell_json(cell));
     }
