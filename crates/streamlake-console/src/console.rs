@@ -431,10 +431,14 @@ async fn overview(State(ops): State<Arc<Ops>>, SignedIn(who): SignedIn) -> Respo
                         div.stat { b { (o.replayed) } "replayed" }
                     }
                     table {
-                        tr { th { "dataset" } th { "raw topic" } th { "records" } th { "clean topic" } th { "records" } }
+                        tr { th { "dataset" } th { "schema versions" } th { "raw topic" } th { "records" } th { "clean topic" } th { "records" } }
                         @for d in &o.datasets {
                             tr {
                                 td { (d.dataset) }
+                                td title=(format!("compatibility: {}", d.compatibility)) {
+                                    (d.schema_versions.join(", "))
+                                    @if d.schema_versions.len() > 1 { " " span.muted { "(" (d.compatibility) ")" } }
+                                }
                                 td { a href=(format!("/console/topics/{}", d.raw_topic)) { (d.raw_topic) } }
                                 td.num { (d.raw_records) }
                                 td { a href=(format!("/console/topics/{}", d.clean_topic)) { (d.clean_topic) } }

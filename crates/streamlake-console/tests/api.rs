@@ -525,6 +525,8 @@ async fn the_tenant_overview_counts_accepted_and_rejected_events() {
     assert_eq!(o["eventsIn"], 3, "{o}");
     assert_eq!(o["deadLettered"], 1, "{o}");
     assert_eq!(o["datasets"][0]["rawRecords"], 2, "{o}");
+    assert_eq!(o["datasets"][0]["schemaVersions"], json!(["1"]), "{o}");
+    assert_eq!(o["datasets"][0]["compatibility"], "backward", "{o}");
 
     let (status, tenants) = p.get("/api/tenants", Some(&p.key)).await;
     assert_eq!(status, StatusCode::OK);

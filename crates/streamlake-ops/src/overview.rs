@@ -25,6 +25,10 @@ pub struct DatasetCounts {
     pub clean_records: i64,
     /// The dataset's own quota over HTTP ingestion (within the tenant's), when it has one.
     pub quota: Option<QuotaView>,
+    /// Its schema versions, oldest first; the last is used for events that name none.
+    pub schema_versions: Vec<String>,
+    /// The compatibility each version keeps with the ones before it.
+    pub compatibility: String,
 }
 
 /// A tenant in the tenant list.
@@ -133,6 +137,8 @@ impl Ops {
                 clean_topic: d.clean_topic.clone(),
                 clean_records: count(&d.clean_topic),
                 quota: d.quota.as_ref().map(QuotaView::from),
+                schema_versions: d.schemas.iter().map(|s| s.version.clone()).collect(),
+                compatibility: d.compatibility.name().to_owned(),
             })
             .collect();
         let dlq = self

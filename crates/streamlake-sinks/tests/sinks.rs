@@ -185,7 +185,10 @@ async fn csv_writes_one_file_per_type_with_one_header_and_rfc4180_quoting() {
     let by_id: std::collections::BTreeMap<&str, &csv::StringRecord> =
         rows.iter().map(|r| (&r[0], r)).collect();
     let first = by_id[ids[0].as_str()];
-    assert_eq!(&first[7], "1", "the schema version from the record's header");
+    assert_eq!(
+        &first[7], "1",
+        "the schema version from the record's header"
+    );
     assert_eq!(&first[10], tricky, "the note survives the round trip");
     assert_eq!(&first[8], "s0");
     assert_eq!(&first[9], "20.5");

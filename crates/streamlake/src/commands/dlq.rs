@@ -61,6 +61,7 @@ pub(crate) async fn tenants(conn: &Connection, args: &TenantsArgs) -> anyhow::Re
     let mut d = table([
         "tenant",
         "dataset",
+        "schema versions",
         "raw topic",
         "records",
         "clean topic",
@@ -71,6 +72,7 @@ pub(crate) async fn tenants(conn: &Connection, args: &TenantsArgs) -> anyhow::Re
             d.add_row([
                 o.tenant.clone(),
                 ds.dataset.clone(),
+                ds.schema_versions.join(", "),
                 ds.raw_topic.clone(),
                 ds.raw_records.to_string(),
                 ds.clean_topic.clone(),
