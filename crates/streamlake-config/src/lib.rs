@@ -250,6 +250,8 @@ pub struct Dataset {
     pub processing: ProcessingConfig,
     /// How fresh its data must be, if declared.
     pub freshness: Option<FreshnessObjective>,
+    /// Pointer to the event's own time in its clean record, if declared.
+    pub event_time: Option<String>,
     /// Rate limits of its HTTP ingestion (within the tenant's), if declared.
     pub quota: Option<QuotaConfig>,
     /// Columns the sinks write.

@@ -702,6 +702,9 @@ fn resolve_dataset(
     if let Some(q) = &cfg.quota {
         check_quota(c, &format!("{at}.quota"), q);
     }
+    if let Some(Err(p)) = cfg.event_time.as_deref().map(json_pointer) {
+        c.push(&format!("{at}.event_time"), p);
+    }
     if let Some(f) = &cfg.freshness {
         let at = format!("{at}.freshness");
         if f.max_age_secs.is_none() && f.p99_end_to_end_ms.is_none() {
@@ -728,6 +731,7 @@ fn resolve_dataset(
         processing: cfg.processing,
         columns: cfg.columns,
         freshness: cfg.freshness,
+        event_time: cfg.event_time,
         quota: cfg.quota,
     })
 }

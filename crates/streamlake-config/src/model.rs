@@ -247,6 +247,10 @@ pub struct DatasetConfig {
     pub columns: Vec<crate::pipeline::ColumnConfig>,
     /// How fresh the dataset's data must be; no objective when absent.
     pub freshness: Option<FreshnessObjective>,
+    /// JSON pointer to the event's own time in its clean record (RFC 3339, or seconds or
+    /// milliseconds since the epoch), e.g. `/event_time`: freshness then reports how late
+    /// events arrive.
+    pub event_time: Option<String>,
     /// Rate limits of this dataset's HTTP ingestion, within the tenant's; none when absent.
     pub quota: Option<QuotaConfig>,
 }

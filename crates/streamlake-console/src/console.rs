@@ -1233,6 +1233,12 @@ async fn freshness(State(ops): State<Arc<Ops>>, SignedIn(who): SignedIn) -> Resp
             |ms| format!("{:.1} s", ms as f64 / 1000.0),
         )
     };
+    let durable = |st: &streamlake_ops::freshness::StageFreshness| {
+        st.durable_latency.map_or_else(
+            || "-".to_owned(),
+            |l| format!("{} / {} ms", l.p50_ms, l.p99_ms),
+        )
+    };
     page(
         Some(&who),
         "Freshness",
@@ -1243,7 +1249,7 @@ async fn freshness(State(ops): State<Arc<Ops>>, SignedIn(who): SignedIn) -> Resp
                 div.stat { b { (report.at_risk) } "at risk" }
             }
             table {
-                tr { th { "tenant / dataset" } th { "state" } th { "objective" } th { "ingestion → clean p50 / p99" } th { "stage" } th { "unread" } th { "oldest waited" } th { "trend" } th { "lag over time" } }
+                tr { th { "tenant / dataset" } th { "state" } th { "objective" } th { "ingestion → clean p50 / p99" } th { "stage" } th { "unread" } th { "oldest waited" } th { "trend" } th { "lag over time" } th { "clean → durable p50 / p99" } }
                 @for d in &report.datasets {
                     @let rows = d.stages.len().max(1);
                     tr {
@@ -1262,14 +1268,22 @@ async fn freshness(State(ops): State<Arc<Ops>>, SignedIn(who): SignedIn) -> Resp
                                 None => { "-" }
                             }
                         }
-                        td rowspan=(rows) { @match &d.ingest_to_clean { Some(l) => { (l.p50_ms) " / " (l.p99_ms) " ms" br; span.muted { (l.samples) " records" } } None => { "-" } } }
+                        td rowspan=(rows) {
+                            @match &d.ingest_to_clean { Some(l) => { (l.p50_ms) " / " (l.p99_ms) " ms" br; span.muted { (l.samples) " records" } } None => { "-" } }
+                            @if let Some(s) = &d.event_time_skew {
+                                br; span.muted title="ingested_at less the event's own time (event_time)" {
+                                    "late " (s.p50_ms) " / " (s.p99_ms) " ms"
+                                    @if s.future > 0 { ", " (s.future) " ahead of ingestion" }
+                                }
+                            }
+                        }
                         @match d.stages.first() {
-                            Some(st) => { td { (st.stage) " " (st.name) } td.num { (st.lag) } td.num { (age(st.oldest_unread_age_ms)) } td { (st.trend.as_str()) } td { (sparkline(&st.lag_history)) } }
-                            None => { td colspan="5" { span.muted { "no stage reads this dataset" } } }
+                            Some(st) => { td { (st.stage) " " (st.name) } td.num { (st.lag) } td.num { (age(st.oldest_unread_age_ms)) } td { (st.trend.as_str()) } td { (sparkline(&st.lag_history)) } td.num { (durable(st)) } }
+                            None => { td colspan="6" { span.muted { "no stage reads this dataset" } } }
                         }
                     }
                     @for st in d.stages.iter().skip(1) {
-                        tr { td { (st.stage) " " (st.name) } td.num { (st.lag) } td.num { (age(st.oldest_unread_age_ms)) } td { (st.trend.as_str()) } td { (sparkline(&st.lag_history)) } }
+                        tr { td { (st.stage) " " (st.name) } td.num { (st.lag) } td.num { (age(st.oldest_unread_age_ms)) } td { (st.trend.as_str()) } td { (sparkline(&st.lag_history)) } td.num { (durable(st)) } }
                     }
                 }
             }

@@ -15,11 +15,12 @@
 //! set, posted there as JSON (retried with back-off).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use streamlake_config::{Dataset, FreshnessObjective, ReadTopic};
-use streamlake_core::{headers as h, DatasetId, TenantId};
+use streamlake_core::{headers as h, DatasetId, LatencyWindows, TenantId};
 use streamlake_kafka::TopicInfo;
 
 use crate::error::OpsResult;
@@ -104,9 +105,28 @@ pub struct StageFreshness {
     pub trend: Trend,
     /// Its group's total lag over time (the console's samples).
     pub lag_history: Vec<Point>,
+    /// A sink's time from the clean topic (`processed_at`) to its row being durable (flushed
+    /// or committed), over the last 5 minutes; `null` for a processor, a sink that landed
+    /// nothing lately, or one running in another process (see its metrics there).
+    pub durable_latency: Option<Latency>,
 }
 
-/// Time from ingestion to the clean topic, over the latest records.
+/// How late events arrive: `ingested_at` less the event's own time (`event_time` of the
+/// dataset), over the clean topic's latest records.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventTimeSkew {
+    /// Median lateness, in milliseconds (negative: the event's time is ahead of ingestion).
+    pub p50_ms: i64,
+    /// 99th percentile of lateness, in milliseconds.
+    pub p99_ms: i64,
+    /// Events whose own time is more than a second after their ingestion (a clock ahead).
+    pub future: usize,
+    /// Records measured.
+    pub samples: usize,
+}
+
+/// A latency over recent records.
 #[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Latency {
@@ -139,6 +159,9 @@ pub struct DatasetFreshness {
     pub stages: Vec<StageFreshness>,
     /// From ingestion to the clean topic; `null` without recent clean records.
     pub ingest_to_clean: Option<Latency>,
+    /// How late events arrive against their own time; `null` without `event_time` declared
+    /// or recent clean records carrying it.
+    pub event_time_skew: Option<EventTimeSkew>,
 }
 
 /// `GET /api/freshness`.
@@ -265,6 +288,36 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
         .unwrap_or(0)
 }
 
+/// p50 and p99 of `samples` (sorted here); `None` when there are none.
+fn latency_of(samples: &mut [i64]) -> Option<Latency> {
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_unstable();
+    Some(Latency {
+        p50_ms: percentile(samples, 0.50),
+        p99_ms: percentile(samples, 0.99),
+        samples: samples.len(),
+    })
+}
+
+/// An event's own time: an RFC 3339 text, or a number of seconds (below 10^11) or
+/// milliseconds since the epoch.
+fn event_millis(v: &serde_json::Value) -> Option<i64> {
+    match v {
+        serde_json::Value::String(s) => millis_of(s),
+        serde_json::Value::Number(n) => {
+            let x = n.as_f64()?;
+            Some(if x.abs() < 1e11 {
+                (x * 1000.0) as i64
+            } else {
+                x as i64
+            })
+        }
+        _ => None,
+    }
+}
+
 fn millis_of(text: &str) -> Option<i64> {
     let t = humantime::parse_rfc3339_weak(text).ok()?;
     let d = t.duration_since(UNIX_EPOCH).ok()?;
@@ -344,6 +397,11 @@ impl Ops {
                     (0, None)
                 }
             };
+            let durable_latency = if stage == "sink" {
+                self.durable_latency(name, tenant, ds)
+            } else {
+                None
+            };
             stages.push(StageFreshness {
                 stage: stage.to_owned(),
                 name: name.to_owned(),
@@ -353,9 +411,10 @@ impl Ops {
                 oldest_unread_age_ms: age,
                 trend: self.history.trend(group),
                 lag_history: self.history.lag(group),
+                durable_latency,
             });
         }
-        let latency = self.clean_latency(ds).await;
+        let (latency, skew) = self.clean_latency(ds).await;
         let (state, reason) = evaluate(ds.freshness.as_ref(), &stages, latency.as_ref());
         DatasetFreshness {
             tenant: tenant.to_string(),
@@ -366,50 +425,94 @@ impl Ops {
             since: None,
             stages,
             ingest_to_clean: latency,
+            event_time_skew: skew,
         }
     }
 
-    /// p50 and p99 of `processed_at - ingested_at` over the clean topic's latest records. Its
+    /// Follows the clean → durable latencies `sink` (running in this process) measures.
+    pub fn watch_sink_latency(&self, sink: &str, windows: Arc<LatencyWindows>) {
+        self.sink_latency
+            .lock()
+            .expect("sink latency lock")
+            .insert(sink.to_owned(), windows);
+    }
+
+    /// p50 and p99 of the clean → durable latencies sink `name` measured for `ds` lately.
+    fn durable_latency(&self, name: &str, tenant: &TenantId, ds: &Dataset) -> Option<Latency> {
+        let windows = self
+            .sink_latency
+            .lock()
+            .expect("sink latency lock")
+            .get(name)
+            .cloned()?;
+        let since = now_ms() - i64::try_from(LATENCY_WINDOW.as_millis()).unwrap_or(0);
+        let mut samples = windows.since(tenant.as_str(), ds.id.as_str(), since);
+        latency_of(&mut samples)
+    }
+
+    /// p50 and p99 of `processed_at - ingested_at` over the clean topic's latest records, and
+    /// of `ingested_at` less the event's own time when the dataset declares `event_time`. Its
     /// watermarks are read now, after the stages' lag: a processor's outputs commit with its
     /// offsets, so a stage with nothing left to read has its records counted here.
-    async fn clean_latency(&self, ds: &Dataset) -> Option<Latency> {
-        let info = self.admin.describe_topic(&ds.clean_topic).await.ok()?;
+    async fn clean_latency(&self, ds: &Dataset) -> (Option<Latency>, Option<EventTimeSkew>) {
+        let Ok(info) = self.admin.describe_topic(&ds.clean_topic).await else {
+            return (None, None);
+        };
         let ranges: BTreeMap<i32, (i64, i64)> = info
             .partitions
             .iter()
             .filter(|p| p.high > p.low)
             .map(|p| (p.id, ((p.high - LATENCY_RECORDS).max(p.low), p.high)))
             .collect();
-        let records = streamlake_kafka::read_ranges(
+        let Ok(records) = streamlake_kafka::read_ranges(
             &self.settings,
             &ds.clean_topic,
             ranges,
             Duration::from_secs(2),
         )
         .await
-        .ok()?;
+        else {
+            return (None, None);
+        };
         let recent = now_ms() - i64::try_from(LATENCY_WINDOW.as_millis()).unwrap_or(0);
-        let mut latencies: Vec<i64> = records
-            .iter()
-            .filter(|r| {
-                r.header_text(h::DATASET).as_deref() == Some(ds.id.as_str())
-                    || r.header(h::DATASET).is_none()
-            })
-            .filter_map(|r| {
-                let ingested = millis_of(&r.header_text(h::INGESTED_AT)?)?;
-                let processed = millis_of(&r.header_text(h::PROCESSED_AT)?)?;
-                (processed >= recent).then_some((processed - ingested).max(0))
-            })
-            .collect();
-        if latencies.is_empty() {
-            return None;
+        let mut latencies = Vec::new();
+        let mut skews = Vec::new();
+        for r in records.iter().filter(|r| {
+            r.header_text(h::DATASET).as_deref() == Some(ds.id.as_str())
+                || r.header(h::DATASET).is_none()
+        }) {
+            let Some(ingested) = r.header_text(h::INGESTED_AT).and_then(|t| millis_of(&t)) else {
+                continue;
+            };
+            let Some(processed) = r.header_text(h::PROCESSED_AT).and_then(|t| millis_of(&t)) else {
+                continue;
+            };
+            if processed < recent {
+                continue;
+            }
+            latencies.push((processed - ingested).max(0));
+            if let Some(pointer) = &ds.event_time {
+                if let Some(event) = r
+                    .payload
+                    .as_deref()
+                    .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+                    .and_then(|v| v.pointer(pointer).and_then(event_millis))
+                {
+                    skews.push(ingested - event);
+                }
+            }
         }
-        latencies.sort_unstable();
-        Some(Latency {
-            p50_ms: percentile(&latencies, 0.50),
-            p99_ms: percentile(&latencies, 0.99),
-            samples: latencies.len(),
-        })
+        let skew = (!skews.is_empty()).then(|| {
+            let future = skews.iter().filter(|s| **s < -1000).count();
+            skews.sort_unstable();
+            EventTimeSkew {
+                p50_ms: percentile(&skews, 0.50),
+                p99_ms: percentile(&skews, 0.99),
+                future,
+                samples: skews.len(),
+            }
+        });
+        (latency_of(&mut latencies), skew)
     }
 
     /// The datasets with an objective as the continuous evaluation last saw them.
@@ -565,7 +668,19 @@ mod tests {
             oldest_unread_age_ms: age_ms,
             trend,
             lag_history: Vec::new(),
+            durable_latency: None,
         }
+    }
+
+    #[test]
+    fn event_times_are_read_as_text_seconds_or_milliseconds() {
+        use serde_json::json;
+        let at = 1_795_000_000_000;
+        assert_eq!(event_millis(&json!("2026-11-18T11:06:40Z")), Some(at));
+        assert_eq!(event_millis(&json!(1_795_000_000)), Some(at));
+        assert_eq!(event_millis(&json!(1_795_000_000_000i64)), Some(at));
+        assert_eq!(event_millis(&json!(null)), None);
+        assert_eq!(event_millis(&json!("yesterday")), None);
     }
 
     const OBJECTIVE: FreshnessObjective = FreshnessObjective {

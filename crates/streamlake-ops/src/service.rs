@@ -63,6 +63,8 @@ pub struct Ops {
     /// Freshness notices on their way to `admin.freshness_webhook`, in order.
     pub(crate) notices:
         std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::freshness::Notice>>,
+    /// Each sink running in this process, by name: its clean → durable latencies.
+    pub(crate) sink_latency: Mutex<BTreeMap<String, Arc<streamlake_core::LatencyWindows>>>,
 }
 
 impl std::fmt::Debug for Ops {
@@ -116,6 +118,7 @@ impl Ops {
             sessions: Default::default(),
             freshness_seen: Mutex::new(BTreeMap::new()),
             notices: std::sync::OnceLock::new(),
+            sink_latency: Mutex::new(BTreeMap::new()),
         })
     }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use streamlake_config::{ColumnConfig, Config, ReadTopic, Sink as SinkConfig};
-use streamlake_core::{headers, Stage, Violation};
+use streamlake_core::{headers, LatencyWindows, Stage, Violation};
 use streamlake_kafka::{BatchHandler, HandlerError, Producer, Record};
 use streamlake_pipeline::runtime::original_headers;
 
@@ -89,6 +89,11 @@ pub struct SinkStats {
     pub dead_lettered: AtomicU64,
     /// Flushes (each followed by an offset store).
     pub flushes: AtomicU64,
+    /// Per dataset, from each clean record's `processed_at` to the flush that made its row
+    /// durable (milliseconds): the clean → sink stage of freshness.
+    pub durable: Arc<LatencyWindows>,
+    /// Leaves `durable` empty (to measure what measuring costs).
+    pub skip_durable_latency: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +113,8 @@ pub struct SinkHandler<S> {
     routes: BTreeMap<String, Route>,
     dead_letters: DeadLetters,
     stats: Arc<SinkStats>,
+    /// `processed_at` (ms) of the rows written since the last flush, per (topic, target index).
+    pending: BTreeMap<(String, usize), Vec<i64>>,
 }
 
 /// The topics a sink reads and, per topic, the targets found on it.
@@ -161,6 +168,7 @@ impl<S: Sink> SinkHandler<S> {
                 stats: stats.clone(),
             },
             stats,
+            pending: BTreeMap::new(),
         }
     }
 }
@@ -202,6 +210,14 @@ impl DeadLetters {
         self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// A record's `processed_at` header, in ms since the epoch.
+fn processed_at_ms(record: &Record) -> Option<i64> {
+    let text = std::str::from_utf8(record.header(headers::PROCESSED_AT)?).ok()?;
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
 }
 
 impl<S: Sink> BatchHandler for SinkHandler<S> {
@@ -255,6 +271,12 @@ impl<S: Sink> BatchHandler for SinkHandler<S> {
             let route = &self.routes[&topic];
             let n = rows.len() as u64;
             let rejected = self.sink.write(&route.targets[index], rows).await?;
+            if !self.stats.skip_durable_latency {
+                self.pending
+                    .entry((topic.clone(), index))
+                    .or_default()
+                    .extend(records.iter().filter_map(|r| processed_at_ms(r)));
+            }
             self.stats
                 .rows
                 .fetch_add(n - rejected.len() as u64, Ordering::Relaxed);
@@ -279,6 +301,16 @@ impl<S: Sink> BatchHandler for SinkHandler<S> {
         }
         self.sink.flush().await?;
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        let now = chrono::Utc::now().timestamp_millis();
+        for ((topic, index), processed) in std::mem::take(&mut self.pending) {
+            let target = &self.routes[&topic].targets[index];
+            self.stats.durable.record(
+                &target.tenant,
+                &target.dataset,
+                now,
+                processed.into_iter().map(|at| now - at),
+            );
+        }
         Ok(true)
     }
 

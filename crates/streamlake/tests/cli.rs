@@ -1061,6 +1061,59 @@ async fn up_provisions_the_example_and_stops_cleanly_on_ctrl_c() {
         freshness.is_some(),
         "one freshness state of tenant-a/air-quality on /metrics"
     );
+    // Each sink's clean -> durable latency, on /metrics and on the Freshness report; how late
+    // the readings arrived against their own time (the example declares event_time).
+    let durable = eventually(Duration::from_secs(30), || {
+        let url = metrics_url.clone();
+        async move {
+            let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+            value_of(
+                &text,
+                r#"streamlake_sink_durable_latency_seconds{dataset="air-quality",quantile="0.99",sink="bronze",tenant="tenant-a"}"#,
+            )
+        }
+    })
+    .await;
+    assert!(
+        durable.is_some(),
+        "sink bronze's durable latency on /metrics"
+    );
+    let report = eventually(Duration::from_secs(30), || {
+        let url = format!("http://{http}/api/freshness");
+        async move {
+            let report: Value = reqwest::Client::new()
+                .get(&url)
+                .bearer_auth("dev-admin-token")
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let row = report["datasets"]
+                .as_array()?
+                .iter()
+                .find(|d| d["tenant"] == "tenant-a" && d["dataset"] == "air-quality")?
+                .clone();
+            let bronze = row["stages"]
+                .as_array()?
+                .iter()
+                .find(|s| s["name"] == "bronze")?
+                .clone();
+            (bronze["durableLatency"]["samples"].as_u64()? > 0
+                && row["eventTimeSkew"]["samples"].as_u64()? > 0)
+                .then_some(row)
+        }
+    })
+    .await;
+    let row = report.expect("durable latency of sink bronze and the event-time skew");
+    let process = row["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == "process")
+        .unwrap();
+    assert!(process["durableLatency"].is_null(), "{row}");
 
     // Ctrl-C: SIGINT to the foreground process group. The broker runs in a group of its own, so
     // StreamLake gets to stop its stages first and the broker last.

@@ -25,6 +25,7 @@ pub(crate) async fn run(conn: &Connection, out: &OutputArgs) -> anyhow::Result<E
             "unread",
             "oldest waited",
             "ingestion -> clean p50 / p99",
+            "clean -> durable p50 / p99",
         ]);
         for d in &report.datasets {
             let latency = d.ingest_to_clean.map_or_else(
@@ -40,6 +41,7 @@ pub(crate) async fn run(conn: &Connection, out: &OutputArgs) -> anyhow::Result<E
                     "-".to_owned(),
                     "-".to_owned(),
                     latency,
+                    "-".to_owned(),
                 ]);
                 continue;
             }
@@ -63,10 +65,30 @@ pub(crate) async fn run(conn: &Connection, out: &OutputArgs) -> anyhow::Result<E
                     } else {
                         String::new()
                     },
+                    s.durable_latency.map_or_else(
+                        || "-".to_owned(),
+                        |l| format!("{} / {} ms", l.p50_ms, l.p99_ms),
+                    ),
                 ]);
             }
         }
         println!("{t}");
+        for d in &report.datasets {
+            if let Some(s) = &d.event_time_skew {
+                println!(
+                    "{} / {}: events arrive {} ms late (p50), {} ms (p99){}",
+                    d.tenant,
+                    d.dataset,
+                    s.p50_ms,
+                    s.p99_ms,
+                    if s.future > 0 {
+                        format!("; {} of {} ahead of their ingestion", s.future, s.samples)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
         for d in report
             .datasets
             .iter()

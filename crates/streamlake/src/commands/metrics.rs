@@ -11,12 +11,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use streamlake_core::LatencyWindows;
 use streamlake_kafka::{Admin, KafkaSettings};
 use streamlake_pipeline::ProcessorStats;
 use streamlake_sinks::SinkStats;
 use streamlake_sources::poller::PollerStats;
 use streamlake_sources::SourceStats;
 use tokio_util::sync::CancellationToken;
+
+/// The window of the sinks' durable-latency quantiles.
+const DURABLE_WINDOW_MS: i64 = 5 * 60 * 1000;
 
 /// How often the stages' consumer lag is sampled.
 const LAG_EVERY: Duration = Duration::from_secs(10);
@@ -37,7 +41,10 @@ pub(crate) struct StageMetrics {
     age: GaugeVec,
     freshness: IntGaugeVec,
     oldest: GaugeVec,
+    durable: GaugeVec,
     tracked: Mutex<Vec<Tracked>>,
+    /// Each sink's clean → durable latencies, by sink name.
+    sink_latency: Mutex<Vec<(String, Arc<LatencyWindows>)>>,
     /// The console's service, whose sampler evaluates freshness.
     ops: Mutex<Option<Arc<streamlake_ops::Ops>>>,
 }
@@ -103,8 +110,17 @@ impl StageMetrics {
             &["tenant", "dataset"],
         )
         .expect("constant metric definition");
+        let durable = GaugeVec::new(
+            Opts::new(
+                "sink_durable_latency_seconds",
+                "From a clean record's processed_at to its row being durable in the sink (flushed or committed), p50 and p99 over the last 5 minutes",
+            ),
+            &["sink", "tenant", "dataset", "quantile"],
+        )
+        .expect("constant metric definition");
         for c in [
             Box::new(processor.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(durable.clone()),
             Box::new(sink.clone()),
             Box::new(source.clone()),
             Box::new(lag.clone()),
@@ -125,7 +141,9 @@ impl StageMetrics {
             age,
             freshness,
             oldest,
+            durable,
             tracked: Mutex::new(Vec::new()),
+            sink_latency: Mutex::new(Vec::new()),
             ops: Mutex::new(None),
         })
     }
@@ -167,8 +185,16 @@ impl StageMetrics {
         );
     }
 
-    /// Follows a sink's counters.
+    /// Follows a sink's counters and its clean → durable latencies (here and on the console's
+    /// Freshness page).
     pub(crate) fn sink(&self, sink: &str, stats: &Arc<SinkStats>) {
+        if let Some(ops) = self.ops.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            ops.watch_sink_latency(sink, Arc::clone(&stats.durable));
+        }
+        self.sink_latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((sink.to_owned(), Arc::clone(&stats.durable)));
         self.track(
             &self.sink,
             sink,
@@ -233,6 +259,32 @@ impl StageMetrics {
                 self.oldest
                     .with_label_values(&[t, d])
                     .set(w.oldest_unread_ms.unwrap_or(0) as f64 / 1000.0);
+            }
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let since = now_ms - DURABLE_WINDOW_MS;
+        for (sink, windows) in self
+            .sink_latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            for (tenant, dataset) in windows.datasets() {
+                let mut samples = windows.since(&tenant, &dataset, since);
+                samples.sort_unstable();
+                for (quantile, q) in [("0.5", 0.5), ("0.99", 0.99)] {
+                    let value = if samples.is_empty() {
+                        0.0
+                    } else {
+                        let i = ((samples.len() as f64 * q).ceil() as usize).saturating_sub(1);
+                        samples[i.min(samples.len() - 1)] as f64 / 1000.0
+                    };
+                    self.durable
+                        .with_label_values(&[sink.as_str(), &tenant, &dataset, quantile])
+                        .set(value);
+                }
             }
         }
         let tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
