@@ -1270,6 +1270,9 @@ async fn freshness(State(ops): State<Arc<Ops>>, SignedIn(who): SignedIn) -> Resp
                         }
                         td rowspan=(rows) {
                             @match &d.ingest_to_clean { Some(l) => { (l.p50_ms) " / " (l.p99_ms) " ms" br; span.muted { (l.samples) " records" } } None => { "-" } }
+                            @if let Some(l) = &d.ingest_to_raw {
+                                br; span.muted title="ingestion to the raw topic's acknowledgement" { "raw ack " (l.p50_ms) " / " (l.p99_ms) " ms" }
+                            }
                             @if let Some(s) = &d.event_time_skew {
                                 br; span.muted title="ingested_at less the event's own time (event_time)" {
                                     "late " (s.p50_ms) " / " (s.p99_ms) " ms"

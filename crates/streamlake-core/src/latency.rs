@@ -11,10 +11,11 @@ use std::sync::Mutex;
 /// One dataset's samples, oldest first: (taken at, latency), both in milliseconds.
 type Window = VecDeque<(i64, i64)>;
 
-/// Recent latencies by tenant and dataset.
+/// Recent latencies by tenant, then dataset (looked up by `&str`, so recording allocates
+/// nothing once a dataset has its window).
 #[derive(Debug, Default)]
 pub struct LatencyWindows {
-    windows: Mutex<BTreeMap<(String, String), Window>>,
+    windows: Mutex<BTreeMap<String, BTreeMap<String, Window>>>,
 }
 
 impl LatencyWindows {
@@ -29,12 +30,20 @@ impl LatencyWindows {
         at_ms: i64,
         latencies_ms: impl IntoIterator<Item = i64>,
     ) {
+        let mut latencies = latencies_ms.into_iter().peekable();
+        if latencies.peek().is_none() {
+            return;
+        }
         let mut windows = self.windows.lock().expect("latency lock");
-        // Called once per dataset and flush, not per record: the keys' allocation is cheap.
-        let window = windows
-            .entry((tenant.to_owned(), dataset.to_owned()))
-            .or_default();
-        for latency in latencies_ms {
+        if !windows.contains_key(tenant) {
+            windows.insert(tenant.to_owned(), BTreeMap::new());
+        }
+        let datasets = windows.get_mut(tenant).expect("inserted above");
+        if !datasets.contains_key(dataset) {
+            datasets.insert(dataset.to_owned(), Window::new());
+        }
+        let window = datasets.get_mut(dataset).expect("inserted above");
+        for latency in latencies {
             if window.len() == Self::KEPT {
                 window.pop_front();
             }
@@ -46,7 +55,8 @@ impl LatencyWindows {
     pub fn since(&self, tenant: &str, dataset: &str, since_ms: i64) -> Vec<i64> {
         let windows = self.windows.lock().expect("latency lock");
         windows
-            .get(&(tenant.to_owned(), dataset.to_owned()))
+            .get(tenant)
+            .and_then(|d| d.get(dataset))
             .map(|w| {
                 w.iter()
                     .filter(|(at, _)| *at >= since_ms)
@@ -61,8 +71,8 @@ impl LatencyWindows {
         self.windows
             .lock()
             .expect("latency lock")
-            .keys()
-            .cloned()
+            .iter()
+            .flat_map(|(t, ds)| ds.keys().map(|d| (t.clone(), d.clone())))
             .collect()
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::SystemTime;
 
-use streamlake_core::{headers as h, DatasetId, Stage, TenantId, Violation};
+use streamlake_core::{headers as h, DatasetId, LatencyWindows, Stage, TenantId, Violation};
 use streamlake_kafka::{
     DeliveryReceipt, Header, Headers, Late, Outgoing, OwnedHeaders, ProduceError,
 };
@@ -38,6 +38,8 @@ pub struct Target<'a> {
     pub extra_headers: &'a [(String, String)],
     /// The tenant's produce-latency histogram.
     pub produce_latency: &'a prometheus::Histogram,
+    /// Recent produce latencies per dataset (ingestion to the raw topic's acknowledgement).
+    pub acknowledged: &'a LatencyWindows,
 }
 
 impl Target<'_> {
@@ -287,6 +289,17 @@ pub async fn ingest_all_late(
         indices: valid.iter().map(|v| v.index).collect(),
     };
     let mut outcomes: Vec<Option<Outcome>> = std::iter::repeat_with(|| None).take(count).collect();
+    let now_ms = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    t.acknowledged.record(
+        t.tenant.as_str(),
+        t.dataset.as_str(),
+        now_ms,
+        sent.iter()
+            .filter(|s| s.result.is_ok())
+            .map(|s| i64::try_from(s.latency.as_millis()).unwrap_or(i64::MAX)),
+    );
     for (v, sent) in valid.into_iter().zip(sent) {
         t.produce_latency.observe(sent.latency.as_secs_f64());
         let ingestion_id = v.ingestion_id;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use streamlake_config::Config;
-use streamlake_core::{DatasetId, TenantId};
+use streamlake_core::{DatasetId, LatencyWindows, TenantId};
 use streamlake_kafka::{KafkaError, KafkaSettings, Producer, GATEWAY_PRODUCER_DEFAULTS};
 use streamlake_schema::{SchemaError, SchemaRegistry};
 
@@ -90,6 +90,8 @@ pub struct Ingestor {
     pub(crate) max_record_bytes: usize,
     /// Reports of a full producer queue: one every 10 s, with the count of the others.
     pub(crate) queue_full_reports: Throttle,
+    /// Recent latencies from ingestion to the raw topic's acknowledgement, per dataset.
+    acknowledged: LatencyWindows,
 }
 
 /// librdkafka's `message.max.bytes` when the configuration does not set it.
@@ -136,6 +138,7 @@ impl Ingestor {
             metrics,
             max_record_bytes,
             queue_full_reports: Throttle::new(Duration::from_secs(10)),
+            acknowledged: LatencyWindows::default(),
         })
     }
 
@@ -177,6 +180,7 @@ impl Ingestor {
             producer_service,
             extra_headers,
             produce_latency: &route.produce_latency,
+            acknowledged: &self.acknowledged,
         })
     }
 
@@ -201,6 +205,12 @@ impl Ingestor {
                     .inc_by(n);
             }
         }
+    }
+
+    /// Recent latencies from ingestion to the raw topic's acknowledgement of the events this
+    /// ingestor wrote, per dataset (the last [`LatencyWindows::KEPT`] of each).
+    pub fn acknowledged(&self) -> &LatencyWindows {
+        &self.acknowledged
     }
 
     /// Records queued in the producer or awaiting acknowledgement.

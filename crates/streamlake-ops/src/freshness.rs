@@ -157,6 +157,10 @@ pub struct DatasetFreshness {
     pub since: Option<i64>,
     /// Each stage that reads the dataset.
     pub stages: Vec<StageFreshness>,
+    /// From ingestion to the raw topic's acknowledgement, over the events the gateway of this
+    /// process wrote in the last 5 minutes; `null` without any (or in a process that ingests
+    /// nothing, as a one-shot CLI call).
+    pub ingest_to_raw: Option<Latency>,
     /// From ingestion to the clean topic; `null` without recent clean records.
     pub ingest_to_clean: Option<Latency>,
     /// How late events arrive against their own time; `null` without `event_time` declared
@@ -424,6 +428,14 @@ impl Ops {
             reason,
             since: None,
             stages,
+            ingest_to_raw: {
+                let since = now_ms() - i64::try_from(LATENCY_WINDOW.as_millis()).unwrap_or(0);
+                let mut samples =
+                    self.ingestor
+                        .acknowledged()
+                        .since(tenant.as_str(), ds.id.as_str(), since);
+                latency_of(&mut samples)
+            },
             ingest_to_clean: latency,
             event_time_skew: skew,
         }

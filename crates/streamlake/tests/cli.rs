@@ -1101,12 +1101,15 @@ async fn up_provisions_the_example_and_stops_cleanly_on_ctrl_c() {
                 .find(|s| s["name"] == "bronze")?
                 .clone();
             (bronze["durableLatency"]["samples"].as_u64()? > 0
-                && row["eventTimeSkew"]["samples"].as_u64()? > 0)
+                && row["eventTimeSkew"]["samples"].as_u64()? > 0
+                && row["ingestToRaw"]["samples"].as_u64()? > 0)
                 .then_some(row)
         }
     })
     .await;
-    let row = report.expect("durable latency of sink bronze and the event-time skew");
+    let row = report.expect(
+        "ingestion -> raw acknowledgement, durable latency of sink bronze and the event-time skew",
+    );
     let process = row["stages"]
         .as_array()
         .unwrap()

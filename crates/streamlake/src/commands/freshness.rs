@@ -28,10 +28,13 @@ pub(crate) async fn run(conn: &Connection, out: &OutputArgs) -> anyhow::Result<E
             "clean -> durable p50 / p99",
         ]);
         for d in &report.datasets {
-            let latency = d.ingest_to_clean.map_or_else(
+            let mut latency = d.ingest_to_clean.map_or_else(
                 || "-".to_owned(),
                 |l| format!("{} / {} ms", l.p50_ms, l.p99_ms),
             );
+            if let Some(l) = d.ingest_to_raw {
+                latency.push_str(&format!(" (raw ack {} / {} ms)", l.p50_ms, l.p99_ms));
+            }
             let name = format!("{} / {}", d.tenant, d.dataset);
             if d.stages.is_empty() {
                 t.add_row([
