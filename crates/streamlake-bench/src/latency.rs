@@ -64,7 +64,13 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
         Arc::clone(&gateway),
         shutdown.clone(),
     ));
-    let pipeline = config.pipelines["air-quality"].clone();
+    let mut pipeline = config.pipelines["air-quality"].clone();
+    if let Some(ms) = args.batch_max_wait_ms {
+        pipeline.batch_max_wait = Duration::from_millis(ms.max(1));
+    }
+    if let Some(ms) = args.commit_interval_ms {
+        pipeline.commit_interval = Duration::from_millis(ms.max(1));
+    }
     let processor = {
         let (config, settings, shutdown) = (config.clone(), settings.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -241,10 +247,16 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
         v.sort_unstable();
     }
     let achieved = expected as f64 / load_secs;
-    let command = format!(
+    let mut command = format!(
         "streamlake-bench latency --rate {} --batch-size {} --duration-secs {} --warmup-secs {}",
         args.rate, args.batch_size, args.duration_secs, args.warmup_secs
     );
+    if let Some(ms) = args.batch_max_wait_ms {
+        command.push_str(&format!(" --batch-max-wait-ms {ms}"));
+    }
+    if let Some(ms) = args.commit_interval_ms {
+        command.push_str(&format!(" --commit-interval-ms {ms}"));
+    }
     let report = format!(
         "### End-to-end latency ({})\n\n\
          `{command}` — Apache Kafka {} (one node) on loopback, 2 cores shared by broker, gateway, processor, reader and load generator; tenant-a air-quality events (about 250 bytes) through the air-quality pipeline.\n\n\

@@ -88,6 +88,12 @@ pub(crate) struct BenchLatencyArgs {
     /// Seconds of load before the measurement (the processor joins its group meanwhile).
     #[arg(long, default_value_t = 5)]
     pub(crate) warmup_secs: u64,
+    /// The pipeline's `batch_max_wait_ms` (the example's, 100, when absent).
+    #[arg(long)]
+    pub(crate) batch_max_wait_ms: Option<u64>,
+    /// The pipeline's `commit_interval_ms` (the example's, 100, when absent).
+    #[arg(long)]
+    pub(crate) commit_interval_ms: Option<u64>,
     /// Append the report (markdown) to this file, e.g. docs/BENCHMARKS.md.
     #[arg(long)]
     pub(crate) report: Option<PathBuf>,

@@ -116,6 +116,10 @@ pub struct Pipeline {
     pub group: String,
     /// Largest batch read at once.
     pub batch_max_size: usize,
+    /// Longest a batch gathers records after its first.
+    pub batch_max_wait: std::time::Duration,
+    /// How long a transaction gathers batches before its commit (with `exactly_once`).
+    pub commit_interval: std::time::Duration,
     /// Whether `up` runs it.
     pub enabled: bool,
     /// Batches written in Kafka transactions (exactly once into the clean topic).

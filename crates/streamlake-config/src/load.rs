@@ -1057,6 +1057,17 @@ fn resolve_pipelines(
         if cfg.batch_max_size == 0 {
             c.push(&format!("{at}.batch_max_size"), "must be at least 1");
         }
+        for (key, ms) in [
+            ("batch_max_wait_ms", cfg.batch_max_wait_ms),
+            ("commit_interval_ms", cfg.commit_interval_ms),
+        ] {
+            if !(1..=60_000).contains(&ms) {
+                c.push(
+                    &format!("{at}.{key}"),
+                    format!("is {ms}; must be 1 to 60000 (milliseconds)"),
+                );
+            }
+        }
         out.insert(
             name.to_owned(),
             Pipeline {
@@ -1066,6 +1077,8 @@ fn resolve_pipelines(
                     .group
                     .unwrap_or_else(|| format!("streamlake-process-{name}")),
                 batch_max_size: cfg.batch_max_size,
+                batch_max_wait: std::time::Duration::from_millis(cfg.batch_max_wait_ms),
+                commit_interval: std::time::Duration::from_millis(cfg.commit_interval_ms),
                 enabled: cfg.enabled,
                 exactly_once: cfg.exactly_once,
             },

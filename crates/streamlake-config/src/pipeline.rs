@@ -100,6 +100,15 @@ pub struct PipelineConfig {
     /// Largest batch read at once.
     #[serde(default = "default_batch")]
     pub batch_max_size: usize,
+    /// Longest a batch gathers records after its first, in milliseconds: a record can wait
+    /// this long before it is processed.
+    #[serde(default = "default_wait_ms")]
+    pub batch_max_wait_ms: u64,
+    /// With `exactly_once`, how long a transaction gathers batches before it is committed, in
+    /// milliseconds: a processed record becomes visible in the clean topic at the commit, so
+    /// this bounds the added latency; each commit costs the processor a wait for the broker.
+    #[serde(default = "default_wait_ms")]
+    pub commit_interval_ms: u64,
     /// Whether `streamlake up` runs it.
     #[serde(default = "default_true")]
     pub enabled: bool,
@@ -113,6 +122,10 @@ pub struct PipelineConfig {
 
 fn default_batch() -> usize {
     500
+}
+
+fn default_wait_ms() -> u64 {
+    100
 }
 
 fn default_true() -> bool {

@@ -518,3 +518,29 @@ fn a_quota_is_read_and_its_mistakes_are_named() {
         "{errors}"
     );
 }
+
+#[test]
+fn a_pipelines_batch_wait_and_commit_interval_are_read_and_bounded() {
+    let (_dir, path) = write_config(&format!(
+        "{VALID_TENANT}\n[pipelines.p]\ndatasets = [\"acme/orders\"]\nbatch_max_wait_ms = 10\ncommit_interval_ms = 20\n"
+    ));
+    let config = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let p = &config.pipelines["p"];
+    assert_eq!(p.batch_max_wait, std::time::Duration::from_millis(10));
+    assert_eq!(p.commit_interval, std::time::Duration::from_millis(20));
+    let (_dir, path) = write_config(&format!(
+        "{VALID_TENANT}\n[pipelines.p]\ndatasets = [\"acme/orders\"]\n"
+    ));
+    let defaults = load(&path).unwrap();
+    assert_eq!(
+        defaults.pipelines["p"].commit_interval,
+        std::time::Duration::from_millis(100)
+    );
+    let (errors, _) = errors_of(&format!(
+        "{VALID_TENANT}\n[pipelines.p]\ndatasets = [\"acme/orders\"]\ncommit_interval_ms = 0\n"
+    ));
+    assert!(
+        errors.mentions("pipelines.p.commit_interval_ms", "must be 1 to 60000"),
+        "{errors}"
+    );
+}

@@ -419,13 +419,30 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Answers a request refused before its body was read. The body is read and dropped first (up
 /// to `gateway.max_body_bytes`, for at most [`DRAIN_TIMEOUT`]): a client still uploading would
-/// otherwise see the connection reset instead of the answer and its `Retry-After`.
+/// otherwise see the connection reset instead of the answer and its `Retry-After`. Each chunk
+/// is dropped as it arrives, so refusing holds no body in memory: under overload most requests
+/// are refused, and collecting each one's body would cost as much memory as admitting it.
 async fn refuse(gw: &Gateway, headers: &HeaderMap, body: Body, e: RequestError) -> Response {
     let limit = gw.settings.max_body_bytes;
     if declared_length(headers).is_none_or(|n| n <= limit) {
-        let _ = tokio::time::timeout(DRAIN_TIMEOUT, axum::body::to_bytes(body, limit)).await;
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain(body, limit)).await;
     }
     e.into_response()
+}
+
+/// Reads `body` to its end, or to `limit` bytes, dropping every chunk.
+async fn drain(body: Body, limit: usize) {
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let mut read = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            read += data.len();
+            if read > limit {
+                return;
+            }
+        }
+    }
 }
 
 /// Routes an authenticated request to its dataset and takes one of the tenant's request slots:

@@ -49,6 +49,7 @@ pub async fn run_pipeline(
     };
     let mut options = ConsumerOptions::new(pipeline.group.clone(), processor.topics());
     options.batch_max_size = pipeline.batch_max_size;
+    options.batch_max_wait = pipeline.batch_max_wait;
     options.membership = membership;
     tracing::info!(pipeline = %pipeline.name, group = %pipeline.group, topics = ?options.topics,
         exactly_once = pipeline.exactly_once, "processor starting");
@@ -68,6 +69,7 @@ pub async fn run_pipeline(
                             .await?
                             .with_deadline(PRODUCE_DEADLINE);
                         ProcessorHandler::transactional(processor, producer, stats)
+                            .with_commit_interval(pipeline.commit_interval)
                     }
                 })
             }

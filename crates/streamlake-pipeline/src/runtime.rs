@@ -62,13 +62,15 @@ pub struct ProcessorHandler<P> {
     /// The group reassigned partitions while a transaction was open: abort it before the next
     /// batch (its inputs are read again from the committed offsets).
     abort_open: bool,
+    /// How long a transaction stays open, gathering batches, before it is committed.
+    commit_interval: Duration,
     stats: Arc<ProcessorStats>,
 }
 
-/// How long a transaction stays open, gathering batches, before it is committed: the longest
-/// a processed record waits to become visible. Fewer commits per second cost less (Kafka
-/// Streams' exactly-once default is the same 100 ms).
-const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a transaction stays open, gathering batches, before it is committed unless
+/// configured: the longest a processed record waits to become visible. Fewer commits per
+/// second cost less (Kafka Streams' exactly-once default is the same 100 ms).
+pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A transaction in progress: what it has written, and the offsets to commit with it.
 struct OpenTransaction {
@@ -97,8 +99,16 @@ impl<P: Processor> ProcessorHandler<P> {
             transactional: false,
             open: None,
             abort_open: false,
+            commit_interval: DEFAULT_COMMIT_INTERVAL,
             stats,
         }
+    }
+
+    /// Commits each transaction once it has been open `interval` (instead of
+    /// [`DEFAULT_COMMIT_INTERVAL`]).
+    pub fn with_commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
     }
 
     /// A handler writing each batch in a transaction of `producer` (made with
@@ -288,7 +298,7 @@ impl<P: Processor> BatchHandler for ProcessorHandler<P> {
         let Some(open) = &self.open else {
             return Ok(true);
         };
-        if !closing && open.since.elapsed() < COMMIT_INTERVAL {
+        if !closing && open.since.elapsed() < self.commit_interval {
             return Ok(false);
         }
         let open = self.open.take().expect("checked above");
