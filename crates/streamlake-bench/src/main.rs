@@ -113,6 +113,10 @@ pub(crate) struct BenchPipelineArgs {
     /// Leave the PostgreSQL sink out.
     #[arg(long)]
     pub(crate) skip_postgres: bool,
+    /// Also run the exactly-once processor with these `commit_interval_ms` (and a
+    /// `batch_max_wait_ms` of half as much), e.g. 20: what shorter commits cost.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) commit_interval_ms: Vec<u64>,
     /// Append the report (markdown) to this file, e.g. docs/BENCHMARKS.md.
     #[arg(long)]
     pub(crate) report: Option<PathBuf>,

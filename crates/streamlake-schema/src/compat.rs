@@ -237,7 +237,19 @@ impl Comparison {
                 return;
             }
             Value::Object(o) => o,
-            _ => return,
+            // Not a schema of either form (a draft-7 tuple `items` array, say): only an
+            // unchanged one is known to accept the same.
+            _ => {
+                if reader != writer {
+                    let (old, new) = self.old_new(Some(writer), Some(reader));
+                    self.note(
+                        path,
+                        "schema_changed".into(),
+                        format!("{} → {}", show(old), show(new)),
+                    );
+                }
+                return;
+            }
         };
         let w = match writer {
             Value::Bool(false) => return,
@@ -312,13 +324,14 @@ impl Comparison {
         path: &str,
     ) {
         // Both list values: name the ones the reader lacks.
+        let mut named = Vec::new();
         if let Some(allowed) = listed_values(r) {
-            let missing: Vec<String> = values
+            named = values
                 .iter()
                 .filter(|v| !allowed.iter().any(|a| json_equal(a, v)))
-                .map(Value::to_string)
                 .collect();
-            if !missing.is_empty() {
+            if !named.is_empty() {
+                let missing: Vec<String> = named.iter().map(|v| v.to_string()).collect();
                 let missing = missing.join(", ");
                 if self.reader_is_new {
                     self.note(
@@ -334,11 +347,17 @@ impl Comparison {
                     );
                 }
             }
-            return;
+            // A reader that only lists values has said all it refuses.
+            if r.keys().all(|k| {
+                matches!(k.as_str(), "enum" | "const") || ANNOTATIONS.contains(&k.as_str())
+            }) {
+                return;
+            }
         }
+        // The reader's other keywords apply to the listed values too.
         match jsonschema::validator_for(reader) {
             Ok(v) => {
-                for value in values {
+                for value in values.iter().filter(|v| !named.contains(v)) {
                     if let Some(e) = v.iter_errors(value).next() {
                         let (rule, side) = if self.reader_is_new {
                             ("value_refused", "the new version refuses")
@@ -893,6 +912,23 @@ mod tests {
         let f = forward(&old, &new);
         assert_eq!(rules(&f), [("", "value_added")]);
         assert!(f[0].detail.contains("\"abcd\""), "{f:?}");
+    }
+
+    #[test]
+    fn listed_values_meet_the_readers_other_keywords_too() {
+        // Both list "x"; the new version also caps its length at 0, which refuses "x".
+        let old = json!({"properties": {"b": {"enum": ["x"]}}});
+        let new = json!({"properties": {"b": {"enum": ["x"], "maxLength": 0}}});
+        assert_eq!(rules(&backward(&old, &new)), [("/b", "value_refused")]);
+        assert!(forward(&old, &new).is_empty());
+    }
+
+    #[test]
+    fn a_tuple_of_item_schemas_must_stay_unchanged() {
+        let old = json!({"items": [{"type": "number"}]});
+        let new = json!({"items": [{"type": "integer"}]});
+        assert_eq!(rules(&backward(&old, &new)), [("/*", "schema_changed")]);
+        assert!(backward(&old, &old.clone()).is_empty());
     }
 
     #[test]
