@@ -32,6 +32,11 @@ pub struct ServerLimits {
     pub shutdown_timeout: Duration,
 }
 
+/// The most a connection's read buffer holds. A body is read in chunks of at most this much
+/// whatever its size; hyper's default (about 400 KiB) let each connection uploading a large
+/// body hold that much.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Serves `app` on `listener` until `shutdown`, within `limits`.
 pub async fn run(
     listener: TcpListener,
@@ -43,7 +48,8 @@ pub async fn run(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(READ_BUFFER_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())
