@@ -66,6 +66,13 @@ impl LatencyWindows {
             .unwrap_or_default()
     }
 
+    /// The median and 99th percentile of the latencies of `tenant`/`dataset` taken at or after
+    /// `since_ms`; `None` without any.
+    pub fn quantiles(&self, tenant: &str, dataset: &str, since_ms: i64) -> Option<Quantiles> {
+        let mut samples = self.since(tenant, dataset, since_ms);
+        Quantiles::of(&mut samples)
+    }
+
     /// The datasets with samples, as (tenant, dataset).
     pub fn datasets(&self) -> Vec<(String, String)> {
         self.windows
@@ -75,6 +82,41 @@ impl LatencyWindows {
             .flat_map(|(t, ds)| ds.keys().map(|d| (t.clone(), d.clone())))
             .collect()
     }
+}
+
+/// The median and 99th percentile of some latencies, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quantiles {
+    /// Median.
+    pub p50: i64,
+    /// 99th percentile.
+    pub p99: i64,
+    /// How many latencies.
+    pub samples: usize,
+}
+
+impl Quantiles {
+    /// The quantiles of `samples` (sorted here); `None` when there are none.
+    pub fn of(samples: &mut [i64]) -> Option<Self> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable();
+        Some(Self {
+            p50: percentile(samples, 0.50),
+            p99: percentile(samples, 0.99),
+            samples: samples.len(),
+        })
+    }
+}
+
+/// The nearest-rank `p` quantile (0 to 1) of `sorted`; 0 when it is empty.
+pub fn percentile(sorted: &[i64], p: f64) -> i64 {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1);
+    sorted
+        .get(i.min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -96,5 +138,17 @@ mod tests {
         assert_eq!(all.len(), LatencyWindows::KEPT);
         assert_eq!(all[0], 0, "the oldest made room");
         assert_eq!(w.datasets().len(), 2);
+    }
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let mut samples: Vec<i64> = (1..=100).rev().collect();
+        let q = Quantiles::of(&mut samples).unwrap();
+        assert_eq!((q.p50, q.p99, q.samples), (50, 99, 100));
+        assert_eq!(Quantiles::of(&mut []), None);
+        let w = LatencyWindows::default();
+        w.record("t", "a", 10, [3]);
+        assert_eq!(w.quantiles("t", "a", 0).map(|q| q.p99), Some(3));
+        assert_eq!(w.quantiles("t", "a", 11), None);
     }
 }

@@ -22,7 +22,7 @@ pub mod topic;
 pub use dead_letter::{DeadLetter, Stage, Violation};
 pub use health::{Condition, Health};
 pub use id::{validate_topic_name, DatasetId, IdError, TenantId};
-pub use latency::LatencyWindows;
+pub use latency::{LatencyWindows, Quantiles};
 pub use naming::{TopicNaming, TopicRole};
 pub use retry::{Backoff, RetryPolicy};
 pub use topic::TopicSpec;

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use streamlake_config::{Dataset, FreshnessObjective, ReadTopic};
-use streamlake_core::{headers as h, DatasetId, LatencyWindows, TenantId};
+use streamlake_core::{headers as h, DatasetId, LatencyWindows, Quantiles, TenantId};
 use streamlake_kafka::TopicInfo;
 
 use crate::error::OpsResult;
@@ -284,25 +284,19 @@ pub(crate) fn evaluate(
 }
 
 /// The `p`th percentile of sorted `values`.
-fn percentile(sorted: &[i64], p: f64) -> i64 {
-    let i = ((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1);
-    sorted
-        .get(i.min(sorted.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or(0)
-}
-
 /// p50 and p99 of `samples` (sorted here); `None` when there are none.
 fn latency_of(samples: &mut [i64]) -> Option<Latency> {
-    if samples.is_empty() {
-        return None;
+    Quantiles::of(samples).map(Latency::from)
+}
+
+impl From<Quantiles> for Latency {
+    fn from(q: Quantiles) -> Self {
+        Self {
+            p50_ms: q.p50,
+            p99_ms: q.p99,
+            samples: q.samples,
+        }
     }
-    samples.sort_unstable();
-    Some(Latency {
-        p50_ms: percentile(samples, 0.50),
-        p99_ms: percentile(samples, 0.99),
-        samples: samples.len(),
-    })
 }
 
 /// An event's own time: an RFC 3339 text, or a number of seconds (below 10^11) or
@@ -430,11 +424,10 @@ impl Ops {
             stages,
             ingest_to_raw: {
                 let since = now_ms() - i64::try_from(LATENCY_WINDOW.as_millis()).unwrap_or(0);
-                let mut samples =
-                    self.ingestor
-                        .acknowledged()
-                        .since(tenant.as_str(), ds.id.as_str(), since);
-                latency_of(&mut samples)
+                self.ingestor
+                    .acknowledged()
+                    .quantiles(tenant.as_str(), ds.id.as_str(), since)
+                    .map(Latency::from)
             },
             ingest_to_clean: latency,
             event_time_skew: skew,
@@ -458,8 +451,9 @@ impl Ops {
             .get(name)
             .cloned()?;
         let since = now_ms() - i64::try_from(LATENCY_WINDOW.as_millis()).unwrap_or(0);
-        let mut samples = windows.since(tenant.as_str(), ds.id.as_str(), since);
-        latency_of(&mut samples)
+        windows
+            .quantiles(tenant.as_str(), ds.id.as_str(), since)
+            .map(Latency::from)
     }
 
     /// p50 and p99 of `processed_at - ingested_at` over the clean topic's latest records, and
@@ -514,15 +508,12 @@ impl Ops {
                 }
             }
         }
-        let skew = (!skews.is_empty()).then(|| {
-            let future = skews.iter().filter(|s| **s < -1000).count();
-            skews.sort_unstable();
-            EventTimeSkew {
-                p50_ms: percentile(&skews, 0.50),
-                p99_ms: percentile(&skews, 0.99),
-                future,
-                samples: skews.len(),
-            }
+        let future = skews.iter().filter(|s| **s < -1000).count();
+        let skew = Quantiles::of(&mut skews).map(|q| EventTimeSkew {
+            p50_ms: q.p50,
+            p99_ms: q.p99,
+            future,
+            samples: q.samples,
         });
         (latency_of(&mut latencies), skew)
     }

@@ -452,8 +452,9 @@ async fn parquet_rows_read_again_are_not_written_twice() {
     assert_eq!(landed.len(), ids.len(), "and none twice");
 }
 
-#[tokio::test]
-async fn postgres_rows_are_idempotent_on_ingestion_id() {
+/// A stack whose sink `s` writes to PostgreSQL in a schema of its own: its clean topic, the
+/// schema's name, the stack.
+async fn postgres_stack() -> (String, String, Stack) {
     let (clean, dlq) = (unique("clean"), unique("dlq"));
     let schema = unique("sl").replace('-', "_");
     let toml = config(
@@ -465,6 +466,12 @@ async fn postgres_rows_are_idempotent_on_ingestion_id() {
         ),
     );
     let stack = Stack::new(&toml).await;
+    (clean, schema, stack)
+}
+
+#[tokio::test]
+async fn postgres_rows_are_idempotent_on_ingestion_id() {
+    let (clean, schema, stack) = postgres_stack().await;
     let records: Vec<Value> = (0..30).map(|i| sensor(i, "n")).collect();
     let ids: BTreeSet<String> = stack
         .produce(&clean, "t", "sensor", &records)
@@ -588,17 +595,7 @@ async fn a_row_postgres_refuses_is_dead_lettered_and_the_rest_land() {
 
 #[tokio::test]
 async fn a_postgres_table_gains_the_columns_declared_after_it_was_made() {
-    let (clean, dlq) = (unique("clean"), unique("dlq"));
-    let schema = unique("sl").replace('-', "_");
-    let toml = config(
-        &clean,
-        &dlq,
-        &format!(
-            "[sinks.s.postgres]\nurl = \"{}\"\nschema = \"{schema}\"",
-            postgres_url()
-        ),
-    );
-    let stack = Stack::new(&toml).await;
+    let (clean, schema, stack) = postgres_stack().await;
     let old: BTreeSet<String> = stack
         .produce(&clean, "t", "sensor", &[sensor(0, "a"), sensor(1, "b")])
         .await
