@@ -8,6 +8,13 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
+/// Now, in milliseconds since the epoch: the clock every latency sample is taken by.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// One dataset's samples, oldest first: (taken at, latency), both in milliseconds.
 type Window = VecDeque<(i64, i64)>;
 

@@ -289,13 +289,10 @@ pub async fn ingest_all_late(
         indices: valid.iter().map(|v| v.index).collect(),
     };
     let mut outcomes: Vec<Option<Outcome>> = std::iter::repeat_with(|| None).take(count).collect();
-    let now_ms = SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     t.acknowledged.record(
         t.tenant.as_str(),
         t.dataset.as_str(),
-        now_ms,
+        streamlake_core::latency::now_ms(),
         sent.iter()
             .filter(|s| s.result.is_ok())
             .map(|s| i64::try_from(s.latency.as_millis()).unwrap_or(i64::MAX)),

@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use streamlake_config::{Dataset, FreshnessObjective, ReadTopic};
+use streamlake_core::latency::now_ms;
 use streamlake_core::{headers as h, DatasetId, LatencyWindows, Quantiles, TenantId};
 use streamlake_kafka::TopicInfo;
 
@@ -32,12 +33,6 @@ const LATENCY_RECORDS: i64 = 100;
 
 /// Only records processed this recently count towards the latency figures.
 const LATENCY_WINDOW: Duration = Duration::from_secs(300);
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 /// A dataset's declared objective.
 #[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]

@@ -101,33 +101,36 @@ impl fmt::Display for Incompatibility {
 /// it, or against every earlier one for the transitive modes.
 pub fn check_versions(mode: Compatibility, versions: &[(&str, &Value)]) -> Vec<Incompatibility> {
     let mut found = Vec::new();
-    for (i, (new_name, new)) in versions.iter().enumerate() {
-        let earlier = if mode.transitive() {
-            &versions[..i]
-        } else {
-            &versions[i.saturating_sub(1)..i]
-        };
-        for (old_name, old) in earlier {
-            let mut directions = Vec::new();
-            if mode.backward() {
-                directions.push(("backward", backward(old, new)));
-            }
-            if mode.forward() {
-                directions.push(("forward", forward(old, new)));
-            }
-            for (direction, changes) in directions {
-                if !changes.is_empty() {
-                    found.push(Incompatibility {
-                        old: (*old_name).to_owned(),
-                        new: (*new_name).to_owned(),
-                        direction,
-                        changes,
-                    });
-                }
+    for (o, n) in pairs(mode, versions.len()) {
+        let ((old_name, old), (new_name, new)) = (versions[o], versions[n]);
+        let mut directions = Vec::new();
+        if mode.backward() {
+            directions.push(("backward", backward(old, new)));
+        }
+        if mode.forward() {
+            directions.push(("forward", forward(old, new)));
+        }
+        for (direction, changes) in directions {
+            if !changes.is_empty() {
+                found.push(Incompatibility {
+                    old: old_name.to_owned(),
+                    new: new_name.to_owned(),
+                    direction,
+                    changes,
+                });
             }
         }
     }
     found
+}
+
+/// The (older, newer) indices of `count` versions, oldest first, that `mode` compares: each
+/// version with the one before it, or with every earlier one when transitive.
+pub fn pairs(mode: Compatibility, count: usize) -> impl Iterator<Item = (usize, usize)> {
+    (1..count).flat_map(move |new| {
+        let first = if mode.transitive() { 0 } else { new - 1 };
+        (first..new).map(move |old| (old, new))
+    })
 }
 
 /// Keywords that annotate and never refuse an instance.

@@ -301,7 +301,7 @@ impl<S: Sink> BatchHandler for SinkHandler<S> {
         }
         self.sink.flush().await?;
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = streamlake_core::latency::now_ms();
         for ((topic, index), processed) in std::mem::take(&mut self.pending) {
             let target = &self.routes[&topic].targets[index];
             self.stats.durable.record(

@@ -261,10 +261,7 @@ impl StageMetrics {
                     .set(w.oldest_unread_ms.unwrap_or(0) as f64 / 1000.0);
             }
         }
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let since = now_ms - DURABLE_WINDOW_MS;
+        let since = streamlake_core::latency::now_ms() - DURABLE_WINDOW_MS;
         for (sink, windows) in self
             .sink_latency
             .lock()

@@ -20,24 +20,18 @@ pub(crate) fn run(cmd: &SchemaCommand) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|f| read(f).map(|v| (f, v)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    // Every version against the one before it, and against all earlier ones for a transitive
-    // mode; both directions are shown whatever the mode, which decides the exit code.
-    let mut pairs = Vec::new();
-    for (i, (new_file, new)) in schemas.iter().enumerate() {
-        let earlier = if compatibility.transitive() {
-            0..i
-        } else {
-            i.saturating_sub(1)..i
-        };
-        for (old_file, old) in &schemas[earlier] {
-            pairs.push(Pair {
+    // Both directions are shown whatever the mode, which decides the exit code.
+    let pairs: Vec<Pair<'_>> = compat::pairs(*compatibility, schemas.len())
+        .map(|(o, n)| {
+            let ((old_file, old), (new_file, new)) = (&schemas[o], &schemas[n]);
+            Pair {
                 old: old_file,
                 new: new_file,
                 backward: compat::backward(old, new),
                 forward: compat::forward(old, new),
-            });
-        }
-    }
+            }
+        })
+        .collect();
     let broken = pairs.iter().any(|p| p.breaks(*compatibility));
     if *json {
         let checked: Vec<Value> = pairs.iter().map(Pair::to_json).collect();
