@@ -34,6 +34,13 @@ pub struct ProcessorStats {
     pub dead_lettered: AtomicU64,
     /// Records skipped on purpose.
     pub skipped: AtomicU64,
+    /// Transactions committed (exactly once).
+    pub commits: AtomicU64,
+    /// Time spent committing them, in microseconds: the offsets sent to the group and the
+    /// commit itself, until the broker answered (their outputs are visible from then on).
+    pub commit_micros: AtomicU64,
+    /// The longest commit so far, in microseconds.
+    pub commit_max_micros: AtomicU64,
 }
 
 impl ProcessorStats {
@@ -303,11 +310,20 @@ impl<P: Processor> BatchHandler for ProcessorHandler<P> {
         }
         let open = self.open.take().expect("checked above");
         let offsets = partition_list(&open.offsets)?;
+        let started = std::time::Instant::now();
         if let Err(e) = self.producer.commit_transaction(offsets, open.group).await {
             tracing::warn!(processor = self.processor.name(), error = %e,
                 "transaction not committed; its batches will be read again and nothing of them is visible");
             return Err(Box::new(e));
         }
+        let micros = started.elapsed().as_micros() as u64;
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .commit_micros
+            .fetch_add(micros, Ordering::Relaxed);
+        self.stats
+            .commit_max_micros
+            .fetch_max(micros, Ordering::Relaxed);
         self.count(open.records, open.counts);
         Ok(true)
     }

@@ -1023,6 +1023,17 @@ async fn up_provisions_the_example_and_stops_cleanly_on_ctrl_c() {
     })
     .await
     .expect("stage counters on /metrics");
+    // The processor is exactly once: its outputs became visible through committed transactions.
+    let transactions = value_of(
+        &metrics,
+        r#"streamlake_processor_transactions_total{pipeline="air-quality"}"#,
+    );
+    assert!(transactions >= Some(1.0), "{metrics}");
+    let commit_seconds = value_of(
+        &metrics,
+        r#"streamlake_processor_transaction_commit_seconds_total{pipeline="air-quality"}"#,
+    );
+    assert!(commit_seconds > Some(0.0), "{metrics}");
     assert!(
         metrics.contains(
             r#"streamlake_consumer_lag_records{group="streamlake-process-air-quality",topic="tenant-a.air-quality.raw"}"#

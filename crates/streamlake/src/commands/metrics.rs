@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Counter, CounterVec, GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 use streamlake_core::LatencyWindows;
 use streamlake_kafka::{Admin, KafkaSettings};
 use streamlake_pipeline::ProcessorStats;
@@ -28,6 +30,9 @@ const LAG_EVERY: Duration = Duration::from_secs(10);
 /// A counter and the atomic it follows.
 type Tracked = (IntCounter, Box<dyn Fn() -> u64 + Send + Sync>);
 
+/// A counter of seconds and the microseconds it follows.
+type TrackedSeconds = (Counter, Box<dyn Fn() -> u64 + Send + Sync>);
+
 /// An outcome label and the field of a stage's counters it shows.
 type Outcome<S> = (&'static str, fn(&S) -> &AtomicU64);
 
@@ -35,6 +40,8 @@ type Outcome<S> = (&'static str, fn(&S) -> &AtomicU64);
 pub(crate) struct StageMetrics {
     registry: Registry,
     processor: IntCounterVec,
+    commits: IntCounterVec,
+    commit_seconds: CounterVec,
     sink: IntCounterVec,
     source: IntCounterVec,
     lag: IntGaugeVec,
@@ -43,6 +50,7 @@ pub(crate) struct StageMetrics {
     oldest: GaugeVec,
     durable: GaugeVec,
     tracked: Mutex<Vec<Tracked>>,
+    tracked_seconds: Mutex<Vec<TrackedSeconds>>,
     /// Each sink's clean → durable latencies, by sink name.
     sink_latency: Mutex<Vec<(String, Arc<LatencyWindows>)>>,
     /// The console's service, whose sampler evaluates freshness.
@@ -68,6 +76,19 @@ impl StageMetrics {
             "Records a processor read (outcome=in) and what became of them: emitted to a clean topic, dead_lettered, skipped",
             &["pipeline", "outcome"],
         );
+        let commits = counter(
+            "processor_transactions_total",
+            "Transactions a processor committed (exactly once): each makes its outputs visible and commits its inputs' offsets",
+            &["pipeline"],
+        );
+        let commit_seconds = CounterVec::new(
+            Opts::new(
+                "processor_transaction_commit_seconds_total",
+                "Time a processor spent committing its transactions; divided by processor_transactions_total, the mean commit time",
+            ),
+            &["pipeline"],
+        )
+        .expect("constant metric definition");
         let sink = counter(
             "sink_records_total",
             "Records a sink read (outcome=in), rows it wrote, records it dead-lettered, flushes that made rows durable",
@@ -120,6 +141,8 @@ impl StageMetrics {
         .expect("constant metric definition");
         for c in [
             Box::new(processor.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(commits.clone()),
+            Box::new(commit_seconds.clone()),
             Box::new(durable.clone()),
             Box::new(sink.clone()),
             Box::new(source.clone()),
@@ -135,6 +158,8 @@ impl StageMetrics {
         Arc::new(Self {
             registry,
             processor,
+            commits,
+            commit_seconds,
             sink,
             source,
             lag,
@@ -143,6 +168,7 @@ impl StageMetrics {
             oldest,
             durable,
             tracked: Mutex::new(Vec::new()),
+            tracked_seconds: Mutex::new(Vec::new()),
             sink_latency: Mutex::new(Vec::new()),
             ops: Mutex::new(None),
         })
@@ -183,6 +209,22 @@ impl StageMetrics {
                 ("skipped", |s| &s.skipped),
             ],
         );
+        let commits = Arc::clone(stats);
+        self.tracked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((
+                self.commits.with_label_values(&[pipeline]),
+                Box::new(move || commits.commits.load(Ordering::Relaxed)),
+            ));
+        let micros = Arc::clone(stats);
+        self.tracked_seconds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((
+                self.commit_seconds.with_label_values(&[pipeline]),
+                Box::new(move || micros.commit_micros.load(Ordering::Relaxed)),
+            ));
     }
 
     /// Follows a sink's counters and its clean → durable latencies (here and on the console's
@@ -284,6 +326,16 @@ impl StageMetrics {
         let tracked = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
         for (counter, read) in tracked.iter() {
             let (now, shown) = (read(), counter.get());
+            if now > shown {
+                counter.inc_by(now - shown);
+            }
+        }
+        let tracked = self
+            .tracked_seconds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (counter, read) in tracked.iter() {
+            let (now, shown) = (read() as f64 / 1e6, counter.get());
             if now > shown {
                 counter.inc_by(now - shown);
             }
