@@ -150,6 +150,8 @@ pub struct Sink {
     pub group: String,
     /// Largest batch read at once.
     pub batch_max_size: usize,
+    /// Longest a batch gathers records after its first (zero: only what is already fetched).
+    pub batch_max_wait: std::time::Duration,
     /// Whether `up` runs it.
     pub enabled: bool,
     /// The store: its kind and table, read by `streamlake-sinks`.

@@ -1057,17 +1057,14 @@ fn resolve_pipelines(
         if cfg.batch_max_size == 0 {
             c.push(&format!("{at}.batch_max_size"), "must be at least 1");
         }
-        for (key, ms) in [
-            ("batch_max_wait_ms", cfg.batch_max_wait_ms),
-            ("commit_interval_ms", cfg.commit_interval_ms),
-        ] {
-            if !(1..=60_000).contains(&ms) {
-                c.push(
-                    &format!("{at}.{key}"),
-                    format!("is {ms}; must be 1 to 60000 (milliseconds)"),
-                );
-            }
-        }
+        // 0 is meaningful for both: a batch takes only what is already fetched, a transaction
+        // commits after every batch.
+        check_wait(c, &format!("{at}.batch_max_wait_ms"), cfg.batch_max_wait_ms);
+        check_wait(
+            c,
+            &format!("{at}.commit_interval_ms"),
+            cfg.commit_interval_ms,
+        );
         out.insert(
             name.to_owned(),
             Pipeline {
@@ -1085,6 +1082,13 @@ fn resolve_pipelines(
         );
     }
     out
+}
+
+/// A wait in milliseconds: 0 (none) to a minute.
+fn check_wait(c: &mut Collector<'_>, at: &str, ms: u64) {
+    if ms > 60_000 {
+        c.push(at, format!("is {ms}; must be 0 to 60000 (milliseconds)"));
+    }
 }
 
 fn resolve_sinks(
@@ -1106,6 +1110,7 @@ fn resolve_sinks(
         if cfg.batch_max_size == 0 {
             c.push(&format!("{at}.batch_max_size"), "must be at least 1");
         }
+        check_wait(c, &format!("{at}.batch_max_wait_ms"), cfg.batch_max_wait_ms);
         let mut stores = Vec::new();
         for (key, value) in cfg.stores {
             if value.is_object() {
@@ -1113,7 +1118,7 @@ fn resolve_sinks(
             } else {
                 c.push(
                     &format!("{at}.{key}"),
-                    "unknown key; expected datasets, read, group, batch_max_size, enabled, or the store's table ([sinks.NAME.KIND])",
+                    "unknown key; expected datasets, read, group, batch_max_size, batch_max_wait_ms, enabled, or the store's table ([sinks.NAME.KIND])",
                 );
             }
         }
@@ -1143,6 +1148,7 @@ fn resolve_sinks(
                     .group
                     .unwrap_or_else(|| format!("streamlake-sink-{name}")),
                 batch_max_size: cfg.batch_max_size,
+                batch_max_wait: std::time::Duration::from_millis(cfg.batch_max_wait_ms),
                 enabled: cfg.enabled,
                 store: ComponentSettings::new(kind.clone(), format!("{at}.{kind}"), table),
             },

@@ -158,6 +158,11 @@ pub struct SinkConfig {
     /// Largest batch read at once.
     #[serde(default = "default_sink_batch")]
     pub batch_max_size: usize,
+    /// Longest a batch gathers records after its first, in milliseconds (0: only what is
+    /// already fetched). Each batch is written, and for most stores made durable, at once: a
+    /// shorter wait lands rows sooner and pays more writes.
+    #[serde(default = "default_sink_wait_ms")]
+    pub batch_max_wait_ms: u64,
     /// Whether `streamlake up` runs it.
     #[serde(default = "default_true")]
     pub enabled: bool,
@@ -168,4 +173,8 @@ pub struct SinkConfig {
 
 fn default_sink_batch() -> usize {
     1000
+}
+
+fn default_sink_wait_ms() -> u64 {
+    200
 }

@@ -312,6 +312,7 @@ fn examples_declare_their_pipelines_and_sinks() {
     let csv = &seed.sinks["csv"];
     assert_eq!(csv.group, "sink-group");
     assert_eq!(csv.store.kind, "csv");
+    assert_eq!(csv.batch_max_wait, std::time::Duration::from_millis(200));
     assert_eq!(csv.store.at, "sinks.csv.csv");
     assert_eq!(
         csv.store.table["path"],
@@ -343,6 +344,7 @@ datasets = ["acme/orders"]
 
 [sinks.both]
 datasets = ["acme/orders"]
+batch_max_wait_ms = 70000
 csv = {}
 parquet = {}
 
@@ -374,6 +376,10 @@ batch_max_sise = 5
             "sinks.both",
             "exactly one store table, e.g. [sinks.both.csv]; found csv, parquet"
         ),
+        "{errors}"
+    );
+    assert!(
+        errors.mentions("sinks.both.batch_max_wait_ms", "must be 0 to 60000"),
         "{errors}"
     );
     assert!(
@@ -536,11 +542,17 @@ fn a_pipelines_batch_wait_and_commit_interval_are_read_and_bounded() {
         defaults.pipelines["p"].commit_interval,
         std::time::Duration::from_millis(100)
     );
+    let (_dir, path) = write_config(&format!(
+        "{VALID_TENANT}\n[pipelines.p]\ndatasets = [\"acme/orders\"]\nbatch_max_wait_ms = 0\ncommit_interval_ms = 0\n"
+    ));
+    let eager = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(eager.pipelines["p"].batch_max_wait.is_zero());
+    assert!(eager.pipelines["p"].commit_interval.is_zero());
     let (errors, _) = errors_of(&format!(
-        "{VALID_TENANT}\n[pipelines.p]\ndatasets = [\"acme/orders\"]\ncommit_interval_ms = 0\n"
+        "{VALID_TENANT}\n[pipelines.p]\ndatasets = [\"acme/orders\"]\ncommit_interval_ms = 60001\n"
     ));
     assert!(
-        errors.mentions("pipelines.p.commit_interval_ms", "must be 1 to 60000"),
+        errors.mentions("pipelines.p.commit_interval_ms", "must be 0 to 60000"),
         "{errors}"
     );
 }

@@ -81,7 +81,9 @@ pub struct ConsumerOptions {
     pub topics: Vec<String>,
     /// Largest batch handed to the handler.
     pub batch_max_size: usize,
-    /// Longest wait for a batch to fill once its first record arrived.
+    /// Longest wait for a batch to fill once its first record arrived. Zero: no wait, a batch
+    /// is the first record and those already fetched behind it (under load, what arrived while
+    /// the previous batch was handled).
     pub batch_max_wait: Duration,
     /// Where a group without committed offsets starts: earliest when true, latest otherwise.
     pub from_beginning: bool,
@@ -400,26 +402,38 @@ impl ConsumerRunner {
                 }
             }
             let deadline = Instant::now() + self.options.batch_max_wait;
+            let waits = !self.options.batch_max_wait.is_zero();
             while batch.len() < max {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(deadline) => break,
-                    // Shutdown finishes the batch already read instead of dropping it.
-                    _ = shutdown.cancelled() => break,
-                    m = self.consumer.recv() => match m {
-                        Ok(m) => {
-                            // A rebalance ran inside this recv: what was gathered before it
-                            // belongs to the previous assignment, whose partitions restart from
-                            // their committed offsets, so those records come again. Handling
-                            // them now would handle them twice.
-                            let now = self.assignments.load(Ordering::Acquire);
-                            if now != gathered_in {
-                                gathered_in = now;
-                                batch.clear();
-                            }
-                            batch.push(Record::from_message(&m));
+                let next = if waits {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(deadline) => None,
+                        // Shutdown finishes the batch already read instead of dropping it.
+                        _ = shutdown.cancelled() => None,
+                        m = self.consumer.recv() => Some(m),
+                    }
+                } else {
+                    // No wait: only records already fetched; a recv that would wait ends the
+                    // batch.
+                    futures::FutureExt::now_or_never(self.consumer.recv())
+                };
+                match next {
+                    None => break,
+                    Some(Ok(m)) => {
+                        // A rebalance ran inside this recv: what was gathered before it belongs
+                        // to the previous assignment, whose partitions restart from their
+                        // committed offsets, so those records come again. Handling them now
+                        // would handle them twice.
+                        let now = self.assignments.load(Ordering::Acquire);
+                        if now != gathered_in {
+                            gathered_in = now;
+                            batch.clear();
                         }
-                        Err(e) => { self.transient(e).await; break; }
-                    },
+                        batch.push(Record::from_message(&m));
+                    }
+                    Some(Err(e)) => {
+                        self.transient(e).await;
+                        break;
+                    }
                 }
             }
             // The assignment callback runs before records of the new assignment are fetched, so

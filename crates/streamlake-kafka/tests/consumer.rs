@@ -1,5 +1,6 @@
 //! The consumer runner against the real broker: offsets are stored only after the handler
-//! succeeded, so a restart continues after acknowledged batches and replays a failed one.
+//! succeeded, so a restart continues after acknowledged batches and replays a failed one; a
+//! batch without a wait is what was already fetched.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 /// every batch while `fail` is set.
 struct Collect {
     seen: Vec<String>,
+    batches: Vec<usize>,
     stop_after: usize,
     fail: bool,
     shutdown: CancellationToken,
@@ -26,6 +28,7 @@ impl BatchHandler for Collect {
         if self.fail {
             return Err("simulated handler failure".into());
         }
+        self.batches.push(batch.len());
         for r in batch {
             self.seen
                 .push(String::from_utf8(r.payload.clone().unwrap_or_default())?);
@@ -80,13 +83,26 @@ async fn run(
     stop_after: usize,
     fail: bool,
 ) -> (Result<u64, ConsumerError>, Vec<String>) {
+    let (result, handler) = run_with(s, group, topic, stop_after, fail, 50).await;
+    (result, handler.seen)
+}
+
+async fn run_with(
+    s: &KafkaSettings,
+    group: &str,
+    topic: &str,
+    stop_after: usize,
+    fail: bool,
+    batch_max_wait_ms: u64,
+) -> (Result<u64, ConsumerError>, Collect) {
     let shutdown = CancellationToken::new();
     let mut options = ConsumerOptions::new(group, vec![topic.to_owned()]);
     options.batch_max_size = 7;
-    options.batch_max_wait = Duration::from_millis(50);
+    options.batch_max_wait = Duration::from_millis(batch_max_wait_ms);
     let runner = ConsumerRunner::new(s, options).unwrap();
     let mut handler = Collect {
         seen: Vec::new(),
+        batches: Vec::new(),
         stop_after,
         fail,
         shutdown: shutdown.clone(),
@@ -99,7 +115,7 @@ async fn run(
     });
     let result = runner.run(&mut handler, shutdown).await.map(|s| s.records);
     timer.abort();
-    (result, handler.seen)
+    (result, handler)
 }
 
 #[tokio::test]
@@ -161,5 +177,33 @@ async fn a_failed_batch_is_delivered_again_after_a_restart() {
         replayed.iter().collect::<BTreeSet<_>>(),
         ids.iter().collect::<BTreeSet<_>>(),
         "every record arrives after the failed run"
+    );
+}
+
+#[tokio::test]
+async fn without_a_batch_wait_a_batch_is_what_was_already_fetched() {
+    let (s, topic, ids) = setup(40).await;
+    let group = unique("group");
+
+    let (result, handler) = run_with(&s, &group, &topic, 40, false, 0).await;
+    assert_eq!(result.unwrap(), 40);
+    assert_eq!(
+        handler.seen.iter().collect::<BTreeSet<_>>(),
+        ids.iter().collect::<BTreeSet<_>>(),
+        "every record once: {:?}",
+        handler.seen
+    );
+    assert_eq!(handler.seen.len(), 40, "{:?}", handler.seen);
+    // The records were all in the topic before the run: fetched together, they are handed over
+    // together, up to the batch size, rather than one at a time.
+    assert!(
+        handler.batches.iter().all(|&n| (1..=7).contains(&n)),
+        "{:?}",
+        handler.batches
+    );
+    assert!(
+        handler.batches.iter().any(|&n| n > 1),
+        "{:?}",
+        handler.batches
     );
 }

@@ -32,7 +32,7 @@ pub async fn run_sink(
     let producer = Producer::new(settings)?.with_deadline(PRODUCE_DEADLINE);
     let mut options = ConsumerOptions::new(sink.group.clone(), topics_of(config, sink));
     options.batch_max_size = sink.batch_max_size;
-    options.batch_max_wait = Duration::from_millis(200);
+    options.batch_max_wait = sink.batch_max_wait;
     options.membership = membership;
     tracing::info!(sink = %sink.name, kind = kind.name(), group = %sink.group, topics = ?options.topics, "sink starting");
     let total = kind
