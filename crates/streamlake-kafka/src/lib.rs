@@ -51,5 +51,7 @@ pub use rdkafka::message::{Header, OwnedHeaders};
 /// Offsets per topic and partition, for [`Producer::commit_transaction`].
 pub use rdkafka::{Offset, TopicPartitionList};
 pub use record::{Headers, Record};
-pub use settings::{KafkaSettings, GATEWAY_PRODUCER_DEFAULTS, PRODUCER_DEFAULTS};
+pub use settings::{
+    KafkaSettings, GATEWAY_PRODUCER_DEFAULTS, PROCESSOR_PRODUCER_DEFAULTS, PRODUCER_DEFAULTS,
+};
 pub use tail::Tail;

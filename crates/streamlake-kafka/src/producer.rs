@@ -289,16 +289,15 @@ impl Producer {
         }
     }
 
-    /// A transactional producer (`transactional.id` set on `settings`' producer config), its
-    /// transactions initialised: a previous incarnation's open transaction is aborted, and that
-    /// incarnation fenced. `transaction_timeout` bounds how long a transaction of a process
+    /// A transactional producer (`transactional.id` set on `config`, a producer configuration
+    /// such as [`KafkaSettings::producer_config_over`] makes), its transactions initialised: a
+    /// previous incarnation's open transaction is aborted, and that incarnation fenced. `transaction_timeout` bounds how long a transaction of a process
     /// that died may stay open (and hold back readers of its topics).
     pub async fn transactional(
-        settings: &KafkaSettings,
+        mut config: rdkafka::ClientConfig,
         transactional_id: &str,
         transaction_timeout: Duration,
     ) -> Result<Self, KafkaError> {
-        let mut config = settings.producer_config();
         let timeout_ms = transaction_timeout.as_millis().to_string();
         // A record may not outlive the transaction it belongs to (librdkafka refuses the
         // configuration otherwise).

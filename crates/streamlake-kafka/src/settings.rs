@@ -46,6 +46,12 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 pub const GATEWAY_PRODUCER_DEFAULTS: &[(&str, &str)] =
     &[("linger.ms", "1"), ("queue.buffering.max.kbytes", "131072")];
 
+/// A processor's producer defaults, over [`PRODUCER_DEFAULTS`]: a processor queues a whole
+/// batch's outputs at once and then waits for them (and, exactly once, commits), so lingering
+/// only delays every batch; records queued together still leave together. Properties set in
+/// the configuration override these too.
+pub const PROCESSOR_PRODUCER_DEFAULTS: &[(&str, &str)] = &[("linger.ms", "1")];
+
 impl KafkaSettings {
     /// Settings for a cluster at `bootstrap_servers`, with no extra properties.
     pub fn new(bootstrap_servers: impl Into<String>) -> Self {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use streamlake_config::{Config, Pipeline};
 use streamlake_kafka::{
     ConsumerOptions, HandlerError, KafkaSettings, Membership, Producer, RunStats,
+    PROCESSOR_PRODUCER_DEFAULTS,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +46,8 @@ pub async fn run_pipeline(
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         Producing::Transactional(format!("{}-{instance}", pipeline.group))
     } else {
-        Producing::Shared(Producer::new(settings)?.with_deadline(PRODUCE_DEADLINE))
+        let config = settings.producer_config_over(PROCESSOR_PRODUCER_DEFAULTS);
+        Producing::Shared(Producer::from_config(config)?.with_deadline(PRODUCE_DEADLINE))
     };
     let mut options = ConsumerOptions::new(pipeline.group.clone(), processor.topics());
     options.batch_max_size = pipeline.batch_max_size;
@@ -65,7 +67,8 @@ pub async fn run_pipeline(
                         ProcessorHandler::new(processor, producer.clone(), stats)
                     }
                     Producing::Transactional(id) => {
-                        let producer = Producer::transactional(settings, id, TRANSACTION_TIMEOUT)
+                        let config = settings.producer_config_over(PROCESSOR_PRODUCER_DEFAULTS);
+                        let producer = Producer::transactional(config, id, TRANSACTION_TIMEOUT)
                             .await?
                             .with_deadline(PRODUCE_DEADLINE);
                         ProcessorHandler::transactional(processor, producer, stats)
