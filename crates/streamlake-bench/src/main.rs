@@ -85,7 +85,8 @@ pub(crate) struct BenchLatencyArgs {
     /// Seconds measured.
     #[arg(long, default_value_t = 30)]
     pub(crate) duration_secs: u64,
-    /// Seconds of load before the measurement (the processor joins its group meanwhile).
+    /// Least seconds of load before the measurement (the processor joins its group meanwhile);
+    /// the warm-up goes on until the processor keeps up, at most two minutes.
     #[arg(long, default_value_t = 5)]
     pub(crate) warmup_secs: u64,
     /// The pipeline's `batch_max_wait_ms` (the example's, 100, when absent).
@@ -94,6 +95,19 @@ pub(crate) struct BenchLatencyArgs {
     /// The pipeline's `commit_interval_ms` (the example's, 100, when absent).
     #[arg(long)]
     pub(crate) commit_interval_ms: Option<u64>,
+    /// The PostgreSQL sink's `batch_max_wait_ms` (200, the default, when absent).
+    #[arg(long)]
+    pub(crate) sink_batch_max_wait_ms: Option<u64>,
+    /// PostgreSQL for the example's PostgreSQL sink, whose rows are timed too (tables go to a
+    /// schema of the run's own, dropped at the end).
+    #[arg(
+        long,
+        default_value = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
+    )]
+    pub(crate) postgres_url: String,
+    /// Leave the PostgreSQL sink out.
+    #[arg(long)]
+    pub(crate) skip_postgres: bool,
     /// Append the report (markdown) to this file, e.g. docs/BENCHMARKS.md.
     #[arg(long)]
     pub(crate) report: Option<PathBuf>,

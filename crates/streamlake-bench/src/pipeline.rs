@@ -422,8 +422,8 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
     // lower latency to the clean topic costs in throughput.
     for &ms in &args.commit_interval_ms {
         let mut shorter = pipeline.clone();
-        shorter.commit_interval = Duration::from_millis(ms.max(1));
-        shorter.batch_max_wait = Duration::from_millis((ms / 2).max(1));
+        shorter.commit_interval = Duration::from_millis(ms);
+        shorter.batch_max_wait = Duration::from_millis(ms / 2);
         shorter.group = format!("bench-commit-{ms}-{}", uuid::Uuid::new_v4().simple());
         results.push(
             processor(
