@@ -146,20 +146,25 @@ pub(crate) struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    /// Starts `streamlake --config CONFIG gateway` (its log in `dir/gateway.log`) and waits
-    /// until `http` answers.
+    /// Starts `streamlake --config CONFIG [--worker-threads N] gateway` (its log in
+    /// `dir/gateway.log`) and waits until `http` answers.
     pub(crate) async fn start(
         streamlake: &std::path::Path,
         dir: &std::path::Path,
         config: &std::path::Path,
         http: std::net::SocketAddr,
+        worker_threads: Option<u16>,
     ) -> anyhow::Result<Self> {
         let log_path = dir.join("gateway.log");
         let log = std::fs::File::create(&log_path)?;
-        let child = tokio::process::Command::new(streamlake)
-            .arg("--config")
-            .arg(config)
+        let mut command = tokio::process::Command::new(streamlake);
+        command.arg("--config").arg(config);
+        if let Some(n) = worker_threads {
+            command.arg("--worker-threads").arg(n.to_string());
+        }
+        let child = command
             .arg("gateway")
+            .env_remove("STREAMLAKE_WORKER_THREADS")
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(log)
@@ -186,4 +191,9 @@ impl GatewayProcess {
         );
         let _ = tokio::time::timeout(std::time::Duration::from_secs(30), self.child.wait()).await;
     }
+}
+
+/// Milliseconds at the nearest-rank quantile `p` (0 to 1) of `sorted` microseconds.
+pub(crate) fn millis_at(sorted: &[u64], p: f64) -> f64 {
+    streamlake_core::latency::percentile(sorted, p) as f64 / 1000.0
 }

@@ -17,8 +17,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use streamlake_kafka::GATEWAY_PRODUCER_DEFAULTS;
 
 use crate::common::{
-    cpu_seconds, events, provision_with, publish, start_broker, status_kb, streamlake_binary,
-    GatewayProcess,
+    cpu_seconds, events, millis_at, provision_with, publish, start_broker, status_kb,
+    streamlake_binary, GatewayProcess,
 };
 use crate::BenchGatewayArgs;
 
@@ -279,7 +279,14 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         .context("the managed broker's pid")?
         .to_string();
 
-    let mut gateway = GatewayProcess::start(&streamlake, dir.path(), &config_path, http).await?;
+    let mut gateway = GatewayProcess::start(
+        &streamlake,
+        dir.path(),
+        &config_path,
+        http,
+        args.gateway_worker_threads,
+    )
+    .await?;
     let pid = gateway.pid;
     let load = Load {
         url: format!("http://{http}/v1/tenants/bench/datasets/air-quality/events"),
@@ -326,6 +333,27 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
         .baseline_window
         .unwrap_or(args.concurrency * args.batch_size);
     let mut base_latencies: Vec<u64> = Vec::new();
+    // The broker's JVM compiles its hot paths during the first seconds of load; unmeasured,
+    // both sides warm it up, or whichever side runs second in the first round gains.
+    if args.warmup_secs > 0 {
+        let warmup = Duration::from_secs(args.warmup_secs) / 2;
+        eprintln!(
+            "warm-up: baseline and gateway, {:.1} s each, not measured",
+            warmup.as_secs_f64()
+        );
+        baseline(
+            &producer,
+            &broker_pid,
+            baseline_topic,
+            &events,
+            warmup,
+            true,
+            window,
+            &mut Vec::new(),
+        )
+        .await?;
+        load.run(warmup, &mut Measured::default()).await?;
+    }
     for round in 1..=rounds {
         eprintln!(
             "round {round}/{rounds}: baseline (bare producer with the gateway's headers) {:.1} s, gateway ({} clients x {} events) {:.1} s",
@@ -397,15 +425,8 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
 
     latencies.sort_unstable();
     base_latencies.sort_unstable();
-    let percentile = |sorted: &[u64], p: f64| {
-        sorted
-            .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0) as f64
-            / 1000.0
-    };
-    let pct = |p: f64| percentile(&latencies, p);
-    let base_pct = |p: f64| percentile(&base_latencies, p);
+    let pct = |p: f64| millis_at(&latencies, p);
+    let base_pct = |p: f64| millis_at(&base_latencies, p);
     let properties: String = args
         .producer_properties
         .iter()
@@ -420,9 +441,13 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
     } else {
         ""
     };
+    let threads_arg = args
+        .gateway_worker_threads
+        .map(|n| format!(" --gateway-worker-threads {n}"))
+        .unwrap_or_default();
     let command = format!(
-        "streamlake-bench gateway --duration-secs {} --rounds {} --concurrency {} --batch-size {}{window_arg}{properties}{keyed}",
-        args.duration_secs, rounds, args.concurrency, args.batch_size
+        "streamlake-bench gateway --duration-secs {} --warmup-secs {} --rounds {} --concurrency {} --batch-size {}{window_arg}{properties}{keyed}{threads_arg}",
+        args.duration_secs, args.warmup_secs, rounds, args.concurrency, args.batch_size
     );
     let gateway_label = if args.idempotency_keys {
         ", each with its own Idempotency-Key"

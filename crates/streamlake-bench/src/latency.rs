@@ -3,7 +3,9 @@
 //! example turns them into clean records; a reader of the clean topic notes when each
 //! `ingestion_id` arrives. Everything runs in this process on a one-node Kafka it starts, so one
 //! clock times both ends. Reported: from the HTTP acknowledgement to the record in the clean
-//! topic, from the request's send to the record in the clean topic, and the request itself.
+//! topic, split at the processor's `processed_at` stamp; to the row in PostgreSQL (the
+//! example's sink, by its `landed_at` column) unless skipped; from the request's send to the
+//! record in the clean topic; the request itself; and the processor's transaction commits.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -18,7 +20,7 @@ use rdkafka::Message;
 use streamlake_pipeline::{run_pipeline, ProcessorStats};
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{events, first_dataset, publish, start_broker};
+use crate::common::{events, first_dataset, millis_at, publish, start_broker};
 use crate::pipeline::example_config;
 use crate::BenchLatencyArgs;
 
@@ -36,15 +38,6 @@ const MAX_WARMUP: Duration = Duration::from_secs(120);
 struct Arrival {
     at: Duration,
     processed_ms: Option<i64>,
-}
-
-/// Milliseconds at percentile `p` (0..1) of sorted `values` (microseconds).
-fn pct(values: &[u64], p: f64) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let i = ((values.len() as f64 * p) as usize).min(values.len() - 1);
-    values[i] as f64 / 1000.0
 }
 
 pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
@@ -395,9 +388,9 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
     let postgres_row = match &landed {
         Some(_) => format!(
             "| HTTP acknowledgement → row in PostgreSQL (the example's sink, `landed_at`; {rows_missing} rows missing) | {:.1} ms | {:.1} ms | {:.1} ms |\n",
-            pct(&ack_to_row, 0.5),
-            pct(&ack_to_row, 0.99),
-            pct(&ack_to_row, 1.0),
+            millis_at(&ack_to_row, 0.5),
+            millis_at(&ack_to_row, 0.99),
+            millis_at(&ack_to_row, 1.0),
         ),
         None => String::new(),
     };
@@ -431,23 +424,23 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
          Warm-up: {:.0} s{}. Rate: {achieved:.0} acknowledged events/s measured over {load_secs:.0} s (target {}); {} events; {before_ack} reached the clean topic before their HTTP answer reached the client (counted as 0 ms); {missing} acknowledged events not in the clean topic (dead-lettered by the processor's rules or not arrived); {skipped} requests not sent because 512 were in flight.\n",
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
         streamlake_broker::KAFKA_VERSION,
-        pct(&ack_to_clean, 0.5),
-        pct(&ack_to_clean, 0.99),
-        pct(&ack_to_clean, 1.0),
-        pct(&ack_to_processed, 0.5),
-        pct(&ack_to_processed, 0.99),
-        pct(&ack_to_processed, 1.0),
-        pct(&processed_to_clean, 0.5),
-        pct(&processed_to_clean, 0.99),
-        pct(&processed_to_clean, 1.0),
+        millis_at(&ack_to_clean, 0.5),
+        millis_at(&ack_to_clean, 0.99),
+        millis_at(&ack_to_clean, 1.0),
+        millis_at(&ack_to_processed, 0.5),
+        millis_at(&ack_to_processed, 0.99),
+        millis_at(&ack_to_processed, 1.0),
+        millis_at(&processed_to_clean, 0.5),
+        millis_at(&processed_to_clean, 0.99),
+        millis_at(&processed_to_clean, 1.0),
         postgres_row,
-        pct(&send_to_clean, 0.5),
-        pct(&send_to_clean, 0.99),
-        pct(&send_to_clean, 1.0),
+        millis_at(&send_to_clean, 0.5),
+        millis_at(&send_to_clean, 0.99),
+        millis_at(&send_to_clean, 1.0),
         per_request,
-        pct(&request, 0.5),
-        pct(&request, 0.99),
-        pct(&request, 1.0),
+        millis_at(&request, 0.5),
+        millis_at(&request, 0.99),
+        millis_at(&request, 1.0),
         commits as f64 / load_secs,
         warmed.as_secs_f64(),
         if caught_up {

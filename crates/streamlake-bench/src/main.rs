@@ -141,6 +141,10 @@ pub(crate) struct BenchGatewayArgs {
     /// Seconds each side is measured in all.
     #[arg(long, default_value_t = 40)]
     pub(crate) duration_secs: u64,
+    /// Seconds of load before the rounds, half on each side, not measured (the broker's JVM
+    /// warms up meanwhile).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) warmup_secs: u64,
     /// The sides take turns this many times, each for its share of the duration.
     #[arg(long, default_value_t = 4)]
     pub(crate) rounds: u32,
@@ -163,6 +167,9 @@ pub(crate) struct BenchGatewayArgs {
     /// safely sends them.
     #[arg(long)]
     pub(crate) idempotency_keys: bool,
+    /// The gateway process's `--worker-threads` (default: one per CPU core).
+    #[arg(long)]
+    pub(crate) gateway_worker_threads: Option<u16>,
     /// Append the report (markdown) to this file, e.g. docs/BENCHMARKS.md.
     #[arg(long)]
     pub(crate) report: Option<PathBuf>,

@@ -76,7 +76,8 @@ pub(crate) async fn run(args: &BenchOverloadArgs) -> anyhow::Result<ExitCode> {
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         provision(&Admin::new(&settings)?, &loaded.declared_topics()).await;
-        let mut gateway = GatewayProcess::start(&streamlake, dir.path(), &config, http).await?;
+        let mut gateway =
+            GatewayProcess::start(&streamlake, dir.path(), &config, http, None).await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let idle_kb = status_kb(gateway.pid, "VmRSS:");
         eprintln!(

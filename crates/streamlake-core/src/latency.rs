@@ -117,13 +117,13 @@ impl Quantiles {
     }
 }
 
-/// The nearest-rank `p` quantile (0 to 1) of `sorted`; 0 when it is empty.
-pub fn percentile(sorted: &[i64], p: f64) -> i64 {
+/// The nearest-rank `p` quantile (0 to 1) of `sorted`; zero when it is empty.
+pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
     let i = ((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1);
     sorted
         .get(i.min(sorted.len().saturating_sub(1)))
         .copied()
-        .unwrap_or(0)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

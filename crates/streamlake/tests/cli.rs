@@ -765,6 +765,56 @@ async fn sighup_reloads_the_api_keys_of_a_running_up() {
         .contains("API keys reloaded"));
 }
 
+/// A log without its terminal colour sequences (`ESC [ ... m`).
+fn without_colours(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn worker_threads_sets_the_runtime_threads_and_refuses_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("streamlake.toml");
+    std::fs::write(&config, "").unwrap();
+    let file = config.to_str().unwrap();
+    let o = run(&["--worker-threads", "0", "config", "check", file]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--worker-threads") && stderr(&o).contains("0 is not in 1..=1024"),
+        "{}",
+        stderr(&o)
+    );
+    for (flag, env) in [(Some("3"), None), (None, Some("1"))] {
+        let mut cmd = streamlake(&["-v", "config", "check", file]);
+        if let Some(n) = flag {
+            cmd.args(["--worker-threads", n]);
+        }
+        if let Some(n) = env {
+            cmd.env("STREAMLAKE_WORKER_THREADS", n);
+        }
+        let o = cmd.env_remove("RUST_LOG").output().unwrap();
+        let expected = format!("worker_threads={}", flag.or(env).unwrap());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let log = without_colours(&stderr(&o));
+        assert!(
+            log.contains(&expected) && log.contains("async runtime started"),
+            "expected {expected} in: {log}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn producing_to_a_missing_topic_fails_fast_with_its_name() {
     let b = bootstrap().await;
