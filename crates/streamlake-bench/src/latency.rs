@@ -92,7 +92,7 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
     };
 
     // The example's PostgreSQL sink, tenant-a only, into a schema of this run's own.
-    let postgres = if args.skip_postgres {
+    let postgres = if args.postgres.skip_postgres {
         None
     } else {
         let schema = format!("streamlake_bench_latency_{}", uuid::Uuid::new_v4().simple());
@@ -103,7 +103,7 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
         }
         let table = &mut sink.store.table;
         table["schema"] = schema.clone().into();
-        table["url"] = args.postgres_url.clone().into();
+        table["url"] = args.postgres.postgres_url.clone().into();
         if let Some(t) = table.as_object_mut() {
             t.remove("url_env");
         }
@@ -314,14 +314,14 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .flat_map(|r| r.ids.iter().map(String::as_str))
                 .collect();
-            Some(landed_rows(&args.postgres_url, schema, &ids).await?)
+            Some(landed_rows(&args.postgres.postgres_url, schema, &ids).await?)
         }
         None => None,
     };
     shutdown.cancel();
     if let Some((schema, task)) = postgres {
         task.await?.map_err(|e| anyhow!("{e}"))?;
-        drop_schema(&args.postgres_url, &schema).await?;
+        drop_schema(&args.postgres.postgres_url, &schema).await?;
     }
     let _ = server.await;
     let _ = reader.await;
@@ -407,7 +407,7 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
     if let Some(ms) = args.sink_batch_max_wait_ms {
         command.push_str(&format!(" --sink-batch-max-wait-ms {ms}"));
     }
-    if args.skip_postgres {
+    if args.postgres.skip_postgres {
         command.push_str(" --skip-postgres");
     }
     let report = format!(

@@ -98,8 +98,19 @@ pub(crate) struct BenchLatencyArgs {
     /// The PostgreSQL sink's `batch_max_wait_ms` (200, the default, when absent).
     #[arg(long)]
     pub(crate) sink_batch_max_wait_ms: Option<u64>,
-    /// PostgreSQL for the example's PostgreSQL sink, whose rows are timed too (tables go to a
-    /// schema of the run's own, dropped at the end).
+    /// The example's PostgreSQL sink, whose rows are timed too (tables go to a schema of the
+    /// run's own, dropped at the end).
+    #[command(flatten)]
+    pub(crate) postgres: PostgresArgs,
+    /// Append the report (markdown) to this file, e.g. docs/BENCHMARKS.md.
+    #[arg(long)]
+    pub(crate) report: Option<PathBuf>,
+}
+
+/// Where the PostgreSQL sink writes, or that it is left out.
+#[derive(Debug, Args)]
+pub(crate) struct PostgresArgs {
+    /// PostgreSQL for the PostgreSQL sink.
     #[arg(
         long,
         default_value = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
@@ -108,9 +119,6 @@ pub(crate) struct BenchLatencyArgs {
     /// Leave the PostgreSQL sink out.
     #[arg(long)]
     pub(crate) skip_postgres: bool,
-    /// Append the report (markdown) to this file, e.g. docs/BENCHMARKS.md.
-    #[arg(long)]
-    pub(crate) report: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -118,15 +126,9 @@ pub(crate) struct BenchPipelineArgs {
     /// Records pushed through each stage.
     #[arg(long, default_value_t = 100_000)]
     pub(crate) records: u64,
-    /// PostgreSQL for the PostgreSQL sink (tables go to schema `streamlake_bench`).
-    #[arg(
-        long,
-        default_value = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
-    )]
-    pub(crate) postgres_url: String,
-    /// Leave the PostgreSQL sink out.
-    #[arg(long)]
-    pub(crate) skip_postgres: bool,
+    /// The PostgreSQL sink (tables go to schema `streamlake_bench`).
+    #[command(flatten)]
+    pub(crate) postgres: PostgresArgs,
     /// Also run the exactly-once processor with these `commit_interval_ms` (and a
     /// `batch_max_wait_ms` of half as much), e.g. 20: what shorter commits cost.
     #[arg(long, value_delimiter = ',')]

@@ -340,11 +340,11 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
     sinks.push((csv.clone(), true));
     sinks.push((csv, false));
     sinks.push((config.sinks["lake"].clone(), true));
-    if !args.skip_postgres {
+    if !args.postgres.skip_postgres {
         let mut pg = config.sinks["bronze"].clone();
         let table = &mut pg.store.table;
         table["schema"] = "streamlake_bench".into();
-        table["url"] = args.postgres_url.clone().into();
+        table["url"] = args.postgres.postgres_url.clone().into();
         if let Some(t) = table.as_object_mut() {
             t.remove("url_env");
         }
@@ -447,7 +447,7 @@ pub(crate) async fn run(args: &BenchPipelineArgs) -> anyhow::Result<ExitCode> {
 
     let mut command = format!(
         "streamlake-bench pipeline --records {n}{}",
-        if args.skip_postgres {
+        if args.postgres.skip_postgres {
             " --skip-postgres"
         } else {
             ""
