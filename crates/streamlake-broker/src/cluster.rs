@@ -51,7 +51,13 @@ impl ManagedKafka {
         health: Health,
     ) -> Result<Self, BrokerError> {
         let started = Instant::now();
-        let install = KafkaInstall::locate(cfg)?;
+        // Checking Java's version runs `java -version`: a process, off the async threads.
+        let located = cfg.clone();
+        let install = tokio::task::spawn_blocking(move || KafkaInstall::locate(&located))
+            .await
+            .map_err(|e| BrokerError::Java {
+                problem: format!("checking Java failed: {e}"),
+            })??;
         let layout = ClusterLayout::new(cfg, data_dir);
         let patience = Duration::from_secs(cfg.shutdown_timeout_secs);
         std::fs::create_dir_all(&layout.dir).map_err(BrokerError::io(&layout.dir))?;
