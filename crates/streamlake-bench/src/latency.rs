@@ -126,7 +126,6 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
     // The clean topic's reader: arrival time of each ingestion id, and when the processor
     // stamped it (`processed_at`, epoch milliseconds), to split the latency in two.
     let start = Instant::now();
-    let start_ms = streamlake_core::latency::now_ms();
     let start_us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_micros() as i64;
@@ -163,9 +162,7 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
                             })
                         };
                         let processed_ms = header(streamlake_core::headers::PROCESSED_AT)
-                            .and_then(|t| humantime::parse_rfc3339_weak(&t).ok())
-                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                            .map(|d| d.as_millis() as i64);
+                            .and_then(|t| streamlake_core::latency::epoch_ms(&t));
                         if let Some(id) = header(streamlake_core::headers::INGESTION_ID) {
                             arrivals
                                 .lock()
@@ -337,7 +334,7 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
     // The processor's stamp splits ack → clean at millisecond precision: the wait to be read
     // and decided, then the output's produce, transaction commit and fetch.
     let (mut ack_to_processed, mut processed_to_clean) = (Vec::new(), Vec::new());
-    let wall_ms = |d: Duration| start_ms + d.as_millis() as i64;
+    let wall_ms = |d: Duration| (start_us + d.as_micros() as i64) / 1000;
     let mut before_ack = 0u64;
     let mut missing = 0u64;
     for r in &requests {

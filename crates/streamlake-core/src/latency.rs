@@ -15,6 +15,14 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Milliseconds since the epoch of an RFC 3339 time such as a `processed_at` header
+/// (`2026-12-03T05:40:48.123Z`; the zone may be left out, meaning UTC); `None` if it is not one.
+pub fn epoch_ms(text: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339_weak(text).ok()?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_millis()).ok()
+}
+
 /// One dataset's samples, oldest first: (taken at, latency), both in milliseconds.
 type Window = VecDeque<(i64, i64)>;
 
@@ -129,6 +137,13 @@ pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_times_are_read_as_epoch_milliseconds() {
+        assert_eq!(epoch_ms("1970-01-01T00:00:01.250Z"), Some(1_250));
+        assert_eq!(epoch_ms("2026-12-03T05:40:48Z"), Some(1_796_276_448_000));
+        assert_eq!(epoch_ms("yesterday"), None);
+    }
 
     #[test]
     fn samples_are_kept_per_dataset_bounded_and_read_by_age() {

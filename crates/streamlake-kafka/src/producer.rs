@@ -291,8 +291,9 @@ impl Producer {
 
     /// A transactional producer (`transactional.id` set on `config`, a producer configuration
     /// such as [`KafkaSettings::producer_config_over`] makes), its transactions initialised: a
-    /// previous incarnation's open transaction is aborted, and that incarnation fenced. `transaction_timeout` bounds how long a transaction of a process
-    /// that died may stay open (and hold back readers of its topics).
+    /// previous incarnation's open transaction is aborted, and that incarnation fenced.
+    /// `transaction_timeout` bounds how long a transaction of a process that died may stay open
+    /// (and hold back readers of its topics).
     pub async fn transactional(
         mut config: rdkafka::ClientConfig,
         transactional_id: &str,

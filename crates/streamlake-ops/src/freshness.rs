@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use streamlake_config::{Dataset, FreshnessObjective, ReadTopic};
@@ -298,7 +298,7 @@ impl From<Quantiles> for Latency {
 /// milliseconds since the epoch.
 fn event_millis(v: &serde_json::Value) -> Option<i64> {
     match v {
-        serde_json::Value::String(s) => millis_of(s),
+        serde_json::Value::String(s) => streamlake_core::latency::epoch_ms(s),
         serde_json::Value::Number(n) => {
             let x = n.as_f64()?;
             Some(if x.abs() < 1e11 {
@@ -309,12 +309,6 @@ fn event_millis(v: &serde_json::Value) -> Option<i64> {
         }
         _ => None,
     }
-}
-
-fn millis_of(text: &str) -> Option<i64> {
-    let t = humantime::parse_rfc3339_weak(text).ok()?;
-    let d = t.duration_since(UNIX_EPOCH).ok()?;
-    i64::try_from(d.as_millis()).ok()
 }
 
 impl Ops {
@@ -482,10 +476,16 @@ impl Ops {
             r.header_text(h::DATASET).as_deref() == Some(ds.id.as_str())
                 || r.header(h::DATASET).is_none()
         }) {
-            let Some(ingested) = r.header_text(h::INGESTED_AT).and_then(|t| millis_of(&t)) else {
+            let Some(ingested) = r
+                .header_text(h::INGESTED_AT)
+                .and_then(|t| streamlake_core::latency::epoch_ms(&t))
+            else {
                 continue;
             };
-            let Some(processed) = r.header_text(h::PROCESSED_AT).and_then(|t| millis_of(&t)) else {
+            let Some(processed) = r
+                .header_text(h::PROCESSED_AT)
+                .and_then(|t| streamlake_core::latency::epoch_ms(&t))
+            else {
                 continue;
             };
             if processed < recent {

@@ -215,9 +215,7 @@ impl DeadLetters {
 /// A record's `processed_at` header, in ms since the epoch.
 fn processed_at_ms(record: &Record) -> Option<i64> {
     let text = std::str::from_utf8(record.header(headers::PROCESSED_AT)?).ok()?;
-    chrono::DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.timestamp_millis())
+    streamlake_core::latency::epoch_ms(text)
 }
 
 impl<S: Sink> BatchHandler for SinkHandler<S> {
