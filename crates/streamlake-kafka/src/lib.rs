@@ -39,7 +39,7 @@ pub use consumer::{
 };
 pub use distribution::{distribution, Distribution};
 pub use partitioner::{Partitioner, DEFAULT_PARTITIONER};
-pub use producer::{DeliveryReceipt, Late, Outgoing, ProduceError, Producer, Sent};
+pub use producer::{Deliveries, DeliveryReceipt, Late, Outgoing, ProduceError, Producer, Sent};
 pub use provision::{provision, Drift, ProvisionOutcome, ProvisionReport};
 /// A consumer's group membership as a transaction's offset commit needs it
 /// ([`BatchHandler::handle_in_group`], [`Producer::commit_transaction`]).

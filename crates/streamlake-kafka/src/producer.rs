@@ -107,6 +107,70 @@ fn delivery(topic: &str, delivered: Delivered) -> Result<DeliveryReceipt, Produc
     }
 }
 
+/// Records queued by [`Producer::queue`] whose delivery reports are still to come: the owner
+/// goes on working and collects the reports later, all at once ([`Deliveries::all_delivered`])
+/// or those already in ([`Deliveries::collect_ready`]).
+#[derive(Default)]
+pub struct Deliveries {
+    waiting: FuturesUnordered<Report>,
+}
+
+/// One queued record's delivery report, to come.
+type Report = futures::future::BoxFuture<'static, Result<DeliveryReceipt, ProduceError>>;
+
+impl std::fmt::Debug for Deliveries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deliveries")
+            .field("waiting", &self.waiting.len())
+            .finish()
+    }
+}
+
+impl Deliveries {
+    /// Records whose report has not been collected yet.
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Whether every report has been collected.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Collects the reports that are in, without waiting: the first failure among them, if
+    /// any.
+    pub fn collect_ready(&mut self) -> Result<(), ProduceError> {
+        use futures::FutureExt as _;
+        let mut first = Ok(());
+        while let Some(Some(report)) = self.waiting.next().now_or_never() {
+            if let (Err(e), Ok(())) = (report, &first) {
+                first = Err(e);
+            }
+        }
+        first
+    }
+
+    /// Waits until at most `left` reports are outstanding: the first failure among those
+    /// collected, if any.
+    pub async fn wait_until(&mut self, left: usize) -> Result<(), ProduceError> {
+        let mut first = Ok(());
+        while self.waiting.len() > left {
+            match self.waiting.next().await {
+                Some(Err(e)) if first.is_ok() => first = Err(e),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        first
+    }
+
+    /// Waits for every report: the first failure, if any (the others are awaited all the
+    /// same, so nothing is left in flight unobserved).
+    pub async fn all_delivered(&mut self) -> Result<(), ProduceError> {
+        self.wait_until(0).await
+    }
+}
+
 /// Why a record was not acknowledged.
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
@@ -496,6 +560,40 @@ impl Producer {
             })
             .collect();
         (sent, late)
+    }
+
+    /// Queues one record for `topic` and returns at once; its delivery report joins
+    /// `deliveries`. For an owner whose records become durable together later (a transaction:
+    /// its commit waits for them all), so it need not wait for each batch's acknowledgements
+    /// before reading the next. Records queued in order keep their order in a partition. A full
+    /// local queue refuses the record now ([`ProduceError::QueueFull`]).
+    pub fn queue(
+        &self,
+        topic: &str,
+        record: Outgoing<'_>,
+        deliveries: &mut Deliveries,
+    ) -> Result<(), ProduceError> {
+        let instance = self.instance();
+        let mut r: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(record.payload);
+        if let Some(key) = record.key {
+            r = r.key(key);
+        }
+        if let Some(headers) = record.headers {
+            r = r.headers(headers);
+        }
+        match instance.producer.send_result(r) {
+            Ok(report) => {
+                let topic = topic.to_owned();
+                deliveries
+                    .waiting
+                    .push(Box::pin(async move { delivery(&topic, report.await) }));
+                Ok(())
+            }
+            Err((e, _)) => Err(ProduceError::from_kafka(
+                e,
+                instance.producer.in_flight_count(),
+            )),
+        }
     }
 
     /// Encodes `value` as JSON and sends it.

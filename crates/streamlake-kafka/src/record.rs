@@ -32,7 +32,8 @@ impl Headers {
             .map(|(_, v)| v.as_slice())
     }
 
-    pub(crate) fn to_owned_headers(&self) -> OwnedHeaders {
+    /// The headers in librdkafka's form, as [`crate::Outgoing`] takes them.
+    pub fn to_owned_headers(&self) -> OwnedHeaders {
         self.0.iter().fold(
             OwnedHeaders::new_with_capacity(self.0.len()),
             |h, (k, v)| {

@@ -1,11 +1,12 @@
-//! Producer against the real broker: deterministic keyed partitioning, headers round-trip, and
-//! a full local queue reported to the caller instead of waiting or dropping.
+//! Producer against the real broker: deterministic keyed partitioning, headers round-trip, a
+//! full local queue reported to the caller instead of waiting or dropping, and records queued
+//! now whose acknowledgements are collected later.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use streamlake_core::TopicSpec;
-use streamlake_kafka::{Admin, Headers, Outgoing, ProduceError, Producer};
+use streamlake_kafka::{Admin, Deliveries, Headers, Outgoing, ProduceError, Producer};
 use streamlake_testkit::{settings, unique};
 
 async fn topic(partitions: i32) -> String {
@@ -221,4 +222,87 @@ async fn a_batch_the_queue_has_no_room_for_is_refused_whole_and_queues_nothing()
             .all(|s| matches!(s.result, Err(ProduceError::QueueFull { queued: 2 }))),
         "{second:?}"
     );
+}
+
+#[tokio::test]
+async fn queued_records_are_acknowledged_when_collected_and_a_refused_one_is_reported() {
+    let name = unique("producer-queued");
+    let admin = Admin::new(&settings().await).unwrap();
+    admin
+        .create_topic(&TopicSpec {
+            name: name.clone(),
+            partitions: 2,
+            replication_factor: None,
+            configs: BTreeMap::from([("max.message.bytes".to_owned(), "2048".to_owned())]),
+        })
+        .await
+        .unwrap();
+    let s = settings().await;
+    let producer = Producer::new(&s).unwrap();
+    let mut deliveries = Deliveries::default();
+    let records: Vec<(String, String)> = (0..20)
+        .map(|i| (format!("key-{}", i % 2), format!(r#"{{"seq":{i}}}"#)))
+        .collect();
+    for (key, payload) in &records {
+        let record = Outgoing {
+            key: Some(key.as_bytes()),
+            payload: payload.as_bytes(),
+            headers: Some(
+                Headers::new()
+                    .with("seq", payload.as_str())
+                    .to_owned_headers(),
+            ),
+        };
+        producer.queue(&name, record, &mut deliveries).unwrap();
+    }
+    assert_eq!(deliveries.len(), 20, "queued, none collected yet");
+    deliveries.all_delivered().await.unwrap();
+    assert!(deliveries.is_empty());
+
+    // Every record is there, each key's in the order queued.
+    let mut reader = streamlake_testkit::Reader::new(&s, &name).await;
+    let stored = reader.read(records.len(), Duration::from_secs(20)).await;
+    for key in ["key-0", "key-1"] {
+        let mut in_log: Vec<_> = stored
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(key.as_bytes()))
+            .collect();
+        in_log.sort_by_key(|r| r.offset);
+        let queued: Vec<&[u8]> = records
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, p)| p.as_bytes())
+            .collect();
+        let logged: Vec<&[u8]> = in_log.iter().filter_map(|r| r.payload.as_deref()).collect();
+        assert_eq!(logged, queued, "{key}");
+        assert_eq!(in_log[0].header("seq"), Some(queued[0]));
+    }
+
+    // The broker refuses a record above the topic's limit: its report says so when collected.
+    // (Bytes that do not compress, so the record stays large on the wire.)
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let big: Vec<u8> = (0..8 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let record = Outgoing {
+        key: None,
+        payload: &big,
+        headers: None,
+    };
+    producer.queue(&name, record, &mut deliveries).unwrap();
+    let refused = deliveries.all_delivered().await.unwrap_err();
+    assert!(
+        matches!(refused, ProduceError::Kafka(_)),
+        "a broker refusal, not a timeout: {refused:?}"
+    );
+    assert!(
+        refused.to_string().to_lowercase().contains("large"),
+        "{refused}"
+    );
+    assert!(deliveries.is_empty());
 }

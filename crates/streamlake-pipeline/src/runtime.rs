@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use futures::future::try_join_all;
 use streamlake_kafka::{
-    BatchHandler, ConsumerGroupMetadata, ConsumerOptions, ConsumerRunner, HandlerError, Headers,
-    KafkaSettings, Producer, Record, RunStats, TopicPartitionList,
+    BatchHandler, ConsumerGroupMetadata, ConsumerOptions, ConsumerRunner, Deliveries, HandlerError,
+    Headers, KafkaSettings, Outgoing, ProduceError, Producer, Record, RunStats, TopicPartitionList,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -79,6 +79,10 @@ pub struct ProcessorHandler<P> {
 /// second cost less (Kafka Streams' exactly-once default is the same 100 ms).
 pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Records a transaction may have queued without their acknowledgements before the next
+/// batch waits for some (well below the producer's local queue of 100,000).
+const MAX_UNACKNOWLEDGED: usize = 20_000;
+
 /// A transaction in progress: what it has written, and the offsets to commit with it.
 struct OpenTransaction {
     since: std::time::Instant,
@@ -86,6 +90,8 @@ struct OpenTransaction {
     group: ConsumerGroupMetadata,
     records: usize,
     counts: Counts,
+    /// The acknowledgements of its records, collected before the commit.
+    deliveries: Deliveries,
 }
 
 impl std::fmt::Debug for OpenTransaction {
@@ -93,6 +99,7 @@ impl std::fmt::Debug for OpenTransaction {
         f.debug_struct("OpenTransaction")
             .field("records", &self.records)
             .field("partitions", &self.offsets.len())
+            .field("unacknowledged", &self.deliveries.len())
             .finish_non_exhaustive()
     }
 }
@@ -224,6 +231,24 @@ async fn produce(producer: &Producer, processor: &str, sends: &[Send]) -> Result
     Ok(())
 }
 
+/// Queues every record without waiting; their reports join `deliveries`. Collects the reports
+/// already in, so a failure surfaces at the next batch rather than at the commit.
+fn queue(
+    producer: &Producer,
+    sends: &[Send],
+    deliveries: &mut Deliveries,
+) -> Result<(), ProduceError> {
+    for s in sends {
+        let record = Outgoing {
+            key: s.key.as_deref(),
+            payload: &s.payload,
+            headers: (!s.headers.0.is_empty()).then(|| s.headers.to_owned_headers()),
+        };
+        producer.queue(&s.topic, record, deliveries)?;
+    }
+    deliveries.collect_ready()
+}
+
 /// `offsets` (the next offset to read per topic and partition) as a partition list.
 fn partition_list(
     offsets: &BTreeMap<(String, i32), i64>,
@@ -284,10 +309,22 @@ impl<P: Processor> BatchHandler for ProcessorHandler<P> {
             group,
             records: 0,
             counts: Counts::default(),
+            deliveries: Deliveries::default(),
         });
-        if let Err(e) = produce(&self.producer, &name, &sends).await {
+        // The records are queued, not awaited: the commit waits for them all, so the next
+        // batch is read while these are on their way.
+        let queued = queue(&self.producer, &sends, &mut open.deliveries);
+        let queued = match queued {
+            Ok(()) if open.deliveries.len() > MAX_UNACKNOWLEDGED => {
+                open.deliveries.wait_until(MAX_UNACKNOWLEDGED / 2).await
+            }
+            other => other,
+        };
+        if let Err(e) = queued {
+            tracing::warn!(processor = %name, error = %e, possibly_persisted = e.possibly_persisted(),
+                "produce failed; the transaction is aborted and its batches will be read again");
             self.abort().await;
-            return Err(e);
+            return Err(Box::new(e));
         }
         for r in batch {
             let next = open
@@ -308,9 +345,17 @@ impl<P: Processor> BatchHandler for ProcessorHandler<P> {
         if !closing && open.since.elapsed() < self.commit_interval {
             return Ok(false);
         }
-        let open = self.open.take().expect("checked above");
-        let offsets = partition_list(&open.offsets)?;
+        let mut open = self.open.take().expect("checked above");
         let started = std::time::Instant::now();
+        if let Err(e) = open.deliveries.all_delivered().await {
+            tracing::warn!(processor = self.processor.name(), error = %e,
+                "produce failed; the transaction is aborted and its batches will be read again");
+            if let Err(e) = self.producer.abort_transaction().await {
+                tracing::warn!(processor = self.processor.name(), error = %e, "aborting the transaction failed; the broker aborts it when it times out");
+            }
+            return Err(Box::new(e));
+        }
+        let offsets = partition_list(&open.offsets)?;
         if let Err(e) = self.producer.commit_transaction(offsets, open.group).await {
             tracing::warn!(processor = self.processor.name(), error = %e,
                 "transaction not committed; its batches will be read again and nothing of them is visible");
