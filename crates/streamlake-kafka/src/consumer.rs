@@ -7,7 +7,8 @@
 //!
 //! A handler that buffers (a sink filling a file) answers `checkpoint` with `false` until its
 //! buffer is durable; the runner keeps those offsets pending and asks again after every batch,
-//! when idle for `batch_max_wait`, and once more with `closing = true` at shutdown.
+//! when idle for `batch_max_wait` (or as long as [`BatchHandler::checkpoint_in`] says), and
+//! once more with `closing = true` at shutdown.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -47,6 +48,13 @@ pub trait BatchHandler: Send {
         async { Ok(true) }
     }
 
+    /// While no record arrives and offsets wait for a checkpoint that answered `false`: how
+    /// long until asking again is worth it (a transaction due for its commit, acknowledgements
+    /// expected). Default: `batch_max_wait`. The runner waits at least a millisecond.
+    fn checkpoint_in(&self) -> Option<Duration> {
+        None
+    }
+
     /// Called before the first batch after the group gave this member an assignment (at start
     /// and after every rebalance). A handler that remembers what its store holds per partition
     /// forgets it here: another member may have written those partitions meanwhile.
@@ -71,6 +79,10 @@ pub trait BatchHandler: Send {
         self.handle(batch)
     }
 }
+
+/// The shortest wait between two checkpoints asked for while idle: a handler whose checkpoint
+/// is due at once (a batch wait of 0) is not asked in a busy loop.
+const MIN_IDLE_CHECKPOINT: Duration = Duration::from_millis(1);
 
 /// What to consume and how to batch.
 #[derive(Debug, Clone)]
@@ -385,9 +397,13 @@ impl ConsumerRunner {
         let mut assignments_seen = 0;
         while !shutdown.is_cancelled() {
             batch.clear();
+            let idle = handler
+                .checkpoint_in()
+                .unwrap_or(self.options.batch_max_wait)
+                .max(MIN_IDLE_CHECKPOINT);
             let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(self.options.batch_max_wait), if !pending.is_empty() => {
+                _ = tokio::time::sleep(idle), if !pending.is_empty() => {
                     self.checkpoint(handler, pending, false).await?;
                     continue;
                 }

@@ -47,9 +47,9 @@ pub const GATEWAY_PRODUCER_DEFAULTS: &[(&str, &str)] =
     &[("linger.ms", "1"), ("queue.buffering.max.kbytes", "131072")];
 
 /// A processor's producer defaults, over [`PRODUCER_DEFAULTS`]: a processor queues a whole
-/// batch's outputs at once and then waits for them (and, exactly once, commits), so lingering
-/// only delays every batch; records queued together still leave together. Properties set in
-/// the configuration override these too.
+/// batch's outputs at once, and its checkpoint (exactly once: the commit) waits for them, so
+/// lingering only delays every checkpoint; records queued together still leave together.
+/// Properties set in the configuration override these too.
 pub const PROCESSOR_PRODUCER_DEFAULTS: &[(&str, &str)] = &[("linger.ms", "1")];
 
 impl KafkaSettings {

@@ -1,19 +1,19 @@
 //! The consumer-group runtime of processors (reliability rules 2 and 3 in docs/ARCHITECTURE.md):
-//! a batch is read, every record's outputs and dead letters are produced, all their
-//! acknowledgements are awaited, and only then are the batch's offsets stored. A failed
-//! produce fails the batch: the runner stops without storing, and [`supervise`] starts it
-//! again from the last stored offsets, so nothing is lost. Exactly once (the default): the
-//! outputs, dead letters and offsets of a batch are one Kafka transaction, so a batch read
-//! again after a crash left nothing visible the first time. At-least-once: duplicates are
-//! possible, and sinks deduplicate on `ingestion_id`.
+//! a batch is read and every record's outputs and dead letters are queued to the producer; the
+//! next batch is read while they are on their way. A batch's offsets are stored (at-least-once)
+//! or committed (exactly once) only after every acknowledgement up to it has come. A failed
+//! produce fails the run: the runner stops without storing, and [`supervise`] starts it again
+//! from the last stored offsets, so nothing is lost. Exactly once (the default): the outputs,
+//! dead letters and offsets of the batches of a commit interval are one Kafka transaction, so
+//! a batch read again after a crash left nothing visible the first time. At-least-once:
+//! duplicates are possible, and sinks deduplicate on `ingestion_id`.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use futures::future::try_join_all;
 use streamlake_kafka::{
     BatchHandler, ConsumerGroupMetadata, ConsumerOptions, ConsumerRunner, Deliveries, HandlerError,
     Headers, KafkaSettings, Outgoing, ProduceError, Producer, Record, RunStats, TopicPartitionList,
@@ -55,21 +55,23 @@ impl ProcessorStats {
     }
 }
 
-/// Adapts a [`Processor`] to the consumer runner: produce everything a batch yields and wait for
-/// every acknowledgement, then let the runner store the offsets (at-least-once); or, with a
-/// transactional producer, write the outputs and the batch's offsets in one transaction
+/// Adapts a [`Processor`] to the consumer runner: queue everything a batch yields, and let the
+/// runner store the offsets once every acknowledgement has come (at-least-once); or, with a
+/// transactional producer, write the outputs and the batches' offsets in one transaction
 /// (exactly once).
 #[derive(Debug)]
 pub struct ProcessorHandler<P> {
     processor: P,
     producer: Producer,
     transactional: bool,
-    /// The transaction open across batches, until it is committed.
-    open: Option<OpenTransaction>,
+    /// What was written since the last checkpoint (exactly once: the open transaction).
+    open: Option<Unsettled>,
     /// The group reassigned partitions while a transaction was open: abort it before the next
     /// batch (its inputs are read again from the committed offsets).
     abort_open: bool,
-    /// How long a transaction stays open, gathering batches, before it is committed.
+    /// Exactly once: how long a transaction stays open, gathering batches, before it is
+    /// committed. At-least-once: how long the handler reads on before it waits for the
+    /// acknowledgements still to come.
     commit_interval: Duration,
     stats: Arc<ProcessorStats>,
 }
@@ -79,24 +81,41 @@ pub struct ProcessorHandler<P> {
 /// second cost less (Kafka Streams' exactly-once default is the same 100 ms).
 pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Records a transaction may have queued without their acknowledgements before the next
-/// batch waits for some (well below the producer's local queue of 100,000).
+/// Records the handler may have queued without their acknowledgements before the next batch
+/// waits for some (well below the producer's local queue of 100,000).
 const MAX_UNACKNOWLEDGED: usize = 20_000;
 
-/// A transaction in progress: what it has written, and the offsets to commit with it.
-struct OpenTransaction {
-    since: std::time::Instant,
+/// What the handler wrote since its last checkpoint (exactly once: the transaction in
+/// progress), and what it awaits before the batches count as done.
+struct Unsettled {
+    since: Instant,
+    /// Exactly once: the next offset to read per input partition, committed with the
+    /// transaction (at-least-once: the runner keeps them).
     offsets: BTreeMap<(String, i32), i64>,
-    group: ConsumerGroupMetadata,
+    /// Exactly once: the member's group metadata for the offset commit.
+    group: Option<ConsumerGroupMetadata>,
     records: usize,
     counts: Counts,
-    /// The acknowledgements of its records, collected before the commit.
+    /// The acknowledgements of the records queued, collected before the checkpoint.
     deliveries: Deliveries,
 }
 
-impl std::fmt::Debug for OpenTransaction {
+impl Unsettled {
+    fn new(group: Option<ConsumerGroupMetadata>) -> Self {
+        Self {
+            since: Instant::now(),
+            offsets: BTreeMap::new(),
+            group,
+            records: 0,
+            counts: Counts::default(),
+            deliveries: Deliveries::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Unsettled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenTransaction")
+        f.debug_struct("Unsettled")
             .field("records", &self.records)
             .field("partitions", &self.offsets.len())
             .field("unacknowledged", &self.deliveries.len())
@@ -214,26 +233,10 @@ struct Send {
     headers: Headers,
 }
 
-/// Sends every record and waits for every acknowledgement (a free function: the processor
-/// need not be shared across threads while the sends are awaited).
-async fn produce(producer: &Producer, processor: &str, sends: &[Send]) -> Result<(), HandlerError> {
-    try_join_all(
-        sends
-            .iter()
-            .map(|s| producer.send(&s.topic, s.key.as_deref(), &s.payload, &s.headers)),
-    )
-    .await
-    .map_err(|e| {
-        tracing::warn!(processor, error = %e, possibly_persisted = e.possibly_persisted(),
-            "produce failed; the batch will be read again");
-        Box::new(e) as HandlerError
-    })?;
-    Ok(())
-}
-
 /// Queues every record without waiting; their reports join `deliveries`. Collects the reports
-/// already in, so a failure surfaces at the next batch rather than at the commit.
-fn queue(
+/// already in, so a failure surfaces at the next batch rather than at the checkpoint, and waits
+/// for some when too many are outstanding.
+async fn queue(
     producer: &Producer,
     sends: &[Send],
     deliveries: &mut Deliveries,
@@ -246,7 +249,11 @@ fn queue(
         };
         producer.queue(&s.topic, record, deliveries)?;
     }
-    deliveries.collect_ready()
+    deliveries.collect_ready()?;
+    if deliveries.len() > MAX_UNACKNOWLEDGED {
+        deliveries.wait_until(MAX_UNACKNOWLEDGED / 2).await?;
+    }
+    Ok(())
 }
 
 /// `offsets` (the next offset to read per topic and partition) as a partition list.
@@ -262,21 +269,49 @@ fn partition_list(
 
 impl<P: Processor> ProcessorHandler<P> {
     async fn abort(&mut self) {
-        if self.open.take().is_some() {
+        if self.open.take().is_some() && self.transactional {
             if let Err(e) = self.producer.abort_transaction().await {
                 tracing::warn!(processor = self.processor.name(), error = %e, "aborting the transaction failed; the broker aborts it when it times out");
             }
         }
     }
+
+    /// Queues what `batch` yields into the unsettled writes (exactly once: the open
+    /// transaction, begun with `group` when none is open).
+    async fn write(
+        &mut self,
+        batch: &[Record],
+        group: Option<ConsumerGroupMetadata>,
+    ) -> Result<(), HandlerError> {
+        let (sends, counts) = self.decide(batch);
+        if self.open.is_none() && self.transactional {
+            self.producer.begin_transaction()?;
+        }
+        let open = self.open.get_or_insert_with(|| Unsettled::new(group));
+        if let Err(e) = queue(&self.producer, &sends, &mut open.deliveries).await {
+            tracing::warn!(processor = self.processor.name(), error = %e, possibly_persisted = e.possibly_persisted(),
+                "produce failed; what was written since the last checkpoint will be read again");
+            self.abort().await;
+            return Err(Box::new(e));
+        }
+        if self.transactional {
+            for r in batch {
+                let next = open
+                    .offsets
+                    .entry((r.topic.clone(), r.partition))
+                    .or_insert(0);
+                *next = (*next).max(r.offset + 1);
+            }
+        }
+        open.records += batch.len();
+        open.counts += counts;
+        Ok(())
+    }
 }
 
 impl<P: Processor> BatchHandler for ProcessorHandler<P> {
     async fn handle(&mut self, batch: &[Record]) -> Result<(), HandlerError> {
-        let (sends, counts) = self.decide(batch);
-        let name = self.processor.name().to_owned();
-        produce(&self.producer, &name, &sends).await?;
-        self.count(batch.len(), counts);
-        Ok(())
+        self.write(batch, None).await
     }
 
     fn commits_offsets(&self) -> bool {
@@ -284,7 +319,7 @@ impl<P: Processor> BatchHandler for ProcessorHandler<P> {
     }
 
     fn assigned(&mut self) {
-        if self.open.is_some() {
+        if self.open.is_some() && self.transactional {
             self.abort_open = true;
         }
     }
@@ -298,79 +333,70 @@ impl<P: Processor> BatchHandler for ProcessorHandler<P> {
             self.abort().await;
         }
         let group = group.ok_or("the consumer has no group membership yet")?;
-        let (sends, counts) = self.decide(batch);
-        let name = self.processor.name().to_owned();
-        if self.open.is_none() {
-            self.producer.begin_transaction()?;
-        }
-        let open = self.open.get_or_insert_with(|| OpenTransaction {
-            since: std::time::Instant::now(),
-            offsets: BTreeMap::new(),
-            group,
-            records: 0,
-            counts: Counts::default(),
-            deliveries: Deliveries::default(),
-        });
-        // The records are queued, not awaited: the commit waits for them all, so the next
-        // batch is read while these are on their way.
-        let queued = queue(&self.producer, &sends, &mut open.deliveries);
-        let queued = match queued {
-            Ok(()) if open.deliveries.len() > MAX_UNACKNOWLEDGED => {
-                open.deliveries.wait_until(MAX_UNACKNOWLEDGED / 2).await
-            }
-            other => other,
-        };
-        if let Err(e) = queued {
-            tracing::warn!(processor = %name, error = %e, possibly_persisted = e.possibly_persisted(),
-                "produce failed; the transaction is aborted and its batches will be read again");
-            self.abort().await;
-            return Err(Box::new(e));
-        }
-        for r in batch {
-            let next = open
-                .offsets
-                .entry((r.topic.clone(), r.partition))
-                .or_insert(0);
-            *next = (*next).max(r.offset + 1);
-        }
-        open.records += batch.len();
-        open.counts += counts;
-        Ok(())
+        self.write(batch, Some(group)).await
     }
 
     async fn checkpoint(&mut self, closing: bool) -> Result<bool, HandlerError> {
-        let Some(open) = &self.open else {
+        let Some(open) = &mut self.open else {
             return Ok(true);
         };
         if !closing && open.since.elapsed() < self.commit_interval {
-            return Ok(false);
+            // At-least-once, the offsets may be stored as soon as everything is acknowledged;
+            // a transaction gathers batches for its whole interval.
+            if self.transactional {
+                return Ok(false);
+            }
+            if let Err(e) = open.deliveries.collect_ready() {
+                tracing::warn!(processor = self.processor.name(), error = %e,
+                    "produce failed; what was written since the last checkpoint will be read again");
+                self.open = None;
+                return Err(Box::new(e));
+            }
+            if !open.deliveries.is_empty() {
+                return Ok(false);
+            }
         }
         let mut open = self.open.take().expect("checked above");
-        let started = std::time::Instant::now();
         if let Err(e) = open.deliveries.all_delivered().await {
             tracing::warn!(processor = self.processor.name(), error = %e,
-                "produce failed; the transaction is aborted and its batches will be read again");
-            if let Err(e) = self.producer.abort_transaction().await {
-                tracing::warn!(processor = self.processor.name(), error = %e, "aborting the transaction failed; the broker aborts it when it times out");
+                "produce failed; what was written since the last checkpoint will be read again");
+            self.open = Some(open);
+            self.abort().await;
+            return Err(Box::new(e));
+        }
+        if self.transactional {
+            let group = open
+                .group
+                .ok_or("a transaction without the group's metadata")?;
+            let offsets = partition_list(&open.offsets)?;
+            let started = Instant::now();
+            if let Err(e) = self.producer.commit_transaction(offsets, group).await {
+                tracing::warn!(processor = self.processor.name(), error = %e,
+                    "transaction not committed; its batches will be read again and nothing of them is visible");
+                return Err(Box::new(e));
             }
-            return Err(Box::new(e));
+            let micros = started.elapsed().as_micros() as u64;
+            self.stats.commits.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .commit_micros
+                .fetch_add(micros, Ordering::Relaxed);
+            self.stats
+                .commit_max_micros
+                .fetch_max(micros, Ordering::Relaxed);
         }
-        let offsets = partition_list(&open.offsets)?;
-        if let Err(e) = self.producer.commit_transaction(offsets, open.group).await {
-            tracing::warn!(processor = self.processor.name(), error = %e,
-                "transaction not committed; its batches will be read again and nothing of them is visible");
-            return Err(Box::new(e));
-        }
-        let micros = started.elapsed().as_micros() as u64;
-        self.stats.commits.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .commit_micros
-            .fetch_add(micros, Ordering::Relaxed);
-        self.stats
-            .commit_max_micros
-            .fetch_max(micros, Ordering::Relaxed);
         self.count(open.records, open.counts);
         Ok(true)
+    }
+
+    fn checkpoint_in(&self) -> Option<Duration> {
+        let open = self.open.as_ref()?;
+        let due = self.commit_interval.saturating_sub(open.since.elapsed());
+        Some(if self.transactional {
+            due
+        } else {
+            // Acknowledgements come within milliseconds: look again soon.
+            due.min(Duration::from_millis(1))
+        })
     }
 }
 

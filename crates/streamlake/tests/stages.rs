@@ -70,6 +70,8 @@ columns = [{{ name = "seq", type = "integer" }}]
 datasets = ["t/sensor"]
 group = "{group}"
 batch_max_size = 1
+# Frequent commits, so a member killed while busy has committed part of its input.
+commit_interval_ms = 20
 
 [sinks.s]
 datasets = ["t/sensor"]
@@ -95,7 +97,7 @@ async fn a_killed_processor_restarts_from_its_offsets_and_writes_each_record_onc
     let stack = Stack::new(&config(&raw, &clean, &dlq, "[sinks.s.csv]")).await;
     let bootstrap = bootstrap().await;
     let mut ids: BTreeSet<String> = stack
-        .produce(&raw, "t", "sensor", &readings(1000, 0))
+        .produce(&raw, "t", "sensor", &readings(10_000, 0))
         .await
         .into_iter()
         .collect();
@@ -119,7 +121,7 @@ async fn a_killed_processor_restarts_from_its_offsets_and_writes_each_record_onc
     // member's partitions over when its session expires.
     ids.extend(
         stack
-            .produce(&raw, "t", "sensor", &readings(200, 1000))
+            .produce(&raw, "t", "sensor", &readings(200, 10_000))
             .await,
     );
     let second = start(&stack, &args, "process-2.log");
