@@ -52,18 +52,20 @@ pub(crate) async fn start_broker(
 pub(crate) async fn provision_with(
     settings: &KafkaSettings,
     config: &streamlake_config::Config,
-    extra: &str,
+    extra: &[&str],
 ) -> anyhow::Result<Admin> {
     let admin = Admin::new(settings)?;
     provision(&admin, &config.declared_topics()).await;
-    admin
-        .create_topic(&streamlake_core::TopicSpec {
-            name: extra.to_owned(),
-            partitions: 6,
-            replication_factor: None,
-            configs: Default::default(),
-        })
-        .await?;
+    for name in extra {
+        admin
+            .create_topic(&streamlake_core::TopicSpec {
+                name: (*name).to_owned(),
+                partitions: 6,
+                replication_factor: None,
+                configs: Default::default(),
+            })
+            .await?;
+    }
     Ok(admin)
 }
 

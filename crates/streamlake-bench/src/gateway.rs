@@ -268,7 +268,7 @@ pub(crate) async fn run(args: &BenchGatewayArgs) -> anyhow::Result<ExitCode> {
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let baseline_topic = "bench.baseline";
-    provision_with(&settings, &config, baseline_topic).await?;
+    provision_with(&settings, &config, &[baseline_topic]).await?;
 
     let events = events(10_000);
     let avg = events.iter().map(|(_, b)| b.len()).sum::<usize>() / events.len();
