@@ -98,6 +98,10 @@ pub(crate) struct BenchLatencyArgs {
     /// The PostgreSQL sink's `batch_max_wait_ms` (200, the default, when absent).
     #[arg(long)]
     pub(crate) sink_batch_max_wait_ms: Option<u64>,
+    /// Run the processor at-least-once (`exactly_once = false`): its outputs are visible once
+    /// acknowledged, without waiting for a transaction's commit.
+    #[arg(long)]
+    pub(crate) at_least_once: bool,
     /// The example's PostgreSQL sink, whose rows are timed too (tables go to a schema of the
     /// run's own, dropped at the end).
     #[command(flatten)]

@@ -118,7 +118,8 @@ pub struct Pipeline {
     pub batch_max_size: usize,
     /// Longest a batch gathers records after its first.
     pub batch_max_wait: std::time::Duration,
-    /// How long a transaction gathers batches before its commit (with `exactly_once`).
+    /// How long a transaction gathers batches before its commit (with `exactly_once`); without,
+    /// how long the processor reads on before waiting for its acknowledgements.
     pub commit_interval: std::time::Duration,
     /// Whether `up` runs it.
     pub enabled: bool,

@@ -107,6 +107,8 @@ pub struct PipelineConfig {
     /// With `exactly_once`, how long a transaction gathers batches before it is committed, in
     /// milliseconds: a processed record becomes visible in the clean topic at the commit, so
     /// this bounds the added latency; each commit costs the processor a wait for the broker.
+    /// At-least-once, the longest the processor reads on before it waits for the
+    /// acknowledgements still to come and stores the offsets.
     #[serde(default = "default_wait_ms")]
     pub commit_interval_ms: u64,
     /// Whether `streamlake up` runs it.
