@@ -80,10 +80,11 @@ pub struct ColumnConfig {
 
 impl ColumnConfig {
     /// The JSON pointer of the value.
-    pub fn pointer(&self) -> String {
-        self.pointer
-            .clone()
-            .unwrap_or_else(|| format!("/{}", self.name))
+    pub fn pointer(&self) -> std::borrow::Cow<'_, str> {
+        match &self.pointer {
+            Some(p) => p.into(),
+            None => format!("/{}", self.name).into(),
+        }
     }
 }
 

@@ -1,6 +1,10 @@
 //! JSON helpers shared by processors and sinks: pointer writes and timestamp parsing.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use chrono::format::{Item, Parsed, StrftimeItems};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -18,6 +22,40 @@ pub enum TimestampFormat {
     EpochMillis,
 }
 
+/// The reference tokens of a JSON pointer's text after its leading `/` (RFC 6901), unescaped;
+/// borrowed unless a token holds an escape.
+fn tokens(rest: &str) -> impl Iterator<Item = Cow<'_, str>> {
+    rest.split('/').map(|t| {
+        if t.contains('~') {
+            Cow::Owned(t.replace("~1", "/").replace("~0", "~"))
+        } else {
+            Cow::Borrowed(t)
+        }
+    })
+}
+
+/// The value at `pointer` in `root`, as [`Value::pointer`] finds it, without allocating per
+/// token (it runs for every field of every record).
+pub fn get_pointer<'v>(root: &'v Value, pointer: &str) -> Option<&'v Value> {
+    if pointer.is_empty() {
+        return Some(root);
+    }
+    let rest = pointer.strip_prefix('/')?;
+    tokens(rest).try_fold(root, |cur, token| match cur {
+        Value::Object(map) => map.get(token.as_ref()),
+        Value::Array(list) => array_index(&token).and_then(|i| list.get(i)),
+        _ => None,
+    })
+}
+
+/// An array index token: digits without a leading zero (RFC 6901).
+fn array_index(token: &str) -> Option<usize> {
+    if token.starts_with('+') || (token.starts_with('0') && token.len() > 1) {
+        return None;
+    }
+    token.parse().ok()
+}
+
 /// Writes `new` at `pointer`, creating objects on the way. Fails when a step is not an object
 /// (arrays are not written into).
 pub fn set_pointer(root: &mut Value, pointer: &str, new: Value) -> Result<(), String> {
@@ -28,23 +66,23 @@ pub fn set_pointer(root: &mut Value, pointer: &str, new: Value) -> Result<(), St
     let Some(rest) = pointer.strip_prefix('/') else {
         return Err(format!("\"{pointer}\" is not a JSON pointer"));
     };
-    let tokens: Vec<String> = rest
-        .split('/')
-        .map(|t| t.replace("~1", "/").replace("~0", "~"))
-        .collect();
     let mut cur = root;
-    for (i, token) in tokens.iter().enumerate() {
+    let mut walked = tokens(rest).enumerate().peekable();
+    while let Some((i, token)) = walked.next() {
         let Value::Object(map) = cur else {
-            let at = tokens[..i].join("/");
-            return Err(format!("/{at} is not an object"));
+            let at: Vec<Cow<'_, str>> = tokens(rest).take(i).collect();
+            return Err(format!("/{} is not an object", at.join("/")));
         };
-        if i == tokens.len() - 1 {
-            map.insert(token.clone(), new);
+        if walked.peek().is_none() {
+            map.insert(token.into_owned(), new);
             return Ok(());
         }
+        if !map.contains_key(token.as_ref()) {
+            map.insert(token.clone().into_owned(), Value::Object(Map::new()));
+        }
         cur = map
-            .entry(token.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
+            .get_mut(token.as_ref())
+            .expect("present or inserted above");
     }
     unreachable!("the loop returns at the last token")
 }
@@ -60,9 +98,7 @@ pub fn parse_timestamp(value: &Value, format: TimestampFormat) -> Result<DateTim
         }
         TimestampFormat::DateTime => {
             let s = value.as_str().ok_or("expected \"YYYY-MM-DD HH:MM:SS\"")?;
-            NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-                .map(|t| t.and_utc())
-                .map_err(|e| format!("\"{s}\" is not \"YYYY-MM-DD HH:MM:SS\": {e}"))
+            parse_date_time(s).map_err(|e| format!("\"{s}\" is not \"YYYY-MM-DD HH:MM:SS\": {e}"))
         }
         TimestampFormat::EpochSeconds => {
             let n = number(value).ok_or("expected epoch seconds (a number)")?;
@@ -77,12 +113,24 @@ pub fn parse_timestamp(value: &Value, format: TimestampFormat) -> Result<DateTim
     }
 }
 
+/// `YYYY-MM-DD HH:MM:SS`, its format string read once rather than at every parse.
+static DATE_TIME: LazyLock<Vec<Item<'static>>> =
+    LazyLock::new(|| StrftimeItems::new("%Y-%m-%d %H:%M:%S").collect());
+
+/// Parses `YYYY-MM-DD HH:MM:SS` as UTC.
+fn parse_date_time(s: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    let mut parsed = Parsed::new();
+    chrono::format::parse(&mut parsed, s, DATE_TIME.iter())?;
+    Ok(parsed.to_naive_datetime_with_offset(0)?.and_utc())
+}
+
 /// Parses a timestamp in any supported format: RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC), or a
 /// number of epoch seconds (below 10^11) or milliseconds.
 pub fn parse_any_timestamp(value: &Value) -> Result<DateTime<Utc>, String> {
     match value {
-        Value::String(s) => parse_timestamp(value, TimestampFormat::Rfc3339)
-            .or_else(|_| parse_timestamp(value, TimestampFormat::DateTime))
+        Value::String(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .or_else(|_| parse_date_time(s))
             .map_err(|_| format!("\"{s}\" is neither RFC 3339 nor \"YYYY-MM-DD HH:MM:SS\"")),
         Value::Number(_) => {
             let n = number(value).unwrap_or_default();
@@ -122,6 +170,32 @@ mod tests {
         assert_eq!(v, json!({"a": 1, "b": {"c": 2}}));
         let err = set_pointer(&mut v, "/a/x", json!(3)).unwrap_err();
         assert_eq!(err, "/a is not an object");
+        set_pointer(&mut v, "/b/d~1e/f", json!(4)).unwrap();
+        assert_eq!(v["b"]["d/e"]["f"], json!(4));
+        let err = set_pointer(&mut v, "/b/c/g", json!(5)).unwrap_err();
+        assert_eq!(err, "/b/c is not an object");
+    }
+
+    #[test]
+    fn get_pointer_finds_what_serde_json_finds() {
+        let v = json!({"a": {"b/c": [10, {"d~e": true}]}, "": 1, "n": null});
+        for p in [
+            "",
+            "/a",
+            "/a/b~1c",
+            "/a/b~1c/0",
+            "/a/b~1c/1/d~0e",
+            "/",
+            "/n",
+            "/a/b~1c/01",
+            "/a/b~1c/+1",
+            "/a/b~1c/2",
+            "/a/x",
+            "/a/b~1c/0/x",
+            "a",
+        ] {
+            assert_eq!(get_pointer(&v, p), v.pointer(p), "{p}");
+        }
     }
 
     #[test]

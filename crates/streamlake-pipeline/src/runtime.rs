@@ -91,7 +91,7 @@ struct Unsettled {
     since: Instant,
     /// Exactly once: the next offset to read per input partition, committed with the
     /// transaction (at-least-once: the runner keeps them).
-    offsets: BTreeMap<(String, i32), i64>,
+    offsets: BTreeMap<String, BTreeMap<i32, i64>>,
     /// Exactly once: the member's group metadata for the offset commit.
     group: Option<ConsumerGroupMetadata>,
     records: usize,
@@ -117,7 +117,7 @@ impl std::fmt::Debug for Unsettled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Unsettled")
             .field("records", &self.records)
-            .field("partitions", &self.offsets.len())
+            .field("topics", &self.offsets.len())
             .field("unacknowledged", &self.deliveries.len())
             .finish_non_exhaustive()
     }
@@ -258,11 +258,13 @@ async fn queue(
 
 /// `offsets` (the next offset to read per topic and partition) as a partition list.
 fn partition_list(
-    offsets: &BTreeMap<(String, i32), i64>,
+    offsets: &BTreeMap<String, BTreeMap<i32, i64>>,
 ) -> Result<TopicPartitionList, HandlerError> {
-    let mut tpl = TopicPartitionList::with_capacity(offsets.len());
-    for ((topic, partition), offset) in offsets {
-        tpl.add_partition_offset(topic, *partition, streamlake_kafka::Offset::Offset(*offset))?;
+    let mut tpl = TopicPartitionList::with_capacity(offsets.values().map(BTreeMap::len).sum());
+    for (topic, partitions) in offsets {
+        for (partition, offset) in partitions {
+            tpl.add_partition_offset(topic, *partition, streamlake_kafka::Offset::Offset(*offset))?;
+        }
     }
     Ok(tpl)
 }
@@ -296,10 +298,12 @@ impl<P: Processor> ProcessorHandler<P> {
         }
         if self.transactional {
             for r in batch {
-                let next = open
-                    .offsets
-                    .entry((r.topic.clone(), r.partition))
-                    .or_insert(0);
+                // The topic's name is copied once per transaction, not once per record.
+                if !open.offsets.contains_key(&r.topic) {
+                    open.offsets.insert(r.topic.clone(), BTreeMap::new());
+                }
+                let partitions = open.offsets.get_mut(&r.topic).expect("inserted above");
+                let next = partitions.entry(r.partition).or_insert(0);
                 *next = (*next).max(r.offset + 1);
             }
         }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use streamlake_config::{ColumnConfig, ColumnType};
 use streamlake_core::headers;
 use streamlake_kafka::Record;
-use streamlake_pipeline::json::{number, parse_any_timestamp};
+use streamlake_pipeline::json::{get_pointer, number, parse_any_timestamp};
 
 /// One typed value.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,10 +107,10 @@ pub fn to_row(
     let mut cells = Vec::with_capacity(columns.len());
     for c in columns {
         let pointer = c.pointer();
-        let value = payload.pointer(&pointer).unwrap_or(&Value::Null);
+        let value = get_pointer(&payload, &pointer).unwrap_or(&Value::Null);
         cells.push(cell(value, c.kind).map_err(|why| RowError {
             reason: format!("column {} ({pointer}): {why}", c.name),
-            path: pointer.clone(),
+            path: pointer.to_string(),
             rule: format!("column.{}", type_name(c.kind)),
         })?);
     }

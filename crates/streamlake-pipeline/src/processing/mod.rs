@@ -16,7 +16,7 @@ use streamlake_config::{
 use streamlake_core::{headers, Stage, Violation};
 use streamlake_kafka::Record;
 
-use crate::json::{rfc3339, set_pointer};
+use crate::json::{get_pointer, rfc3339, set_pointer};
 use crate::processor::{Outcome, Output, Processor};
 use crate::runtime::original_headers;
 
@@ -150,7 +150,7 @@ impl<K: StepKind> AnyStep for K {
 }
 
 fn present<'v>(record: &'v Value, pointer: &str) -> Option<&'v Value> {
-    record.pointer(pointer).filter(|v| !v.is_null())
+    get_pointer(record, pointer).filter(|v| !v.is_null())
 }
 
 /// One dataset's processing, ready to apply.
