@@ -65,6 +65,7 @@ pub async fn run_pipeline(
                 Ok::<_, HandlerError>(match producing {
                     Producing::Shared(producer) => {
                         ProcessorHandler::new(processor, producer.clone(), stats)
+                            .with_commit_interval(pipeline.commit_interval)
                     }
                     Producing::Transactional(id) => {
                         let config = settings.producer_config_over(PROCESSOR_PRODUCER_DEFAULTS);
@@ -80,8 +81,8 @@ pub async fn run_pipeline(
         shutdown,
     )
     .await;
-    // Every batch waited for its acknowledgements (or committed its transaction), so this is a
-    // formality; never drop queued records silently.
+    // Each run's last checkpoint waited for its acknowledgements (or committed its
+    // transaction), so this is a formality; never drop queued records silently.
     // librdkafka's flush blocks its thread: not one of the runtime's workers.
     if let Producing::Shared(producer) = producing {
         let flushed =

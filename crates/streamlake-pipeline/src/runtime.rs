@@ -137,8 +137,9 @@ impl<P: Processor> ProcessorHandler<P> {
         }
     }
 
-    /// Commits each transaction once it has been open `interval` (instead of
-    /// [`DEFAULT_COMMIT_INTERVAL`]).
+    /// Commits each transaction once it has been open `interval` (at-least-once: waits for
+    /// the acknowledgements still to come after `interval`), instead of
+    /// [`DEFAULT_COMMIT_INTERVAL`].
     pub fn with_commit_interval(mut self, interval: Duration) -> Self {
         self.commit_interval = interval;
         self
