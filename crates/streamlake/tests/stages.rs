@@ -97,7 +97,7 @@ async fn a_killed_processor_restarts_from_its_offsets_and_writes_each_record_onc
     let stack = Stack::new(&config(&raw, &clean, &dlq, "[sinks.s.csv]")).await;
     let bootstrap = bootstrap().await;
     let mut ids: BTreeSet<String> = stack
-        .produce(&raw, "t", "sensor", &readings(10_000, 0))
+        .produce(&raw, "t", "sensor", &readings(20_000, 0))
         .await
         .into_iter()
         .collect();
@@ -111,6 +111,7 @@ async fn a_killed_processor_restarts_from_its_offsets_and_writes_each_record_onc
     first.wait().unwrap();
     out.extend(clean_reader.drain(Duration::from_secs(1)).await);
     let at_kill = ids_of(&out).len();
+    eprintln!("killed after {at_kill} of {} records", ids.len());
     assert!(
         at_kill < ids.len(),
         "killed in the middle: {at_kill} of {}",
@@ -121,7 +122,7 @@ async fn a_killed_processor_restarts_from_its_offsets_and_writes_each_record_onc
     // member's partitions over when its session expires.
     ids.extend(
         stack
-            .produce(&raw, "t", "sensor", &readings(200, 10_000))
+            .produce(&raw, "t", "sensor", &readings(200, 20_000))
             .await,
     );
     let second = start(&stack, &args, "process-2.log");
@@ -155,7 +156,7 @@ async fn a_processor_joining_mid_run_rebalances_without_writing_a_record_twice()
     let stack = Stack::new(&config(&raw, &clean, &dlq, "[sinks.s.csv]")).await;
     let bootstrap = bootstrap().await;
     let mut ids: BTreeSet<String> = stack
-        .produce(&raw, "t", "sensor", &readings(1500, 0))
+        .produce(&raw, "t", "sensor", &readings(20_000, 0))
         .await
         .into_iter()
         .collect();
@@ -166,7 +167,7 @@ async fn a_processor_joining_mid_run_rebalances_without_writing_a_record_twice()
     let second = start(&stack, &args, "process-2.log");
     ids.extend(
         stack
-            .produce(&raw, "t", "sensor", &readings(500, 1500))
+            .produce(&raw, "t", "sensor", &readings(500, 20_000))
             .await,
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
@@ -257,7 +258,7 @@ async fn a_killed_postgres_sink_restarts_and_every_ingestion_id_lands_exactly_on
     let stack = Stack::new(&config(&raw, &clean, &dlq, &sink)).await;
     let bootstrap = bootstrap().await;
     let mut ids: BTreeSet<String> = stack
-        .produce(&clean, "t", "sensor", &readings(1500, 0))
+        .produce(&clean, "t", "sensor", &readings(20_000, 0))
         .await
         .into_iter()
         .collect();
@@ -291,7 +292,7 @@ async fn a_killed_postgres_sink_restarts_and_every_ingestion_id_lands_exactly_on
 
     ids.extend(
         stack
-            .produce(&clean, "t", "sensor", &readings(500, 1500))
+            .produce(&clean, "t", "sensor", &readings(500, 20_000))
             .await,
     );
     let second = start(&stack, &args, "sink-2.log");
