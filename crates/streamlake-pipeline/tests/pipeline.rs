@@ -43,6 +43,36 @@ batch_max_size = 20
     )
 }
 
+/// Runs `pipeline` of `stack` until `shutdown`, in a task: its counters and the task.
+fn start(
+    stack: &Stack,
+    pipeline: streamlake_config::Pipeline,
+    shutdown: &CancellationToken,
+) -> (
+    Arc<ProcessorStats>,
+    tokio::task::JoinHandle<Result<streamlake_kafka::RunStats, streamlake_kafka::HandlerError>>,
+) {
+    let stats = Arc::new(ProcessorStats::default());
+    let (config, settings, s, shutdown) = (
+        stack.config.clone(),
+        stack.settings.clone(),
+        stats.clone(),
+        shutdown.clone(),
+    );
+    let task = tokio::spawn(async move {
+        run_pipeline(
+            &config,
+            &pipeline,
+            &settings,
+            Default::default(),
+            s,
+            shutdown,
+        )
+        .await
+    });
+    (stats, task)
+}
+
 fn header(r: &streamlake_kafka::Record, name: &str) -> String {
     String::from_utf8(r.header(name).unwrap_or_default().to_vec()).unwrap()
 }
@@ -61,27 +91,7 @@ async fn raw_to_clean_transforms_valid_records_and_dead_letters_invalid_ones() {
     let ids = stack.produce(&raw, "t", "sensor", &records).await;
 
     let shutdown = CancellationToken::new();
-    let stats = Arc::new(ProcessorStats::default());
-    let pipeline = stack.config.pipelines["p"].clone();
-    let task = {
-        let (config, settings, stats, shutdown) = (
-            stack.config.clone(),
-            stack.settings.clone(),
-            stats.clone(),
-            shutdown.clone(),
-        );
-        tokio::spawn(async move {
-            run_pipeline(
-                &config,
-                &pipeline,
-                &settings,
-                Default::default(),
-                stats,
-                shutdown,
-            )
-            .await
-        })
-    };
+    let (stats, task) = start(&stack, stack.config.pipelines["p"].clone(), &shutdown);
 
     let mut out = Reader::new(&stack.settings, &clean)
         .await
@@ -165,30 +175,9 @@ async fn instances_of_one_group_share_partitions_and_another_group_gets_everythi
     other_group.group = unique("fan-out");
 
     let shutdown = CancellationToken::new();
-    let start = |pipeline: streamlake_config::Pipeline| {
-        let stats = Arc::new(ProcessorStats::default());
-        let (config, settings, s, shutdown) = (
-            stack.config.clone(),
-            stack.settings.clone(),
-            stats.clone(),
-            shutdown.clone(),
-        );
-        let task = tokio::spawn(async move {
-            run_pipeline(
-                &config,
-                &pipeline,
-                &settings,
-                Default::default(),
-                s,
-                shutdown,
-            )
-            .await
-        });
-        (stats, task)
-    };
-    let (a, task_a) = start(pipeline.clone());
-    let (b, task_b) = start(pipeline);
-    let (fan, task_fan) = start(other_group);
+    let (a, task_a) = start(&stack, pipeline.clone(), &shutdown);
+    let (b, task_b) = start(&stack, pipeline, &shutdown);
+    let (fan, task_fan) = start(&stack, other_group, &shutdown);
 
     // Waves of records until both members of the group have received some: the group needs a
     // rebalance after the second member joins.
@@ -253,26 +242,7 @@ async fn at_least_once_writes_every_record_and_stores_offsets_once_all_are_ackno
     assert!(!pipeline.exactly_once);
     let group = pipeline.group.clone();
     let shutdown = CancellationToken::new();
-    let stats = Arc::new(ProcessorStats::default());
-    let task = {
-        let (config, settings, stats, shutdown) = (
-            stack.config.clone(),
-            stack.settings.clone(),
-            stats.clone(),
-            shutdown.clone(),
-        );
-        tokio::spawn(async move {
-            run_pipeline(
-                &config,
-                &pipeline,
-                &settings,
-                Default::default(),
-                stats,
-                shutdown,
-            )
-            .await
-        })
-    };
+    let (stats, task) = start(&stack, pipeline, &shutdown);
     // Counted once acknowledged: every record, exactly once.
     let counted = eventually(Duration::from_secs(60), || async {
         (stats.emitted.load(Ordering::Relaxed) >= 300).then_some(())
