@@ -270,3 +270,78 @@ async fn at_least_once_writes_every_record_and_stores_offsets_once_all_are_ackno
     assert_eq!(lag.total_lag, 0, "{lag:?}");
     assert_eq!(lag.partitions.len(), 3, "{lag:?}");
 }
+
+#[tokio::test]
+async fn a_record_the_broker_refuses_aborts_its_whole_transaction() {
+    let (raw, clean, dlq) = (unique("raw"), unique("clean"), unique("dlq"));
+    let raw_config = config(&raw, &clean, &dlq, 1) + "commit_interval_ms = 200\n";
+    let stack = Stack::new(&raw_config).await;
+    // The clean topic takes no record above 2 KiB; the raw topic takes it.
+    let admin = streamlake_kafka::Admin::new(&stack.settings).unwrap();
+    admin
+        .alter_topic_configs(
+            &clean,
+            &std::collections::BTreeMap::from([(
+                "max.message.bytes".to_owned(),
+                Some("2048".to_owned()),
+            )]),
+        )
+        .await
+        .unwrap();
+    let reading = |i: usize| json!({"sensor_id": format!("s{i}"), "timestamp": "2026-11-23T10:00:00Z", "temperature": 20.0});
+    let shutdown = CancellationToken::new();
+    let (stats, task) = start(&stack, stack.config.pipelines["p"].clone(), &shutdown);
+    let mut reader = Reader::new(&stack.settings, &clean).await;
+
+    // First five records that fit: committed and visible.
+    let first: Vec<Value> = (0..5).map(reading).collect();
+    let first_ids = stack.produce(&raw, "t", "sensor", &first).await;
+    let seen = reader.read(5, Duration::from_secs(30)).await;
+    assert_eq!(seen.len(), 5);
+    let committed = eventually(Duration::from_secs(10), || async {
+        (stats.emitted.load(Ordering::Relaxed) == 5).then_some(())
+    })
+    .await;
+    assert!(committed.is_some(), "{:?}", stats.snapshot());
+    let commits = stats.commits.load(Ordering::Relaxed);
+
+    // Then five more and one the clean topic refuses (hex of random ids stays large after
+    // compression), read together into one transaction: the broker refuses the big one, the
+    // commit fails, the transaction is aborted, and the run starts over from the committed
+    // offsets, again and again (the record never fits).
+    let big: String = (0..200).map(|_| unique("x")).collect();
+    let mut second: Vec<Value> = (5..10).map(reading).collect();
+    second.push(json!({"sensor_id": "big", "timestamp": "2026-11-23T10:00:00Z", "temperature": 20.0, "note": big}));
+    stack.produce(&raw, "t", "sensor", &second).await;
+    // Several commit intervals and restarts (0.5 s, then 1 s apart).
+    let later = reader.drain(Duration::from_secs(5)).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+
+    // read_committed: not one of the five records that fitted is visible, nothing more was
+    // committed or counted, and the group's offsets still point at the second six.
+    assert!(
+        later.is_empty(),
+        "{} records of the aborted transaction visible",
+        later.len()
+    );
+    assert_eq!(
+        stats.commits.load(Ordering::Relaxed),
+        commits,
+        "no commit since"
+    );
+    assert_eq!(stats.snapshot(), (5, 5, 0, 0));
+    let written: BTreeSet<String> = seen.iter().map(|r| header(r, "ingestion_id")).collect();
+    assert_eq!(written, first_ids.into_iter().collect());
+    let lag = admin
+        .group_lag(
+            &stack.config.pipelines["p"].group,
+            std::slice::from_ref(&raw),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        lag.total_lag, 6,
+        "the second six are to be read again: {lag:?}"
+    );
+}
