@@ -46,6 +46,24 @@ pub enum AdminError {
     },
 }
 
+impl AdminError {
+    /// A partition has no leader yet (or its leader does not know it yet): what a topic shows
+    /// for a moment after it is created, and what waiting a little resolves.
+    pub fn is_leader_pending(&self) -> bool {
+        matches!(
+            self,
+            Self::Kafka {
+                source: KafkaError::MetadataFetch(
+                    RDKafkaErrorCode::NotLeaderForPartition
+                        | RDKafkaErrorCode::LeaderNotAvailable
+                        | RDKafkaErrorCode::UnknownTopicOrPartition
+                ),
+                ..
+            }
+        )
+    }
+}
+
 fn kafka(context: impl Into<String>) -> impl FnOnce(KafkaError) -> AdminError {
     let context = context.into();
     move |source| AdminError::Kafka { context, source }

@@ -7,7 +7,11 @@ use std::time::Duration;
 use serde::Serialize;
 use streamlake_core::TopicSpec;
 
-use crate::admin::{Admin, AdminError, PartitionInfo};
+use crate::admin::{Admin, AdminError, PartitionInfo, TopicInfo};
+
+/// How long a topic just created (here or elsewhere) may take to show a leader for every
+/// partition.
+const SETTLE: Duration = Duration::from_secs(30);
 
 /// One difference between a declared topic and the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -69,7 +73,7 @@ pub async fn provision(admin: &Admin, specs: &[TopicSpec]) -> Vec<ProvisionRepor
 async fn provision_one(admin: &Admin, spec: &TopicSpec) -> ProvisionReport {
     let mut notes = Vec::new();
     let described = match crate::admin::check_spec(spec) {
-        Ok(()) => admin.describe_topic(&spec.name).await,
+        Ok(()) => describe_settled(admin, &spec.name).await,
         Err(e) => Err(e),
     };
     let (outcome, info) = match described {
@@ -78,11 +82,7 @@ async fn provision_one(admin: &Admin, spec: &TopicSpec) -> ProvisionReport {
             Ok(()) | Err(AdminError::TopicExists(_)) => (
                 ProvisionOutcome::Created,
                 admin
-                    .await_topic(
-                        &spec.name,
-                        spec.partitions.max(1) as usize,
-                        Duration::from_secs(30),
-                    )
+                    .await_topic(&spec.name, spec.partitions.max(1) as usize, SETTLE)
                     .await
                     .ok(),
             ),
@@ -139,6 +139,21 @@ async fn provision_one(admin: &Admin, spec: &TopicSpec) -> ProvisionReport {
         outcome,
         partitions: info.map(|i| i.partitions).unwrap_or_default(),
         notes,
+    }
+}
+
+/// Describes `name`, waiting (up to [`SETTLE`]) while a partition has no leader yet: a topic
+/// another instance has just created is announced to the brokers asynchronously.
+async fn describe_settled(admin: &Admin, name: &str) -> Result<TopicInfo, AdminError> {
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        match admin.describe_topic(name).await {
+            Err(e) if e.is_leader_pending() && tokio::time::Instant::now() < deadline => {
+                tracing::debug!(topic = name, error = %e, "waiting for the topic's leaders");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            described => return described,
+        }
     }
 }
 

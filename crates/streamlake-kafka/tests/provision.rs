@@ -114,3 +114,24 @@ async fn invalid_topics_are_refused_before_reaching_the_broker() {
         );
     }
 }
+
+/// Another instance (or a test beside this one) has just created the topic: its partitions may
+/// have no leader yet for a moment. Provisioning waits for them instead of failing.
+#[tokio::test]
+async fn a_topic_created_a_moment_ago_elsewhere_is_not_a_failure() {
+    let admin = Admin::new(&settings().await).unwrap();
+    for round in 0..10 {
+        let declared = spec(&unique(&format!("fresh{round}")), 12, &[]);
+        admin.create_topic(&declared).await.unwrap();
+        let report = provision(&admin, std::slice::from_ref(&declared)).await;
+        assert!(
+            matches!(
+                report[0].outcome,
+                ProvisionOutcome::Existing | ProvisionOutcome::Created
+            ),
+            "round {round}: {:?}",
+            report[0]
+        );
+        assert_eq!(report[0].partitions.len(), 12, "round {round}");
+    }
+}
