@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
-// The gateway allocates per event (parsed JSON, headers, responses); mimalloc keeps that cheap
-// under concurrency (docs/BENCHMARKS.md).
+// The gateway allocates per event (parsed JSON, headers, responses), and librdkafka per message
+// and header; mimalloc keeps both cheap under concurrency. The workspace builds mimalloc with
+// `override`, so C's malloc/free (librdkafka's) are mimalloc's too (docs/BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
