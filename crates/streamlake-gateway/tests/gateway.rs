@@ -1317,7 +1317,7 @@ async fn post_keyed(
 
 /// A keyed request the gateway answered 503 before the broker's acknowledgement (its produce
 /// deadline shorter than the producer's linger): its key, body and answer. Tries up to 20 keys
-/// starting with `prefix`, as a fast broker may still acknowledge one in time.
+/// starting with `prefix`, in case a record is acknowledged in time all the same.
 async fn answered_before_acknowledged(h: &Harness, prefix: &str) -> (String, String, Value) {
     for attempt in 0..20 {
         let key = format!("{prefix}-{attempt}");
@@ -1463,7 +1463,10 @@ async fn concurrent_attempts_over_two_gateways_write_a_keyed_request_once() {
 async fn a_retry_after_503_may_have_been_written_gets_what_became_of_the_first_attempt() {
     // A produce deadline shorter than the producer's linger: the gateway answers before the
     // broker's acknowledgement comes, which it then does.
-    let h = Harness::start("[gateway]\nproduce_timeout_ms = 1\n").await;
+    let h = Harness::start(
+        "[gateway]\nproduce_timeout_ms = 1\n[kafka.producer]\n\"linger.ms\" = \"200\"\n",
+    )
+    .await;
     let (key, body, first) = answered_before_acknowledged(&h, "slow").await;
     assert_eq!(first["may_have_been_written"], true, "{first}");
     assert_eq!(first["error"]["code"], "broker_unavailable", "{first}");
@@ -1622,7 +1625,10 @@ async fn a_dataset_over_its_own_quota_is_refused_naming_it_and_the_tenants_other
 
 #[tokio::test]
 async fn an_answer_still_due_at_shutdown_is_stored_before_the_gateway_stops() {
-    let mut h = Harness::start("[gateway]\nproduce_timeout_ms = 1\n").await;
+    let mut h = Harness::start(
+        "[gateway]\nproduce_timeout_ms = 1\n[kafka.producer]\n\"linger.ms\" = \"200\"\n",
+    )
+    .await;
     let (key, body, first) = answered_before_acknowledged(&h, "stop").await;
     // Stopped at once: the delivery report comes with the flush, and the answer is stored.
     h.shutdown.cancel();
