@@ -786,7 +786,7 @@ async fn keyed(
     gw: &Arc<Gateway>,
     t: &Target<'_>,
     request: &Keyed<'_>,
-    mut events: Vec<streamlake_ingest::Event>,
+    mut events: Vec<streamlake_ingest::Event<'_>>,
 ) -> Result<Response, RequestError> {
     let verdict = gw
         .idempotency

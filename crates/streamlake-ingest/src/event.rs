@@ -1,13 +1,12 @@
 //! Bodies into events: one JSON value, a JSON array, or NDJSON lines. Each event keeps its
 //! original bytes, which are what is produced (ingestion never re-serialises a payload), next to
-//! its parsed value for validation.
+//! its parsed value for validation: a [`Doc`] borrowed from the body, parsed strictly (an object
+//! naming a key twice is refused).
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
-use serde_json::Value;
 use streamlake_core::Violation;
-
-use crate::strict::StrictValue;
+use streamlake_schema::Doc;
 
 /// How the body is framed, from its Content-Type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,24 +45,24 @@ impl Framing {
     }
 }
 
-/// One event of a request.
+/// One event of a request; its value borrows from the body it was split from.
 #[derive(Debug)]
-pub struct Event {
+pub struct Event<'a> {
     /// The event's bytes as sent (a slice of the request body, not a copy).
     pub bytes: Bytes,
     /// Its parsed value, or why it is not JSON.
-    pub value: Result<Value, Violation>,
+    pub value: Result<Doc<'a>, Violation>,
     /// The `ingestion_id` to use: a source retrying an event keeps its id; `None` makes one.
     pub ingestion_id: Option<String>,
 }
 
 /// What a body holds.
 #[derive(Debug)]
-pub enum Parsed {
+pub enum Parsed<'a> {
     /// A single JSON value (answered with that event's own status).
-    Single(Event),
+    Single(Event<'a>),
     /// A JSON array or NDJSON lines (answered per event).
-    Batch(Vec<Event>),
+    Batch(Vec<Event<'a>>),
 }
 
 fn not_json(e: &serde_json::Error, what: &str) -> Violation {
@@ -74,26 +73,20 @@ fn not_json(e: &serde_json::Error, what: &str) -> Violation {
     }
 }
 
-/// The value of a strict parse (objects name each key once).
-fn strict(parsed: serde_json::Result<StrictValue>) -> serde_json::Result<Value> {
-    parsed.map(|v| v.0)
-}
-
-/// Splits a UTF-8 body into events. A JSON body that does not parse is one invalid event.
-impl Event {
+impl<'a> Event<'a> {
     /// One event from its bytes (a source's message).
-    pub fn from_bytes(bytes: Vec<u8>) -> Self {
-        let value = strict(serde_json::from_slice(&bytes)).map_err(|e| not_json(&e, "the event"));
+    pub fn from_bytes(bytes: &'a Bytes) -> Self {
         Self {
-            bytes: Bytes::from(bytes),
-            value,
+            bytes: bytes.clone(),
+            value: Doc::parse(bytes).map_err(|e| not_json(&e, "the event")),
             ingestion_id: None,
         }
     }
 }
 
-/// Splits a body into events; each event's bytes are a slice of `body`.
-pub fn parse(body: &Bytes, framing: Framing) -> Parsed {
+/// Splits a body into events; each event's bytes are a slice of `body`. A JSON body that does
+/// not parse is one invalid event.
+pub fn parse(body: &Bytes, framing: Framing) -> Parsed<'_> {
     // Where `part` (a subslice of `body`) sits in it.
     let slice = |part: &[u8]| body.slice_ref(part);
     match framing {
@@ -111,7 +104,7 @@ pub fn parse(body: &Bytes, framing: Framing) -> Parsed {
                                 .into_iter()
                                 .map(|raw| Event {
                                     bytes: slice(raw.get().as_bytes()),
-                                    value: strict(serde_json::from_str(raw.get()))
+                                    value: Doc::parse(raw.get().as_bytes())
                                         .map_err(|e| not_json(&e, "the event")),
                                     ingestion_id: None,
                                 })
@@ -129,7 +122,7 @@ pub fn parse(body: &Bytes, framing: Framing) -> Parsed {
             }
             Parsed::Single(Event {
                 bytes: body.clone(),
-                value: strict(serde_json::from_slice(body)).map_err(|e| not_json(&e, "the body")),
+                value: Doc::parse(body).map_err(|e| not_json(&e, "the body")),
                 ingestion_id: None,
             })
         }
@@ -139,8 +132,7 @@ pub fn parse(body: &Bytes, framing: Framing) -> Parsed {
                 .filter(|line| !line.trim_ascii().is_empty())
                 .map(|line| Event {
                     bytes: slice(line),
-                    value: strict(serde_json::from_slice(line))
-                        .map_err(|e| not_json(&e, "the line")),
+                    value: Doc::parse(line).map_err(|e| not_json(&e, "the line")),
                     ingestion_id: None,
                 })
                 .collect(),
@@ -151,7 +143,7 @@ pub fn parse(body: &Bytes, framing: Framing) -> Parsed {
 /// A JSON array's elements as events, in one pass: each element is parsed into its value and
 /// its bytes are the span it was parsed from. `None` when `body` is not a well-formed array of
 /// JSON values (including an element nested too deeply).
-fn split_array(body: &Bytes) -> Option<Vec<Event>> {
+fn split_array(body: &Bytes) -> Option<Vec<Event<'_>>> {
     let skip_space = |mut at: usize| {
         while body.get(at).is_some_and(u8::is_ascii_whitespace) {
             at += 1;
@@ -169,8 +161,8 @@ fn split_array(body: &Bytes) -> Option<Vec<Event>> {
     } else {
         loop {
             let mut values =
-                serde_json::Deserializer::from_slice(&body[at..]).into_iter::<StrictValue>();
-            let StrictValue(value) = values.next()?.ok()?;
+                serde_json::Deserializer::from_slice(&body[at..]).into_iter::<Doc<'_>>();
+            let value = values.next()?.ok()?;
             let end = at + values.byte_offset();
             events.push(Event {
                 bytes: body.slice(at..end),
@@ -197,10 +189,8 @@ mod tests {
 
     #[test]
     fn array_elements_keep_their_original_bytes() {
-        let Parsed::Batch(events) = parse(
-            &Bytes::from_static(br#"[ {"a": 1,  "b":2} , {"c":3}]"#),
-            Framing::Json,
-        ) else {
+        let body = Bytes::from_static(br#"[ {"a": 1,  "b":2} , {"c":3}]"#);
+        let Parsed::Batch(events) = parse(&body, Framing::Json) else {
             panic!("expected a batch");
         };
         assert_eq!(&events[0].bytes[..], br#"{"a": 1,  "b":2}"#);
@@ -222,8 +212,8 @@ mod tests {
             assert_eq!(events.len(), raw.len());
             for (event, raw) in events.iter().zip(raw) {
                 assert_eq!(&event.bytes[..], raw.get().as_bytes());
-                let expected: Value = serde_json::from_str(raw.get()).unwrap();
-                assert_eq!(event.value.as_ref().unwrap(), &expected);
+                let expected: serde_json::Value = serde_json::from_str(raw.get()).unwrap();
+                assert_eq!(event.value.as_ref().unwrap().to_value(), expected);
             }
         }
         let malformed = [
@@ -243,10 +233,8 @@ mod tests {
 
     #[test]
     fn an_event_naming_a_key_twice_is_invalid_and_its_neighbours_are_not() {
-        let Parsed::Batch(events) = parse(
-            &Bytes::from_static(br#"[{"a":1},{"a":1,"a":2},{"b":3}]"#),
-            Framing::Json,
-        ) else {
+        let body = Bytes::from_static(br#"[{"a":1},{"a":1,"a":2},{"b":3}]"#);
+        let Parsed::Batch(events) = parse(&body, Framing::Json) else {
             panic!("expected a batch");
         };
         assert_eq!(events.len(), 3);
@@ -255,8 +243,8 @@ mod tests {
         assert_eq!(v.rule, "json");
         assert!(v.reason.contains("the key \"a\" appears twice"), "{v:?}");
         assert_eq!(&events[1].bytes[..], br#"{"a":1,"a":2}"#);
-        let Parsed::Single(one) = parse(&Bytes::from_static(br#"{"a":1,"a":2}"#), Framing::Json)
-        else {
+        let body = Bytes::from_static(br#"{"a":1,"a":2}"#);
+        let Parsed::Single(one) = parse(&body, Framing::Json) else {
             panic!("expected one event");
         };
         assert!(one.value.is_err());
@@ -264,10 +252,8 @@ mod tests {
 
     #[test]
     fn ndjson_lines_are_events_and_bad_lines_are_invalid_events() {
-        let Parsed::Batch(events) = parse(
-            &Bytes::from_static(b"{\"a\":1}\r\n\n{oops\n{\"b\":2}\n"),
-            Framing::Ndjson,
-        ) else {
+        let body = Bytes::from_static(b"{\"a\":1}\r\n\n{oops\n{\"b\":2}\n");
+        let Parsed::Batch(events) = parse(&body, Framing::Ndjson) else {
             panic!("expected a batch");
         };
         assert_eq!(events.len(), 3);
@@ -279,7 +265,8 @@ mod tests {
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        let Parsed::Batch(events) = parse(&Bytes::from(deep.clone()), Framing::Json) else {
+        let body = Bytes::from(deep.clone());
+        let Parsed::Batch(events) = parse(&body, Framing::Json) else {
             panic!("an array is a batch");
         };
         assert!(events[0]
@@ -289,7 +276,8 @@ mod tests {
             .reason
             .contains("recursion limit"));
         let deep_object = format!("{}1{}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
-        let Parsed::Single(e) = parse(&Bytes::from(deep_object.clone()), Framing::Json) else {
+        let body = Bytes::from(deep_object.clone());
+        let Parsed::Single(e) = parse(&body, Framing::Json) else {
             panic!("single");
         };
         assert!(e.value.is_err());

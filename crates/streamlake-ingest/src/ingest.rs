@@ -169,7 +169,7 @@ fn fits(gw: &Ingestor, headers: usize, key: &str, bytes: &[u8]) -> Result<(), Vi
 }
 
 /// Validates, keys and writes one event, or dead-letters it.
-pub async fn ingest(gw: &Ingestor, t: &Target<'_>, event: Event) -> Outcome {
+pub async fn ingest(gw: &Ingestor, t: &Target<'_>, event: Event<'_>) -> Outcome {
     match ingest_all(gw, t, vec![event]).await.pop() {
         Some(outcome) => outcome,
         None => unreachable!("one outcome per event"),
@@ -187,7 +187,7 @@ struct Valid {
 /// Validates, keys and writes a request's events, dead-lettering the invalid ones; the
 /// outcomes are in the events' order. The valid events are queued in order, so per-key order
 /// holds, and wait for the broker together.
-pub async fn ingest_all(gw: &Ingestor, t: &Target<'_>, events: Vec<Event>) -> Vec<Outcome> {
+pub async fn ingest_all(gw: &Ingestor, t: &Target<'_>, events: Vec<Event<'_>>) -> Vec<Outcome> {
     ingest_all_late(gw, t, events).await.0
 }
 
@@ -224,7 +224,7 @@ impl LateOutcomes {
 pub async fn ingest_all_late(
     gw: &Ingestor,
     t: &Target<'_>,
-    events: Vec<Event>,
+    events: Vec<Event<'_>>,
 ) -> (Vec<Outcome>, LateOutcomes) {
     let count = events.len();
     // The metadata headers' size but for the ingestion id, the same for every event here.

@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //! - [`event`]: bodies (one JSON value, a JSON array, NDJSON) into events with their bytes;
-//!   JSON is parsed strictly (`strict`: an object naming a key twice is refused).
+//!   JSON is parsed strictly into a `Doc` borrowed from the body (an object naming a key
+//!   twice is refused).
 //! - [`ingestor`]: [`Ingestor`], built once: routes, schemas, the producer, metrics.
 //! - [`ingest`](mod@ingest): one request's events to the raw or the dead-letter topic: [`Outcome`]s.
 //! - `source`: the one-event API sources use ([`Ingested`]).
@@ -20,7 +21,6 @@ pub mod ingestor;
 mod keys;
 pub mod preview;
 mod source;
-mod strict;
 mod throttle;
 
 pub use event::{parse, Event, Framing, Parsed};

@@ -112,7 +112,8 @@ impl Ingestor {
         extra_headers: &[(String, String)],
     ) -> Result<Ingested, UnknownDataset> {
         let target = self.target(tenant, dataset, producer_service, extra_headers)?;
-        let mut event = Event::from_bytes(bytes);
+        let bytes = bytes::Bytes::from(bytes);
+        let mut event = Event::from_bytes(&bytes);
         event.ingestion_id = Some(ingestion_id);
         let outcome = ingest(self, &target, event).await;
         self.count(&target, std::slice::from_ref(&outcome));

@@ -13,6 +13,9 @@ use streamlake_config::{Config, KeySpec};
 use streamlake_core::{DatasetId, TenantId};
 
 pub mod compat;
+pub mod doc;
+
+pub use doc::{Doc, DocJson};
 
 /// Why an event was refused (defined in core, with every stage's violations).
 pub use streamlake_core::Violation;
@@ -71,7 +74,7 @@ pub fn check_schema(schema: &Value) -> Result<(), String> {
 
 /// A dataset's compiled schema, version and key policy.
 pub struct DatasetSchema {
-    validator: jsonschema::Validator,
+    validator: jsonschema::Validator<DocJson>,
     version: String,
     key: KeySpec,
     key_warning: Option<String>,
@@ -89,7 +92,9 @@ impl std::fmt::Debug for DatasetSchema {
 impl DatasetSchema {
     /// Compiles `schema` for a dataset keyed by `key`.
     pub fn compile(schema: &Value, version: &str, key: KeySpec) -> Result<Self, String> {
-        let validator = jsonschema::validator_for(schema).map_err(|e| e.to_string())?;
+        let validator = jsonschema::options_for::<DocJson>()
+            .build(schema)
+            .map_err(|e| e.to_string())?;
         let key_warning = key_policy_warning(schema, &key);
         Ok(Self {
             validator,
@@ -111,7 +116,7 @@ impl DatasetSchema {
 
     /// Validates `event` and extracts its key. The first schema violation wins; the reason says
     /// how many there were in all.
-    pub fn check(&self, event: &Value) -> Result<String, Violation> {
+    pub fn check(&self, event: &Doc<'_>) -> Result<String, Violation> {
         // The common case, a valid event, skips collecting error details.
         if self.validator.is_valid(event) {
             return self.key_of(event);
@@ -125,22 +130,22 @@ impl DatasetSchema {
     }
 
     /// The partition key: the pointed-to values, joined with `|` for a composite key.
-    pub fn key_of(&self, event: &Value) -> Result<String, Violation> {
+    pub fn key_of(&self, event: &Doc<'_>) -> Result<String, Violation> {
         let mut key = String::new();
         for (i, pointer) in self.key.pointers().iter().enumerate() {
             if i > 0 {
                 key.push('|');
             }
             match event.pointer(pointer) {
-                None | Some(Value::Null) => {
+                None | Some(Doc::Null) => {
                     return Err(Violation {
                         reason: format!("the key field {pointer} is missing or null"),
                         path: pointer.to_owned(),
                         rule: "key".to_owned(),
                     })
                 }
-                Some(Value::String(s)) => key.push_str(s),
-                Some(Value::Number(n)) => match n.as_f64() {
+                Some(Doc::String(s)) => key.push_str(s),
+                Some(Doc::Number(n)) => match n.as_f64() {
                     // 107 and 107.0 are one key (and one partition).
                     Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
                         let _ = write!(key, "{}", f as i64);
@@ -149,7 +154,7 @@ impl DatasetSchema {
                         let _ = write!(key, "{n}");
                     }
                 },
-                Some(Value::Bool(b)) => {
+                Some(Doc::Bool(b)) => {
                     let _ = write!(key, "{b}");
                 }
                 Some(_) => {
@@ -357,6 +362,22 @@ mod tests {
 
     use super::*;
 
+    /// `check` and `key_of` of a value, parsed from its JSON text as ingestion parses events.
+    trait OfValue {
+        fn check_value(&self, event: &Value) -> Result<String, Violation>;
+        fn key_of_value(&self, event: &Value) -> Result<String, Violation>;
+    }
+
+    impl OfValue for DatasetSchema {
+        fn check_value(&self, event: &Value) -> Result<String, Violation> {
+            self.check(&Doc::parse(event.to_string().as_bytes()).unwrap())
+        }
+
+        fn key_of_value(&self, event: &Value) -> Result<String, Violation> {
+            self.key_of(&Doc::parse(event.to_string().as_bytes()).unwrap())
+        }
+    }
+
     fn schema() -> DatasetSchema {
         DatasetSchema::compile(
             &json!({
@@ -377,7 +398,7 @@ mod tests {
     #[test]
     fn a_valid_event_gives_its_key() {
         assert_eq!(
-            schema().check(&json!({"sensor": {"id": 107}, "value": 1.5})),
+            schema().check_value(&json!({"sensor": {"id": 107}, "value": 1.5})),
             Ok("107".into())
         );
     }
@@ -386,16 +407,20 @@ mod tests {
     fn a_whole_number_is_one_key_however_it_is_written() {
         let s = DatasetSchema::compile(&json!({}), "1", KeySpec::Pointer("/id".into())).unwrap();
         for id in [json!(107), json!(107.0), json!(1.07e2)] {
-            assert_eq!(s.key_of(&json!({ "id": id })), Ok("107".into()), "{id}");
+            assert_eq!(
+                s.key_of_value(&json!({ "id": id })),
+                Ok("107".into()),
+                "{id}"
+            );
         }
-        assert_eq!(s.key_of(&json!({"id": 107.5})), Ok("107.5".into()));
-        assert_eq!(s.key_of(&json!({"id": -3.0})), Ok("-3".into()));
+        assert_eq!(s.key_of_value(&json!({"id": 107.5})), Ok("107.5".into()));
+        assert_eq!(s.key_of_value(&json!({"id": -3.0})), Ok("-3".into()));
     }
 
     #[test]
     fn a_wrong_type_names_the_field_and_the_keyword() {
         let v = schema()
-            .check(&json!({"sensor": {"id": 1}, "value": "high"}))
+            .check_value(&json!({"sensor": {"id": 1}, "value": "high"}))
             .unwrap_err();
         assert_eq!((v.path.as_str(), v.rule.as_str()), ("/value", "type"));
         assert!(v.reason.contains("\"high\""), "{v:?}");
@@ -403,14 +428,16 @@ mod tests {
 
     #[test]
     fn a_missing_required_field_points_at_the_field() {
-        let v = schema().check(&json!({"sensor": {"id": 1}})).unwrap_err();
+        let v = schema()
+            .check_value(&json!({"sensor": {"id": 1}}))
+            .unwrap_err();
         assert_eq!((v.path.as_str(), v.rule.as_str()), ("/value", "required"));
     }
 
     #[test]
     fn a_range_violation_names_minimum() {
         let v = schema()
-            .check(&json!({"sensor": {"id": 1}, "value": -2}))
+            .check_value(&json!({"sensor": {"id": 1}, "value": -2}))
             .unwrap_err();
         assert_eq!((v.path.as_str(), v.rule.as_str()), ("/value", "minimum"));
     }
@@ -418,7 +445,7 @@ mod tests {
     #[test]
     fn several_violations_are_counted_in_the_reason() {
         let v = schema()
-            .check(&json!({"sensor": {"id": "x"}, "value": "y"}))
+            .check_value(&json!({"sensor": {"id": "x"}, "value": "y"}))
             .unwrap_err();
         assert!(v.reason.contains("and 1 more violation"), "{v:?}");
     }
@@ -437,14 +464,14 @@ mod tests {
             KeySpec::Pointer("/a".into()),
         )
         .unwrap();
-        let v = s.check(&json!({"a": 1})).unwrap_err();
+        let v = s.check_value(&json!({"a": 1})).unwrap_err();
         assert_eq!((v.path.as_str(), v.rule.as_str()), ("/c", "required"));
     }
 
     #[test]
     fn a_missing_key_field_is_a_violation() {
         let v = schema()
-            .check(&json!({"sensor": {}, "value": 1}))
+            .check_value(&json!({"sensor": {}, "value": 1}))
             .unwrap_err();
         assert_eq!((v.path.as_str(), v.rule.as_str()), ("/sensor/id", "key"));
     }
@@ -452,7 +479,10 @@ mod tests {
     #[test]
     fn an_object_key_is_a_violation() {
         let s = DatasetSchema::compile(&json!({}), "1", KeySpec::Pointer("/k".into())).unwrap();
-        assert_eq!(s.check(&json!({"k": {"a": 1}})).unwrap_err().rule, "key");
+        assert_eq!(
+            s.check_value(&json!({"k": {"a": 1}})).unwrap_err().rule,
+            "key"
+        );
     }
 
     #[test]
@@ -464,7 +494,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            s.check(&json!({"country": "DE", "sensor_id": 7})),
+            s.check_value(&json!({"country": "DE", "sensor_id": 7})),
             Ok("DE|7".into())
         );
     }

@@ -25,8 +25,8 @@ pub(crate) async fn run(conn: &Connection, args: &PartitionArgs) -> anyhow::Resu
     let key = match (&args.key, &args.event) {
         (Some(key), _) => key.clone(),
         (None, Some(event)) => {
-            let value: serde_json::Value =
-                serde_json::from_str(event).map_err(|e| anyhow!("the event is not JSON: {e}"))?;
+            let value = streamlake_schema::Doc::parse(event.as_bytes())
+                .map_err(|e| anyhow!("the event is not JSON: {e}"))?;
             target
                 .schema
                 .key_of(&value)
