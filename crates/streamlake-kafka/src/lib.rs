@@ -25,6 +25,7 @@ pub mod partitioner;
 pub mod producer;
 pub mod provision;
 pub mod record;
+mod reports;
 pub mod settings;
 pub mod shutdown;
 pub mod tail;

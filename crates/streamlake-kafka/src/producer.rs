@@ -15,11 +15,11 @@ use futures::stream::{FuturesUnordered, StreamExt as _};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::future_producer::OwnedDeliveryResult;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{BaseRecord, Producer as _};
 use serde::Serialize;
 
 use crate::record::Headers;
+use crate::reports::{RawProducer, Report, Reporting, Reports, Ticket};
 use crate::settings::KafkaSettings;
 
 /// Where the broker stored a record.
@@ -53,58 +53,81 @@ pub struct Sent {
     pub latency: Duration,
 }
 
-/// A delivery report as librdkafka's future resolves.
-type Delivered = Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>;
-
-/// A delivery report still to come, with the index of its record in the batch.
-type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = (usize, Delivered)> + Send>>;
-
 /// The records of a [`Producer::send_all_late`] batch that were still unacknowledged at the
 /// deadline (none when every record was answered in time).
+#[derive(Debug)]
 pub struct Late {
     topic: String,
-    waiting: FuturesUnordered<Pending>,
-}
-
-impl std::fmt::Debug for Late {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Late")
-            .field("topic", &self.topic)
-            .field("waiting", &self.waiting.len())
-            .finish()
-    }
+    reports: Option<Arc<Reports>>,
+    /// The batch indices of the records unacknowledged at the deadline.
+    pending: Vec<usize>,
 }
 
 impl Late {
+    fn none(topic: &str) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            reports: None,
+            pending: Vec::new(),
+        }
+    }
+
     /// Whether no record is left to settle.
     pub fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
+        self.pending.is_empty()
     }
 
     /// Waits for the delivery report of every record left, each with its index in the batch:
     /// acknowledged after all, or failed for good (a record librdkafka gave up on at
     /// `message.timeout.ms` stays [`ProduceError::TimedOut`]: written or not, nobody knows).
-    pub async fn settle(mut self) -> Vec<(usize, Result<DeliveryReceipt, ProduceError>)> {
-        let mut settled = Vec::with_capacity(self.waiting.len());
-        while let Some((index, delivered)) = self.waiting.next().await {
-            settled.push((index, delivery(&self.topic, delivered)));
-        }
-        settled
+    pub async fn settle(self) -> Vec<(usize, Result<DeliveryReceipt, ProduceError>)> {
+        let Some(reports) = self.reports.filter(|_| !self.pending.is_empty()) else {
+            return Vec::new();
+        };
+        reports.all_in().await;
+        self.pending
+            .into_iter()
+            .map(|index| {
+                let result = reports
+                    .get(index)
+                    .map_or(Err(ProduceError::Closed), |slot| {
+                        delivery(&self.topic, &slot.report)
+                    });
+                (index, result)
+            })
+            .collect()
     }
 }
 
 /// A delivery report as an acknowledgement or an error.
-fn delivery(topic: &str, delivered: Delivered) -> Result<DeliveryReceipt, ProduceError> {
-    match delivered {
-        Err(_canceled) => Err(ProduceError::Closed),
-        // A record is refused for a full queue when it is sent, never in its report.
-        Ok(Err((e, _))) => Err(ProduceError::from_kafka(e, 0)),
-        Ok(Ok(d)) => Ok(DeliveryReceipt {
+fn delivery(topic: &str, report: &Report) -> Result<DeliveryReceipt, ProduceError> {
+    match report {
+        Report::Stored { partition, offset } => Ok(DeliveryReceipt {
             topic: topic.to_owned(),
-            partition: d.partition,
-            offset: d.offset,
+            partition: *partition,
+            offset: *offset,
         }),
+        Report::Refused(e, queued) => Err(ProduceError::from_kafka(e.clone(), *queued)),
+        // A record is refused for a full queue when it is sent, never in its report.
+        Report::Failed(e) => Err(ProduceError::from_kafka(e.clone(), 0)),
+        Report::Closed => Err(ProduceError::Closed),
     }
+}
+
+/// A record in librdkafka's form, its delivery report going to `ticket`.
+fn base_record<'a>(
+    topic: &'a str,
+    record: Outgoing<'a>,
+    ticket: Box<Ticket>,
+) -> BaseRecord<'a, [u8], [u8], Box<Ticket>> {
+    let mut r = BaseRecord::with_opaque_to(topic, ticket).payload(record.payload);
+    if let Some(key) = record.key {
+        r = r.key(key);
+    }
+    if let Some(headers) = record.headers {
+        r = r.headers(headers);
+    }
+    r
 }
 
 /// Records queued by [`Producer::queue`] whose delivery reports are still to come: the owner
@@ -112,11 +135,11 @@ fn delivery(topic: &str, delivered: Delivered) -> Result<DeliveryReceipt, Produc
 /// or those already in ([`Deliveries::collect_ready`]).
 #[derive(Default)]
 pub struct Deliveries {
-    waiting: FuturesUnordered<Report>,
+    waiting: FuturesUnordered<Pending>,
 }
 
 /// One queued record's delivery report, to come.
-type Report = futures::future::BoxFuture<'static, Result<DeliveryReceipt, ProduceError>>;
+type Pending = futures::future::BoxFuture<'static, Result<DeliveryReceipt, ProduceError>>;
 
 impl std::fmt::Debug for Deliveries {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -228,7 +251,7 @@ const DEFAULT_QUEUE_CAPACITY: i32 = 100_000;
 /// One librdkafka producer and its generation (bumped on each replacement).
 #[derive(Clone)]
 struct Instance {
-    producer: FutureProducer,
+    producer: Arc<RawProducer>,
     generation: u64,
 }
 
@@ -249,7 +272,7 @@ impl Producer {
     /// Creates a producer from a complete librdkafka config (see
     /// [`KafkaSettings::producer_config_over`]).
     pub fn from_config(config: rdkafka::ClientConfig) -> Result<Self, KafkaError> {
-        let producer = config.create()?;
+        let producer = Arc::new(config.create_with_context(Reporting)?);
         let capacity = config
             .get("queue.buffering.max.messages")
             .and_then(|v| v.parse().ok())
@@ -289,8 +312,9 @@ impl Producer {
         if current.generation != generation {
             return;
         }
-        match self.config.create::<FutureProducer>() {
+        match self.config.create_with_context(Reporting) {
             Ok(producer) => {
+                let producer = Arc::new(producer);
                 tracing::warn!(
                     generation = generation + 1,
                     reason = why,
@@ -483,10 +507,6 @@ impl Producer {
         let instance = self.instance();
         let records: Vec<Outgoing<'a>> = records.into_iter().collect();
         let queued = instance.producer.in_flight_count();
-        let mut late = Late {
-            topic: topic.to_owned(),
-            waiting: FuturesUnordered::new(),
-        };
         if records.len() as i64 > i64::from(self.capacity) - i64::from(queued)
             && records.len() as i64 <= i64::from(self.capacity)
         {
@@ -497,68 +517,55 @@ impl Producer {
                     latency: started.elapsed(),
                 })
                 .collect();
-            return (refused, late);
+            return (refused, Late::none(topic));
         }
-        // `None` until acknowledged or failed; still `None` at the deadline: timed out.
-        let mut results: Vec<Option<Sent>> = Vec::new();
-        for record in records {
-            let mut r: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(topic).payload(record.payload);
-            if let Some(key) = record.key {
-                r = r.key(key);
-            }
-            if let Some(headers) = record.headers {
-                r = r.headers(headers);
-            }
-            let index = results.len();
-            match instance.producer.send_result(r) {
-                Ok(delivery) => {
-                    results.push(None);
-                    late.waiting
-                        .push(Box::pin(async move { (index, delivery.await) }));
-                }
-                Err((e, _)) => results.push(Some(Sent {
-                    result: Err(ProduceError::from_kafka(
-                        e,
-                        instance.producer.in_flight_count(),
-                    )),
-                    latency: started.elapsed(),
-                })),
+        let count = records.len();
+        let reports = Reports::new(count);
+        for (index, record) in records.into_iter().enumerate() {
+            let r = base_record(topic, record, reports.ticket(index));
+            if let Err((e, _record)) = instance.producer.send(r) {
+                let queued = instance.producer.in_flight_count();
+                reports.complete(index, Report::Refused(e, queued));
             }
         }
-        let mut failed = false;
-        let collect = async {
-            while let Some((index, delivered)) = late.waiting.next().await {
-                let result = delivery(topic, delivered);
-                failed |= matches!(result, Err(ProduceError::Kafka(_)));
-                results[index] = Some(Sent {
-                    result,
-                    latency: started.elapsed(),
-                });
-            }
-        };
         match self.deadline {
             Some(d) => {
-                let _ = tokio::time::timeout(d, collect).await;
+                let _ = tokio::time::timeout(d, reports.all_in()).await;
             }
-            None => collect.await,
+            None => reports.all_in().await,
         }
+        let ended = started.elapsed();
+        let mut failed = false;
+        let mut pending = Vec::new();
+        let sent = (0..count)
+            .map(|index| match reports.get(index) {
+                Some(slot) => {
+                    failed |= matches!(slot.report, Report::Failed(_));
+                    Sent {
+                        result: delivery(topic, &slot.report),
+                        latency: slot.at.saturating_duration_since(started),
+                    }
+                }
+                None => {
+                    pending.push(index);
+                    Sent {
+                        result: Err(ProduceError::TimedOut),
+                        latency: ended,
+                    }
+                }
+            })
+            .collect();
         // A transactional producer is not replaced: its owner aborts, and builds a new one.
         if failed && !self.is_transactional() {
             if let Some(why) = Self::unrecoverable(&instance) {
                 self.replace(instance.generation, &why);
             }
         }
-        let ended = started.elapsed();
-        let sent = results
-            .into_iter()
-            .map(|sent| {
-                sent.unwrap_or(Sent {
-                    result: Err(ProduceError::TimedOut),
-                    latency: ended,
-                })
-            })
-            .collect();
+        let late = Late {
+            topic: topic.to_owned(),
+            reports: Some(reports),
+            pending,
+        };
         (sent, late)
     }
 
@@ -574,22 +581,22 @@ impl Producer {
         deliveries: &mut Deliveries,
     ) -> Result<(), ProduceError> {
         let instance = self.instance();
-        let mut r: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(record.payload);
-        if let Some(key) = record.key {
-            r = r.key(key);
-        }
-        if let Some(headers) = record.headers {
-            r = r.headers(headers);
-        }
-        match instance.producer.send_result(r) {
-            Ok(report) => {
+        let reports = Reports::new(1);
+        match instance
+            .producer
+            .send(base_record(topic, record, reports.ticket(0)))
+        {
+            Ok(()) => {
                 let topic = topic.to_owned();
-                deliveries
-                    .waiting
-                    .push(Box::pin(async move { delivery(&topic, report.await) }));
+                deliveries.waiting.push(Box::pin(async move {
+                    reports.all_in().await;
+                    reports.get(0).map_or(Err(ProduceError::Closed), |slot| {
+                        delivery(&topic, &slot.report)
+                    })
+                }));
                 Ok(())
             }
-            Err((e, _)) => Err(ProduceError::from_kafka(
+            Err((e, _record)) => Err(ProduceError::from_kafka(
                 e,
                 instance.producer.in_flight_count(),
             )),
