@@ -81,7 +81,7 @@ impl Ingestor {
     /// the same id to every attempt lets sinks deduplicate an attempt that timed out but was
     /// written anyway.
     pub fn new_ingestion_id() -> String {
-        uuid::Uuid::now_v7().to_string()
+        crate::ingest::new_ingestion_id()
     }
 
     /// Ingests one event's bytes for `tenant`/`dataset` as HTTP would, with `ingestion_id`

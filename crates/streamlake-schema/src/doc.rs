@@ -226,8 +226,10 @@ impl Json for DocJson {
     type PreparedKey = String;
     type StringBuffer = Doc<'static>;
 
-    // A lookup scans the members; a pass over them costs about as much per key.
-    const KEYS_PER_LOOKUP: usize = 1;
+    // A lookup scans the members itself, so one pass over them costs no more than the lookups
+    // it replaces; bounded so that a very large object is still searched by lookups, which
+    // stop at their key.
+    const KEYS_PER_LOOKUP: usize = 16;
     // A tree: no node is its own descendant.
     const ACYCLIC: bool = true;
 
