@@ -58,20 +58,12 @@ pub struct Sent {
 #[derive(Debug)]
 pub struct Late {
     topic: String,
-    reports: Option<Arc<Reports>>,
+    reports: Arc<Reports>,
     /// The batch indices of the records unacknowledged at the deadline.
     pending: Vec<usize>,
 }
 
 impl Late {
-    fn none(topic: &str) -> Self {
-        Self {
-            topic: topic.to_owned(),
-            reports: None,
-            pending: Vec::new(),
-        }
-    }
-
     /// Whether no record is left to settle.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
@@ -81,20 +73,10 @@ impl Late {
     /// acknowledged after all, or failed for good (a record librdkafka gave up on at
     /// `message.timeout.ms` stays [`ProduceError::TimedOut`]: written or not, nobody knows).
     pub async fn settle(self) -> Vec<(usize, Result<DeliveryReceipt, ProduceError>)> {
-        let Some(reports) = self.reports.filter(|_| !self.pending.is_empty()) else {
-            return Vec::new();
-        };
-        reports.all_in().await;
+        self.reports.all_in().await;
         self.pending
             .into_iter()
-            .map(|index| {
-                let result = reports
-                    .get(index)
-                    .map_or(Err(ProduceError::Closed), |slot| {
-                        delivery(&self.topic, &slot.report)
-                    });
-                (index, result)
-            })
+            .map(|index| (index, reported(&self.reports, index, &self.topic)))
             .collect()
     }
 }
@@ -112,6 +94,15 @@ fn delivery(topic: &str, report: &Report) -> Result<DeliveryReceipt, ProduceErro
         Report::Failed(e) => Err(ProduceError::from_kafka(e.clone(), 0)),
         Report::Closed => Err(ProduceError::Closed),
     }
+}
+
+/// Record `index`'s report once every report of its batch is in.
+fn reported(reports: &Reports, index: usize, topic: &str) -> Result<DeliveryReceipt, ProduceError> {
+    reports
+        .get(index)
+        .map_or(Err(ProduceError::Closed), |slot| {
+            delivery(topic, &slot.report)
+        })
 }
 
 /// A record in librdkafka's form, its delivery report going to `ticket`.
@@ -517,7 +508,12 @@ impl Producer {
                     latency: started.elapsed(),
                 })
                 .collect();
-            return (refused, Late::none(topic));
+            let late = Late {
+                topic: topic.to_owned(),
+                reports: Reports::new(0),
+                pending: Vec::new(),
+            };
+            return (refused, late);
         }
         let count = records.len();
         let reports = Reports::new(count);
@@ -540,9 +536,12 @@ impl Producer {
         let sent = (0..count)
             .map(|index| match reports.get(index) {
                 Some(slot) => {
-                    failed |= matches!(slot.report, Report::Failed(_));
+                    let result = delivery(topic, &slot.report);
+                    // A report's failure, not a refusal at send, may mean the instance is done.
+                    failed |= matches!(slot.report, Report::Failed(_))
+                        && matches!(result, Err(ProduceError::Kafka(_)));
                     Sent {
-                        result: delivery(topic, &slot.report),
+                        result,
                         latency: slot.at.saturating_duration_since(started),
                     }
                 }
@@ -563,7 +562,7 @@ impl Producer {
         }
         let late = Late {
             topic: topic.to_owned(),
-            reports: Some(reports),
+            reports,
             pending,
         };
         (sent, late)
@@ -590,9 +589,7 @@ impl Producer {
                 let topic = topic.to_owned();
                 deliveries.waiting.push(Box::pin(async move {
                     reports.all_in().await;
-                    reports.get(0).map_or(Err(ProduceError::Closed), |slot| {
-                        delivery(&topic, &slot.report)
-                    })
+                    reported(&reports, 0, &topic)
                 }));
                 Ok(())
             }
