@@ -22,6 +22,7 @@ pub mod browse;
 pub mod consumer;
 pub mod distribution;
 pub mod partitioner;
+mod polling;
 pub mod producer;
 pub mod provision;
 pub mod record;

@@ -18,8 +18,9 @@ use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseRecord, Producer as _};
 use serde::Serialize;
 
+use crate::polling::RawProducer;
 use crate::record::Headers;
-use crate::reports::{RawProducer, Report, Reporting, Reports, Ticket};
+use crate::reports::{Report, Reports, Ticket};
 use crate::settings::KafkaSettings;
 
 /// Where the broker stored a record.
@@ -263,7 +264,7 @@ impl Producer {
     /// Creates a producer from a complete librdkafka config (see
     /// [`KafkaSettings::producer_config_over`]).
     pub fn from_config(config: rdkafka::ClientConfig) -> Result<Self, KafkaError> {
-        let producer = Arc::new(config.create_with_context(Reporting)?);
+        let producer = RawProducer::create(&config)?;
         let capacity = config
             .get("queue.buffering.max.messages")
             .and_then(|v| v.parse().ok())
@@ -303,9 +304,8 @@ impl Producer {
         if current.generation != generation {
             return;
         }
-        match self.config.create_with_context(Reporting) {
+        match RawProducer::create(&self.config) {
             Ok(producer) => {
-                let producer = Arc::new(producer);
                 tracing::warn!(
                     generation = generation + 1,
                     reason = why,

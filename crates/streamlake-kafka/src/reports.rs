@@ -1,5 +1,6 @@
-//! Delivery reports for records sent together: one shared [`Reports`] per batch, filled in by
-//! librdkafka's polling thread, and one wake-up of the waiting task when the last report is in.
+//! Delivery reports for records sent together: one shared [`Reports`] per batch, filled in as
+//! librdkafka's reports are served ([`crate::polling`]), and one wake-up of the waiting task
+//! when the last report is in.
 //!
 //! rdkafka's `FutureProducer` gives every record its own channel and future: per record a
 //! channel allocation, a boxed future in a `FuturesUnordered`, and a wake-up of the waiting
@@ -16,13 +17,11 @@ use std::time::Instant;
 use futures::task::AtomicWaker;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
-use rdkafka::producer::{DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::ClientContext;
 
-/// The librdkafka producer StreamLake sends with: delivery reports go to [`Reports`].
-pub(crate) type RawProducer = ThreadedProducer<Reporting>;
-
 /// The producer's context: routes each delivery report to its record's slot.
+/// ([`crate::polling`] has the reports served.)
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Reporting;
 

@@ -306,3 +306,43 @@ async fn queued_records_are_acknowledged_when_collected_and_a_refused_one_is_rep
     );
     assert!(deliveries.is_empty());
 }
+
+/// Delivery reports are served on the runtime a producer was made on, and from a thread when
+/// there is none: a producer made outside any runtime, and one whose runtime has stopped, still
+/// see their records acknowledged (a record nobody served would time out instead).
+#[test]
+fn reports_arrive_when_the_producers_runtime_is_gone_or_was_never_there() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let send = |producer: &Producer, topic: &str, n: u8| {
+        let (producer, topic) = (producer.clone(), topic.to_owned());
+        async move {
+            producer
+                .send(&topic, Some(&[n]), &[n], &Headers::new())
+                .await
+                .unwrap_or_else(|e| panic!("record {n}: {e}"))
+        }
+    };
+    let first = runtime();
+    let (s, topic) = first.block_on(async { (settings().await, topic(1).await) });
+    let made_in_first = first.block_on(async {
+        Producer::new(&s)
+            .unwrap()
+            .with_deadline(Duration::from_secs(30))
+    });
+    let before = first.block_on(send(&made_in_first, &topic, 1));
+    drop(first);
+
+    let made_outside = Producer::new(&s)
+        .unwrap()
+        .with_deadline(Duration::from_secs(30));
+    let second = runtime();
+    let after = second.block_on(send(&made_in_first, &topic, 2));
+    let outside = second.block_on(send(&made_outside, &topic, 3));
+    assert_eq!(after.offset, before.offset + 1);
+    assert_eq!(outside.offset, before.offset + 2);
+}
