@@ -5,7 +5,8 @@
 //! clock times both ends. Reported: from the HTTP acknowledgement to the record in the clean
 //! topic, split at the processor's `processed_at` stamp; to the row in PostgreSQL (the
 //! example's sink, by its `landed_at` column) unless skipped; from the request's send to the
-//! record in the clean topic; the request itself; and the processor's transaction commits.
+//! record in the clean topic; the request itself; the processor's transaction commits; and the
+//! CPU this process and the broker spent while measured (what shorter waits cost).
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -20,7 +21,7 @@ use rdkafka::Message;
 use streamlake_pipeline::{run_pipeline, ProcessorStats};
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{events, first_dataset, millis_at, publish, start_broker};
+use crate::common::{cpu_seconds, events, first_dataset, millis_at, publish, start_broker};
 use crate::pipeline::example_config;
 use crate::BenchLatencyArgs;
 
@@ -47,6 +48,7 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir()?;
     let config = example_config(dir.path())?;
     let (broker, settings) = start_broker(dir.path()).await?;
+    let broker_pid = broker.pid(1).unwrap_or_default().to_string();
     let admin = streamlake_kafka::Admin::new(&settings)?;
     streamlake_kafka::provision(&admin, &config.declared_topics()).await;
     let (tenant, ds) = first_dataset(&config)?;
@@ -203,6 +205,8 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
     let mut caught_up = false;
     // The processor's commits counted from the end of the warm-up.
     let mut commits_before = (0, 0);
+    // CPU seconds of this process and of the broker at the end of the warm-up.
+    let mut cpu_before = (0.0, 0.0);
     while measure_from.is_none_or(|from| start.elapsed() - load_start < from + measure_for) {
         ticker.tick().await;
         let elapsed = start.elapsed() - load_start;
@@ -218,6 +222,7 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
                     stats.commits.load(Ordering::Relaxed),
                     stats.commit_micros.load(Ordering::Relaxed),
                 );
+                cpu_before = (cpu_seconds("self")?, cpu_seconds(&broker_pid)?);
                 eprintln!(
                     "measuring after {:.0} s of warm-up{}",
                     elapsed.as_secs_f64(),
@@ -276,6 +281,10 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
     }
     let warmed = measure_from.unwrap_or_default();
     let load_secs = (start.elapsed() - load_start - warmed).as_secs_f64();
+    let cpu = (
+        cpu_seconds("self")? - cpu_before.0,
+        cpu_seconds(&broker_pid)? - cpu_before.1,
+    );
     let (commits0, micros0) = commits_before;
     let commits = stats.commits.load(Ordering::Relaxed) - commits0;
     let commit_mean_ms = (stats.commit_micros.load(Ordering::Relaxed) - micros0) as f64
@@ -436,6 +445,7 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
          | request sent → record in the clean topic | {:.1} ms | {:.1} ms | {:.1} ms |\n\
          | HTTP request ({} events) | {:.1} ms | {:.1} ms | {:.1} ms |\n\n\
          {commit_line}\n\n\
+         CPU while measured: this process (gateway, processor, sink, reader and load generator) {:.2} s per second ({:.0} µs per event), the broker {:.2} s per second ({:.0} µs per event).\n\n\
          Warm-up: {:.0} s{}. Rate: {achieved:.0} acknowledged events/s measured over {load_secs:.0} s (target {}); {} events; {before_ack} reached the clean topic before their HTTP answer reached the client (counted as 0 ms); {missing} acknowledged events not in the clean topic (dead-lettered by the processor's rules or not arrived); {skipped} requests not sent because 512 were in flight.\n",
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
         streamlake_broker::KAFKA_VERSION,
@@ -456,6 +466,10 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
         millis_at(&request, 0.5),
         millis_at(&request, 0.99),
         millis_at(&request, 1.0),
+        cpu.0 / load_secs,
+        cpu.0 * 1e6 / expected.max(1) as f64,
+        cpu.1 / load_secs,
+        cpu.1 * 1e6 / expected.max(1) as f64,
         warmed.as_secs_f64(),
         if caught_up {
             ", until the processor kept up"

@@ -105,9 +105,11 @@ pub struct PipelineConfig {
     /// this long before it is processed.
     #[serde(default = "default_wait_ms")]
     pub batch_max_wait_ms: u64,
-    /// With `exactly_once`, how long a transaction gathers batches before it is committed, in
-    /// milliseconds: a processed record becomes visible in the clean topic at the commit, so
+    /// With `exactly_once`, the longest a transaction gathers batches before it is committed,
+    /// in milliseconds: a processed record becomes visible in the clean topic at the commit, so
     /// this bounds the added latency; each commit costs the processor a wait for the broker.
+    /// A transaction commits sooner, once open ten times as long as recent commits took, when
+    /// that is shorter.
     /// At-least-once, the longest the processor reads on before it waits for the
     /// acknowledgements still to come and stores the offsets.
     #[serde(default = "default_wait_ms")]
