@@ -173,7 +173,7 @@ pub(crate) struct BenchGatewayArgs {
     /// safely sends them.
     #[arg(long)]
     pub(crate) idempotency_keys: bool,
-    /// The gateway process's `--worker-threads` (default: one per CPU core).
+    /// The gateway process's `--worker-threads` (default: its own, one per CPU core but one).
     #[arg(long)]
     pub(crate) gateway_worker_threads: Option<u16>,
     /// Append the report (markdown) to this file, e.g. docs/BENCHMARKS.md.

@@ -22,8 +22,8 @@ pub(crate) struct Cli {
     pub(crate) verbose: u8,
 
     /// Threads that run the process's async work (HTTP, MQTT, stages). Default: one per CPU
-    /// core. One thread spends less CPU per request on one-event HTTP requests (no wake-ups
-    /// between threads; docs/GATEWAY.md, "Threads"); Kafka's client threads are not counted.
+    /// core but one, at least one: librdkafka's own threads (broker I/O, compression, not
+    /// counted here) take about a core's work under load (docs/GATEWAY.md, "Threads").
     #[arg(
         long,
         global = true,

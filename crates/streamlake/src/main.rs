@@ -20,13 +20,26 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// that is gone); what is left is abandoned, not waited for.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 
+/// Worker threads unless `--worker-threads` says otherwise: one per core but one, at least one.
+/// librdkafka runs its threads beside the pool (one per broker connection: the produce
+/// requests, their compression, the broker's responses), and under load they take about a
+/// core's work; a pool of one per core would share that core with them, and pay for waking
+/// threads that find nothing to do (docs/GATEWAY.md, "Threads").
+fn default_worker_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .saturating_sub(1)
+        .max(1)
+}
+
 fn main() -> std::process::ExitCode {
     let cli = args::Cli::parse();
     init_tracing(cli.verbose);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = cli.worker_threads {
-        builder.worker_threads(usize::from(threads));
-    }
+    builder.worker_threads(
+        cli.worker_threads
+            .map_or_else(default_worker_threads, usize::from),
+    );
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -784,7 +784,7 @@ fn without_colours(log: &str) -> String {
 }
 
 #[test]
-fn worker_threads_sets_the_runtime_threads_and_refuses_zero() {
+fn worker_threads_sets_the_runtime_threads_defaults_to_one_per_core_but_one_and_refuses_zero() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("streamlake.toml");
     std::fs::write(&config, "").unwrap();
@@ -796,8 +796,12 @@ fn worker_threads_sets_the_runtime_threads_and_refuses_zero() {
         "{}",
         stderr(&o)
     );
-    for (flag, env) in [(Some("3"), None), (None, Some("1"))] {
+    // Unset: one per core but one, at least one.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let default = cores.saturating_sub(1).max(1).to_string();
+    for (flag, env) in [(Some("3"), None), (None, Some("1")), (None, None)] {
         let mut cmd = streamlake(&["-v", "config", "check", file]);
+        cmd.env_remove("STREAMLAKE_WORKER_THREADS");
         if let Some(n) = flag {
             cmd.args(["--worker-threads", n]);
         }
@@ -805,7 +809,7 @@ fn worker_threads_sets_the_runtime_threads_and_refuses_zero() {
             cmd.env("STREAMLAKE_WORKER_THREADS", n);
         }
         let o = cmd.env_remove("RUST_LOG").output().unwrap();
-        let expected = format!("worker_threads={}", flag.or(env).unwrap());
+        let expected = format!("worker_threads={}", flag.or(env).unwrap_or(&default));
         assert!(o.status.success(), "{}", stderr(&o));
         let log = without_colours(&stderr(&o));
         assert!(
