@@ -68,14 +68,12 @@ impl RawProducer {
         let signal = Arc::new(Signal::default());
         main.wake_on_event(&signal);
         let producer = Arc::new(Self { main, base, signal });
-        let pump = Pump {
-            producer: Arc::downgrade(&producer),
-            signal: Arc::clone(&producer.signal),
-            finished: false,
-        };
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn(pump)),
-            Err(_) => pump.hand_to_thread(),
+            Ok(runtime) => drop(runtime.spawn(Pump {
+                producer: Arc::downgrade(&producer),
+                signal: Arc::clone(&producer.signal),
+            })),
+            Err(_) => serve_from_thread(Arc::downgrade(&producer)),
         }
         Ok(producer)
     }
@@ -164,7 +162,6 @@ impl Drop for MainQueue {
 struct Pump {
     producer: Weak<RawProducer>,
     signal: Arc<Signal>,
-    finished: bool,
 }
 
 impl Future for Pump {
@@ -176,7 +173,6 @@ impl Future for Pump {
         // wakes this task again.
         this.signal.waker.register(cx.waker());
         let Some(producer) = this.producer.upgrade() else {
-            this.finished = true;
             return Poll::Ready(());
         };
         if !producer.serve(EVENTS_PER_TURN) {
@@ -187,34 +183,25 @@ impl Future for Pump {
     }
 }
 
-impl Pump {
-    /// Serves the reports from a thread of its own instead, until the producer is gone.
-    fn hand_to_thread(mut self) {
-        self.finished = true;
-        let producer = std::mem::take(&mut self.producer);
-        let spawned = std::thread::Builder::new()
-            .name("producer reports".into())
-            .spawn(move || {
-                while let Some(p) = producer.upgrade() {
-                    p.base.poll(Duration::from_millis(100));
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start a thread for the producer's reports");
+impl Drop for Pump {
+    fn drop(&mut self) {
+        // Dropped while the producer lives on: the runtime stopped.
+        if self.producer.strong_count() > 0 {
+            serve_from_thread(std::mem::take(&mut self.producer));
         }
     }
 }
 
-impl Drop for Pump {
-    fn drop(&mut self) {
-        // Dropped unfinished: the runtime stopped while the producer lives on.
-        if !self.finished && self.producer.strong_count() > 0 {
-            let rest = Pump {
-                producer: std::mem::take(&mut self.producer),
-                signal: Arc::clone(&self.signal),
-                finished: false,
-            };
-            rest.hand_to_thread();
-        }
+/// Serves a producer's reports from a thread of its own, until the producer is gone.
+fn serve_from_thread(producer: Weak<RawProducer>) {
+    let spawned = std::thread::Builder::new()
+        .name("producer reports".into())
+        .spawn(move || {
+            while let Some(p) = producer.upgrade() {
+                p.base.poll(Duration::from_millis(100));
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start a thread for the producer's reports");
     }
 }

@@ -373,7 +373,7 @@ impl<P: Processor> BatchHandler for ProcessorHandler<P> {
         };
         if !closing && open.since.elapsed() < after {
             // At-least-once, the offsets may be stored as soon as everything is acknowledged;
-            // a transaction gathers batches for its whole interval.
+            // a transaction gathers batches until it is due (`commit_after`).
             if self.transactional {
                 return Ok(false);
             }
