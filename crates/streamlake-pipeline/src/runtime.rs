@@ -85,9 +85,8 @@ pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A transaction commits once it has been open this many times as long as recent commits
 /// took, if that comes before the commit interval: committing then takes at most about a
-/// tenth of the processor's time. On a quiet machine, where a commit takes 2 ms, records
-/// become visible within about 20 ms; on a busy one commits grow slower, and rarer, up to the
-/// interval.
+/// tenth of the processor's time. Where a commit takes 2 ms a transaction is due after 20 ms;
+/// on a busy machine commits grow slower, and rarer, up to the interval.
 pub const COMMIT_SHARE: u32 = 10;
 
 /// Records the handler may have queued without their acknowledgements before the next batch

@@ -23,7 +23,7 @@ pub(crate) struct Cli {
 
     /// Threads that run the process's async work (HTTP, MQTT, stages). Default: one per CPU
     /// core but one, at least one: librdkafka's own threads (broker I/O, compression, not
-    /// counted here) take about a core's work under load (docs/GATEWAY.md, "Threads").
+    /// counted here) run beside the pool (docs/GATEWAY.md, "Threads").
     #[arg(
         long,
         global = true,

@@ -22,9 +22,9 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// Worker threads unless `--worker-threads` says otherwise: one per core but one, at least one.
 /// librdkafka runs its threads beside the pool (one per broker connection: the produce
-/// requests, their compression, the broker's responses), and under load they take about a
-/// core's work; a pool of one per core would share that core with them, and pay for waking
-/// threads that find nothing to do (docs/GATEWAY.md, "Threads").
+/// requests, their compression, the broker's responses; a quarter of the gateway's CPU on
+/// batches); a pool of one per core would share every core with them, and pay for waking
+/// threads that find nothing to do. Measured on two cores (docs/GATEWAY.md, "Threads").
 fn default_worker_threads() -> usize {
     std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
