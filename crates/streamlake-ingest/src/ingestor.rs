@@ -99,7 +99,7 @@ const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
 
 impl Ingestor {
     /// Compiles every schema and creates the producer (acks=all, idempotence, the gateway's
-    /// 1 ms linger, `gateway.produce_timeout_ms` as each write's deadline); its metrics go to
+    /// 0.2 ms linger, `gateway.produce_timeout_ms` as each write's deadline); its metrics go to
     /// `registry`.
     pub fn new(
         config: &Config,
