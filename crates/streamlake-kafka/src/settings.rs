@@ -47,8 +47,9 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 /// arriving, a first record queued), sends every partition batch older than the linger. An
 /// idle gateway therefore still gathers for about a millisecond (a lone request's latency is
 /// that of `linger.ms = 1`), while a busy one sends at the first wake-up 0.2 ms on: close to
-/// the throughput of `linger.ms = 0`, mostly at the broker CPU per event of `1`
-/// (docs/BENCHMARKS.md, "The gateway's linger").
+/// the throughput of `linger.ms = 0`, mostly at the broker CPU per event of `1`. At saturation,
+/// on a broker short of CPU, the smaller produce requests cost accepted events (12-15 % on two
+/// shared cores; docs/BENCHMARKS.md, "The gateway's linger below a millisecond").
 ///
 /// The queue is bounded at 128 MiB (librdkafka's default is 1 GiB): beyond it requests get 429
 /// instead of the process growing. Properties set in the configuration override these too.
