@@ -48,7 +48,10 @@ pub(crate) async fn run(args: &BenchLatencyArgs) -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir()?;
     let config = example_config(dir.path())?;
     let (broker, settings) = start_broker(dir.path()).await?;
-    let broker_pid = broker.pid(1).unwrap_or_default().to_string();
+    let broker_pid = broker
+        .pid(1)
+        .context("the managed broker's pid")?
+        .to_string();
     let admin = streamlake_kafka::Admin::new(&settings)?;
     streamlake_kafka::provision(&admin, &config.declared_topics()).await;
     let (tenant, ds) = first_dataset(&config)?;
